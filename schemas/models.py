@@ -1,0 +1,414 @@
+"""Pydantic models of the Avro contract: validation at every boundary of the hub.
+
+They mirror ``schemas/avro`` (latest version of each record) field by field;
+``tests/test_schemas.py`` proves the agreement, so a schema change that is not
+reflected here fails the suite. Avro says what the bytes are; these models also say
+what a *sensible* event is (INSEE code format, WGS84 ranges, bounded text, sane times).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Self
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from veille.schemas import codec
+
+# Nothing can have happened on the hub before it existed; clocks this far off are bugs.
+HUB_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+MAX_DESCRIPTION = 4000
+MAX_ATTACHMENTS = 10
+
+INSEE_PATTERN = r"^(?:\d{5}|2[AB]\d{3})$"
+InseeCode = Annotated[str, Field(pattern=INSEE_PATTERN, description="INSEE municipality code")]
+
+
+def _sane_time(value: datetime) -> datetime:
+    if value < HUB_EPOCH:
+        raise ValueError(f"is before the hub existed ({HUB_EPOCH.date()})")
+    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError("is in the future")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+
+
+class IncidentCategory(StrEnum):
+    burglary = "burglary"
+    theft = "theft"
+    assault = "assault"
+    vandalism = "vandalism"
+    drug_trafficking = "drug_trafficking"
+    noise_nuisance = "noise_nuisance"
+    illegal_dumping = "illegal_dumping"
+    graffiti = "graffiti"
+    urban_rodeo = "urban_rodeo"
+    public_disorder = "public_disorder"
+    broken_streetlight = "broken_streetlight"
+    damaged_road = "damaged_road"
+    damaged_street_furniture = "damaged_street_furniture"
+    blocked_drain = "blocked_drain"
+    damaged_playground = "damaged_playground"
+    abandoned_vehicle = "abandoned_vehicle"
+    fallen_tree = "fallen_tree"
+    neighbour_dispute = "neighbour_dispute"
+    neighbour_noise = "neighbour_noise"
+    heatwave = "heatwave"
+    flood = "flood"
+    flash_flood = "flash_flood"
+    wildfire = "wildfire"
+    storm = "storm"
+    landslide = "landslide"
+    drought = "drought"
+    other = "other"
+
+
+CLIMATE_CATEGORIES = frozenset(
+    {IncidentCategory.heatwave, IncidentCategory.flood, IncidentCategory.flash_flood,
+     IncidentCategory.wildfire, IncidentCategory.storm, IncidentCategory.landslide,
+     IncidentCategory.drought}
+)
+
+
+class Severity(StrEnum):
+    minor = "minor"
+    moderate = "moderate"
+    severe = "severe"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class Channel(StrEnum):
+    app = "app"
+    web = "web"
+    phone = "phone"
+    town_hall_desk = "town_hall_desk"
+    neighbourhood_representative = "neighbourhood_representative"
+    sensor = "sensor"
+    agency = "agency"
+
+
+class ServiceKind(StrEnum):
+    municipal_police = "municipal_police"
+    fire_rescue = "fire_rescue"
+    stormwater = "stormwater"
+    public_works = "public_works"
+    social_mediation = "social_mediation"
+    health = "health"
+    monitoring_cell = "monitoring_cell"
+    municipal_safeguard = "municipal_safeguard"
+
+
+class IncidentStatus(StrEnum):
+    received = "received"
+    acknowledged = "acknowledged"
+    dispatched = "dispatched"
+    on_site = "on_site"
+    resolved = "resolved"
+    rejected = "rejected"
+    reopened = "reopened"
+
+
+class EventType(StrEnum):
+    incident = "incident"
+    alert = "alert"
+
+
+class CapStatus(StrEnum):
+    Actual = "Actual"
+    Exercise = "Exercise"
+    System = "System"
+    Test = "Test"
+    Draft = "Draft"
+
+
+class CapMsgType(StrEnum):
+    Alert = "Alert"
+    Update = "Update"
+    Cancel = "Cancel"
+    Ack = "Ack"
+    Error = "Error"
+
+
+class CapScope(StrEnum):
+    Public = "Public"
+    Restricted = "Restricted"
+    Private = "Private"
+
+
+class CapCategory(StrEnum):
+    Geo = "Geo"
+    Met = "Met"
+    Safety = "Safety"
+    Security = "Security"
+    Rescue = "Rescue"
+    Fire = "Fire"
+    Health = "Health"
+    Env = "Env"
+    Transport = "Transport"
+    Infra = "Infra"
+    CBRNE = "CBRNE"
+    Other = "Other"
+
+
+class CapUrgency(StrEnum):
+    Immediate = "Immediate"
+    Expected = "Expected"
+    Future = "Future"
+    Past = "Past"
+    Unknown = "Unknown"
+
+
+class CapSeverity(StrEnum):
+    Extreme = "Extreme"
+    Severe = "Severe"
+    Moderate = "Moderate"
+    Minor = "Minor"
+    Unknown = "Unknown"
+
+
+class CapCertainty(StrEnum):
+    Observed = "Observed"
+    Likely = "Likely"
+    Possible = "Possible"
+    Unlikely = "Unlikely"
+    Unknown = "Unknown"
+
+
+class Record(BaseModel):
+    """Base of every event model: strict about unknown fields, encodes to Avro."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    avro_name: ClassVar[str]
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _millis(cls, value: Any) -> Any:
+        # Avro timestamps are milliseconds: truncate now so a round trip is lossless.
+        if isinstance(value, datetime):
+            return value.replace(microsecond=value.microsecond // 1000 * 1000)
+        return value
+
+    def to_avro(self) -> dict[str, Any]:
+        return self.model_dump(mode="python")
+
+    def encode(self) -> bytes:
+        return codec.encode(self.avro_name, self.to_avro())
+
+    @classmethod
+    def from_avro(cls, value: dict[str, Any]) -> Self:
+        return cls.model_validate(value)
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> Self:
+        return cls.from_avro(codec.decode(data, expect=(cls.avro_name,)).value)
+
+
+class GeoPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+
+
+class ReporterContact(BaseModel):
+    """SENSITIVE: never logged, never stored in the shared store (see README, Personal data)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=254)
+
+    def __repr__(self) -> str:  # keeps contacts out of logs and tracebacks
+        return "ReporterContact(<redacted>)"
+
+    __str__ = __repr__
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    uri: str = Field(min_length=1, max_length=2000)
+    media_type: str = Field(pattern=r"^[\w.+-]+/[\w.+-]+$")
+
+
+class Incident(Record):
+    avro_name: ClassVar[str] = "Incident"
+    id: UUID
+    municipality: InseeCode
+    category: IncidentCategory
+    severity: Severity
+    location: GeoPoint | None = None
+    address: str | None = Field(default=None, max_length=500)
+    occurred_at: EventTime
+    reported_at: EventTime
+    channel: Channel
+    reporter: ReporterContact | None = None
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    attachments: list[Attachment] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+
+    @model_validator(mode="after")
+    def _occurred_before_reported(self) -> Self:
+        if self.occurred_at > self.reported_at + MAX_CLOCK_SKEW:
+            raise ValueError("occurred_at is after reported_at")
+        return self
+
+
+class KeyValue(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value_name: str
+    value: str
+
+
+class Circle(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    center: GeoPoint
+    radius_km: float = Field(gt=0, le=500, allow_inf_nan=False)
+
+
+class AlertArea(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    area_desc: str = Field(min_length=1, max_length=500)
+    polygons: list[list[GeoPoint]] = Field(default_factory=list)
+    circles: list[Circle] = Field(default_factory=list)
+    geocodes: list[KeyValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_shape(self) -> Self:
+        if not (self.polygons or self.circles or self.geocodes):
+            raise ValueError("an area needs at least one polygon, circle or geocode")
+        for ring in self.polygons:
+            if len(ring) < 4 or ring[0] != ring[-1]:
+                raise ValueError("a polygon is a closed ring of at least 4 points")
+        return self
+
+
+class AlertInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    language: str = "fr-FR"
+    category: list[CapCategory] = Field(min_length=1)
+    event: str = Field(min_length=1, max_length=200)
+    event_codes: list[KeyValue] = Field(default_factory=list)
+    urgency: CapUrgency
+    severity: CapSeverity
+    certainty: CapCertainty
+    effective: AwareDatetime | None = None
+    onset: AwareDatetime | None = None
+    expires: AwareDatetime | None = None
+    headline: str | None = Field(default=None, max_length=300)
+    instruction: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    areas: list[AlertArea] = Field(min_length=1)
+
+
+class Alert(Record):
+    """OASIS CAP 1.2 <alert> (field names in snake_case)."""
+
+    avro_name: ClassVar[str] = "Alert"
+    identifier: str = Field(min_length=1, max_length=200)
+    sender: str = Field(min_length=1, max_length=200)
+    sent: EventTime
+    status: CapStatus
+    msg_type: CapMsgType
+    scope: CapScope
+    references: list[str] = Field(default_factory=list)
+    infos: list[AlertInfo] = Field(min_length=1)
+
+
+class StatusUpdate(Record):
+    avro_name: ClassVar[str] = "StatusUpdate"
+    id: UUID
+    incident_id: UUID
+    agency_id: str = Field(min_length=1, max_length=100)
+    status: IncidentStatus
+    at: EventTime
+    note: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+
+
+class DeadLetter(Record):
+    avro_name: ClassVar[str] = "DeadLetter"
+    reason: str
+    message: str
+    component: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    original_key: bytes | None = None
+    original_value: bytes | None = None
+    failed_at: AwareDatetime
+
+
+class DispatchTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    agency_id: str
+    service: ServiceKind
+    rule: str
+    cross_boundary: bool
+
+
+class Dispatch(Record):
+    avro_name: ClassVar[str] = "Dispatch"
+    id: UUID
+    event_type: EventType
+    event_id: str
+    agency_id: str
+    service: ServiceKind
+    rule: str
+    cross_boundary: bool
+    municipality: str
+    category: str
+    severity: str
+    reported_at: AwareDatetime
+    routed_at: AwareDatetime
+    payload: bytes
+
+
+class RoutedIncident(Record):
+    avro_name: ClassVar[str] = "RoutedIncident"
+    id: UUID
+    municipality: str
+    category: IncidentCategory
+    severity: Severity
+    channel: Channel
+    location: GeoPoint | None = None
+    occurred_at: AwareDatetime
+    reported_at: AwareDatetime
+    routed_at: AwareDatetime
+    reporter_pseudonym: str | None = None
+    dispatches: list[DispatchTarget]
+
+
+class RoutedAlert(Record):
+    avro_name: ClassVar[str] = "RoutedAlert"
+    identifier: str
+    sender: str
+    sent: AwareDatetime
+    status: str
+    msg_type: str
+    event: str
+    category: str
+    severity: str
+    urgency: str
+    headline: str | None = None
+    municipalities: list[str]
+    routed_at: AwareDatetime
+    dispatches: list[DispatchTarget]
+
+
+MODELS: dict[str, type[Record]] = {
+    m.avro_name: m
+    for m in (Incident, Alert, StatusUpdate, DeadLetter, Dispatch, RoutedIncident, RoutedAlert)
+}
+__all__ = ["MODELS", "Record", *[n for n in MODELS]]

@@ -1,0 +1,40 @@
+"""The ``veille`` command: one entry point, one sub-command group per component.
+
+Each component module exposes ``add_commands(subparsers)``; this file only lists them,
+so that ``veille --help`` explains the whole hub in one screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules contributing sub-commands, in the order they appear in --help.
+COMMAND_MODULES = [
+    "veille.broker",
+    "veille.topics",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="veille",
+        description="Veille: inter-municipal incident and alert hub on Kafka + ClickHouse.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Every Kafka topic of the hub, declared in one place, and their idempotent creation.
+
+Layout (prefix ``veille`` by default):
+  <prefix>.intake.<INSEE>      one per municipality: incidents it publishes (ACL-able per body)
+  <prefix>.alerts              CAP alerts from any authorised sender
+  <prefix>.status              incident lifecycle updates from agencies
+  <prefix>.dispatch.<agency>   one per agency: what that agency must act on
+  <prefix>.routed              routing records, the single input of the store sink
+  <prefix>.deadletter          messages a component could not process, with the reason
+  <prefix>.deadletter.restricted  dead letters that may hold personal data (intake payloads)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from veille.config import Settings, get_settings
+
+DAY_MS = 24 * 3600 * 1000
+
+# Record types accepted on each family of topics (checked by consumers at decode time).
+INTAKE_TYPES = ("Incident",)
+ALERT_TYPES = ("Alert",)
+STATUS_TYPES = ("StatusUpdate",)
+DISPATCH_TYPES = ("Dispatch",)
+ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate")
+DEAD_LETTER_TYPES = ("DeadLetter",)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+class Topics:
+    """Topic names for one deployment (prefix from settings)."""
+
+    def __init__(self, prefix: str = "veille") -> None:
+        self.prefix = prefix
+
+    def intake(self, insee: str) -> str:
+        return f"{self.prefix}.intake.{insee}"
+
+    def dispatch(self, agency_id: str) -> str:
+        return f"{self.prefix}.dispatch.{agency_id}"
+
+    @property
+    def intake_pattern(self) -> str:
+        """Regex subscription covering every municipality's intake topic."""
+        return f"^{self.prefix}\\.intake\\..*"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}.alerts"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}.status"
+
+    @property
+    def routed(self) -> str:
+        return f"{self.prefix}.routed"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}.deadletter"
+
+    @property
+    def dead_letter_restricted(self) -> str:
+        return f"{self.prefix}.deadletter.restricted"
+
+    def municipality_of_intake(self, topic: str) -> str | None:
+        head = f"{self.prefix}.intake."
+        return topic[len(head):] if topic.startswith(head) else None
+
+
+def topic_specs(
+    settings: Settings, municipalities: Iterable[str], agencies: Iterable[str]
+) -> list[TopicSpec]:
+    """The full topic layout for a territory, with retention and durability settings."""
+    names = Topics(settings.topic_prefix)
+    base = {
+        "min.insync.replicas": str(settings.min_insync_replicas),
+        "retention.ms": str(settings.retention_days * DAY_MS),
+        "cleanup.policy": "delete",
+    }
+    dlq = {**base, "retention.ms": str(settings.dead_letter_retention_days * DAY_MS)}
+
+    def spec(name: str, config: dict[str, str], partitions: int | None = None) -> TopicSpec:
+        return TopicSpec(name, partitions or settings.partitions,
+                         settings.replication_factor, dict(config))
+
+    specs = [spec(names.intake(m), base) for m in sorted(municipalities)]
+    specs += [spec(names.alerts, base), spec(names.status, base), spec(names.routed, base)]
+    specs += [spec(names.dispatch(a), base) for a in sorted(agencies)]
+    # Dead letters are rare: one partition keeps them in arrival order for operators.
+    specs += [spec(names.dead_letter, dlq, 1), spec(names.dead_letter_restricted, dlq, 1)]
+    return specs
+
+
+def territory_topic_specs(settings: Settings) -> list[TopicSpec]:
+    from veille.territory import load_territory
+
+    territory = load_territory(settings.territory_dir)
+    return topic_specs(settings, territory.municipalities, territory.agencies)
+
+
+def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> dict[str, str]:
+    """Create missing topics, grow partitions and align configs. Safe to run at every start."""
+    existing = admin.list_topics(timeout=timeout).topics
+    outcome: dict[str, str] = {}
+    new = [NewTopic(s.name, s.partitions, s.replication, config=s.config)
+           for s in specs if s.name not in existing]
+    if new:
+        for name, fut in admin.create_topics(new, request_timeout=timeout).items():
+            try:
+                fut.result()
+                outcome[name] = "created"
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+                outcome[name] = "exists"
+    grow = [NewPartitions(s.name, s.partitions) for s in specs
+            if s.name in existing and len(existing[s.name].partitions) < s.partitions]
+    if grow:
+        for name, fut in admin.create_partitions(grow, request_timeout=timeout).items():
+            fut.result()
+            outcome[name] = "partitions increased"
+    present = [s for s in specs if s.name in existing]
+    if present:
+        resources = [
+            ConfigResource(
+                ConfigResource.Type.TOPIC, s.name,
+                incremental_configs=[ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                                     for k, v in s.config.items()],
+            )
+            for s in present
+        ]
+        for res, fut in admin.incremental_alter_configs(resources).items():
+            fut.result()
+            outcome.setdefault(res.name, "up to date")
+    return outcome
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    admin = AdminClient(settings.kafka_client_config())
+    outcome = ensure_topics(admin, territory_topic_specs(settings))
+    if args.json:
+        print(json.dumps(outcome, indent=2))
+    else:
+        for name, what in sorted(outcome.items()):
+            print(f"{name:50s} {what}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    for s in territory_topic_specs(get_settings()):
+        retention_days = int(s.config["retention.ms"]) // DAY_MS
+        print(f"{s.name:50s} partitions={s.partitions} replication={s.replication} "
+              f"retention={retention_days}d")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("topics", help="declare and create the hub's Kafka topics",
+                       description="Topics of the hub, derived from the territory file.")
+    tsub = p.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    c = tsub.add_parser("create", help="create missing topics and align their config (idempotent)")
+    c.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    c.set_defaults(func=_cmd_create)
+    ls = tsub.add_parser("list", help="print the declared topic layout without touching Kafka")
+    ls.set_defaults(func=_cmd_list)
