@@ -81,7 +81,8 @@ def decode(data: bytes | None, *, expect: Collection[str] | None = None,
            cat: Catalog | None = None) -> Decoded:
     """Decode one message; ``expect`` lists the record types allowed on its topic."""
     cat = cat or catalog()
-    sv = writer_schema(data or b"", cat)
+    data = data or b""
+    sv = writer_schema(data, cat)
     if expect is not None and sv.name not in expect:
         raise DecodeError("wrong_record_type",
                           f"{sv.label} is not accepted here (expected {', '.join(sorted(expect))})")
@@ -92,11 +93,10 @@ def decode(data: bytes | None, *, expect: Collection[str] | None = None,
         value = fastavro.schemaless_reader(
             body, sv.parsed, None if reader is sv else reader.parsed
         )
-    except EOFError as exc:
-        raise DecodeError("truncated", f"{sv.label} body ends early: {exc}") from exc
-    except Exception as exc:  # fastavro raises many types on corrupt bytes
+    except Exception as exc:  # fastavro raises many types on bad bytes
+        if isinstance(exc, EOFError) or body.tell() >= len(data):
+            raise DecodeError("truncated", f"{sv.label} body ends early") from exc
         raise DecodeError("corrupt", f"{sv.label} body unreadable: {exc!r}") from exc
-    assert data is not None
     if body.tell() != len(data):
         raise DecodeError("trailing_bytes",
                           f"{sv.label}: {len(data) - body.tell()} bytes after the record")

@@ -15,6 +15,10 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "veille.broker",
     "veille.topics",
+    "veille.territory",
+    "veille.producers.cli",
+    "veille.streams.cli",
+    "veille.sinks.cli",
 ]
 
 

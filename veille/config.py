@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     delivery_timeout_ms: int = 30_000
     linger_ms: int = 5
 
+    # Key of the reporter pseudonym (HMAC). The default is for local use only:
+    # production sets its own secret, or pseudonyms are guessable from contacts.
+    pseudonym_key: SecretStr = SecretStr("veille-local-development-key")
+
     # Territory (municipalities, agencies, service areas, routing rules).
     territory_dir: Path = Field(
         default_factory=lambda: Path(__file__).parent / "territories" / "example"
@@ -80,9 +84,9 @@ class Settings(BaseSettings):
             return str(json.loads(info.read_text())["bootstrap"])
         return "127.0.0.1:9092"
 
-    def kafka_client_config(self) -> dict[str, str]:
+    def kafka_client_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka connection + security settings shared by every confluent-kafka client."""
-        conf = {"bootstrap.servers": self.kafka_bootstrap()}
+        conf: dict[str, str | int | float | bool] = {"bootstrap.servers": self.kafka_bootstrap()}
         if self.security_protocol != "PLAINTEXT":
             conf["security.protocol"] = self.security_protocol
             conf["sasl.mechanism"] = self.sasl_mechanism

@@ -1,0 +1,141 @@
+"""The router as a faust-streaming app: its topics, its table and its one agent.
+
+Guarantee (dispatches and routing records): at-least-once. Events are taken in
+batches with ``noack_take``; outputs of a batch are sent and *awaited* (Kafka
+acknowledged them, acks=all) before any event of the batch is acked, so faust can only
+commit offsets of events whose outputs are durable. A crash in between re-delivers the
+batch: dispatch ids are deterministic (uuid5 of event, agency, service) for agencies to
+deduplicate on, and the store deduplicates incidents by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import Any, cast
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.types import StreamT
+
+from veille.config import Settings
+from veille.streams import metrics
+from veille.streams.router import DEDUP_WINDOW, Message, Outcome, Output, Router
+from veille.territory import load_territory
+from veille.topics import Topics
+
+log = logging.getLogger("veille.router")
+
+BATCH_MAX = 1000
+BATCH_WITHIN = 0.05  # seconds: bounds the latency a quiet stream adds
+SEND_BACKOFF_MAX = 10.0
+
+
+def create_app(settings: Settings) -> faust.App:
+    topics = Topics(settings.topic_prefix)
+    territory = load_territory(settings.territory_dir)
+    app = faust.App(
+        f"{settings.topic_prefix}-router",
+        broker=f"kafka://{settings.kafka_bootstrap()}",
+        broker_credentials=_credentials(settings),
+        datadir=str(settings.state_dir / "router"),
+        store="memory://",  # the table is rebuilt from its changelog topic at start
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,  # /metrics is served by prometheus-client (see cli)
+        broker_commit_interval=1.0,
+    )
+    sources = app.topic(
+        *[topics.intake(m) for m in sorted(territory.municipalities)],
+        topics.alerts, topics.status, key_type=bytes, value_type=bytes,
+    )
+    # Event id -> [content digest, first seen (epoch s)]: drops re-sent events, flags
+    # re-used ids. Changelog keeps ~2 windows so restored state stays bounded.
+    seen = app.Table(
+        "seen", default=None, value_serializer="json", key_serializer="raw",
+        partitions=settings.partitions,
+        extra_topic_configs={
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(int((2 * DEDUP_WINDOW) / timedelta(milliseconds=1))),
+        },
+    )
+    router = Router(territory, topics, pseudonym_key=settings.pseudonym_key.get_secret_value().encode())
+    out_topics: dict[str, faust.types.TopicT] = {}
+
+    def out(name: str) -> faust.types.TopicT:
+        if name not in out_topics:
+            out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes)
+        return out_topics[name]
+
+    @app.agent(sources, name="route")
+    async def route(stream_t: StreamT[Any]) -> None:
+        stream = cast(faust.Stream[Any], stream_t)  # noack_take lives on the concrete class
+        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN):
+            started = time.perf_counter()
+            outputs: list[Output] = []
+            for event in events:
+                m = event.message
+                stream._set_current_event(event)  # table writes go to this event's partition
+                t0 = time.perf_counter()
+                outcome = router.process(Message(m.topic, m.partition, m.offset, m.key, m.value), seen)
+                metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
+                _count(outcome, m.topic, topics)
+                outputs.extend(outcome.outputs)
+            await _send_all(out, outputs)
+            for event in events:
+                await stream.ack(event)
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    return app
+
+
+async def _send_all(out: Any, outputs: list[Output]) -> None:
+    """Send and await every output; retry the whole batch until Kafka takes it.
+
+    Blocking here (rather than acking and moving on) is what keeps a broker outage from
+    losing events: nothing is acked, so nothing is committed, and lag shows the backlog.
+    """
+    backoff = 0.2
+    while True:
+        try:
+            futures = [await out(o.topic).send(key=o.key, value=o.value) for o in outputs]
+            await asyncio.gather(*futures)
+            return
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            metrics.SEND_RETRIES.inc()
+            log.warning("sending %d outputs failed (%r); retrying in %.1fs", len(outputs), exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, SEND_BACKOFF_MAX)
+
+
+def _count(outcome: Outcome, topic: str, topics: Topics) -> None:
+    source = "intake" if topics.municipality_of_intake(topic) else topic.rsplit(".", 1)[-1]
+    metrics.EVENTS.labels(source, outcome.kind).inc()
+    for target in outcome.targets:
+        metrics.ROUTED.labels(target.agency_id, target.service.value).inc()
+        if target.cross_boundary:
+            metrics.CROSS_BOUNDARY.labels(target.service.value).inc()
+    if outcome.reported_at is not None:
+        metrics.PIPELINE_SECONDS.observe(max(0.0, time.time() - outcome.reported_at.timestamp()))
+    if outcome.kind == "dead_letter":
+        metrics.DEAD_LETTERED.labels(outcome.reason or "unknown").inc()
+        if outcome.reason == "unroutable":
+            metrics.UNROUTABLE.inc()
+    elif outcome.kind == "duplicate":
+        metrics.DUPLICATES.inc()
+
+
+def _credentials(settings: Settings) -> faust.SASLCredentials | None:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password.get_secret_value(),
+        mechanism=settings.sasl_mechanism,
+    )

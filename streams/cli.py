@@ -1,0 +1,67 @@
+"""``veille router run``: the faust worker plus its /metrics endpoint and lag probe."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import threading
+
+from confluent_kafka.admin import AdminClient
+
+from veille.config import get_settings
+from veille.streams import metrics
+from veille.streams.lag import group_lag
+from veille.telemetry import serve_metrics
+
+log = logging.getLogger("veille.router")
+LAG_INTERVAL = 5.0
+
+
+def _lag_probe(conf: dict[str, str | int | float | bool], group: str, stop: threading.Event) -> None:
+    admin = AdminClient(conf)
+    while not stop.wait(LAG_INTERVAL):
+        try:
+            for (topic, partition), lag in group_lag(admin, group).items():
+                metrics.CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
+        except Exception as exc:  # the probe must never take the router down
+            log.warning("lag probe failed: %r", exc)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import faust
+
+    from veille.streams.app import create_app
+    from veille.topics import ensure_topics, territory_topic_specs
+
+    settings = get_settings()
+    ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
+    app = create_app(settings)
+    _server, port = serve_metrics(args.metrics_port if args.metrics_port is not None
+                                  else settings.metrics_port)
+    info = {"pid": os.getpid(), "metrics": f"http://127.0.0.1:{port}/metrics"}
+    (settings.state_dir).mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / "router.json").write_text(json.dumps(info))
+    print(f"router: consuming intake/alerts/status; metrics on {info['metrics']}", flush=True)
+    stop = threading.Event()
+    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id, stop),
+                     daemon=True).start()
+    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()  # returns/raises SystemExit on SIGTERM/SIGINT
+    finally:
+        stop.set()
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("router", help="route events to the agencies that must act (faust worker)",
+                       description="The jurisdiction router: intake/alerts/status in, dispatches, "
+                                   "routing records and dead letters out.")
+    rsub = p.add_subparsers(dest="router_command", metavar="ACTION", required=True)
+    run = rsub.add_parser("run", help="run the router until SIGTERM/SIGINT")
+    run.add_argument("--metrics-port", type=int, default=None,
+                     help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
+    run.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    run.set_defaults(func=_cmd_run)

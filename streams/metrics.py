@@ -1,0 +1,27 @@
+"""Prometheus metrics of the router (served on /metrics by ``veille router run``)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ROUTED = Counter("veille_router_routed_total", "Dispatches produced, per agency and service",
+                 ["agency", "service"])
+CROSS_BOUNDARY = Counter("veille_router_cross_boundary_total",
+                         "Dispatches to a body other than the municipality where it happened",
+                         ["service"])
+EVENTS = Counter("veille_router_events_total", "Messages consumed by outcome",
+                 ["source", "outcome"])
+DEAD_LETTERED = Counter("veille_router_dead_lettered_total", "Messages dead-lettered, by reason",
+                        ["reason"])
+UNROUTABLE = Counter("veille_router_unroutable_total", "Events no rule or area could route")
+DUPLICATES = Counter("veille_router_duplicates_total", "Re-sent events dropped (same id, same bytes)")
+ROUTING_SECONDS = Histogram("veille_router_routing_seconds", "Time to decide one event",
+                            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1))
+BATCH_SECONDS = Histogram("veille_router_batch_seconds",
+                          "Time from batch start to every output acknowledged by Kafka",
+                          buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+PIPELINE_SECONDS = Histogram("veille_router_latency_seconds",
+                             "reported_at to routed, per event",
+                             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60))
+SEND_RETRIES = Counter("veille_router_send_retries_total",
+                       "Output batches re-sent after Kafka refused or timed out")
+CONSUMER_LAG = Gauge("veille_consumer_lag", "Messages not yet committed by a consumer group",
+                     ["group", "topic", "partition"])

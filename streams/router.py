@@ -1,0 +1,260 @@
+"""What the router does to one message, without Kafka: decode → check → dedupe → route → outputs.
+
+The faust app (``streams/app.py``) only moves bytes in and out; every decision lives
+here so it is tested without a broker. ``Router.process`` never raises for bad input:
+a message is either routed (dispatches + one routing record) or dead-lettered with a
+reason, and both are plain ``Output`` values for the caller to publish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from veille.schemas import codec
+from veille.schemas.models import (
+    Alert,
+    DeadLetter,
+    Dispatch,
+    DispatchTarget,
+    EventType,
+    Incident,
+    Record,
+    RoutedAlert,
+    RoutedIncident,
+    StatusUpdate,
+)
+from veille.streams.routing import RoutingDecision, route_alert, route_incident
+from veille.territory import Territory
+from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
+
+# Namespace for dispatch ids: uuid5(event id, agency, service) is the same on every
+# re-delivery, so agencies deduplicate what at-least-once delivery may repeat.
+DISPATCH_NAMESPACE = uuid.UUID("6f1d7c1e-6a1b-4c59-9a55-3f0f0b7e2a10")
+DEDUP_WINDOW = timedelta(hours=24)
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message; ``kind`` feeds metrics and tests."""
+
+    kind: str  # routed | duplicate | dead_letter | forwarded
+    outputs: tuple[Output, ...]
+    reason: str | None = None
+    targets: tuple[DispatchTarget, ...] = ()
+    reported_at: datetime | None = None
+
+
+class Rejected(Exception):
+    """Bad input: becomes a dead-letter record with this reason code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in exc.errors())
+
+
+def content_digest(value: bytes) -> str:
+    return hashlib.blake2b(value, digest_size=16).hexdigest()
+
+
+class Router:
+    def __init__(
+        self,
+        territory: Territory,
+        topics: Topics,
+        *,
+        pseudonym_key: bytes,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        dedup_window: timedelta = DEDUP_WINDOW,
+    ) -> None:
+        self.territory = territory
+        self.topics = topics
+        self.pseudonym_key = pseudonym_key
+        self.clock = clock
+        self.dedup_window = dedup_window
+
+    # -- entry point ---------------------------------------------------------------
+    def process(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
+        """Route one message. ``seen`` maps event id -> [content digest, first seen epoch s]."""
+        try:
+            if self.topics.municipality_of_intake(msg.topic) is not None:
+                return self._incident(msg, seen)
+            if msg.topic == self.topics.alerts:
+                return self._alert(msg, seen)
+            if msg.topic == self.topics.status:
+                return self._status(msg)
+            raise Rejected("unexpected_topic", f"the router does not consume {msg.topic}")
+        except Rejected as exc:
+            return self.dead_letter(msg, exc.reason, str(exc))
+        except codec.DecodeError as exc:
+            return self.dead_letter(msg, exc.reason, exc.detail)
+
+    # -- per topic family ----------------------------------------------------------
+    def _incident(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
+        decoded = codec.decode(msg.value, expect=INTAKE_TYPES)
+        incident = self._validate(Incident, decoded.value)
+        topic_municipality = self.topics.municipality_of_intake(msg.topic)
+        if incident.municipality != topic_municipality:
+            # Anti-spoofing: each body may only publish on its own intake topic (ACLs),
+            # so an event naming another municipality is an impersonation attempt or a bug.
+            raise Rejected("municipality_mismatch",
+                           f"incident names municipality {incident.municipality} "
+                           f"but arrived on the intake topic of {topic_municipality}")
+        duplicate = self._check_duplicate(str(incident.id), msg.value or b"", seen)
+        if duplicate:
+            return duplicate
+        decision = route_incident(incident, self.territory)
+        if decision.unroutable:
+            raise Rejected("unroutable", decision.unroutable)
+        now = self.clock()
+        routed = RoutedIncident(
+            id=incident.id, municipality=incident.municipality, category=incident.category,
+            severity=incident.severity, channel=incident.channel, location=incident.location,
+            occurred_at=incident.occurred_at, reported_at=incident.reported_at, routed_at=now,
+            reporter_pseudonym=self._pseudonym(incident), dispatches=list(decision.targets),
+        )
+        outputs = self._dispatches(
+            EventType.incident, str(incident.id), incident.municipality, incident.category.value,
+            incident.severity.value, incident.reported_at, now, decision, msg.value or b"",
+        )
+        outputs.append(Output(self.topics.routed, incident.id.bytes, routed.encode()))
+        return Outcome("routed", tuple(outputs), targets=tuple(decision.targets),
+                       reported_at=incident.reported_at)
+
+    def _alert(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
+        decoded = codec.decode(msg.value, expect=ALERT_TYPES)
+        alert = self._validate(Alert, decoded.value)
+        duplicate = self._check_duplicate(f"alert:{alert.sender}:{alert.identifier}",
+                                          msg.value or b"", seen)
+        if duplicate:
+            return duplicate
+        decision = route_alert(alert, self.territory)
+        if decision.unroutable:
+            raise Rejected("unroutable", decision.unroutable)
+        now = self.clock()
+        info = alert.infos[0]
+        category = _alert_category(alert)
+        municipalities = sorted(decision.municipalities)
+        routed = RoutedAlert(
+            identifier=alert.identifier, sender=alert.sender, sent=alert.sent,
+            status=alert.status.value, msg_type=alert.msg_type.value, event=info.event,
+            category=category, severity=info.severity.value, urgency=info.urgency.value,
+            headline=info.headline, municipalities=municipalities, routed_at=now,
+            dispatches=list(decision.targets),
+        )
+        outputs = self._dispatches(
+            EventType.alert, alert.identifier, municipalities[0] if municipalities else "",
+            category, info.severity.value, alert.sent, now, decision, msg.value or b"",
+        )
+        outputs.append(Output(self.topics.routed, alert.identifier.encode(), routed.encode()))
+        return Outcome("routed", tuple(outputs), targets=tuple(decision.targets), reported_at=alert.sent)
+
+    def _status(self, msg: Message) -> Outcome:
+        decoded = codec.decode(msg.value, expect=STATUS_TYPES)
+        update = self._validate(StatusUpdate, decoded.value)
+        if update.agency_id not in self.territory.agencies:
+            raise Rejected("unknown_agency", f"agency {update.agency_id!r} is not in the territory")
+        # Re-encoded with the current schema so the sink reads one version only.
+        out = Output(self.topics.routed, update.incident_id.bytes, update.encode())
+        return Outcome("forwarded", (out,))
+
+    # -- helpers -------------------------------------------------------------------
+    def _validate(self, model: type[R], value: dict[str, object]) -> R:
+        try:
+            return model.from_avro(value)
+        except ValidationError as exc:
+            raise Rejected("validation_error", _validation_message(exc)) from None
+
+    def _check_duplicate(
+        self, event_id: str, value: bytes, seen: MutableMapping[str, list[float | str]]
+    ) -> Outcome | None:
+        digest = content_digest(value)
+        now = self.clock().timestamp()
+        previous = seen.get(event_id)
+        if previous is not None and now - float(previous[1]) < self.dedup_window.total_seconds():
+            if previous[0] == digest:
+                return Outcome("duplicate", (), "duplicate")
+            # Same id, other content: a publisher bug or a replay attack; never merge silently.
+            raise Rejected("conflicting_duplicate",
+                           f"id {event_id} was already received with different content")
+        seen[event_id] = [digest, now]
+        return None
+
+    def _pseudonym(self, incident: Incident) -> str | None:
+        contact = incident.reporter
+        if contact is None:
+            return None
+        ident = (contact.email or contact.phone or contact.name or "").strip().lower()
+        if not ident:
+            return None
+        # Keyed hash: links reports of one person without the store holding who it is.
+        return hmac.new(self.pseudonym_key, ident.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _dispatches(
+        self, event_type: EventType, event_id: str, municipality: str, category: str,
+        severity: str, reported_at: datetime, routed_at: datetime,
+        decision: RoutingDecision, payload: bytes,
+    ) -> list[Output]:
+        outputs = []
+        for target in decision.targets:
+            dispatch = Dispatch(
+                id=uuid.uuid5(DISPATCH_NAMESPACE, f"{event_type.value}:{event_id}:{target.agency_id}:"
+                                                  f"{target.service.value}"),
+                event_type=event_type, event_id=event_id, agency_id=target.agency_id,
+                service=target.service, rule=target.rule, cross_boundary=target.cross_boundary,
+                municipality=municipality, category=category, severity=severity,
+                reported_at=reported_at, routed_at=routed_at, payload=payload,
+            )
+            outputs.append(Output(self.topics.dispatch(target.agency_id), event_id.encode(),
+                                  dispatch.encode()))
+        return outputs
+
+    def dead_letter(self, msg: Message, reason: str, message: str) -> Outcome:
+        record = DeadLetter(
+            reason=reason, message=message[:2000], component="router", source_topic=msg.topic,
+            source_partition=msg.partition, source_offset=msg.offset, original_key=msg.key,
+            original_value=msg.value, failed_at=self.clock(),
+        )
+        # Intake payloads may carry a reporter's contact: they go to the restricted topic.
+        restricted = self.topics.municipality_of_intake(msg.topic) is not None
+        topic = self.topics.dead_letter_restricted if restricted else self.topics.dead_letter
+        return Outcome("dead_letter", (Output(topic, msg.key, record.encode()),), reason)
+
+
+def _alert_category(alert: Alert) -> str:
+    for info in alert.infos:
+        for code in info.event_codes:
+            if code.value_name == "veille":
+                return code.value
+    return alert.infos[0].category[0].value
+
+
+__all__ = ["DispatchTarget", "Message", "Outcome", "Output", "Rejected", "Router"]

@@ -1,0 +1,67 @@
+"""Shared fixtures: ONE real local Kafka broker (KRaft) for the whole test session.
+
+Tests that take the ``kafka`` fixture are marked ``kafka`` automatically, so
+``pytest -m "not kafka"`` runs the rest without Java.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from veille.broker import BrokerInfo, LocalBroker
+from veille.config import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class KafkaFixture:
+    settings: Settings  # kafka_bootstrap() / kafka_client_config() point at the broker
+    bootstrap: str  # "127.0.0.1:PORT"
+    broker: LocalBroker  # for restart()/kill() in fault tests
+    info: BrokerInfo
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kafka" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaFixture]:
+    state_dir = tmp_path_factory.mktemp("veille-state")
+    # cache_dir stays the default: the broker jars are fetched once per machine.
+    settings = Settings(state_dir=state_dir)
+    broker = LocalBroker(settings)
+    # die_with_parent: even a SIGKILLed pytest takes its broker down with it.
+    info = broker.start(die_with_parent=True)
+    atexit.register(broker.kill)  # safety net if the session never reaches teardown
+    previous = os.environ.get("VEILLE_STATE_DIR")
+    os.environ["VEILLE_STATE_DIR"] = str(state_dir)  # subprocess `veille ...` find it
+    get_settings.cache_clear()
+    try:
+        yield KafkaFixture(settings, settings.kafka_bootstrap(), broker, info)
+    finally:
+        if previous is None:
+            os.environ.pop("VEILLE_STATE_DIR", None)
+        else:
+            os.environ["VEILLE_STATE_DIR"] = previous
+        get_settings.cache_clear()
+        broker.stop(timeout=15)
+        atexit.unregister(broker.kill)
+
+
+_topic_counter = itertools.count(1)
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name unique within the session (and across sessions on a shared broker)."""
+    test = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:80]
+    return f"test-{test}-{os.getpid()}-{next(_topic_counter)}"

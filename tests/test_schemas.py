@@ -1,0 +1,189 @@
+"""The contract: schemas, pydantic models and the wire codec agree, and evolve safely."""
+
+from __future__ import annotations
+
+import types
+import typing
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import pytest
+from fastavro.utils import generate_many
+from pydantic import BaseModel, ValidationError
+
+from veille.schemas import codec
+from veille.schemas.catalog import catalog
+from veille.schemas.models import MODELS, Incident
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _avro_type_name(t: Any) -> str | None:
+    if isinstance(t, dict):
+        return str(t.get("name") or t.get("type"))
+    return t if isinstance(t, str) else None
+
+
+def _model_class(annotation: Any) -> Any:
+    """The non-None part of an annotation (X | None -> X, list[X] -> list)."""
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _model_class(args[0])
+    if origin is typing.Annotated:
+        return _model_class(typing.get_args(annotation)[0])
+    return annotation
+
+
+def _compare(schema: dict[str, Any], model: type[BaseModel], path: str) -> None:
+    fields = schema["fields"]
+    assert [f["name"] for f in fields] == list(model.model_fields), f"{path}: field names/order differ"
+    for f in fields:
+        mf = model.model_fields[f["name"]]
+        avro_t = f["type"]
+        nullable = isinstance(avro_t, list) and "null" in avro_t
+        model_nullable = type(None) in typing.get_args(mf.annotation)
+        assert nullable == model_nullable, f"{path}.{f['name']}: nullability differs"
+        assert ("default" in f) == (not mf.is_required()), f"{path}.{f['name']}: default differs"
+        inner = [t for t in avro_t if t != "null"][0] if isinstance(avro_t, list) else avro_t
+        py = _model_class(mf.annotation)
+        if isinstance(inner, dict) and inner.get("type") == "enum" and isinstance(py, type) and issubclass(py, StrEnum):
+            assert inner["symbols"] == [e.value for e in py], f"{path}.{f['name']}: enum symbols differ"
+        if isinstance(inner, dict) and inner.get("type") == "record":
+            assert isinstance(py, type) and issubclass(py, BaseModel)
+            _compare(inner, py, f"{path}.{f['name']}")
+        if isinstance(inner, dict) and inner.get("type") == "array" and isinstance(inner["items"], dict):
+            items = inner["items"]
+            (item_py,) = typing.get_args(py) or (None,)
+            if items.get("type") == "record" and item_py is not None:
+                _compare(items, item_py, f"{path}.{f['name']}[]")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_matches_latest_schema_field_by_field(name: str) -> None:
+    schema = catalog().latest(name).parsed
+    _compare(schema, MODELS[name], name)
+
+
+def test_catalog_has_every_model_and_unique_fingerprints() -> None:
+    cat = catalog()
+    assert set(cat.names) == set(MODELS)
+    fps = [sv.fingerprint for n in cat.names for sv in cat.versions(n)]
+    assert len(fps) == len(set(fps))
+    assert all(len(fp) == 8 for fp in fps)
+
+
+@pytest.mark.parametrize(
+    ("name", "version"), [(n, sv.version) for n in catalog().names for sv in catalog().versions(n)]
+)
+def test_every_released_version_is_read_by_the_current_one(name: str, version: int) -> None:
+    cat = catalog()
+    old = cat.version(name, version)
+    for datum in generate_many(old.parsed, 20):
+        data = codec.encode(name, datum, version=version)
+        assert data[:2] == b"\xc3\x01" and data[2:10] == old.fingerprint
+        decoded = codec.decode(data)
+        assert decoded.record_type == name and decoded.writer_version == version
+        current_fields = {f["name"]: f for f in cat.latest(name).parsed["fields"]}
+        for field, value in decoded.value.items():
+            if field in datum:
+                assert _norm(value) == _norm(datum[field]), field
+            else:  # added later: the reader fills the declared default
+                assert value == current_fields[field]["default"], field
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, uuid.UUID):
+        return v.hex
+    if isinstance(v, datetime):
+        return (v - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    if isinstance(v, str):
+        try:
+            return uuid.UUID(v).hex
+        except ValueError:
+            return v
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_norm(x) for x in v]
+    return v
+
+
+def _incident(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": str(uuid.uuid4()), "municipality": "35001", "category": "flood", "severity": "severe",
+        "location": {"lat": 48.1, "lon": -1.7}, "occurred_at": NOW - timedelta(minutes=5),
+        "reported_at": NOW, "channel": "phone", "description": "cave inondée",
+    }
+    base.update(over)
+    return base
+
+
+def test_incident_v1_bytes_decode_into_current_model() -> None:
+    v1 = codec.encode("Incident", _incident(), version=1)
+    inc = Incident.from_avro(codec.decode(v1).value)
+    assert inc.address is None and inc.attachments == [] and inc.category == "flood"
+
+
+def test_model_round_trip_is_lossless() -> None:
+    inc = Incident.model_validate(_incident(reporter={"phone": "0600000000"}, address="1 rue X"))
+    assert Incident.decode(inc.encode()) == inc
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty_message"),
+        (None, "empty_message"),
+        (b"\xc3\x01\x00\x01", "truncated"),
+        (b"\xc3\x01" + b"\xff" * 8 + b"\x00", "unknown_schema"),
+        (b"\x00\x00\x00\x00\x01abc", "unsupported_framing"),
+        (b'{"id": 1}', "unknown_format"),
+    ],
+)
+def test_decode_errors_have_stable_reasons(data: bytes | None, reason: str) -> None:
+    with pytest.raises(codec.DecodeError) as err:
+        codec.decode(data)
+    assert err.value.reason == reason
+
+
+def test_truncated_body_wrong_type_and_trailing_bytes() -> None:
+    good = Incident.model_validate(_incident()).encode()
+    with pytest.raises(codec.DecodeError) as err:
+        codec.decode(good[:-20])
+    assert err.value.reason == "truncated"
+    with pytest.raises(codec.DecodeError) as err:
+        codec.decode(good, expect=("Alert",))
+    assert err.value.reason == "wrong_record_type" and "Incident v2" in str(err.value)
+    with pytest.raises(codec.DecodeError) as err:
+        codec.decode(good + b"\x00\x00")
+    assert err.value.reason == "trailing_bytes"
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "needle"),
+    [
+        ({"municipality": "3500"}, "municipality", "pattern"),
+        ({"category": "alien_invasion"}, "category", "Input should be"),
+        ({"location": {"lat": float("nan"), "lon": -1.7}}, "location.lat", "finite"),
+        ({"location": {"lat": 148.0, "lon": -1.7}}, "location.lat", "less than or equal"),
+        ({"reported_at": NOW + timedelta(days=2)}, "reported_at", "future"),
+        ({"occurred_at": datetime(2019, 1, 1, tzinfo=UTC)}, "occurred_at", "before the hub existed"),
+        ({"description": "x" * 5000}, "description", "at most 4000"),
+        ({"channel": "carrier_pigeon"}, "channel", "Input should be"),
+        ({"extra_field": 1}, "extra_field", "Extra inputs"),
+    ],
+)
+def test_validation_names_field_and_reason(over: dict[str, Any], field: str, needle: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        Incident.model_validate(_incident(**over))
+    errors = {".".join(map(str, e["loc"])): e["msg"] for e in err.value.errors()}
+    assert field in errors, errors
+    assert needle in errors[field]
+
+
+def test_reporter_contact_never_appears_in_repr() -> None:
+    inc = Incident.model_validate(_incident(reporter={"phone": "0611223344", "name": "Jeanne"}))
+    assert "0611223344" not in repr(inc) and "Jeanne" not in str(inc)
