@@ -133,7 +133,7 @@ class Router:
             return duplicate
         decision = route_incident(incident, self.territory)
         if decision.unroutable:
-            raise Rejected("unroutable", decision.unroutable)
+            raise Rejected("unroutable", f"{decision.unroutable}: {decision.reason}")
         now = self.clock()
         routed = RoutedIncident(
             id=incident.id, municipality=incident.municipality, category=incident.category,
@@ -158,7 +158,7 @@ class Router:
             return duplicate
         decision = route_alert(alert, self.territory)
         if decision.unroutable:
-            raise Rejected("unroutable", decision.unroutable)
+            raise Rejected("unroutable", f"{decision.unroutable}: {decision.reason}")
         now = self.clock()
         info = alert.infos[0]
         category = _alert_category(alert)

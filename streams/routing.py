@@ -82,7 +82,7 @@ from veille.schemas.models import (
 
 from veille.territory import AREA_TOLERANCE, Agency, AgencyLevel, ServiceArea, Territory, load_territory
 
-# Reason codes of unroutable decisions (DeadLetter.reason).
+# Codes of unroutable decisions (RoutingDecision.unroutable).
 UNKNOWN_MUNICIPALITY = "unknown_municipality"
 OUTSIDE_TERRITORY = "outside_territory"
 NO_RULE = "no_rule"
@@ -98,7 +98,12 @@ _CACHE_LIMIT = 200_000
 
 @dataclass(frozen=True, slots=True)
 class RoutingDecision:
-    """Targets to dispatch to, or why there are none (``unroutable`` is a reason code)."""
+    """Targets to dispatch to, or why there are none.
+
+    ``unroutable`` is the reason code (``outside_territory``, ``unknown_municipality``,
+    ``no_rule``, ``no_agency``; None when routable) and ``reason`` the precise message
+    ("point 47.2,-3.1 is outside the territory", "no municipal_police agency serves 35403").
+    """
 
     targets: tuple[DispatchTarget, ...] = ()
     municipalities: tuple[str, ...] = ()  # where it happened / the alert's affected towns
@@ -325,8 +330,12 @@ def alert_area(area: AlertArea | Iterable[AlertArea],
 
 
 def _meets(prepared: BaseGeometry, geom: BaseGeometry) -> bool:
-    # Sharing ground, not just a border line.
-    return bool(shapely.intersects(prepared, geom) and not shapely.touches(prepared, geom))
+    # Sharing ground, not just a border line: a shared edge recomputed by GEOS (an area
+    # minus a higher-ranked one) leaves float slivers, hence an area test, not touches().
+    if not shapely.intersects(prepared, geom):
+        return False
+    shared = shapely.intersection(prepared, geom).area
+    return bool(shared > AREA_TOLERANCE * min(prepared.area, geom.area))
 
 
 def _alert_services(plan: _Plan, info: AlertInfo) -> list[tuple[str, ServiceKind]]:
