@@ -27,6 +27,7 @@ from uuid import UUID
 
 import shapely
 from shapely.geometry.base import BaseGeometry
+
 from veille.schemas.models import (
     HUB_EPOCH,
     Alert,
@@ -52,7 +53,6 @@ from veille.schemas.models import (
     StatusUpdate,
 )
 from veille.streams.routing import route_incident
-
 from veille.territory import Territory
 
 C = IncidentCategory

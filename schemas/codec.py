@@ -16,6 +16,7 @@ from io import BytesIO
 from typing import Any
 
 import fastavro
+
 from veille.schemas.catalog import Catalog, SchemaVersion, catalog
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
 from veille.schemas import codec
 
 # Nothing can have happened on the hub before it existed; clocks this far off are bugs.

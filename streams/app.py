@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator, MutableMapping
 from datetime import timedelta
 from typing import Any, cast
 
@@ -58,8 +59,9 @@ def create_app(settings: Settings) -> faust.App:
     # Event id -> [content digest, first seen (epoch s)]: drops re-sent events, flags
     # re-used ids. Changelog keeps ~2 windows so restored state stays bounded.
     seen = app.Table(
-        "seen", default=None, value_serializer="json", key_serializer="raw",
-        partitions=settings.partitions,
+        "seen", default=None, partitions=settings.partitions,
+        # JSON both ways so keys come back from the changelog as the same str ids.
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
         extra_topic_configs={
             "cleanup.policy": "compact,delete",
             "retention.ms": str(int((2 * DEDUP_WINDOW) / timedelta(milliseconds=1))),
@@ -79,20 +81,61 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN):
             started = time.perf_counter()
             outputs: list[Output] = []
+            memo = SeenAfterDelivery(seen)
             for event in events:
                 m = event.message
-                stream._set_current_event(event)  # table writes go to this event's partition
+                memo.event = event
                 t0 = time.perf_counter()
-                outcome = router.process(Message(m.topic, m.partition, m.offset, m.key, m.value), seen)
+                outcome = router.process(Message(m.topic, m.partition, m.offset, m.key, m.value), memo)
                 metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
                 _count(outcome, m.topic, topics)
                 outputs.extend(outcome.outputs)
             await _send_all(out, outputs)
+            # Only now is an event "seen": had we recorded it before its outputs were
+            # durable, a crash in between would make the re-delivery look like a duplicate.
+            for event, key, value in memo.pending:
+                # Not ``seen[key] = value``: faust finds the changelog partition through the
+                # stream's current event, an attribute its batching task shares with us
+                # (setting it here made take() re-buffer old events and drop new ones).
+                seen.data[key] = value
+                seen.send_changelog(event.message.partition, key, value)
             for event in events:
                 await stream.ack(event)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     return app
+
+
+class SeenAfterDelivery(MutableMapping[str, Any]):
+    """The dedup table as the router sees it during one batch: reads fall through to the
+    table, writes stay pending until the batch's outputs are acknowledged."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.local: dict[str, Any] = {}
+        self.pending: list[tuple[Any, str, Any]] = []
+        self.event: Any = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.local:
+            return self.local[key]
+        value = self.table.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.local[key] = value
+        self.pending.append((self.event, key, value))
+
+    def __delitem__(self, key: str) -> None:
+        raise NotImplementedError("the router never forgets an id within the window")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.local)
+
+    def __len__(self) -> int:
+        return len(self.local)
 
 
 async def _send_all(out: Any, outputs: list[Output]) -> None:
@@ -107,7 +150,7 @@ async def _send_all(out: Any, outputs: list[Output]) -> None:
             futures = [await out(o.topic).send(key=o.key, value=o.value) for o in outputs]
             await asyncio.gather(*futures)
             return
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             metrics.SEND_RETRIES.inc()
             log.warning("sending %d outputs failed (%r); retrying in %.1fs", len(outputs), exc, backoff)
             await asyncio.sleep(backoff)

@@ -67,6 +67,7 @@ from uuid import UUID
 
 import shapely
 from shapely.geometry.base import BaseGeometry
+
 from veille.schemas.models import (
     Alert,
     AlertArea,
@@ -79,7 +80,6 @@ from veille.schemas.models import (
     ServiceKind,
     Severity,
 )
-
 from veille.territory import AREA_TOLERANCE, Agency, AgencyLevel, ServiceArea, Territory, load_territory
 
 # Codes of unroutable decisions (RoutingDecision.unroutable).

@@ -74,17 +74,18 @@ def test_incident_fans_out_to_each_target_and_one_routing_record(router: Router,
     assert [o.value for o in again.outputs] == [o.value for o in outcome.outputs]
 
 
-def test_reporter_contact_reaches_agencies_but_never_the_routing_record(router: Router, sim: Simulator) -> None:
+def test_reporter_contact_reaches_agencies_but_never_the_routing_record(
+        router: Router, sim: Simulator) -> None:
     inc = _incident(sim, reporter=ReporterContact(email="jeanne@example.fr", phone="0611223344"))
     outcome = router.process(_msg(TOPICS.intake(inc.municipality), inc.encode()), {})
-    routed_bytes = [o.value for o in outcome.outputs if o.topic == TOPICS.routed][0]
+    routed_bytes = next(o.value for o in outcome.outputs if o.topic == TOPICS.routed)
     assert b"jeanne" not in routed_bytes and b"0611223344" not in routed_bytes
     routed = RoutedIncident.decode(routed_bytes)
     assert routed.reporter_pseudonym and len(routed.reporter_pseudonym) == 32
     other = _incident(sim, reporter=ReporterContact(email="JEANNE@example.fr "))
     out2 = router.process(_msg(TOPICS.intake(other.municipality), other.encode()), {})
     assert RoutedIncident.decode(out2.outputs[-1].value).reporter_pseudonym == routed.reporter_pseudonym
-    dispatch = [o for o in outcome.outputs if o.topic != TOPICS.routed][0]
+    dispatch = next(o for o in outcome.outputs if o.topic != TOPICS.routed)
     assert Incident.decode(Dispatch.decode(dispatch.value).payload).reporter is not None
 
 
@@ -143,7 +144,7 @@ def test_alert_fans_out_and_is_recorded(router: Router, sim: Simulator) -> None:
     alert = next(e for e in sim.flash_flood(incidents=2) if isinstance(e, Alert))
     outcome = router.process(_msg(TOPICS.alerts, alert.encode()), {})
     assert outcome.kind == "routed"
-    routed = RoutedAlert.decode([o.value for o in outcome.outputs if o.topic == TOPICS.routed][0])
+    routed = RoutedAlert.decode(next(o.value for o in outcome.outputs if o.topic == TOPICS.routed))
     assert len(routed.municipalities) >= 2 and routed.category == "flash_flood"
     safeguards = {t.agency_id for t in outcome.targets if t.service == "municipal_safeguard"}
     assert safeguards == {f"mairie-{m}" for m in routed.municipalities}

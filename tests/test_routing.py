@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import shapely
+
+from veille.config import Settings
 from veille.schemas.models import (
     Alert,
     AlertArea,
@@ -39,8 +41,6 @@ from veille.streams.routing import (
     route_alert,
     route_incident,
 )
-
-from veille.config import Settings
 from veille.territory import Territory, load_territory
 
 NOW = datetime.now(UTC) - timedelta(minutes=5)

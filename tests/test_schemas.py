@@ -47,9 +47,10 @@ def _compare(schema: dict[str, Any], model: type[BaseModel], path: str) -> None:
         model_nullable = type(None) in typing.get_args(mf.annotation)
         assert nullable == model_nullable, f"{path}.{f['name']}: nullability differs"
         assert ("default" in f) == (not mf.is_required()), f"{path}.{f['name']}: default differs"
-        inner = [t for t in avro_t if t != "null"][0] if isinstance(avro_t, list) else avro_t
+        inner = next(t for t in avro_t if t != "null") if isinstance(avro_t, list) else avro_t
         py = _model_class(mf.annotation)
-        if isinstance(inner, dict) and inner.get("type") == "enum" and isinstance(py, type) and issubclass(py, StrEnum):
+        is_enum_class = isinstance(py, type) and issubclass(py, StrEnum)
+        if isinstance(inner, dict) and inner.get("type") == "enum" and is_enum_class:
             assert inner["symbols"] == [e.value for e in py], f"{path}.{f['name']}: enum symbols differ"
         if isinstance(inner, dict) and inner.get("type") == "record":
             assert isinstance(py, type) and issubclass(py, BaseModel)

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 import shapely
+
+from veille.config import Settings
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import (
     Alert,
@@ -19,8 +21,6 @@ from veille.schemas.models import (
     StatusUpdate,
 )
 from veille.streams.routing import route_alert, route_incident
-
-from veille.config import Settings
 from veille.territory import Territory, load_territory
 
 START = datetime(2025, 3, 1, 6, 0, tzinfo=UTC)

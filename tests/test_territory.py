@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import shapely
 import yaml
-from veille.schemas.models import ServiceKind
 
 from veille.cli import main as cli_main
 from veille.config import Settings
+from veille.schemas.models import ServiceKind
 from veille.territory import (
     AgencyLevel,
     Territory,

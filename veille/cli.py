@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "veille.territory",
     "veille.producers.cli",
     "veille.streams.cli",
+    "veille.demo",
     "veille.sinks.cli",
 ]
 

@@ -63,7 +63,12 @@ class Settings(BaseSettings):
     sink_batch_rows: int = 10_000
     sink_batch_seconds: float = 1.0
 
-    # Metrics/HTTP ports (0 = any free port).
+    # Incident-level rows expire (GDPR minimisation); aggregate indicators are kept longer.
+    store_incident_ttl_days: int = 400
+    store_aggregate_ttl_days: int = 3650
+
+    # Metrics/HTTP ports (0 = any free port). Containers set the host to 0.0.0.0.
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     intake_port: int = 8080
 

@@ -1,0 +1,129 @@
+"""``veille sink run``, ``veille indicators`` and ``veille store migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import date
+from types import FrameType
+
+from pydantic import ValidationError
+
+from veille.config import get_settings
+from veille.sinks.indicators import Cell, compute, render_text
+from veille.sinks.pipeline import SinkPipeline
+from veille.sinks.service import SINK_INFO, running_sink_url, serve, write_sink_info
+from veille.sinks.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+def _cmd_sink_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    store = open_store(settings)
+    store.migrate()
+    port = settings.metrics_port if args.port is None else args.port
+    server = serve(store, port, args.host)
+    info = write_sink_info(settings.state_dir, server.url)
+    pipeline = SinkPipeline(settings, store, topic=args.topic, group_id=args.group)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch", signum)
+        pipeline.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"sink: {pipeline.topic} → {type(store).__name__} ({settings.clickhouse_database}); "
+          f"HTTP {server.url}/metrics {server.url}/indicators", flush=True)
+    try:
+        stats = pipeline.run()
+    finally:
+        server.shutdown()
+        server.server_close()
+        info.unlink(missing_ok=True)
+        store.close()
+    print(f"sink stopped: {stats}", flush=True)
+    return 0
+
+
+def _cmd_indicators(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    try:
+        cell = Cell(municipalities=[m.strip() for m in args.municipalities.split(",") if m.strip()],
+                    start=date.fromisoformat(args.start), end=date.fromisoformat(args.end))
+    except (ValueError, ValidationError) as exc:
+        print(f"invalid cell: {exc}", file=sys.stderr)
+        return 2
+    url = args.url or running_sink_url(settings.state_dir)
+    if url:
+        query = urllib.parse.urlencode({"municipalities": ",".join(cell.municipalities),
+                                        "from": cell.start.isoformat(), "to": cell.end.isoformat()})
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/indicators?{query}", timeout=60) as resp:
+                result = json.loads(resp.read())
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"cannot reach the sink at {url}: {exc}", file=sys.stderr)
+            return 1
+    else:
+        # No sink running: the store is free to open here.
+        store = open_store(settings)
+        try:
+            store.migrate()
+            result = compute(store, cell)
+        finally:
+            store.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render_text(result), end="")
+    return 0
+
+
+def _cmd_store_migrate(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.clickhouse_url and running_sink_url(settings.state_dir):
+        print(f"a sink owns the embedded store (see {settings.state_dir / SINK_INFO}); "
+              "it migrates at start", file=sys.stderr)
+        return 1
+    store = open_store(settings)
+    try:
+        applied = store.migrate()
+    finally:
+        store.close()
+    print("\n".join(f"applied {name}" for name in applied) or "store schema up to date")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sink", help="the ClickHouse/chDB store sink",
+                       description="Consume the routed topic into the store (offsets committed "
+                                   "after each stored batch); serves /metrics and /indicators.")
+    ssub = p.add_subparsers(dest="sink_command", metavar="ACTION", required=True)
+    run = ssub.add_parser("run", help="run the sink until SIGTERM/SIGINT")
+    run.add_argument("--port", type=int, default=None, help="HTTP port (default: settings.metrics_port)")
+    run.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
+    run.add_argument("--topic", default=None, help="input topic (default: <prefix>.routed)")
+    run.add_argument("--group", default=None, help="consumer group (default: <prefix>.sink)")
+    run.set_defaults(func=_cmd_sink_run)
+
+    ind = sub.add_parser("indicators", help="monitoring-cell indicators from the store",
+                         description="Indicators of a cell (set of municipalities) over [from, to). "
+                                     "Asks the running sink over HTTP, else opens the store.")
+    ind.add_argument("--municipalities", required=True, help="INSEE codes, comma-separated")
+    ind.add_argument("--from", dest="start", required=True, help="first day (YYYY-MM-DD)")
+    ind.add_argument("--to", dest="end", required=True, help="day after the last (YYYY-MM-DD)")
+    ind.add_argument("--json", action="store_true", help="print JSON")
+    ind.add_argument("--url", default=None, help="sink HTTP address (default: from state_dir/sink.json)")
+    ind.set_defaults(func=_cmd_indicators)
+
+    st = sub.add_parser("store", help="the analytical store (chDB or ClickHouse)")
+    stsub = st.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    mig = stsub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
+    mig.set_defaults(func=_cmd_store_migrate)

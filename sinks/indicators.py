@@ -1,0 +1,260 @@
+"""Monitoring-cell indicators: a cell is a set of municipalities (INSEE codes) over [from, to).
+
+SQL builders are pure (``(sql, params)``, tested without a store); ``compute`` runs them on
+any ``Store`` and returns a JSON-able dict; ``render_text`` prints it for humans.
+Days are local days (Europe/Paris), ``to`` is exclusive. Every read is replay-proof: the
+daily views hold idempotent aggregates (uniqExact/min/argMax) and event tables are read FINAL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from veille.schemas.models import INSEE_PATTERN
+from veille.sinks.store import Store
+
+Query = tuple[str, dict[str, Any]]
+CLOSED_STATUSES = ("resolved", "rejected")
+LOCAL_TZ = "Europe/Paris"
+
+
+class Cell(BaseModel):
+    """A monitoring cell and period, validated at the boundary (CLI, HTTP)."""
+
+    municipalities: list[str] = Field(min_length=1)
+    start: date
+    end: date
+
+    @field_validator("municipalities")
+    @classmethod
+    def _insee(cls, value: list[str]) -> list[str]:
+        import re
+
+        bad = [m for m in value if not re.match(INSEE_PATTERN, m)]
+        if bad:
+            raise ValueError(f"not INSEE codes: {bad}")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _period(self) -> Cell:
+        if self.end <= self.start:
+            raise ValueError("'to' must be after 'from'")
+        return self
+
+    def params(self) -> dict[str, Any]:
+        return {"munis": self.municipalities, "start": self.start, "end": self.end}
+
+
+def reports_sql(db: str, cell: Cell) -> Query:
+    return (f"""
+SELECT municipality, category, channel, toUInt64(uniqExactMerge(reports)) AS reports
+FROM {db}.reports_daily
+WHERE has({{munis:Array(String)}}, municipality) AND day >= {{start:Date}} AND day < {{end:Date}}
+GROUP BY municipality, category, channel
+ORDER BY municipality, category, channel""", cell.params())
+
+
+def cross_boundary_sql(db: str, cell: Cell) -> Query:
+    return (f"""
+SELECT agency_id, municipality,
+       toUInt64(uniqExactMerge(dispatches)) AS dispatches,
+       toUInt64(uniqExactMerge(cross_boundary)) AS cross_boundary
+FROM {db}.dispatch_daily
+WHERE has({{munis:Array(String)}}, municipality) AND day >= {{start:Date}} AND day < {{end:Date}}
+GROUP BY agency_id, municipality
+ORDER BY agency_id, municipality""", cell.params())
+
+
+def _cell_incidents(db: str) -> str:
+    return f"""
+    SELECT id, reported_at FROM {db}.incidents FINAL
+    WHERE has({{munis:Array(String)}}, municipality)
+      AND toDate(reported_at, '{LOCAL_TZ}') >= {{start:Date}}
+      AND toDate(reported_at, '{LOCAL_TZ}') < {{end:Date}}"""
+
+
+def response_times_sql(db: str, cell: Cell) -> Query:
+    """Seconds from report to an agency's first action / first resolution, p50 and p90."""
+    ack = "(toUnixTimestamp64Milli(l.acknowledged_at) - toUnixTimestamp64Milli(i.reported_at)) / 1000"
+    res = "(toUnixTimestamp64Milli(l.resolved_at) - toUnixTimestamp64Milli(i.reported_at)) / 1000"
+    return (f"""
+SELECT l.agency_id AS agency_id,
+       count() AS incidents,
+       countIf(l.acknowledged_at IS NOT NULL) AS acknowledged,
+       quantilesExactIf(0.5, 0.9)(greatest(0, ifNull({ack}, 0)), l.acknowledged_at IS NOT NULL) AS ack_q,
+       countIf(l.resolved_at IS NOT NULL) AS resolved,
+       quantilesExactIf(0.5, 0.9)(greatest(0, ifNull({res}, 0)), l.resolved_at IS NOT NULL) AS resolve_q
+FROM
+(
+    SELECT incident_id, agency_id,
+           minMerge(acknowledged_at) AS acknowledged_at, minMerge(resolved_at) AS resolved_at
+    FROM {db}.incident_lifecycle
+    GROUP BY incident_id, agency_id
+) AS l
+INNER JOIN ({_cell_incidents(db)}
+) AS i ON l.incident_id = i.id
+GROUP BY agency_id
+ORDER BY agency_id""", cell.params())
+
+
+def open_incidents_sql(db: str, cell: Cell) -> Query:
+    """Per agency: incidents of the cell/period dispatched to it, and those it has not closed yet."""
+    return (f"""
+SELECT d.agency_id AS agency_id,
+       count() AS dispatched,
+       countIf(s.status NOT IN {CLOSED_STATUSES!r}) AS open
+FROM
+(
+    SELECT DISTINCT event_id, agency_id FROM {db}.dispatches FINAL
+    WHERE event_type = 'incident' AND has({{munis:Array(String)}}, municipality)
+      AND toDate(reported_at, '{LOCAL_TZ}') >= {{start:Date}}
+      AND toDate(reported_at, '{LOCAL_TZ}') < {{end:Date}}
+) AS d
+LEFT JOIN
+(
+    SELECT toString(incident_id) AS event_id, agency_id, argMaxMerge(latest_status) AS status
+    FROM {db}.incident_lifecycle
+    GROUP BY incident_id, agency_id
+) AS s ON s.event_id = d.event_id AND s.agency_id = d.agency_id
+GROUP BY agency_id
+ORDER BY agency_id""", cell.params())
+
+
+def alerts_sql(db: str, cell: Cell) -> Query:
+    """Actual alerts only (CAP Test/Exercise/Draft are not events of the territory)."""
+    return (f"""
+SELECT municipality, severity, toUInt64(uniqExactMerge(alerts)) AS alerts
+FROM {db}.alerts_daily
+WHERE has({{munis:Array(String)}}, municipality) AND day >= {{start:Date}} AND day < {{end:Date}}
+  AND status = 'Actual'
+GROUP BY municipality, severity
+ORDER BY municipality, severity""", cell.params())
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _seconds(q: Sequence[float] | None, index: int, count: int) -> float | None:
+    if not count or not q:
+        return None
+    v = float(q[index])
+    return None if math.isnan(v) else round(v, 3)
+
+
+def compute(store: Store, cell: Cell) -> dict[str, Any]:
+    db = store.database
+    reports = store.query(*reports_sql(db, cell))
+    total = sum(int(r["reports"]) for r in reports)
+    by: dict[str, dict[str, int]] = {k: defaultdict(int) for k in ("municipality", "category", "channel")}
+    for r in reports:
+        for k in by:
+            by[k][r[k]] += int(r["reports"])
+
+    cross = store.query(*cross_boundary_sql(db, cell))
+    per_agency: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_muni: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in cross:
+        for acc in (per_agency[r["agency_id"]], per_muni[r["municipality"]]):
+            acc[0] += int(r["dispatches"])
+            acc[1] += int(r["cross_boundary"])
+    all_dispatches = sum(v[0] for v in per_agency.values())
+    all_cross = sum(v[1] for v in per_agency.values())
+
+    times = [
+        {"agency_id": r["agency_id"], "incidents": int(r["incidents"]),
+         "acknowledged": int(r["acknowledged"]),
+         "ack_p50_s": _seconds(r["ack_q"], 0, int(r["acknowledged"])),
+         "ack_p90_s": _seconds(r["ack_q"], 1, int(r["acknowledged"])),
+         "resolved": int(r["resolved"]),
+         "resolve_p50_s": _seconds(r["resolve_q"], 0, int(r["resolved"])),
+         "resolve_p90_s": _seconds(r["resolve_q"], 1, int(r["resolved"]))}
+        for r in store.query(*response_times_sql(db, cell))
+    ]
+    open_rows = [{"agency_id": r["agency_id"], "dispatched": int(r["dispatched"]), "open": int(r["open"])}
+                 for r in store.query(*open_incidents_sql(db, cell))]
+    alerts = store.query(*alerts_sql(db, cell))
+    alerts_by_muni: dict[str, int] = defaultdict(int)
+    for r in alerts:
+        alerts_by_muni[r["municipality"]] += int(r["alerts"])
+
+    return {
+        "cell": {"municipalities": cell.municipalities, "from": cell.start.isoformat(),
+                 "to": cell.end.isoformat()},
+        "reports": {
+            "total": total,
+            "by_municipality": dict(sorted(by["municipality"].items())),
+            "by_category": dict(sorted(by["category"].items())),
+            "by_channel": dict(sorted(by["channel"].items())),
+            # Participation: which channels people actually use to report.
+            "channel_share": {c: _share(n, total) for c, n in sorted(by["channel"].items())},
+            "rows": [{k: (int(v) if k == "reports" else v) for k, v in r.items()} for r in reports],
+        },
+        "cross_boundary": {
+            "dispatches": all_dispatches,
+            "cross_boundary": all_cross,
+            "share": _share(all_cross, all_dispatches),
+            "by_agency": [{"agency_id": a, "dispatches": d, "cross_boundary": c, "share": _share(c, d)}
+                          for a, (d, c) in sorted(per_agency.items())],
+            "by_municipality": [{"municipality": m, "dispatches": d, "cross_boundary": c,
+                                 "share": _share(c, d)} for m, (d, c) in sorted(per_muni.items())],
+        },
+        "response_times": times,
+        "open_incidents": open_rows,
+        "alerts": {
+            "total_by_municipality": dict(sorted(alerts_by_muni.items())),
+            "rows": [{k: (int(v) if k == "alerts" else v) for k, v in r.items()} for r in alerts],
+        },
+    }
+
+
+def _table(title: str, headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[("-" if v is None else (f"{v:.1%}" if isinstance(v, float) and h.endswith("share")
+                                      else str(v))) for v, h in zip(r, headers, strict=True)]
+             for r in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [title, line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells] or []
+    if not cells:
+        out.append("(none)")
+    return "\n".join(out)
+
+
+def render_text(ind: dict[str, Any]) -> str:
+    c = ind["cell"]
+    rep = ind["reports"]
+    cb = ind["cross_boundary"]
+    parts = [
+        f"Monitoring cell {', '.join(c['municipalities'])}  [{c['from']} .. {c['to']})",
+        f"Reports: {rep['total']}   cross-boundary dispatches: {cb['cross_boundary']}/{cb['dispatches']}"
+        + (f" ({cb['share']:.1%})" if cb["share"] is not None else ""),
+        # The full municipality x category x channel breakdown is in the JSON output.
+        _table("Reports per municipality", ["municipality", "reports"],
+               [[m, n] for m, n in rep["by_municipality"].items()]),
+        _table("Reports per category", ["category", "reports"],
+               [[k, n] for k, n in sorted(rep["by_category"].items(), key=lambda kv: -kv[1])]),
+        _table("Participation by channel", ["channel", "reports", "share"],
+               [[ch, n, rep["channel_share"][ch]] for ch, n in rep["by_channel"].items()]),
+        _table("Handled across boundaries, per agency", ["agency", "dispatches", "cross_boundary", "share"],
+               [[r["agency_id"], r["dispatches"], r["cross_boundary"], r["share"]] for r in cb["by_agency"]]),
+        _table("Handled across boundaries, per municipality",
+               ["municipality", "dispatches", "cross_boundary", "share"],
+               [[r["municipality"], r["dispatches"], r["cross_boundary"], r["share"]]
+                for r in cb["by_municipality"]]),
+        _table("Response times per agency (seconds)",
+               ["agency", "incidents", "acked", "ack_p50", "ack_p90", "resolved", "res_p50", "res_p90"],
+               [[r["agency_id"], r["incidents"], r["acknowledged"], r["ack_p50_s"], r["ack_p90_s"],
+                 r["resolved"], r["resolve_p50_s"], r["resolve_p90_s"]] for r in ind["response_times"]]),
+        _table("Open incidents per agency", ["agency", "dispatched", "open"],
+               [[r["agency_id"], r["dispatched"], r["open"]] for r in ind["open_incidents"]]),
+        _table("Alerts per municipality (Actual)", ["municipality", "severity", "alerts"],
+               [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
+    ]
+    return "\n\n".join(parts) + "\n"

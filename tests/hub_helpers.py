@@ -1,0 +1,117 @@
+"""Running the hub's processes for real in tests: isolated settings, subprocesses, topic readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from veille.config import Settings
+from veille.schemas import codec
+from veille.topics import ensure_topics, territory_topic_specs
+
+
+def hub_settings(base: Settings, state_dir: Path, **updates: Any) -> Settings:
+    """A fresh deployment on the session broker: own topic prefix, own state dir, topics created."""
+    settings = base.model_copy(update={
+        "topic_prefix": f"h{uuid.uuid4().hex[:8]}", "state_dir": state_dir,
+        "bootstrap_servers": base.kafka_bootstrap(), **updates})
+    ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
+    return settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "VEILLE_TOPIC_PREFIX": settings.topic_prefix,
+        "VEILLE_STATE_DIR": str(settings.state_dir),
+        "VEILLE_BOOTSTRAP_SERVERS": settings.kafka_bootstrap(),
+        "VEILLE_SINK_BATCH_SECONDS": str(settings.sink_batch_seconds),
+        "VEILLE_SINK_BATCH_ROWS": str(settings.sink_batch_rows),
+    })
+    return env
+
+
+class HubProcess:
+    """One `veille ...` command running as a child process, stopped by its PID."""
+
+    def __init__(self, settings: Settings, *args: str) -> None:
+        self.settings = settings
+        self.args = args
+        self.log_path = settings.state_dir / f"{args[0]}-{uuid.uuid4().hex[:6]}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> HubProcess:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "veille.cli", *self.args],
+                                         env=settings_env(self.settings), stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def info(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """Wait for the JSON file the process writes in the state dir once it serves."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.args} exited {self.proc.returncode}:\n{self.log()}")
+            with suppress(FileNotFoundError, json.JSONDecodeError):
+                data: dict[str, Any] = json.loads((self.settings.state_dir / name).read_text())
+                if data.get("pid") == self.proc.pid:
+                    return data
+            time.sleep(0.2)
+        raise AssertionError(f"{self.args} not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """kill -9: no shutdown hook runs, nothing is flushed or committed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+def read_topics(settings: Settings, topics: Iterable[str], *, until: Callable[[list[Any]], bool],
+                timeout: float = 60) -> list[tuple[str, Any]]:
+    """Decode every message of ``topics`` from the start until ``until(records)`` or timeout."""
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"reader-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(list(topics))
+    out: list[tuple[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until(out):
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error() is None:
+                    out.append((msg.topic(), codec.decode(msg.value())))
+    finally:
+        consumer.close()
+    return out

@@ -1,0 +1,251 @@
+"""``veille demo``: the whole hub on the local broker and the embedded store, then stops it.
+
+broker → topics → sink + router (subprocesses, as in production) → the simulator's
+stream with a flash flood crossing municipal boundaries → wait until the store has every
+acknowledged report → print how the flood was routed and the monitoring-cell indicators.
+Everything the demo started is stopped by PID at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from veille.broker import LocalBroker
+from veille.config import Settings, get_settings
+from veille.producers.sdk import Publisher
+from veille.producers.simulator import Simulator, span_for
+from veille.schemas import codec
+from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
+from veille.streams.lag import group_lag
+from veille.telemetry import serve_metrics
+from veille.territory import Territory, load_territory
+from veille.topics import ROUTED_TYPES, Topics, ensure_topics, territory_topic_specs
+
+
+def _say(msg: str) -> None:
+    print(f"[demo {datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+@contextmanager
+def _process(name: str, args: list[str], log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{name}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "veille.cli", *args], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        _say(f"stopped {name} (pid {proc.pid}, exit {proc.returncode}); log: {log_dir / (name + '.log')}")
+
+
+def _wait_for_info(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{path.stem} exited early with code {proc.returncode}")
+        with suppress(FileNotFoundError, json.JSONDecodeError):
+            info: dict[str, Any] = json.loads(path.read_text())
+            if info.get("pid") == proc.pid:
+                return info
+        time.sleep(0.2)
+    raise TimeoutError(f"{path.stem} did not start within {timeout:.0f}s")
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
+def _indicators(sink_url: str, municipalities: list[str], start: datetime, end: datetime) -> Any:
+    query = urllib.parse.urlencode({"municipalities": ",".join(municipalities),
+                                    "from": start.date().isoformat(), "to": end.date().isoformat()})
+    return _get_json(f"{sink_url}/indicators?{query}")
+
+
+def _stream(territory: Territory, seconds: float, rate: float, seed: int
+            ) -> tuple[list[Record], Alert, set[str]]:
+    """The simulator's events: ordinary reports, a flash flood in the middle, more reports."""
+    n = max(10, int(seconds * rate))
+    start = datetime.now(UTC) - span_for(n + 60)
+    sim = Simulator(territory, seed=seed, start=start)
+    events: list[Record] = list(sim.events(n // 2))
+    flood = sim.flash_flood(incidents=40)
+    events += flood + list(sim.events(n - n // 2))
+    alert = next(e for e in flood if isinstance(e, Alert))
+    return events, alert, {str(e.id) for e in flood if isinstance(e, Incident)}
+
+
+def _caught_up(settings: Settings) -> bool:
+    """Router and sink have committed everything there is to read."""
+    admin = AdminClient(settings.kafka_client_config())
+    groups = [f"{settings.topic_prefix}-router", f"{settings.topic_prefix}.sink"]
+    lags = [group_lag(admin, g) for g in groups]
+    return all(lag and not any(lag.values()) for lag in lags)
+
+
+def _dead_letters(metrics_url: str) -> dict[str, int]:
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "veille_router_dead_lettered":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    out[sample.labels["reason"]] = int(sample.value)
+    return out
+
+
+def _routing_of(settings: Settings, flood_ids: set[str], alert_id: str, timeout: float = 30) -> list[Any]:
+    """Read back from the routed topic how the flood's alert and reports were routed."""
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"demo-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([Topics(settings.topic_prefix).routed])
+    found: list[Any] = []
+    wanted = len(flood_ids) + 1
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < wanted and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=0.5):
+                if msg.error():
+                    continue
+                decoded = codec.decode(msg.value(), expect=ROUTED_TYPES)
+                if decoded.record_type == "RoutedIncident" and str(decoded.value["id"]) in flood_ids:
+                    found.append(RoutedIncident.from_avro(decoded.value))
+                elif decoded.record_type == "RoutedAlert" and decoded.value["identifier"] == alert_id:
+                    found.append(RoutedAlert.from_avro(decoded.value))
+    finally:
+        consumer.close()
+    return found
+
+
+def _print_flood(routed: list[Any], territory: Territory) -> None:
+    alerts = [r for r in routed if isinstance(r, RoutedAlert)]
+    incidents = [r for r in routed if isinstance(r, RoutedIncident)]
+    name = {code: m.name for code, m in territory.municipalities.items()}
+    for alert in alerts:
+        print(f"\nFlash-flood alert '{alert.headline}'")
+        affected = ", ".join(f"{m} {name.get(m, m)}" for m in alert.municipalities)
+        print(f"  affected municipalities: {affected}")
+        for t in alert.dispatches:
+            print(f"  -> {t.agency_id:24s} {t.service.value:20s} rule={t.rule}")
+    print(f"\nFlood reports routed: {len(incidents)} across "
+          f"{len({i.municipality for i in incidents})} municipalities")
+    per: Counter[tuple[str, str, str, bool]] = Counter()
+    for inc in incidents:
+        for t in inc.dispatches:
+            per[(inc.municipality, t.agency_id, t.service.value, t.cross_boundary)] += 1
+    print(f"  {'where':28s} {'agency':24s} {'service':16s} {'reports':>7s}  cross-boundary")
+    for (muni, agency, service, cross), count in sorted(per.items()):
+        where = f"{muni} {name.get(muni, '')}"[:28]
+        print(f"  {where:28s} {agency:24s} {service:16s} {count:7d}  {'yes' if cross else ''}")
+
+
+def run_demo(seconds: float, rate: float, seed: int) -> int:
+    settings = get_settings()
+    territory = load_territory(settings.territory_dir)
+    logs = settings.state_dir / "demo-logs"
+    broker = LocalBroker(settings)
+    ours = not broker.status().running
+    t0 = time.monotonic()
+    info = broker.start()
+    _say(f"Kafka {info.kafka_version} (KRaft) on {info.bootstrap} "
+         f"({'started in %.1fs' % (time.monotonic() - t0) if ours else 'already running'})")
+    try:
+        ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
+        with _process("sink", ["sink", "run", "--port", "0"], logs) as sink, \
+                _process("router", ["router", "run", "--metrics-port", "0"], logs) as router:
+            sink_url = _wait_for_info(settings.state_dir / "sink.json", sink)["url"]
+            router_metrics = _wait_for_info(settings.state_dir / "router.json", router)["metrics"]
+            _server, demo_port = serve_metrics(0)
+            _say(f"sink (chDB at {settings.chdb_path}) on {sink_url}; router metrics {router_metrics}")
+
+            events, flood_alert, flood_ids = _stream(territory, seconds, rate, seed)
+            _say(f"publishing {len(events)} events over ~{len(events) / rate:.0f}s "
+                 f"(flash flood in the middle: 1 CAP alert + {len(flood_ids)} reports)")
+            started = datetime.now(UTC)
+            with Publisher(settings, client_id="veille-demo") as pub:
+                pace = 1.0 / rate
+                for i, event in enumerate(events):
+                    pub.publish(event)
+                    if i % 50 == 0:
+                        pub.poll(0)
+                    time.sleep(pace)
+                summary = pub.flush(30)
+            incidents_sent = sum(isinstance(e, Incident) for e in events)
+            _say(f"acknowledged by Kafka: {summary.acknowledged}, failed: {len(summary.failed)}")
+
+            municipalities = sorted(territory.municipalities)
+            span_start = min(e.reported_at for e in events if isinstance(e, Incident)) - timedelta(days=1)
+            end = datetime.now(UTC) + timedelta(days=1)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not _caught_up(settings):
+                time.sleep(1)
+            stored = _indicators(sink_url, municipalities, span_start, end)["reports"]["total"]
+            dead = _dead_letters(router_metrics)
+            latency = (datetime.now(UTC) - started).total_seconds()
+            _say(f"router and sink caught up {latency:.1f}s after the first publish: "
+                 f"{stored} of {incidents_sent} reports stored, dead-lettered by the router: "
+                 f"{sum(dead.values())} {dead or ''}")
+
+            _print_flood(_routing_of(settings, flood_ids, flood_alert.identifier), territory)
+            from veille.sinks.indicators import render_text
+
+            print()
+            print(render_text(_indicators(sink_url, municipalities, span_start, end)))
+            print(f"\nPrometheus metrics while it ran: router {router_metrics}, sink {sink_url}/metrics, "
+                  f"demo producer http://127.0.0.1:{demo_port}/metrics")
+            print(f"Same indicators as JSON: veille indicators --municipalities {','.join(municipalities)} "
+                  f"--from {span_start.date()} --to {end.date()} --json  (while a sink runs)")
+            ok = stored + dead.get("unroutable", 0) >= incidents_sent and not summary.failed
+    finally:
+        if ours:
+            broker.stop()
+            _say("stopped the local broker")
+    _say("done" if ok else "INCOMPLETE: some acknowledged reports are neither stored nor dead-lettered")
+    return 0 if ok else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    seed = args.seed if args.seed is not None else int(time.time())
+    return run_demo(args.seconds, args.rate, seed)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the whole hub on the local broker and embedded store",
+                       description="Start the broker, router and sink, publish the simulator's stream "
+                                   "with a cross-boundary flash flood, print the routing and the "
+                                   "monitoring-cell indicators read from the store, stop everything.")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of the simulated stream")
+    p.add_argument("--rate", type=float, default=50.0, help="events per second")
+    p.add_argument("--seed", type=int, default=None,
+                   help="simulator seed (default: the clock, so event ids differ between runs; "
+                        "re-sending an id with other content is dead-lettered by design)")
+    p.set_defaults(func=_cmd_demo)

@@ -1,0 +1,27 @@
+"""Prometheus exposition shared by every long-running process of the hub.
+
+Each component defines its own metrics next to its code (``producers/metrics.py``, ...)
+on the default registry; this module only serves them, so a process started with
+``--metrics-port`` answers ``GET /metrics`` the same way whatever it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+from veille.config import get_settings
+
+
+def serve_metrics(port: int = 0, addr: str | None = None,
+                  registry: CollectorRegistry = REGISTRY) -> tuple[Any, int]:
+    """Serve ``/metrics`` from a daemon thread; returns ``(server, bound_port)``.
+
+    ``port=0`` binds a free port (tests, several processes on one host); the actual port
+    is read back from the socket. ``addr`` defaults to ``$VEILLE_METRICS_HOST`` or
+    127.0.0.1. Call ``server.shutdown()`` to stop it.
+    """
+    host = addr or get_settings().metrics_host
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server, int(server.server_address[1])
