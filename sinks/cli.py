@@ -16,6 +16,7 @@ from types import FrameType
 from pydantic import ValidationError
 
 from veille.config import get_settings
+from veille.deadletter import TooManyInvalid
 from veille.sinks.indicators import Cell, compute, render_text
 from veille.sinks.pipeline import SinkPipeline
 from veille.sinks.service import SINK_INFO, running_sink_url, serve, write_sink_info
@@ -44,6 +45,9 @@ def _cmd_sink_run(args: argparse.Namespace) -> int:
           f"HTTP {server.url}/metrics {server.url}/indicators", flush=True)
     try:
         stats = pipeline.run()
+    except TooManyInvalid as exc:
+        log.critical("sink stopped: %s; offsets of the current batch are not committed", exc)
+        return 3
     finally:
         server.shutdown()
         server.server_close()

@@ -258,3 +258,26 @@ def render_text(ind: dict[str, Any]) -> str:
                [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def totals(store: Store, with_ids: bool = False) -> dict[str, Any]:
+    """What the store holds, deduplicated (FINAL) and raw: the operator's "did anything
+    get lost or doubled" check, also used by the end-to-end tests."""
+    db = store.database
+    (inc,) = store.query(f"SELECT count() AS rows, uniqExact(id) AS ids FROM {db}.incidents FINAL")
+    (raw,) = store.query(f"SELECT count() AS rows FROM {db}.incidents")
+    per_agency = store.query(
+        f"SELECT agency_id, service, count() AS dispatches FROM {db}.dispatches FINAL "
+        "GROUP BY agency_id, service ORDER BY agency_id, service")
+    (status,) = store.query(f"SELECT count() AS rows FROM {db}.status_events FINAL")
+    (alerts,) = store.query(f"SELECT count() AS rows FROM {db}.alerts FINAL")
+    out: dict[str, Any] = {
+        "incidents": int(inc["rows"]), "incident_ids": int(inc["ids"]), "incident_rows_raw": int(raw["rows"]),
+        "dispatches": sum(int(r["dispatches"]) for r in per_agency),
+        "dispatches_by_agency": [{"agency_id": r["agency_id"], "service": r["service"],
+                                  "dispatches": int(r["dispatches"])} for r in per_agency],
+        "status_events": int(status["rows"]), "alerts": int(alerts["rows"]),
+    }
+    if with_ids:
+        out["ids"] = [str(r["id"]) for r in store.query(f"SELECT DISTINCT id FROM {db}.incidents")]
+    return out

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from veille.config import Settings
 from veille.schemas import codec
+from veille.deadletter import DeadLetterLimit
 from veille.schemas.models import MODELS, DeadLetter, Record, RoutedIncident
 from veille.sinks import metrics
 from veille.sinks.rows import to_rows
@@ -258,6 +259,7 @@ class SinkPipeline:
                                   **(extra_consumer_config or {})})
         self.producer = Producer(dead_letter_producer_config(settings))
         self.writer = Writer(store, self.producer, dead_letter_topic or topics.dead_letter)
+        self.dead_letter_limit = DeadLetterLimit()
         self.stats = Stats()
         self._stop = threading.Event()
         self._stash: list[Message] = []
@@ -317,6 +319,8 @@ class SinkPipeline:
             return
         source = SourceMessage.of(msg)
         item = decode(source)
+        # Raises TooManyInvalid before the batch is written: its offsets stay uncommitted.
+        self.dead_letter_limit.record(isinstance(item, DeadLetter))
         if isinstance(item, DeadLetter):
             log.warning("dead-lettering %s[%d]@%d: %s", source.topic, source.partition, source.offset,
                         item.reason)
@@ -364,6 +368,7 @@ class SinkPipeline:
 
     def _wait(self, seconds: float) -> bool:
         """Back off while keeping group membership alive; False if the batch must be dropped."""
+        self._update_lag()
         deadline = time.monotonic() + seconds
         while True:
             if self._revoked_while_writing:
@@ -403,16 +408,21 @@ class SinkPipeline:
         self._update_lag()
 
     def _update_lag(self) -> None:
+        """End offsets minus *committed* offsets, asked of the broker: while writes fail
+        nothing is committed, so the backlog shows (the consumer's own position would not)."""
+        if not self._assigned:
+            return
         try:
-            positions = self.consumer.position(list(self._assigned))
+            committed = self.consumer.committed(list(self._assigned), timeout=5)
         except KafkaException:
             return
-        for tp in positions:
-            if tp.offset < 0:
+        for tp in committed:
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+            except KafkaException:
                 continue
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+            done = tp.offset if tp.offset >= 0 else low
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
 
     # -- rebalance -----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
 
-from veille.sinks.indicators import Cell, compute
+from veille.sinks.indicators import Cell, compute, totals
 from veille.sinks.store import Store
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,15 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as exc:
                 log.exception("indicators failed")
                 self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)})
+        elif url.path == "/stats":
+            try:
+                with_ids = parse_qs(url.query).get("ids", ["0"])[-1] in ("1", "true")
+                self._json(HTTPStatus.OK, totals(self.server.store, with_ids))
+            except Exception as exc:
+                log.exception("stats failed")
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)})
         else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": "try /metrics or /indicators"})
+            self._json(HTTPStatus.NOT_FOUND, {"error": "try /metrics, /indicators or /stats"})
 
     def _json(self, status: HTTPStatus, body: Any) -> None:
         self._send(status, json.dumps(body).encode(), "application/json")

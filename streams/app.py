@@ -11,6 +11,7 @@ deduplicate on, and the store deduplicates incidents by id.
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import time
 from collections.abc import Iterator, MutableMapping
@@ -22,6 +23,7 @@ from aiokafka.errors import KafkaError
 from faust.types import StreamT
 
 from veille.config import Settings
+from veille.deadletter import DeadLetterLimit, TooManyInvalid
 from veille.streams import metrics
 from veille.streams.router import DEDUP_WINDOW, Message, Outcome, Output, Router
 from veille.territory import load_territory
@@ -32,6 +34,7 @@ log = logging.getLogger("veille.router")
 BATCH_MAX = 1000
 BATCH_WITHIN = 0.05  # seconds: bounds the latency a quiet stream adds
 SEND_BACKOFF_MAX = 10.0
+EXIT_TOO_MANY_INVALID = 3
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -69,6 +72,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     router = Router(territory, topics, pseudonym_key=settings.pseudonym_key.get_secret_value().encode())
     out_topics: dict[str, faust.types.TopicT] = {}
+    limit = DeadLetterLimit()
 
     def out(name: str) -> faust.types.TopicT:
         if name not in out_topics:
@@ -89,6 +93,13 @@ def create_app(settings: Settings) -> faust.App:
                 outcome = router.process(Message(m.topic, m.partition, m.offset, m.key, m.value), memo)
                 metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
                 _count(outcome, m.topic, topics)
+                try:
+                    limit.record(outcome.kind == "dead_letter")
+                except TooManyInvalid as exc:
+                    # Nothing of this batch is sent nor acked: its offsets stay uncommitted.
+                    log.critical("stopping the router: %s (last: %s on %s)", exc, outcome.reason, m.topic)
+                    metrics.STOPPED_INVALID.inc()
+                    os._exit(EXIT_TOO_MANY_INVALID)
                 outputs.extend(outcome.outputs)
             await _send_all(out, outputs)
             # Only now is an event "seen": had we recorded it before its outputs were
@@ -174,11 +185,16 @@ def _count(outcome: Outcome, topic: str, topics: Topics) -> None:
         metrics.DUPLICATES.inc()
 
 
-def _credentials(settings: Settings) -> faust.SASLCredentials | None:
-    if settings.security_protocol == "PLAINTEXT":
-        return None
+def _credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    # Same resolution as the confluent-kafka clients (Settings.kafka_credentials).
+    creds = settings.kafka_credentials()
+    tls = None
+    if creds.protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        tls = ssl.create_default_context(cafile=settings.ssl_ca_location or None)
+    if not creds.mechanism:
+        return faust.SSLCredentials(tls) if tls is not None else None
     return faust.SASLCredentials(
-        username=settings.sasl_username,
-        password=settings.sasl_password.get_secret_value(),
-        mechanism=settings.sasl_mechanism,
+        username=creds.username, password=creds.password, mechanism=creds.mechanism, ssl_context=tls,
     )

@@ -25,3 +25,5 @@ SEND_RETRIES = Counter("veille_router_send_retries_total",
                        "Output batches re-sent after Kafka refused or timed out")
 CONSUMER_LAG = Gauge("veille_consumer_lag", "Messages not yet committed by a consumer group",
                      ["group", "topic", "partition"])
+STOPPED_INVALID = Counter("veille_router_stopped_invalid_total",
+                          "Times the router stopped because most of its input was invalid")

@@ -9,6 +9,7 @@ reason, and both are plain ``Output`` values for the caller to publish.
 from __future__ import annotations
 
 import hashlib
+import logging
 import hmac
 import uuid
 from collections.abc import Callable, MutableMapping
@@ -40,6 +41,7 @@ from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
 DISPATCH_NAMESPACE = uuid.UUID("6f1d7c1e-6a1b-4c59-9a55-3f0f0b7e2a10")
 DEDUP_WINDOW = timedelta(hours=24)
 R = TypeVar("R", bound=Record)
+log = logging.getLogger("veille.router")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,11 @@ class Router:
             return self.dead_letter(msg, exc.reason, str(exc))
         except codec.DecodeError as exc:
             return self.dead_letter(msg, exc.reason, exc.detail)
+        except Exception as exc:
+            # A bug must not stop the stream nor lose the message: faust would ack an event
+            # whose handler raised. The original bytes go to the dead-letter topic for replay.
+            log.exception("internal error on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+            return self.dead_letter(msg, "internal_error", f"{type(exc).__name__}: {exc}")
 
     # -- per topic family ----------------------------------------------------------
     def _incident(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from pydantic import SecretStr
 
 from veille.broker import BrokerInfo, LocalBroker
 from veille.config import Settings, get_settings
@@ -42,16 +43,26 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaFixture]:
     # die_with_parent: even a SIGKILLed pytest takes its broker down with it.
     info = broker.start(die_with_parent=True)
     atexit.register(broker.kill)  # safety net if the session never reaches teardown
-    previous = os.environ.get("VEILLE_STATE_DIR")
-    os.environ["VEILLE_STATE_DIR"] = str(state_dir)  # subprocess `veille ...` find it
+    # The broker runs with SASL/SCRAM + ACLs: tests connect as its superuser. The credentials
+    # are made explicit (not resolved from the state dir) so that copies of these settings
+    # with another state_dir, fresh Settings() and `veille ...` subprocesses all still log in.
+    creds = settings.kafka_credentials()
+    env = {"VEILLE_STATE_DIR": str(state_dir), "VEILLE_SECURITY_PROTOCOL": creds.protocol,
+           "VEILLE_SASL_USERNAME": creds.username, "VEILLE_SASL_PASSWORD": creds.password}
+    settings = settings.model_copy(update={
+        "security_protocol": creds.protocol, "sasl_username": creds.username,
+        "sasl_password": SecretStr(creds.password)})
+    previous = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     get_settings.cache_clear()
     try:
         yield KafkaFixture(settings, settings.kafka_bootstrap(), broker, info)
     finally:
-        if previous is None:
-            os.environ.pop("VEILLE_STATE_DIR", None)
-        else:
-            os.environ["VEILLE_STATE_DIR"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         get_settings.cache_clear()
         broker.stop(timeout=15)
         atexit.unregister(broker.kill)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -33,7 +34,11 @@ def hub_settings(base: Settings, state_dir: Path, **updates: Any) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
+    creds = settings.kafka_credentials()  # the child logs in as this settings' Kafka user
     env.update({
+        "VEILLE_SECURITY_PROTOCOL": creds.protocol,
+        "VEILLE_SASL_USERNAME": creds.username,
+        "VEILLE_SASL_PASSWORD": creds.password,
         "VEILLE_TOPIC_PREFIX": settings.topic_prefix,
         "VEILLE_STATE_DIR": str(settings.state_dir),
         "VEILLE_BOOTSTRAP_SERVERS": settings.kafka_bootstrap(),
@@ -115,3 +120,17 @@ def read_topics(settings: Settings, topics: Iterable[str], *, until: Callable[[l
     finally:
         consumer.close()
     return out
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.load(resp)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -206,6 +206,7 @@ def test_write_failure_commits_nothing_then_recovers(env: SinkEnv) -> None:
             time.sleep(0.05)
         seen["failures"] = p.stats.write_failures
         seen["committed"] = committed(env.settings, env.topics.routed, p.group_id)
+        seen["lag"] = lag_gauge(env.topics.routed)
         env.store.command("ATTACH TABLE veille.status_events")
 
     fixer = threading.Thread(target=operator)
@@ -214,6 +215,7 @@ def test_write_failure_commits_nothing_then_recovers(env: SinkEnv) -> None:
     fixer.join()
 
     assert seen["failures"] >= 3  # type: ignore[operator]
+    assert seen["lag"] == len(records)  # the backlog shows while the store is down...
     assert all(off < 0 for off in seen["committed"].values())  # type: ignore[attr-defined]
     assert metric("veille_sink_write_failures_total") - failures_before >= 3
     assert stats.batches_dropped == 0
@@ -224,6 +226,12 @@ def test_write_failure_commits_nothing_then_recovers(env: SinkEnv) -> None:
         {t: expected[t] for t in EVENT_TABLES}
     assert committed(env.settings, env.topics.routed, p.group_id) == \
         end_offsets(env.settings, env.topics.routed)
+    assert lag_gauge(env.topics.routed) == 0  # ...and drains once it is back
+
+
+def lag_gauge(topic: str) -> float:
+    return sum(s.value for m in REGISTRY.collect() if m.name == "veille_sink_consumer_lag"
+               for s in m.samples if s.labels.get("topic") == topic)
 
 
 def test_http_indicators_and_cli_over_http(env: SinkEnv, capsys: pytest.CaptureFixture[str]) -> None:
