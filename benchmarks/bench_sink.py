@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,10 +40,30 @@ def incidents(n: int) -> list[RoutedIncident]:
     ]
 
 
-def main() -> None:
-    total = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    batch = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
-    passes = 3
+@dataclass(frozen=True)
+class SinkNumbers:
+    total: int
+    batch: int
+    passes: int
+    insert_rates: list[float]  # rows/s of each pass
+    to_rows_rate: float  # records/s
+    decode_rate: float  # messages/s
+    stored: int  # distinct incidents after every pass (FINAL)
+    reports: int  # distinct reports in the reports_daily view
+    arrow_mb: float
+
+    @property
+    def best(self) -> float:
+        return max(self.insert_rates)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.insert_rates)
+
+
+def measure(total: int = 200_000, batch: int = 10_000, passes: int = 3, workdir: Path | None = None
+            ) -> SinkNumbers:
+    """Every number this script prints, on a fresh store in ``workdir`` (default: a temp dir)."""
     records = incidents(total)
     stored_at = datetime.now(UTC)
     chunks = [records[i:i + batch] for i in range(0, total, batch)]
@@ -56,28 +77,37 @@ def main() -> None:
     decode_rate = len(sample) / (time.perf_counter() - t0)
 
     rates: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         store = ChdbStore(Path(tmp) / "chdb")
-        store.migrate()
-        # Each pass re-inserts the same incidents under new tokens (a replay outside the
-        # dedup window): full work for the table and its view, and the ids collapse on FINAL.
-        for p in range(passes):
-            t0 = time.perf_counter()
-            for i, tables in enumerate(built):
-                store.insert("incidents", tables["incidents"], f"incidents|bench:{p}:{i}")
-            rates.append(total / (time.perf_counter() - t0))
-        stored = store.query("SELECT count() AS n FROM veille.incidents FINAL")[0]["n"]
-        reports = store.query(
-            "SELECT toUInt64(uniqExactMerge(reports)) AS n FROM veille.reports_daily")[0]["n"]
-        store.close()
-
+        try:
+            store.migrate()
+            # Each pass re-inserts the same incidents under new tokens (a replay outside the
+            # dedup window): full work for the table and its view, and the ids collapse on FINAL.
+            for p in range(passes):
+                t0 = time.perf_counter()
+                for i, tables in enumerate(built):
+                    store.insert("incidents", tables["incidents"], f"incidents|bench:{p}:{i}")
+                rates.append(total / (time.perf_counter() - t0))
+            stored = store.query("SELECT count() AS n FROM veille.incidents FINAL")[0]["n"]
+            reports = store.query(
+                "SELECT toUInt64(uniqExactMerge(reports)) AS n FROM veille.reports_daily")[0]["n"]
+        finally:
+            store.close()
     arrow_mb = sum(t["incidents"].nbytes for t in built) / 1e6
+    return SinkNumbers(total, batch, passes, rates, total / to_rows_s, decode_rate, stored, reports, arrow_mb)
+
+
+def main() -> None:
+    total = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    batch = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+    n = measure(total, batch)
     print(f"{total:,} incidents, batches of {batch:,}, chDB with the sink's tables, views and dedup settings")
-    print(f"  insert Arrow into incidents (+ reports_daily view): best {max(rates):,.0f} rows/s, "
-          f"median {statistics.median(rates):,.0f} rows/s over {passes} passes ({arrow_mb:.0f} MB Arrow)")
-    print(f"  to_rows (records -> Arrow, incidents + dispatches): {total / to_rows_s:,.0f} records/s")
-    print(f"  decode (single-object Avro -> validated model):      {decode_rate:,.0f} messages/s")
-    print(f"  distinct incidents after {passes} passes: {stored:,} (FINAL), reports in view: {reports:,}")
+    print(f"  insert Arrow into incidents (+ reports_daily view): best {n.best:,.0f} rows/s, "
+          f"median {n.median:,.0f} rows/s over {n.passes} passes ({n.arrow_mb:.0f} MB Arrow)")
+    print(f"  to_rows (records -> Arrow, incidents + dispatches): {n.to_rows_rate:,.0f} records/s")
+    print(f"  decode (single-object Avro -> validated model):      {n.decode_rate:,.0f} messages/s")
+    print(f"  distinct incidents after {n.passes} passes: {n.stored:,} (FINAL), "
+          f"reports in view: {n.reports:,}")
 
 
 if __name__ == "__main__":

@@ -11,15 +11,15 @@ deduplicate on, and the store deduplicates incidents by id.
 from __future__ import annotations
 
 import asyncio
-import os
 import logging
+import os
 import time
 from collections.abc import Iterator, MutableMapping
 from datetime import timedelta
 from typing import Any, cast
 
 import faust
-from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaError, Producer
 from faust.types import StreamT
 
 from veille.config import Settings
@@ -71,13 +71,8 @@ def create_app(settings: Settings) -> faust.App:
         },
     )
     router = Router(territory, topics, pseudonym_key=settings.pseudonym_key.get_secret_value().encode())
-    out_topics: dict[str, faust.types.TopicT] = {}
+    sender = OutputSender(settings)
     limit = DeadLetterLimit()
-
-    def out(name: str) -> faust.types.TopicT:
-        if name not in out_topics:
-            out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes)
-        return out_topics[name]
 
     @app.agent(sources, name="route")
     async def route(stream_t: StreamT[Any]) -> None:
@@ -101,7 +96,7 @@ def create_app(settings: Settings) -> faust.App:
                     metrics.STOPPED_INVALID.inc()
                     os._exit(EXIT_TOO_MANY_INVALID)
                 outputs.extend(outcome.outputs)
-            await _send_all(out, outputs)
+            await _send_all(sender, outputs)
             # Only now is an event "seen": had we recorded it before its outputs were
             # durable, a crash in between would make the re-delivery look like a duplicate.
             for event, key, value in memo.pending:
@@ -149,23 +144,65 @@ class SeenAfterDelivery(MutableMapping[str, Any]):
         return len(self.local)
 
 
-async def _send_all(out: Any, outputs: list[Output]) -> None:
-    """Send and await every output; retry the whole batch until Kafka takes it.
+class OutputSender:
+    """Dispatches, routing records and dead letters go out through librdkafka.
+
+    aiokafka sends one awaited future per message (~190 µs each, measured); an idempotent
+    confluent-kafka producer batches them and reports every delivery, so a whole batch of
+    outputs costs a few milliseconds. The faust producer is left with the table changelog.
+    """
+
+    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self.producer = Producer({
+            **settings.kafka_client_config(),
+            "client.id": f"{settings.topic_prefix}-router",
+            "enable.idempotence": True,  # librdkafka leaves it off by default
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "zstd",
+            "delivery.timeout.ms": int(timeout * 1000),
+        })
+
+    def send(self, outputs: list[Output]) -> list[str]:
+        """Blocking: produce every output and wait for its report. Returns the errors."""
+        errors: list[str] = []
+
+        def report(err: KafkaError | None, _msg: object) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        for o in outputs:
+            while True:
+                try:
+                    self.producer.produce(o.topic, key=o.key, value=o.value, on_delivery=report)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    self.producer.poll(0.05)
+        left = self.producer.flush(self.timeout)
+        if left:
+            errors.append(f"{left} outputs not acknowledged within {self.timeout:.0f}s")
+        return errors
+
+
+async def _send_all(sender: OutputSender, outputs: list[Output]) -> None:
+    """Send every output and wait for Kafka's acks; retry the whole batch until it takes it.
 
     Blocking here (rather than acking and moving on) is what keeps a broker outage from
     losing events: nothing is acked, so nothing is committed, and lag shows the backlog.
+    Re-sent outputs are duplicates agencies and the store absorb (deterministic ids).
     """
+    loop = asyncio.get_running_loop()
     backoff = 0.2
     while True:
-        try:
-            futures = [await out(o.topic).send(key=o.key, value=o.value) for o in outputs]
-            await asyncio.gather(*futures)
+        errors = await loop.run_in_executor(None, sender.send, outputs)
+        if not errors:
             return
-        except (TimeoutError, KafkaError, OSError) as exc:
-            metrics.SEND_RETRIES.inc()
-            log.warning("sending %d outputs failed (%r); retrying in %.1fs", len(outputs), exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, SEND_BACKOFF_MAX)
+        metrics.SEND_RETRIES.inc()
+        log.warning("%d of %d outputs failed (%s); retrying in %.1fs",
+                    len(errors), len(outputs), errors[0], backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, SEND_BACKOFF_MAX)
 
 
 def _count(outcome: Outcome, topic: str, topics: Topics) -> None:

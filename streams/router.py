@@ -9,8 +9,8 @@ reason, and both are plain ``Output`` values for the caller to publish.
 from __future__ import annotations
 
 import hashlib
-import logging
 import hmac
+import logging
 import uuid
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
@@ -83,6 +83,22 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in exc.errors())
 
 
+_TIME_FIELDS = frozenset({"occurred_at", "reported_at", "sent", "at", "effective", "onset", "expires"})
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    """A reason code precise enough for a metric label: what kind of field was wrong."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    if field in _TIME_FIELDS:
+        return "invalid_timestamp"
+    if field == "location":
+        return "invalid_coordinates"
+    if first["type"] in ("string_too_long", "too_long"):
+        return "oversized_field"
+    return "validation_error"
+
+
 def content_digest(value: bytes) -> str:
     return hashlib.blake2b(value, digest_size=16).hexdigest()
 
@@ -138,6 +154,7 @@ class Router:
         duplicate = self._check_duplicate(str(incident.id), msg.value or b"", seen)
         if duplicate:
             return duplicate
+        self._check_swapped(incident)
         decision = route_incident(incident, self.territory)
         if decision.unroutable:
             raise Rejected("unroutable", f"{decision.unroutable}: {decision.reason}")
@@ -153,6 +170,7 @@ class Router:
             incident.severity.value, incident.reported_at, now, decision, msg.value or b"",
         )
         outputs.append(Output(self.topics.routed, incident.id.bytes, routed.encode()))
+        self._remember(str(incident.id), msg.value or b"", seen)
         return Outcome("routed", tuple(outputs), targets=tuple(decision.targets),
                        reported_at=incident.reported_at)
 
@@ -182,6 +200,7 @@ class Router:
             category, info.severity.value, alert.sent, now, decision, msg.value or b"",
         )
         outputs.append(Output(self.topics.routed, alert.identifier.encode(), routed.encode()))
+        self._remember(f"alert:{alert.sender}:{alert.identifier}", msg.value or b"", seen)
         return Outcome("routed", tuple(outputs), targets=tuple(decision.targets), reported_at=alert.sent)
 
     def _status(self, msg: Message) -> Outcome:
@@ -198,7 +217,16 @@ class Router:
         try:
             return model.from_avro(value)
         except ValidationError as exc:
-            raise Rejected("validation_error", _validation_message(exc)) from None
+            raise Rejected(_validation_reason(exc), _validation_message(exc)) from None
+
+    def _check_swapped(self, incident: Incident) -> None:
+        point = incident.location
+        if point is None or self.territory.locate(point.lon, point.lat):
+            return
+        if self.territory.locate(point.lat, point.lon):  # a common bug in hand-written clients
+            raise Rejected("swapped_coordinates",
+                           f"lat={point.lat}, lon={point.lon} is outside the territory but inside "
+                           "it with latitude and longitude swapped")
 
     def _check_duplicate(
         self, event_id: str, value: bytes, seen: MutableMapping[str, list[float | str]]
@@ -212,8 +240,11 @@ class Router:
             # Same id, other content: a publisher bug or a replay attack; never merge silently.
             raise Rejected("conflicting_duplicate",
                            f"id {event_id} was already received with different content")
-        seen[event_id] = [digest, now]
         return None
+
+    def _remember(self, event_id: str, value: bytes, seen: MutableMapping[str, list[float | str]]) -> None:
+        # Only routed events are remembered: a dead-lettered one may be fixed and re-sent.
+        seen[event_id] = [content_digest(value), self.clock().timestamp()]
 
     def _pseudonym(self, incident: Incident) -> str | None:
         contact = incident.reporter
