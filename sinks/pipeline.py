@@ -32,8 +32,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pydantic import ValidationError
 
 from veille.config import Settings
-from veille.schemas import codec
 from veille.deadletter import DeadLetterLimit
+from veille.schemas import codec
 from veille.schemas.models import MODELS, DeadLetter, Record, RoutedIncident
 from veille.sinks import metrics
 from veille.sinks.rows import to_rows

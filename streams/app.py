@@ -108,6 +108,7 @@ def create_app(settings: Settings) -> faust.App:
             for event in events:
                 await stream.ack(event)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            metrics.LAST_PROGRESS[0] = time.monotonic()
 
     return app
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+import time
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -18,16 +19,33 @@ from veille.telemetry import serve_metrics
 
 log = logging.getLogger("veille.router")
 LAG_INTERVAL = 5.0
+EXIT_STALLED = 4
 
 
-def _lag_probe(conf: dict[str, str | int | float | bool], group: str, stop: threading.Event) -> None:
+def _lag_probe(conf: dict[str, str | int | float | bool], group: str, stop: threading.Event,
+               stall_seconds: float) -> None:
+    """Publish the group's lag; exit the process if it has a backlog but makes no progress.
+
+    After some broker restarts the faust consumer never resumes fetching (seen in the fault
+    tests). A router that is alive but stuck is worse than one that exits: its supervisor
+    (compose ``restart``, Kubernetes) starts a fresh one, which resumes from the committed
+    offsets, so nothing is lost.
+    """
     admin = AdminClient(conf)
     while not stop.wait(LAG_INTERVAL):
         try:
-            for (topic, partition), lag in group_lag(admin, group).items():
-                metrics.CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
+            lags = group_lag(admin, group)
         except Exception as exc:  # the probe must never take the router down
             log.warning("lag probe failed: %r", exc)
+            continue
+        for (topic, partition), lag in lags.items():
+            metrics.CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
+        idle = time.monotonic() - metrics.LAST_PROGRESS[0]
+        if sum(lags.values()) > 0 and idle > stall_seconds:
+            log.critical("no batch completed for %.0fs with %d messages waiting: exiting so that "
+                         "the supervisor restarts the router", idle, sum(lags.values()))
+            metrics.STALLED.inc()
+            os._exit(EXIT_STALLED)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -53,8 +71,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     (settings.state_dir / "router.json").write_text(json.dumps(info))
     print(f"router: consuming intake/alerts/status; metrics on {info['metrics']}", flush=True)
     stop = threading.Event()
-    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id, stop),
-                     daemon=True).start()
+    metrics.LAST_PROGRESS[0] = time.monotonic()
+    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id, stop,
+                                              settings.router_stall_seconds), daemon=True).start()
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     # faust's terminal spinner sets the root logger to DEBUG: every aiokafka debug record
     # is then built and dropped (~10% of the router's time, profiled).

@@ -27,3 +27,6 @@ CONSUMER_LAG = Gauge("veille_consumer_lag", "Messages not yet committed by a con
                      ["group", "topic", "partition"])
 STOPPED_INVALID = Counter("veille_router_stopped_invalid_total",
                           "Times the router stopped because most of its input was invalid")
+STALLED = Counter("veille_router_stalled_exits_total", "Exits because no batch completed despite a backlog")
+# Monotonic time of the last completed batch (read by the stall watchdog of `veille router run`).
+LAST_PROGRESS = [0.0]

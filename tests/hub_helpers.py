@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -44,6 +45,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VEILLE_BOOTSTRAP_SERVERS": settings.kafka_bootstrap(),
         "VEILLE_SINK_BATCH_SECONDS": str(settings.sink_batch_seconds),
         "VEILLE_SINK_BATCH_ROWS": str(settings.sink_batch_rows),
+        "VEILLE_ROUTER_STALL_SECONDS": str(settings.router_stall_seconds),
     })
     return env
 
@@ -96,6 +98,19 @@ class HubProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+    def supervise(self, stop: threading.Event, restarts: list[int]) -> threading.Thread:
+        """Restart the command whenever it exits, like compose's ``restart`` or Kubernetes."""
+
+        def loop() -> None:
+            while not stop.wait(0.5):
+                if self.proc is not None and self.proc.poll() is not None:
+                    restarts.append(self.proc.returncode)
+                    self.start()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
 
     def kill(self) -> None:
         """kill -9: no shutdown hook runs, nothing is flushed or committed."""

@@ -172,9 +172,9 @@ def test_router_stops_loudly_when_most_of_the_stream_is_invalid(kafka: Any, tmp_
         assert "stopping the router" in router.log()
         # Nothing it refused to dead-letter was committed: after the fix, it is read again.
         group = f"{settings.topic_prefix}-router"
-        fut = AdminClient(settings.kafka_client_config()).list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group)])[group]
-        committed = sum(max(0, tp.offset) for tp in fut.result().topic_partitions
+        admin = AdminClient(settings.kafka_client_config())  # kept alive until the answer comes
+        fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+        committed = sum(max(0, tp.offset) for tp in fut.result(timeout=30).topic_partitions
                         if tp.topic == topics.intake("35401"))
         assert committed < 600
         dead = read_topics(settings, [topics.dead_letter_restricted], until=lambda out: False, timeout=5)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 
 from veille.broker import (
     ListenerOptions,
@@ -85,7 +86,7 @@ def test_second_broker_lifecycle(kafka: KafkaFixture, tmp_path: Path) -> None:
     broker = LocalBroker(Settings(state_dir=tmp_path / "state"))
     try:
         info = broker.start()
-        assert info.formatted and not info.already_running
+        assert info.formatted and not info.already_running and info.auth
         assert info.bootstrap != kafka.bootstrap
         status = broker.status()
         assert status.running and status.answering and status.pid == info.pid
@@ -99,6 +100,12 @@ def test_second_broker_lifecycle(kafka: KafkaFixture, tmp_path: Path) -> None:
         assert not Path(f"/proc/{info.pid}").exists()
         assert "pid" not in json.loads(broker.state_file.read_text())
         assert broker.stop() is False
+
+        # --no-auth on the same storage: PLAINTEXT clients get in, no ACL stops them.
+        plain = broker.start(auth=False)
+        assert not plain.auth and not plain.formatted
+        assert AdminClient({"bootstrap.servers": plain.bootstrap}).list_topics(timeout=10).brokers
+        assert broker.stop() is True
     finally:
         broker.kill()
 
@@ -125,7 +132,42 @@ def test_cli_status_not_running(tmp_path: Path) -> None:
     assert "not running" in out.stdout
 
 
-@pytest.mark.parametrize("bad", ["SASL_PLAINTEXT"])
+@pytest.mark.parametrize("bad", ["SSL", "SASL_SSL"])
 def test_unsupported_protocol_is_refused(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(RuntimeError, match="not supported yet"):
+    with pytest.raises(RuntimeError, match="not supported by the local broker"):
         server_properties(ListenerOptions(1, 2, tmp_path, client_protocol=bad))
+
+
+def test_server_properties_with_auth(tmp_path: Path) -> None:
+    opts = ListenerOptions(1234, 1235, tmp_path, client_protocol="SASL_PLAINTEXT", admin_password='p"w')
+    props = server_properties(opts)
+    assert props["listener.security.protocol.map"] == "CLIENT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:ANONYMOUS"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    jaas = props["listener.name.client.scram-sha-512.sasl.jaas.config"]
+    assert 'username="admin" password="p\\"w";' in jaas
+    # The controller listener, whose principal is a superuser, is on loopback only.
+    assert "CONTROLLER://127.0.0.1:1235" in props["listeners"]
+    with pytest.raises(RuntimeError, match="admin password"):
+        server_properties(ListenerOptions(1, 2, tmp_path, client_protocol="SASL_PLAINTEXT"))
+
+
+def test_session_broker_has_auth(kafka: KafkaFixture) -> None:
+    assert kafka.info.auth
+    creds_file = kafka.broker.admin_credentials_file
+    assert creds_file.stat().st_mode & 0o777 == 0o600
+    assert kafka.broker.properties_file.stat().st_mode & 0o777 == 0o600  # inter-broker password
+    user, password = kafka.broker.admin_credentials() or ("", "")
+    assert user == "admin" and len(password) >= 24
+    # Settings without explicit credentials find the admin by themselves (local commands)...
+    local = Settings(state_dir=kafka.settings.state_dir, security_protocol="", sasl_username="",
+                     sasl_password=SecretStr(""))
+    creds = local.kafka_credentials()
+    assert (creds.protocol, creds.username, creds.password) == ("SASL_PLAINTEXT", "admin", password)
+    assert AdminClient(local.kafka_client_config()).list_topics(timeout=10).brokers
+    # ...but never offer them to another cluster.
+    remote = local.model_copy(update={"bootstrap_servers": "kafka.example.org:9093"})
+    assert remote.kafka_credentials().protocol == "PLAINTEXT"
+    assert "sasl.password" not in remote.kafka_client_config()

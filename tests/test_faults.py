@@ -65,54 +65,63 @@ def _check_store_and_dispatches(settings: Any, sink_url: str, incidents: list[In
     return stats
 
 
+class LiveHub:
+    """Router and sink processes with a publisher thread feeding them incidents slowly."""
+
+    def __init__(self, kafka: Any, tmp_path: Path, seed: int, n: int) -> None:
+        self.settings = hub_settings(kafka.settings, tmp_path, sink_batch_seconds=0.3,
+                                     router_stall_seconds=20)
+        sim = Simulator(load_territory(), seed=seed, start=datetime.now(UTC) - span_for(n))
+        self.incidents = sim.incidents(n)
+        self.router = HubProcess(self.settings, "router", "run", "--metrics-port", "0").start()
+        self.stopping = threading.Event()
+        self.router_exits: list[int] = []
+        self.router.supervise(self.stopping, self.router_exits)
+        self.sink = HubProcess(self.settings, "sink", "run", "--port", "0").start()
+        self.sink_url = self.sink.info("sink.json")["url"]
+        self.acknowledged: list[str] = []
+        self.failed: list[str] = []
+        self.thread = threading.Thread(target=_publish_slowly, args=(
+            self.settings, self.incidents, self.acknowledged, self.failed, 0.2))
+        self.thread.start()
+        wait_for(lambda: get_json(f"{self.sink_url}/stats")["incidents"] > 100, 60, "hub mid-stream")
+
+    def restart_sink(self) -> None:
+        self.sink = HubProcess(self.settings, "sink", "run", "--port", "0").start()
+        self.sink_url = self.sink.info("sink.json")["url"]
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(180)
+        self.sink.stop()
+        self.router.stop()
+
+
 def test_sink_killed_mid_stream_loses_and_doubles_nothing(kafka: Any, tmp_path: Path) -> None:
-    settings = hub_settings(kafka.settings, tmp_path, sink_batch_seconds=0.3)
-    sim = Simulator(load_territory(), seed=8, start=datetime.now(UTC) - span_for(500))
-    incidents = sim.incidents(500)
-    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
-    sink = HubProcess(settings, "sink", "run", "--port", "0").start()
-    sink_url = sink.info("sink.json")["url"]
-    acknowledged: list[str] = []
-    failed: list[str] = []
-    thread = threading.Thread(target=_publish_slowly, args=(settings, incidents, acknowledged, failed, 0.2))
-    thread.start()
+    hub = LiveHub(kafka, tmp_path, seed=8, n=500)
     try:
-        wait_for(lambda: get_json(f"{sink_url}/stats")["incidents"] > 100, 60, "sink mid-stream")
-        sink.kill()
-        assert thread.is_alive(), "the kill must land mid-stream"
-        sink = HubProcess(settings, "sink", "run", "--port", "0").start()
-        sink_url = sink.info("sink.json")["url"]
-        thread.join(120)
-        assert not failed and len(acknowledged) == len(incidents)
-        stats = _check_store_and_dispatches(settings, sink_url, incidents, acknowledged)
-        assert stats["incidents"] == len(incidents)
+        hub.sink.kill()
+        assert hub.thread.is_alive(), "the kill must land mid-stream"
+        hub.restart_sink()
+        hub.thread.join(120)
+        assert not hub.failed and len(hub.acknowledged) == len(hub.incidents)
+        stats = _check_store_and_dispatches(hub.settings, hub.sink_url, hub.incidents, hub.acknowledged)
+        assert stats["incidents"] == len(hub.incidents)
     finally:
-        sink.stop()
-        router.stop()
+        hub.stop()
 
 
 def test_broker_restart_mid_stream_while_publishing(kafka: Any, tmp_path: Path) -> None:
-    settings = hub_settings(kafka.settings, tmp_path, sink_batch_seconds=0.3)
-    sim = Simulator(load_territory(), seed=9, start=datetime.now(UTC) - span_for(600))
-    incidents = sim.incidents(600)
-    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
-    sink = HubProcess(settings, "sink", "run", "--port", "0").start()
-    sink_url = sink.info("sink.json")["url"]
-    acknowledged: list[str] = []
-    failed: list[str] = []
-    thread = threading.Thread(target=_publish_slowly, args=(settings, incidents, acknowledged, failed, 0.2))
-    thread.start()
+    hub = LiveHub(kafka, tmp_path, seed=9, n=600)
     try:
-        wait_for(lambda: get_json(f"{sink_url}/stats")["incidents"] > 100, 60, "hub mid-stream")
         kafka.broker.restart()
-        assert thread.is_alive(), "the restart must land mid-stream"
-        thread.join(180)
+        assert hub.thread.is_alive(), "the restart must land mid-stream"
+        hub.thread.join(180)
         # Publishers retry through the outage (delivery.timeout.ms): nothing is reported lost.
-        assert len(acknowledged) + len(failed) == len(incidents)
-        stats = _check_store_and_dispatches(settings, sink_url, incidents, acknowledged)
-        assert len(acknowledged) >= len(incidents) - len(failed)
-        print(f"broker restart: published {len(incidents)}, acknowledged {len(acknowledged)}, "
-              f"failed {len(failed)}, stored {stats['incidents']}")
+        assert len(hub.acknowledged) + len(hub.failed) == len(hub.incidents)
+        stats = _check_store_and_dispatches(hub.settings, hub.sink_url, hub.incidents, hub.acknowledged)
+        print(f"broker restart: published {len(hub.incidents)}, acknowledged {len(hub.acknowledged)}, "
+              f"failed {len(hub.failed)}, stored {stats['incidents']}, router exits {hub.router_exits}")
+        assert set(hub.router_exits) <= {4}  # only the stall watchdog may have restarted it
     finally:
-        sink.stop()
-        router.stop()
+        hub.stop()

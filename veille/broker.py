@@ -7,6 +7,16 @@ dir on the machine; ``start`` writes ``server.properties`` + a Log4j 2 config in
 ``broker.json`` in that directory records the PID, ports and bootstrap address; clients
 read it through :meth:`veille.config.Settings.kafka_bootstrap`. The ports are kept across
 stop/start so that an address a client cached stays valid after ``restart``.
+
+Security (default, ``Settings.broker_auth``): the client listener is SASL_PLAINTEXT with
+SCRAM-SHA-512 and the KRaft ``StandardAuthorizer`` denies whatever no ACL allows. The
+superuser ``admin`` is written into the metadata when the storage is formatted; its random
+password lives in ``admin-credentials.json`` (mode 0600) next to ``broker.json``, and
+:meth:`veille.config.Settings.kafka_credentials` hands it to local clients. The controller
+listener stays PLAINTEXT (its principal, ``User:ANONYMOUS``, must be a superuser for the
+broker to talk to its own controller) and is bound to 127.0.0.1 only: anyone with a shell on
+the machine could administer the local broker through it, which is acceptable for a
+development broker and never how production is set up (deploy/kafka/).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -42,6 +53,13 @@ STARTUP_TIMEOUT = 60.0
 EXIT_NOT_RUNNING = 3
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 _FETCH_MARKER = ".fetched"
+ADMIN_USER = "admin"
+ADMIN_CREDENTIALS_FILE = "admin-credentials.json"
+SASL_MECHANISM = "SCRAM-SHA-512"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+# The principal of the PLAINTEXT controller listener: the broker's own connection to the
+# controller authenticates as nobody, so it must be a superuser.
+CONTROLLER_PRINCIPAL = "User:ANONYMOUS"
 
 
 class BrokerError(RuntimeError):
@@ -65,6 +83,7 @@ class BrokerInfo:
     startup_seconds: float | None  # process spawn -> first metadata answer
     formatted: bool = False  # this start formatted the storage (first start of a state dir)
     already_running: bool = False  # start() found it running and did nothing
+    auth: bool = False  # SASL/SCRAM + ACLs on the client listener
 
 
 @dataclass(frozen=True)
@@ -91,9 +110,9 @@ class BrokerStatus:
 class ListenerOptions:
     """What ``server.properties`` is generated from: the single place to extend.
 
-    ``client_protocol`` is the security protocol of the client listener. Only PLAINTEXT is
-    implemented; SASL_PLAINTEXT + SCRAM-SHA-512 + StandardAuthorizer is meant to add fields
-    here (mechanism, super users, JAAS) and branch in :func:`server_properties`.
+    ``client_protocol`` is PLAINTEXT (``--no-auth``) or SASL_PLAINTEXT: SCRAM on the client
+    listener, which is also the inter-broker listener (so the broker logs in as
+    ``admin_user``), and the StandardAuthorizer with deny-by-default.
     """
 
     port: int
@@ -102,14 +121,22 @@ class ListenerOptions:
     host: str = "127.0.0.1"
     client_protocol: str = "PLAINTEXT"
     node_id: int = 1
+    sasl_mechanism: str = SASL_MECHANISM
+    admin_user: str = ADMIN_USER
+    admin_password: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)  # last word, for tests/benchmarks
+
+
+def _jaas_quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def server_properties(opts: ListenerOptions) -> dict[str, str]:
     """Broker + controller properties of the single-node KRaft cluster."""
-    if opts.client_protocol != "PLAINTEXT":
+    if opts.client_protocol not in ("PLAINTEXT", "SASL_PLAINTEXT"):
         raise BrokerError(
-            f"client listener protocol {opts.client_protocol!r} is not supported yet (only PLAINTEXT)"
+            f"client listener protocol {opts.client_protocol!r} is not supported by the local "
+            "broker (PLAINTEXT or SASL_PLAINTEXT; TLS: see deploy/kafka/)"
         )
     client = f"CLIENT://{opts.host}:{opts.port}"
     controller = f"CONTROLLER://{opts.host}:{opts.controller_port}"
@@ -140,6 +167,21 @@ def server_properties(opts: ListenerOptions) -> dict[str, str]:
         # Tests and demos join groups constantly: no 3 s wait for more members.
         "group.initial.rebalance.delay.ms": "0",
     }
+    if opts.client_protocol == "SASL_PLAINTEXT":
+        if not opts.admin_password:
+            raise BrokerError("SASL on the client listener needs the admin password")
+        mech = opts.sasl_mechanism
+        props.update({
+            "sasl.enabled.mechanisms": mech,
+            "sasl.mechanism.inter.broker.protocol": mech,
+            f"listener.name.client.{mech.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{_jaas_quote(opts.admin_user)}" password="{_jaas_quote(opts.admin_password)}";'
+            ),
+            "authorizer.class.name": AUTHORIZER,
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{opts.admin_user};{CONTROLLER_PRINCIPAL}",
+        })  # fmt: skip
     props.update(opts.extra)
     return props
 
@@ -343,6 +385,27 @@ class LocalBroker:
     def stdout_file(self) -> Path:
         return self.log_dir / "stdout.log"
 
+    @property
+    def admin_credentials_file(self) -> Path:
+        return self.dir / ADMIN_CREDENTIALS_FILE
+
+    # ---- admin credentials
+
+    def admin_credentials(self) -> tuple[str, str] | None:
+        """(user, password) of the superuser, or None when this broker never had auth."""
+        return read_admin_credentials(self.dir)
+
+    def _ensure_admin_credentials(self) -> tuple[str, str]:
+        found = self.admin_credentials()
+        if found:
+            return found
+        password = secrets.token_urlsafe(24)
+        _write_private(
+            self.admin_credentials_file,
+            json.dumps({"username": ADMIN_USER, "password": password, "mechanism": SASL_MECHANISM}),
+        )
+        return ADMIN_USER, password
+
     # ---- fetch
 
     def _pom_digest(self) -> str:
@@ -441,14 +504,20 @@ class LocalBroker:
         return b"kafka.Kafka" in argv and str(self.properties_file).encode() in argv
 
     def _client_config(self, bootstrap: str) -> dict[str, Any]:
-        # The local broker is PLAINTEXT for now; SASL credentials go here once it is not.
-        return {
+        conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "reconnect.backoff.ms": 50,
             "reconnect.backoff.max.ms": 200,
             "log_level": 0,  # "connection refused" while starting is expected, not news
             "error_cb": lambda _err: None,
         }
+        # Its own superuser, whatever the caller's settings say: start/status must work
+        # for a broker of another state dir too.
+        creds = self.admin_credentials() if self._read_state().get("auth") else None
+        if creds:
+            conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": SASL_MECHANISM,
+                         "sasl.username": creds[0], "sasl.password": creds[1]})
+        return conf
 
     def answering(self, bootstrap: str, timeout: float = 2.0) -> bool:
         """Whether a broker at ``bootstrap`` answers a metadata request within ``timeout``."""
@@ -501,12 +570,15 @@ class LocalBroker:
         timeout: float = STARTUP_TIMEOUT,
         die_with_parent: bool = False,
         extra_properties: Mapping[str, str] | None = None,
+        auth: bool | None = None,
     ) -> BrokerInfo:
         """Start the broker (or return the one already running) and wait until it answers.
 
         Port choice: ``port``, else ``settings.broker_port``, else the port recorded by the
         previous start of this state dir if still free, else a free loopback port.
         ``die_with_parent`` SIGTERMs the broker when the calling thread exits (test runs).
+        ``auth`` (default ``settings.broker_auth``): SASL/SCRAM + ACLs, see the module doc.
+        A running broker is returned as it is, whatever ``auth`` says.
         """
         with self._lock():
             state = self._read_state()
@@ -514,7 +586,9 @@ class LocalBroker:
             if pid is not None and self._is_our_process(pid):
                 self._wait_answering(pid, state["bootstrap"], timeout)
                 return self._info(state, already_running=True)
-            return self._start_locked(state, port, timeout, die_with_parent, dict(extra_properties or {}))
+            use_auth = self.settings.broker_auth if auth is None else auth
+            return self._start_locked(state, port, timeout, die_with_parent, dict(extra_properties or {}),
+                                      use_auth)
 
     def _choose_ports(self, state: Mapping[str, Any], port: int | None) -> tuple[int, int]:
         wanted = port or self.settings.broker_port or None
@@ -538,20 +612,32 @@ class LocalBroker:
         timeout: float,
         die_with_parent: bool,
         extra: dict[str, str],
+        auth: bool,
     ) -> BrokerInfo:
         java = check_java()
         libs = self.fetch()
         client_port, controller_port = self._choose_ports(state, port)
         for path in (self.data_dir, self.log_dir):
             path.mkdir(parents=True, exist_ok=True)
-        opts = ListenerOptions(client_port, controller_port, self.data_dir, extra=extra)
-        self.properties_file.write_text(render_properties(server_properties(opts)))
+        needs_format = not (self.data_dir / "meta.properties").exists()
+        if auth and not needs_format and not state.get("admin_scram"):
+            raise BrokerError(
+                f"{self.data_dir} was formatted without authentication, so it has no admin user: "
+                "start it with --no-auth, or remove the state dir to start afresh with auth"
+            )
+        user, password = self._ensure_admin_credentials() if auth else (ADMIN_USER, "")
+        opts = ListenerOptions(client_port, controller_port, self.data_dir, extra=extra,
+                               client_protocol="SASL_PLAINTEXT" if auth else "PLAINTEXT",
+                               admin_user=user, admin_password=password)
+        # It holds the admin password (inter-broker JAAS login) when auth is on.
+        _write_private(self.properties_file, render_properties(server_properties(opts)))
         self.log4j_file.write_text(log4j2_properties(self.log_dir))
         classpath = f"{libs}/*"
 
         cluster_id = state.get("cluster_id") or ""
         formatted = False
-        if not (self.data_dir / "meta.properties").exists():
+        admin_scram = bool(state.get("admin_scram"))
+        if needs_format:
             cluster_id = cluster_id or random_cluster_id()
             cmd = [
                 java,
@@ -565,10 +651,19 @@ class LocalBroker:
                 "-c",
                 str(self.properties_file),
             ]
+            # Formatting always creates the superuser, so that a broker first run with
+            # --no-auth can later be restarted with auth. The password shows in this
+            # short-lived process's argv: StorageTool has no other way to take it.
+            user, password = self._ensure_admin_credentials()
+            cmd += ["--add-scram", f"{SASL_MECHANISM}=[name={user},password={password}]"]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:
-                raise BrokerError(f"formatting {self.data_dir} failed:\n{out.stdout}{out.stderr}")
+                raise BrokerError(
+                    f"formatting {self.data_dir} failed:\n{out.stdout.replace(password, '***')}"
+                    f"{out.stderr.replace(password, '***')}"
+                )
             formatted = True
+            admin_scram = True
         else:
             cluster_id = cluster_id or _meta_cluster_id(self.data_dir / "meta.properties")
 
@@ -613,6 +708,9 @@ class LocalBroker:
             "started_at": _now(),
             "startup_seconds": None,
             "log": str(self.log_dir / "server.log"),
+            "auth": auth,
+            "sasl_mechanism": SASL_MECHANISM if auth else None,
+            "admin_scram": admin_scram,
         }
         self._write_state(new_state)
         try:
@@ -682,12 +780,14 @@ class LocalBroker:
 
     def restart(self, timeout: float = 30.0) -> BrokerInfo:
         """Stop, then start again on the same ports (clients keep their cached address)."""
-        port = self._read_state().get("port") or None
+        state = self._read_state()
+        port = state.get("port") or None
         self.stop(timeout)
         deadline = time.monotonic() + 10.0
         while port and not port_is_free(port) and time.monotonic() < deadline:
             time.sleep(0.1)
-        return self.start(port=port)
+        auth = state.get("auth")
+        return self.start(port=port, auth=None if auth is None else bool(auth))
 
     def status(self, timeout: float = 2.0) -> BrokerStatus:
         state = self._read_state()
@@ -702,6 +802,26 @@ class LocalBroker:
             broker_dir=str(self.dir),
             started_at=state.get("started_at") if running else None,
         )
+
+
+def read_admin_credentials(broker_dir: Path) -> tuple[str, str] | None:
+    """(user, password) from ``broker_dir/admin-credentials.json``, None if absent or unreadable."""
+    try:
+        data = json.loads((broker_dir / ADMIN_CREDENTIALS_FILE).read_text())
+        return str(data["username"]), str(data["password"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, never briefly wider."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)  # the umask cannot widen it, but an existing tmp file could
+    tmp.replace(path)
 
 
 def _meta_cluster_id(meta: Path) -> str:
@@ -743,14 +863,23 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 @_reporting_errors
 def _cmd_start(args: argparse.Namespace) -> int:
-    info = LocalBroker(get_settings()).start(port=args.port, timeout=args.timeout)
+    broker = LocalBroker(get_settings())
+    info = broker.start(port=args.port, timeout=args.timeout, auth=args.auth)
     if args.json:
         print(json.dumps(asdict(info)))
     elif info.already_running:
-        print(f"broker already running: pid {info.pid}, {info.bootstrap}")
+        print(f"broker already running: pid {info.pid}, {info.bootstrap}{_auth_note(info)}")
     else:
-        print(f"broker started: pid {info.pid}, {info.bootstrap} ({info.startup_seconds or 0:.1f} s)")
+        print(f"broker started: pid {info.pid}, {info.bootstrap} ({info.startup_seconds or 0:.1f} s)"
+              f"{_auth_note(info)}")
+    if info.auth:
+        print(f"SASL/SCRAM ({SASL_MECHANISM}) + ACLs on; superuser '{ADMIN_USER}', password in "
+              f"{broker.admin_credentials_file} (local veille commands use it by themselves)")
     return 0
+
+
+def _auth_note(info: BrokerInfo) -> str:
+    return ", SASL_PLAINTEXT" if info.auth else ", PLAINTEXT (no authentication)"
 
 
 @_reporting_errors
@@ -814,6 +943,13 @@ def add_commands(sub: Any) -> None:
         help="seconds to wait for the broker to answer (default %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print the broker info as JSON")
+    p.add_argument(
+        "--no-auth",
+        dest="auth",
+        action="store_false",
+        default=None,
+        help="PLAINTEXT client listener, no SASL and no ACLs (default: VEILLE_BROKER_AUTH, on)",
+    )
     p.set_defaults(func=_cmd_start)
 
     p = cmds.add_parser(

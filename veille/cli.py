@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "veille.streams.cli",
     "veille.demo",
     "veille.sinks.cli",
+    "veille.security",
 ]
 
 

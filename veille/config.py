@@ -10,6 +10,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,10 +32,20 @@ class Settings(BaseSettings):
     bootstrap_servers: str = ""
     broker_port: int = 0  # 0: pick a free loopback port at start
     broker_heap: str = "512m"
-    security_protocol: str = "PLAINTEXT"
+    # `veille broker start` turns SASL/SCRAM + ACLs on unless this is false (or --no-auth).
+    broker_auth: bool = True
+    # "" = automatic: SASL_PLAINTEXT with the local broker's admin when the local broker has
+    # auth on and bootstrap_servers is empty or its address, else PLAINTEXT. Production sets
+    # SASL_SSL explicitly (see kafka_credentials()).
+    security_protocol: str = ""
     sasl_mechanism: str = "SCRAM-SHA-512"
     sasl_username: str = ""
     sasl_password: SecretStr = SecretStr("")
+    ssl_ca_location: str = ""  # CA bundle for SSL/SASL_SSL; "" = the system's
+    # Per-municipality client quotas (`veille security provision`): one flooding publisher
+    # cannot take the broker's bandwidth or request threads from the others.
+    municipality_producer_byte_rate: int = 1_048_576  # bytes/s per municipality principal
+    municipality_request_percentage: float = 25.0  # % of one broker I/O thread
 
     # Topic layout. Local defaults work on one broker; production sets 3 / 2.
     topic_prefix: str = "veille"
@@ -43,6 +54,10 @@ class Settings(BaseSettings):
     min_insync_replicas: int = 1
     retention_days: int = 30
     dead_letter_retention_days: int = 14
+
+    # The router exits (for its supervisor to restart it) after this long without a
+    # completed batch while its consumer group has a backlog.
+    router_stall_seconds: float = 60.0
 
     # Producers.
     delivery_timeout_ms: int = 30_000
@@ -61,7 +76,7 @@ class Settings(BaseSettings):
     clickhouse_url: str = ""
     clickhouse_database: str = "veille"
     sink_batch_rows: int = 10_000
-    sink_batch_seconds: float = 1.0
+    sink_batch_seconds: float = 0.25  # bounds the latency a batch adds (p99 target 1 s)
 
     # Incident-level rows expire (GDPR minimisation); aggregate indicators are kept longer.
     store_incident_ttl_days: int = 400
@@ -89,15 +104,68 @@ class Settings(BaseSettings):
             return str(json.loads(info.read_text())["bootstrap"])
         return "127.0.0.1:9092"
 
+    def _local_broker_admin(self) -> tuple[str, str] | None:
+        """The local broker's superuser, if it runs with auth and is the broker we talk to.
+
+        Never when bootstrap_servers names another cluster: the local admin password must
+        not be offered to a remote broker.
+        """
+        try:
+            state = json.loads((self.broker_dir / "broker.json").read_text())
+            if not state.get("auth"):
+                return None
+            if self.bootstrap_servers and self.bootstrap_servers != state.get("bootstrap"):
+                return None
+            creds = json.loads((self.broker_dir / "admin-credentials.json").read_text())
+            return str(creds["username"]), str(creds["password"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def kafka_credentials(self) -> KafkaCredentials:
+        """The one resolution of Kafka security, shared by librdkafka and faust clients.
+
+        Explicit VEILLE_SECURITY_PROTOCOL / VEILLE_SASL_USERNAME / VEILLE_SASL_PASSWORD win;
+        with no protocol set, a local broker with auth makes it SASL_PLAINTEXT, as its admin
+        unless a user name is given (the demo runs the router and sink as their own users).
+        """
+        protocol = self.security_protocol.upper()
+        local = None if protocol and self.sasl_username else self._local_broker_admin()
+        if not protocol:
+            protocol = "SASL_PLAINTEXT" if local else "PLAINTEXT"
+        if not protocol.startswith("SASL_"):
+            return KafkaCredentials(protocol, "", "", "")
+        username, password = self.sasl_username, self.sasl_password.get_secret_value()
+        if not username and local:
+            username, password = local
+        return KafkaCredentials(protocol, self.sasl_mechanism, username, password)
+
+    def with_kafka_user(self, username: str, password: str) -> Settings:
+        """A copy that connects as ``username`` (same protocol resolution)."""
+        return self.model_copy(update={"sasl_username": username, "sasl_password": SecretStr(password)})
+
     def kafka_client_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka connection + security settings shared by every confluent-kafka client."""
         conf: dict[str, str | int | float | bool] = {"bootstrap.servers": self.kafka_bootstrap()}
-        if self.security_protocol != "PLAINTEXT":
-            conf["security.protocol"] = self.security_protocol
-            conf["sasl.mechanism"] = self.sasl_mechanism
-            conf["sasl.username"] = self.sasl_username
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        creds = self.kafka_credentials()
+        if creds.protocol != "PLAINTEXT":
+            conf["security.protocol"] = creds.protocol
+        if creds.mechanism:
+            conf["sasl.mechanism"] = creds.mechanism
+            conf["sasl.username"] = creds.username
+            conf["sasl.password"] = creds.password
+        if self.ssl_ca_location and creds.protocol in ("SSL", "SASL_SSL"):
+            conf["ssl.ca.location"] = self.ssl_ca_location
         return conf
+
+
+class KafkaCredentials(NamedTuple):
+    protocol: str  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    mechanism: str  # "" unless SASL
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never the password, even in a traceback
+        return f"KafkaCredentials({self.protocol}, {self.mechanism}, user={self.username!r})"
 
 
 @lru_cache(maxsize=1)

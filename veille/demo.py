@@ -35,6 +35,7 @@ from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
 from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
+from veille.security import provision, settings_for, user_env
 from veille.streams.lag import group_lag
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
@@ -46,11 +47,13 @@ def _say(msg: str) -> None:
 
 
 @contextmanager
-def _process(name: str, args: list[str], log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _process(name: str, args: list[str], log_dir: Path,
+             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / f"{name}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "veille.cli", *args], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **(env or {})})
     try:
         yield proc
     finally:
@@ -179,8 +182,18 @@ def run_demo(seconds: float, rate: float, seed: int) -> int:
          f"({'started in %.1fs' % (time.monotonic() - t0) if ours else 'already running'})")
     try:
         ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
-        with _process("sink", ["sink", "run", "--port", "0"], logs) as sink, \
-                _process("router", ["router", "run", "--metrics-port", "0"], logs) as router:
+        # With auth on, the router, the sink and the simulator's stream run as their own Kafka
+        # users: the demo proves their ACLs suffice. Quotas are left to `security provision`.
+        users: dict[str, dict[str, str]] = {"router": {}, "sink": {}}
+        publisher_settings = settings
+        if settings.kafka_credentials().mechanism:
+            report = provision(settings, quotas=False)
+            users = {user: user_env(settings, user) for user in users}
+            publisher_settings = settings_for(settings, "simulator")
+            _say(f"Kafka users and ACLs provisioned ({report.acls_total} ACLs, {report.seconds:.1f}s); "
+                 "router, sink and simulator log in as themselves")
+        with _process("sink", ["sink", "run", "--port", "0"], logs, users["sink"]) as sink, \
+                _process("router", ["router", "run", "--metrics-port", "0"], logs, users["router"]) as router:
             sink_url = _wait_for_info(settings.state_dir / "sink.json", sink)["url"]
             router_metrics = _wait_for_info(settings.state_dir / "router.json", router)["metrics"]
             _server, demo_port = serve_metrics(0)
@@ -190,7 +203,7 @@ def run_demo(seconds: float, rate: float, seed: int) -> int:
             _say(f"publishing {len(events)} events over ~{len(events) / rate:.0f}s "
                  f"(flash flood in the middle: 1 CAP alert + {len(flood_ids)} reports)")
             started = datetime.now(UTC)
-            with Publisher(settings, client_id="veille-demo") as pub:
+            with Publisher(publisher_settings, client_id="veille-demo") as pub:
                 pace = 1.0 / rate
                 for i, event in enumerate(events):
                     pub.publish(event)

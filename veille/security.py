@@ -1,0 +1,495 @@
+"""Who may do what on the hub's Kafka: SCRAM users, ACLs and client quotas.
+
+``veille security provision`` derives everything from the territory file:
+
+* one SCRAM-SHA-512 user per municipality (``muni-<INSEE>``), per agency (``agency-<id>``)
+  and per hub component (``router``, ``sink``, ``intake``, ``simulator``), with random
+  passwords kept in ``state_dir/credentials.json`` (mode 0600, the local credential store:
+  copy them into the platform's secret store for a deployment);
+* ACLs (the broker denies what no ACL allows): see :func:`acl_plan`, the single statement
+  of the policy, tested without a broker;
+* per-municipality quotas (``producer_byte_rate``, ``request_percentage``) so that one
+  misbehaving publisher is throttled instead of starving the others.
+
+Re-running is safe: existing users keep their password, existing ACLs are left as they are,
+quotas already applied to this cluster with the same values are skipped. ``--rotate NAME``
+gives a user a new password; its clients must be restarted with it (the old one stops
+working at once for new connections). Provisioning only adds: ACLs of a municipality or
+agency removed from the territory stay until deleted by hand.
+
+Idempotent producers need no ``IdempotentWrite`` on the cluster: since Kafka 3.0 (KIP-679)
+``WRITE`` on any topic is enough to get a producer id, and the tests check it on Kafka 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
+)
+
+from veille.config import Settings, get_settings
+from veille.topics import Topics
+
+COMPONENTS = ("router", "sink", "intake", "simulator")
+CREDENTIALS_FILE = "credentials.json"
+SCRAM_ITERATIONS = 8192
+QUOTA_PARALLELISM = 2  # JVMs at once: the machine may have 2 cores and a broker to run
+
+
+class SecurityError(RuntimeError):
+    """Provisioning could not be completed."""
+
+
+def municipality_user(insee: str) -> str:
+    return f"muni-{insee}"
+
+
+def agency_user(agency_id: str) -> str:
+    return f"agency-{agency_id}"
+
+
+def agency_group_prefix(agency_id: str) -> str:
+    """Consumer groups an agency may use: ``agency-<id>.<anything>``."""
+    return f"agency-{agency_id}."
+
+
+def principals(municipalities: Iterable[str], agencies: Iterable[str]) -> list[str]:
+    return ([municipality_user(m) for m in sorted(municipalities)]
+            + [agency_user(a) for a in sorted(agencies)] + list(COMPONENTS))
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One ALLOW ACL: ``user`` may ``operation`` on ``resource`` ``name`` (literal or prefix)."""
+
+    user: str
+    resource: str  # topic | group | cluster
+    name: str
+    operation: str  # AclOperation name: READ, WRITE, DESCRIBE, CREATE, DESCRIBE_CONFIGS
+    prefixed: bool = False
+
+    def binding(self) -> AclBinding:
+        return AclBinding(
+            ResourceType[self.resource.upper()], self.name,
+            ResourcePatternType.PREFIXED if self.prefixed else ResourcePatternType.LITERAL,
+            f"User:{self.user}", "*", AclOperation[self.operation], AclPermissionType.ALLOW,
+        )
+
+    @classmethod
+    def of(cls, binding: AclBinding) -> Grant:
+        restype, operation = binding.restype, binding.operation
+        assert isinstance(restype, ResourceType) and isinstance(operation, AclOperation)
+        return cls(binding.principal.removeprefix("User:"), restype.name.lower(), binding.name,
+                   operation.name, binding.resource_pattern_type == ResourcePatternType.PREFIXED)
+
+
+def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]) -> list[Grant]:
+    """Every ACL of the hub for one deployment (topic prefix), sorted, without duplicates.
+
+    READ and WRITE imply DESCRIBE on the broker; DESCRIBE is still listed for writers
+    because librdkafka asks for the topic's metadata before its first write.
+    """
+    t = Topics(prefix)
+    out: set[Grant] = set()
+
+    def topic(user: str, name: str, *ops: str, prefixed: bool = False) -> None:
+        out.update(Grant(user, "topic", name, op, prefixed) for op in ops)
+
+    def group(user: str, name: str, prefixed: bool = False) -> None:
+        out.add(Grant(user, "group", name, "READ", prefixed))
+
+    intake_prefix = f"{prefix}.intake."
+    for insee in municipalities:
+        # Its own intake topic only: a municipality cannot publish in another's name.
+        topic(municipality_user(insee), t.intake(insee), "WRITE", "DESCRIBE")
+    for agency in agencies:
+        user = agency_user(agency)
+        topic(user, t.dispatch(agency), "READ", "DESCRIBE")
+        group(user, agency_group_prefix(agency), prefixed=True)
+        topic(user, t.status, "WRITE", "DESCRIBE")  # status updates of the incidents it handles
+
+    # Router (faust app "<prefix>-router"): every source in, every routed output out, and its
+    # own internal topics (table changelog, assignor leader topic), which faust creates.
+    topic("router", intake_prefix, "READ", "DESCRIBE", prefixed=True)
+    for name in (t.alerts, t.status):
+        topic("router", name, "READ", "DESCRIBE")
+    group("router", f"{prefix}-router")
+    topic("router", f"{prefix}-router-", "CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS",
+          prefixed=True)
+    topic("router", f"{prefix}.dispatch.", "WRITE", "DESCRIBE", prefixed=True)
+    for name in (t.routed, t.dead_letter, t.dead_letter_restricted):
+        topic("router", name, "WRITE", "DESCRIBE")
+
+    # Sink: routing records in, its dead letters out.
+    topic("sink", t.routed, "READ", "DESCRIBE")
+    group("sink", f"{prefix}.sink")
+    topic("sink", t.dead_letter, "WRITE", "DESCRIBE")
+
+    # The HTTP intake publishes on behalf of apps and town-hall tools, for any municipality
+    # (it checks the municipality of each report itself); the simulator is a test harness
+    # that does the same. Neither reads anything.
+    for user in ("intake", "simulator"):
+        topic(user, intake_prefix, "WRITE", "DESCRIBE", prefixed=True)
+        for name in (t.alerts, t.status):
+            topic(user, name, "WRITE", "DESCRIBE")
+    return sorted(out)
+
+
+def quota_plan(settings: Settings, municipalities: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Client quotas per user: every municipality gets the same, nobody else has one."""
+    values = {"producer_byte_rate": float(settings.municipality_producer_byte_rate),
+              "request_percentage": float(settings.municipality_request_percentage)}
+    return {municipality_user(m): dict(values) for m in sorted(municipalities)}
+
+
+# --------------------------------------------------------------------------- credential store
+
+
+@dataclass
+class CredentialStore:
+    """``state_dir/credentials.json``: passwords and what was applied where (mode 0600)."""
+
+    path: Path
+    users: dict[str, dict[str, str]] = field(default_factory=dict)
+    quotas: dict[str, Any] = field(default_factory=dict)  # {"cluster_id": ..., "applied": {...}}
+
+    @classmethod
+    def load(cls, state_dir: Path) -> CredentialStore:
+        path = state_dir / CREDENTIALS_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, ValueError) as exc:
+            raise SecurityError(f"{path}: unreadable credential store ({exc})") from exc
+        return cls(path, dict(data.get("users", {})), dict(data.get("quotas", {})))
+
+    def password(self, user: str) -> str:
+        try:
+            return self.users[user]["password"]
+        except KeyError:
+            raise SecurityError(f"no password for {user!r} in {self.path}: run "
+                                "`veille security provision` first") from None
+
+    def save(self) -> None:
+        from veille.broker import _write_private
+
+        data = {"mechanism": "SCRAM-SHA-512", "users": self.users, "quotas": self.quotas}
+        _write_private(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def load_credentials(settings: Settings) -> CredentialStore:
+    return CredentialStore.load(settings.state_dir)
+
+
+# --------------------------------------------------------------------------- provisioning
+
+
+@dataclass
+class ProvisionReport:
+    users_created: list[str] = field(default_factory=list)
+    users_reset: list[str] = field(default_factory=list)  # on the broker, password unknown here
+    users_rotated: list[str] = field(default_factory=list)
+    users_kept: int = 0
+    acls_total: int = 0
+    acls_added: int = 0
+    quotas_applied: list[str] = field(default_factory=list)
+    quotas_kept: int = 0
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        lines = [
+            f"users: {len(self.users_created)} created, {len(self.users_rotated)} rotated, "
+            f"{len(self.users_reset)} reset, {self.users_kept} unchanged",
+            f"ACLs: {self.acls_total} in the plan, {self.acls_added} added",
+            f"quotas: {len(self.quotas_applied)} applied, {self.quotas_kept} unchanged",
+        ]
+        if self.users_reset:
+            lines.append("reset (existed on the broker with a password not in the store): "
+                         + ", ".join(self.users_reset))
+        return "\n".join(lines) + f"\n({self.seconds:.1f} s)"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _scram_users(admin: AdminClient, timeout: float) -> set[str]:
+    try:
+        future = admin.describe_user_scram_credentials(request_timeout=timeout)
+        assert not isinstance(future, dict)  # no user list given: one future for all
+        described = future.result()
+    except KafkaException as exc:
+        raise SecurityError(f"cannot list SCRAM users (are you a Kafka admin?): {exc}") from exc
+    return {user for user, desc in described.items() if desc.scram_credential_infos}
+
+
+def ensure_users(admin: AdminClient, store: CredentialStore, users: Sequence[str],
+                 rotate: Iterable[str] = (), report: ProvisionReport | None = None,
+                 timeout: float = 30.0) -> ProvisionReport:
+    report = report or ProvisionReport()
+    rotate = set(rotate)
+    unknown = rotate - set(users)
+    if unknown:
+        raise SecurityError(f"--rotate: not a hub principal: {', '.join(sorted(unknown))}")
+    on_broker = _scram_users(admin, timeout)
+    upserts: list[UserScramCredentialAlteration] = []
+    for user in users:
+        known = user in store.users
+        if user in rotate:
+            report.users_rotated.append(user)
+        elif known and user in on_broker:
+            report.users_kept += 1
+            continue
+        elif known:  # the broker lost it (new cluster, same state dir): same password again
+            report.users_created.append(user)
+        elif user in on_broker:  # someone else's password: ours replaces it
+            report.users_reset.append(user)
+        else:
+            report.users_created.append(user)
+        if user in rotate or not known:
+            store.users[user] = {"password": secrets.token_urlsafe(24), "updated_at": _now()}
+        upserts.append(UserScramCredentialUpsertion(
+            user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
+            store.users[user]["password"].encode()))
+    if upserts:
+        store.save()  # before the broker knows them: a crash here only loses unused passwords
+        for user, fut in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).items():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                raise SecurityError(f"creating SCRAM user {user!r} failed: {exc}") from exc
+    return report
+
+
+def _acl_set(admin: AdminClient, timeout: float) -> set[Grant]:
+    flt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
+                           AclOperation.ANY, AclPermissionType.ANY)
+    return {Grant.of(b) for b in admin.describe_acls(flt, request_timeout=timeout).result()
+            if b.permission_type == AclPermissionType.ALLOW and b.host == "*"}
+
+
+def current_acls(admin: AdminClient, timeout: float = 30.0) -> set[Grant]:
+    """Every ALLOW ACL on the cluster (for any host ``*``), as Grants."""
+    return _acl_set(admin, timeout)
+
+
+def ensure_acls(admin: AdminClient, plan: Sequence[Grant], report: ProvisionReport | None = None,
+                timeout: float = 30.0) -> ProvisionReport:
+    report = report or ProvisionReport()
+    missing = [g for g in plan if g not in _acl_set(admin, timeout)]
+    report.acls_total = len(plan)
+    if missing:
+        for binding, fut in admin.create_acls([g.binding() for g in missing],
+                                              request_timeout=timeout).items():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                raise SecurityError(f"creating ACL {binding} failed: {exc}") from exc
+    report.acls_added = len(missing)
+    return report
+
+
+def _java_client_properties(settings: Settings) -> str:
+    """The admin connection of ``settings`` as a Java client --command-config."""
+    creds = settings.kafka_credentials()
+    lines = [f"security.protocol={creds.protocol}"]
+    if creds.mechanism:
+        user = creds.username.replace("\\", "\\\\").replace('"', '\\"')
+        password = creds.password.replace("\\", "\\\\").replace('"', '\\"')
+        module = "scram.ScramLoginModule" if creds.mechanism.startswith("SCRAM") else "plain.PlainLoginModule"
+        login = f"org.apache.kafka.common.security.{module}"
+        lines += [f"sasl.mechanism={creds.mechanism}",
+                  f'sasl.jaas.config={login} required username="{user}" password="{password}";']
+    if settings.ssl_ca_location and creds.protocol in ("SSL", "SASL_SSL"):
+        lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={settings.ssl_ca_location}"]
+    return "\n".join(lines) + "\n"
+
+
+def apply_quotas(settings: Settings, quotas: dict[str, dict[str, float]], timeout: float = 120.0) -> None:
+    """Set user quotas with Kafka's own ``ConfigCommand``.
+
+    confluent-kafka's AdminClient has no client-quota API (2.x), so this runs the Java tool
+    from the broker jars (``veille broker fetch``), QUOTA_PARALLELISM at a time (~1 s each).
+    The admin password goes through a temporary 0600 --command-config file, never argv.
+    """
+    from veille.broker import LocalBroker, _write_private, check_java
+
+    if not quotas:
+        return
+    java = check_java()
+    broker = LocalBroker(settings)
+    libs = broker.fetch()
+    with tempfile.TemporaryDirectory(prefix="veille-quotas-") as tmp:
+        conf = Path(tmp) / "admin.properties"
+        _write_private(conf, _java_client_properties(settings))
+        log4j = Path(tmp) / "log4j2.properties"
+        log4j.write_text("status = error\nrootLogger.level = ERROR\n")
+
+        def command(user: str, values: dict[str, float]) -> list[str]:
+            config = ",".join(f"{k}={v:g}" for k, v in sorted(values.items()))
+            return [java, "-Xmx128m", "-XX:TieredStopAtLevel=1", f"-Dlog4j2.configurationFile={log4j}",
+                    "-cp", f"{libs}/*", "kafka.admin.ConfigCommand",
+                    "--bootstrap-server", settings.kafka_bootstrap(), "--command-config", str(conf),
+                    "--alter", "--add-config", config, "--entity-type", "users", "--entity-name", user]
+
+        pending = list(quotas.items())
+        running: list[tuple[str, subprocess.Popen[str]]] = []
+        failures: list[str] = []
+        deadline = time.monotonic() + timeout
+        while pending or running:
+            while pending and len(running) < QUOTA_PARALLELISM:
+                user, values = pending.pop(0)
+                running.append((user, subprocess.Popen(command(user, values), stdout=subprocess.PIPE,
+                                                       stderr=subprocess.STDOUT, text=True)))
+            user, proc = running.pop(0)
+            try:
+                out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            if proc.returncode != 0:
+                failures.append(f"{user}: exit {proc.returncode}: {out.strip()[-500:]}")
+        if failures:
+            raise SecurityError("setting quotas failed:\n" + "\n".join(failures))
+
+
+def ensure_quotas(admin: AdminClient, settings: Settings, store: CredentialStore,
+                  quotas: dict[str, dict[str, float]], report: ProvisionReport | None = None,
+                  timeout: float = 30.0) -> ProvisionReport:
+    report = report or ProvisionReport()
+    cluster = admin.describe_cluster(request_timeout=timeout).result().cluster_id
+    same_cluster = store.quotas.get("cluster_id") == cluster
+    applied: dict[str, Any] = store.quotas.get("applied", {}) if same_cluster else {}
+    todo = {user: values for user, values in quotas.items() if applied.get(user) != values}
+    apply_quotas(settings, todo)
+    store.quotas = {"cluster_id": cluster, "applied": {**applied, **todo}}
+    store.save()
+    report.quotas_applied = sorted(todo)
+    report.quotas_kept = len(quotas) - len(todo)
+    return report
+
+
+def provision(settings: Settings, *, rotate: Iterable[str] = (), quotas: bool = True,
+              timeout: float = 30.0) -> ProvisionReport:
+    """Users, ACLs and quotas of the territory of ``settings``, as its Kafka user (an admin)."""
+    from veille.territory import load_territory
+
+    began = time.monotonic()
+    territory = load_territory(settings.territory_dir)
+    municipalities, agencies = sorted(territory.municipalities), sorted(territory.agencies)
+    admin = AdminClient(settings.kafka_client_config())
+    store = load_credentials(settings)
+    report = ensure_users(admin, store, principals(municipalities, agencies), rotate, timeout=timeout)
+    ensure_acls(admin, acl_plan(settings.topic_prefix, municipalities, agencies), report, timeout)
+    if quotas:
+        ensure_quotas(admin, settings, store, quota_plan(settings, municipalities), report, timeout)
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def settings_for(settings: Settings, user: str) -> Settings:
+    """``settings`` connecting as hub principal ``user`` (password from the credential store)."""
+    return settings.with_kafka_user(user, load_credentials(settings).password(user))
+
+
+def user_env(settings: Settings, user: str) -> dict[str, str]:
+    """Environment for a `veille ...` subprocess that must run as ``user``."""
+    return {"VEILLE_SASL_USERNAME": user,
+            "VEILLE_SASL_PASSWORD": load_credentials(settings).password(user)}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cmd_provision(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    try:
+        report = provision(settings, rotate=args.rotate, quotas=not args.no_quotas)
+    except (SecurityError, KafkaException) as exc:
+        print(f"veille security: error: {exc}", file=sys.stderr)
+        return 1
+    print(report.describe())
+    print(f"passwords: {settings.state_dir / CREDENTIALS_FILE} (mode 0600)")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from veille.territory import load_territory
+
+    settings = get_settings()
+    territory = load_territory(settings.territory_dir)
+    plan = acl_plan(settings.topic_prefix, territory.municipalities, territory.agencies)
+    if args.json:
+        print(json.dumps([g.__dict__ for g in plan], indent=1))
+        return 0
+    for g in plan:
+        kind = "prefix" if g.prefixed else "literal"
+        print(f"{g.user:28s} {g.operation:16s} {g.resource:6s} {kind:7s} {g.name}")
+    for user, values in quota_plan(settings, territory.municipalities).items():
+        print(f"{user:28s} quota {', '.join(f'{k}={v:g}' for k, v in values.items())}")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("security", help="Kafka users, ACLs and quotas of the hub (from the territory)",
+                       description="SCRAM users, ACLs and per-municipality quotas derived from the "
+                                   "territory file. Run as a Kafka admin (locally: the broker's admin, "
+                                   "automatically).")
+    cmds = p.add_subparsers(dest="security_command", metavar="ACTION", required=True)
+    prov = cmds.add_parser(
+        "provision", help="create users, ACLs and quotas (idempotent)",
+        description="Create the SCRAM user of every municipality (muni-<INSEE>), agency "
+                    "(agency-<id>) and component (router, sink, intake, simulator), their ACLs, "
+                    "and the municipalities' quotas. Passwords go to VEILLE_STATE_DIR/"
+                    f"{CREDENTIALS_FILE} (mode 0600). Safe to re-run; --rotate gives a user a new "
+                    "password (restart its clients with it).")
+    prov.add_argument("--rotate", action="append", default=[], metavar="USER",
+                      help="new password for USER (repeatable)")
+    prov.add_argument("--no-quotas", action="store_true",
+                      help="skip the quotas (they need Java and the broker jars)")
+    prov.set_defaults(func=_cmd_provision)
+    plan = cmds.add_parser("plan", help="print the ACLs and quotas without touching Kafka")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=_cmd_plan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m veille.security")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["security", *(sys.argv[1:] if argv is None else argv)])
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
