@@ -211,6 +211,7 @@ def run_demo(seconds: float, rate: float, seed: int) -> int:
                         pub.poll(0)
                     time.sleep(pace)
                 summary = pub.flush(30)
+            del pub  # drops librdkafka's connections now, not when the broker is already gone
             incidents_sent = sum(isinstance(e, Incident) for e in events)
             _say(f"acknowledged by Kafka: {summary.acknowledged}, failed: {len(summary.failed)}")
 
