@@ -19,7 +19,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    field_validator,
     model_validator,
 )
 
@@ -43,7 +42,13 @@ def _sane_time(value: datetime) -> datetime:
     return value
 
 
-EventTime = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+def _millis(value: datetime) -> datetime:
+    # Avro timestamps are milliseconds: truncate now so a round trip is lossless.
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_millis)]
+EventTime = Annotated[AwareDatetime, AfterValidator(_sane_time), AfterValidator(_millis)]
 
 
 class IncidentCategory(StrEnum):
@@ -197,14 +202,6 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     avro_name: ClassVar[str]
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _millis(cls, value: Any) -> Any:
-        # Avro timestamps are milliseconds: truncate now so a round trip is lossless.
-        if isinstance(value, datetime):
-            return value.replace(microsecond=value.microsecond // 1000 * 1000)
-        return value
-
     def to_avro(self) -> dict[str, Any]:
         return self.model_dump(mode="python")
 
@@ -306,9 +303,9 @@ class AlertInfo(BaseModel):
     urgency: CapUrgency
     severity: CapSeverity
     certainty: CapCertainty
-    effective: AwareDatetime | None = None
-    onset: AwareDatetime | None = None
-    expires: AwareDatetime | None = None
+    effective: Timestamp | None = None
+    onset: Timestamp | None = None
+    expires: Timestamp | None = None
     headline: str | None = Field(default=None, max_length=300)
     instruction: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     areas: list[AlertArea] = Field(min_length=1)
@@ -348,7 +345,7 @@ class DeadLetter(Record):
     source_offset: int
     original_key: bytes | None = None
     original_value: bytes | None = None
-    failed_at: AwareDatetime
+    failed_at: Timestamp
 
 
 class DispatchTarget(BaseModel):
@@ -371,8 +368,8 @@ class Dispatch(Record):
     municipality: str
     category: str
     severity: str
-    reported_at: AwareDatetime
-    routed_at: AwareDatetime
+    reported_at: Timestamp
+    routed_at: Timestamp
     payload: bytes
 
 
@@ -384,9 +381,9 @@ class RoutedIncident(Record):
     severity: Severity
     channel: Channel
     location: GeoPoint | None = None
-    occurred_at: AwareDatetime
-    reported_at: AwareDatetime
-    routed_at: AwareDatetime
+    occurred_at: Timestamp
+    reported_at: Timestamp
+    routed_at: Timestamp
     reporter_pseudonym: str | None = None
     dispatches: list[DispatchTarget]
 
@@ -395,7 +392,7 @@ class RoutedAlert(Record):
     avro_name: ClassVar[str] = "RoutedAlert"
     identifier: str
     sender: str
-    sent: AwareDatetime
+    sent: Timestamp
     status: str
     msg_type: str
     event: str
@@ -404,7 +401,7 @@ class RoutedAlert(Record):
     urgency: str
     headline: str | None = None
     municipalities: list[str]
-    routed_at: AwareDatetime
+    routed_at: Timestamp
     dispatches: list[DispatchTarget]
 
 
