@@ -54,6 +54,9 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,  # /metrics is served by prometheus-client (see cli)
         broker_commit_interval=1.0,
+        # A crashed router sends no LeaveGroup: its successor waits this long to join.
+        broker_session_timeout=settings.router_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.router_session_timeout / 3),
     )
     sources = app.topic(
         *[topics.intake(m) for m in sorted(territory.municipalities)],

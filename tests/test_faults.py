@@ -43,7 +43,8 @@ def _publish_slowly(settings: Any, incidents: list[Incident], acknowledged: list
 
 def _check_store_and_dispatches(settings: Any, sink_url: str, incidents: list[Incident],
                                 acknowledged: list[str]) -> dict[str, Any]:
-    wait_for(lambda: set(acknowledged) <= set(get_json(f"{sink_url}/stats?ids=1")["ids"]), 120,
+    # Up to a stall (30 s), a restart and a session timeout (20 s) when the router got stuck.
+    wait_for(lambda: set(acknowledged) <= set(get_json(f"{sink_url}/stats?ids=1")["ids"]), 240,
              "every acknowledged incident in the store")
     time.sleep(2)
     stats = get_json(f"{sink_url}/stats?ids=1")
@@ -70,7 +71,7 @@ class LiveHub:
 
     def __init__(self, kafka: Any, tmp_path: Path, seed: int, n: int) -> None:
         self.settings = hub_settings(kafka.settings, tmp_path, sink_batch_seconds=0.3,
-                                     router_stall_seconds=20)
+                                     router_stall_seconds=30)
         sim = Simulator(load_territory(), seed=seed, start=datetime.now(UTC) - span_for(n))
         self.incidents = sim.incidents(n)
         self.router = HubProcess(self.settings, "router", "run", "--metrics-port", "0").start()
