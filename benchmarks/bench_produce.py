@@ -20,8 +20,8 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from benchmarks.kafka_rates import sdk_publish
 from veille.config import get_settings
-from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
 from veille.schemas.models import Incident
@@ -54,24 +54,13 @@ def bench_publish(incidents: list[Incident], compression: str, as_dicts: bool) -
     municipalities = sorted({i.municipality for i in incidents})
     ensure_topics(AdminClient(settings.kafka_client_config()), topic_specs(settings, municipalities, []))
     stats: list[dict[str, Any]] = []
-    publisher = Publisher(settings, compression=compression, track_ids=False,
-                          extra_config={"statistics.interval.ms": 1000,
-                                        "stats_cb": lambda raw: stats.append(json.loads(raw))})
     records: list[Any] = [i.model_dump(mode="json") for i in incidents] if as_dicts else incidents
-    publisher.publish_incident(records[0])  # connect + producer id before timing
-    publisher.flush(30)
-    start = time.perf_counter()
-    outcome = publisher.publish_many(records[1:], record_type="Incident")
-    summary = publisher.flush(120)
-    elapsed = time.perf_counter() - start
-    publisher.poll(1.1)  # one more statistics report
-    publisher.close()
-    acked = summary.acknowledged - 1
-    assert acked == outcome.queued and not summary.failed, summary.failed[:3]
+    rate = sdk_publish(settings, records, compression=compression, extra_config={
+        "statistics.interval.ms": 1000, "stats_cb": lambda raw: stats.append(json.loads(raw))})
     txbytes = sum(b["txbytes"] for b in stats[-1]["brokers"].values()) if stats else 0
     label = "dicts (validated)" if as_dicts else "models"
-    print(f"publish {compression:5s} {label:18s} {acked / elapsed:9.0f} events/s acknowledged "
-          f"({acked} in {elapsed:.2f} s, {txbytes / len(records):.0f} bytes/event on the wire)")
+    print(f"publish {compression:5s} {label:18s} {rate.per_second:9.0f} events/s acknowledged "
+          f"({rate.count} in {rate.seconds:.2f} s, {txbytes / len(records):.0f} bytes/event on the wire)")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from pathlib import Path
@@ -150,3 +151,22 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def expected_dispatches(events: Iterable[Any]) -> Counter[tuple[str, str, str]]:
+    """(event id, agency, service) of every dispatch the pure routing function asks for."""
+    from veille.schemas.models import Alert, Incident
+    from veille.streams.routing import route_alert, route_incident
+    from veille.territory import load_territory
+
+    territory = load_territory()
+    out: Counter[tuple[str, str, str]] = Counter()
+    for e in events:
+        if isinstance(e, Incident):
+            key, decision = str(e.id), route_incident(e, territory)
+        elif isinstance(e, Alert):
+            key, decision = e.identifier, route_alert(e, territory)
+        else:
+            continue
+        out.update((key, t.agency_id, t.service.value) for t in decision.targets)
+    return out

@@ -14,33 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_helpers import HubProcess, get_json, hub_settings, wait_for
+from hub_helpers import HubProcess, expected_dispatches, get_json, hub_settings, wait_for
 
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
-from veille.schemas.models import Alert, Incident, StatusUpdate
-from veille.streams.routing import route_alert, route_incident
+from veille.schemas.models import Incident, StatusUpdate
 from veille.territory import load_territory
 
 pytestmark = pytest.mark.kafka
 
 
-def expected_dispatches(events: list[Any]) -> Counter[tuple[str, str]]:
-    territory = load_territory()
-    out: Counter[tuple[str, str]] = Counter()
-    for e in events:
-        if isinstance(e, Incident):
-            decision = route_incident(e, territory)
-        elif isinstance(e, Alert):
-            decision = route_alert(e, territory)
-        else:
-            continue
-        out.update((t.agency_id, t.service.value) for t in decision.targets)
-    return out
-
-
 def test_every_event_stored_once_across_router_and_sink_restarts(kafka: Any, tmp_path: Path) -> None:
-    settings = hub_settings(kafka.settings, tmp_path, sink_batch_seconds=0.3)
+    settings = hub_settings(kafka.settings, tmp_path, sink_batch_seconds=0.3, router_stall_seconds=30)
     territory = load_territory()
     sim = Simulator(territory, seed=42, start=datetime.now(UTC) - span_for(900))
     events = list(sim.events(400)) + sim.flash_flood(incidents=30) + list(sim.events(400))
@@ -51,6 +36,8 @@ def test_every_event_stored_once_across_router_and_sink_restarts(kafka: Any, tmp
     sink_url = sink.info("sink.json")["url"]
     router.info("router.json")
     published = threading.Event()
+    supervising = threading.Event()
+    router_exits: list[int] = []
     acknowledged: list[str] = []
 
     def publish() -> None:
@@ -71,6 +58,9 @@ def test_every_event_stored_once_across_router_and_sink_restarts(kafka: Any, tmp
         wait_for(lambda: get_json(f"{sink_url}/stats")["incidents"] > 50, 60, "first incidents stored")
         router.stop()  # graceful stop mid-stream, then a new router takes over
         router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+        # As in production, a supervisor restarts the router if its stall watchdog fires
+        # (seen rarely: the faust consumer stops fetching after a rebalance).
+        router.supervise(supervising, router_exits)
         wait_for(lambda: get_json(f"{sink_url}/stats")["incidents"] > 150, 90, "router restarted")
         sink.stop()  # graceful: flushes its batch and commits
         sink = HubProcess(settings, "sink", "run", "--port", "0").start()
@@ -78,7 +68,7 @@ def test_every_event_stored_once_across_router_and_sink_restarts(kafka: Any, tmp
         still_publishing = thread.is_alive()
         thread.join(120)
         assert published.is_set() and still_publishing, "restarts must land mid-stream"
-        wait_for(lambda: get_json(f"{sink_url}/stats")["incident_ids"] >= n_incidents, 120,
+        wait_for(lambda: get_json(f"{sink_url}/stats")["incident_ids"] >= n_incidents, 240,
                  f"{n_incidents} incidents in the store")
         time.sleep(2)  # anything still in flight would now show up as an excess
         stats = get_json(f"{sink_url}/stats")
@@ -86,15 +76,20 @@ def test_every_event_stored_once_across_router_and_sink_restarts(kafka: Any, tmp
         indicators = get_json(f"{sink_url}/indicators?municipalities={','.join(territory.municipalities)}"
                               f"&from={since}&to=2100-01-01")
     finally:
+        supervising.set()
         router.stop()
         sink.stop()
 
     assert len(acknowledged) == len(events)
+    assert set(router_exits) <= {4}, router_exits  # only the stall watchdog may stop it
     assert stats["incidents"] == stats["incident_ids"] == n_incidents
     assert stats["alerts"] == 1
     assert stats["status_events"] == sum(isinstance(e, StatusUpdate) for e in events)
     got = Counter({(r["agency_id"], r["service"]): r["dispatches"] for r in stats["dispatches_by_agency"]})
-    assert got == expected_dispatches(events)
+    per_agency: Counter[tuple[str, str]] = Counter()
+    for (_, agency, service), n in expected_dispatches(events).items():
+        per_agency[(agency, service)] += n
+    assert got == per_agency
     # The flood crossed boundaries: pooled bodies acted outside their home municipality.
     cross = {r["agency_id"]: r["cross_boundary"] for r in indicators["cross_boundary"]["by_agency"]}
     assert cross["syndicat-eaux-veille"] > 0 and cross["sdis35"] == 0

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from hub_helpers import HubProcess, hub_settings, read_topics
+from hub_helpers import HubProcess, expected_dispatches, hub_settings, read_topics
 
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import Alert, Incident, StatusUpdate
-from veille.streams.routing import route_alert, route_incident
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -66,16 +65,7 @@ def test_router_routes_every_event_and_dead_letters_poison(kafka: Any, tmp_path:
              "StatusUpdate": sum(isinstance(e, StatusUpdate) for e in events)})
 
         # Every dispatch the pure function asks for is on the right agency's topic, once.
-        expected = Counter()
-        for e in events:
-            if isinstance(e, Incident):
-                key = str(e.id)
-                decision = route_incident(e, territory)
-            elif isinstance(e, Alert):
-                key, decision = e.identifier, route_alert(e, territory)
-            else:
-                continue
-            expected.update((key, t.agency_id, t.service.value) for t in decision.targets)
+        expected = expected_dispatches(events)
         got = Counter((d.value["event_id"], t.rsplit(".", 1)[-1], d.value["service"])
                       for t, d in records if t in dispatch_topics)
         assert got == expected
