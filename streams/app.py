@@ -1,4 +1,4 @@
-"""The router as a faust-streaming app: its topics, its table and its one agent.
+"""The router as a faust-streaming app: its topics and its one agent.
 
 Guarantee (dispatches and routing records): at-least-once. Events are taken in
 batches with ``noack_take``; outputs of a batch are sent and *awaited* (Kafka
@@ -14,8 +14,8 @@ import asyncio
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
-from datetime import timedelta
 from typing import Any, cast
 
 import faust
@@ -25,7 +25,7 @@ from faust.types import StreamT
 from veille.config import Settings
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
 from veille.streams import metrics
-from veille.streams.router import DEDUP_WINDOW, Message, Outcome, Output, Router
+from veille.streams.router import Message, Outcome, Output, Router
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -35,6 +35,7 @@ BATCH_MAX = 1000
 BATCH_WITHIN = 0.05  # seconds: bounds the latency a quiet stream adds
 SEND_BACKOFF_MAX = 10.0
 EXIT_TOO_MANY_INVALID = 3
+DEDUP_CAPACITY = 1_000_000  # ids remembered (~200 MB at most); the window is DEDUP_WINDOW
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -54,25 +55,18 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,  # /metrics is served by prometheus-client (see cli)
         broker_commit_interval=1.0,
-        # A crashed router sends no LeaveGroup: its successor waits this long to join.
-        broker_session_timeout=settings.router_session_timeout,
-        broker_heartbeat_interval=min(3.0, settings.router_session_timeout / 3),
     )
     sources = app.topic(
         *[topics.intake(m) for m in sorted(territory.municipalities)],
         topics.alerts, topics.status, key_type=bytes, value_type=bytes,
     )
     # Event id -> [content digest, first seen (epoch s)]: drops re-sent events, flags
-    # re-used ids. Changelog keeps ~2 windows so restored state stays bounded.
-    seen = app.Table(
-        "seen", default=None, partitions=settings.partitions,
-        # JSON both ways so keys come back from the changelog as the same str ids.
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
-        extra_topic_configs={
-            "cleanup.policy": "compact,delete",
-            "retention.ms": str(int((2 * DEDUP_WINDOW) / timedelta(milliseconds=1))),
-        },
-    )
+    # re-used ids. In process memory, bounded: a faust Table (changelog topic) was tried and
+    # removed: routers restarted mid-stream then intermittently never resumed (recovery of the
+    # table stalled with a backlog, seen in CI). A restart therefore forgets the window; a
+    # re-sent event may then be routed twice, which at-least-once already allows (dispatch
+    # ids are deterministic, the store deduplicates by id).
+    seen = SeenWindow(DEDUP_CAPACITY)
     router = Router(territory, topics, pseudonym_key=settings.pseudonym_key.get_secret_value().encode())
     sender = OutputSender(settings)
     limit = DeadLetterLimit()
@@ -102,18 +96,27 @@ def create_app(settings: Settings) -> faust.App:
             await _send_all(sender, outputs)
             # Only now is an event "seen": had we recorded it before its outputs were
             # durable, a crash in between would make the re-delivery look like a duplicate.
-            for event, key, value in memo.pending:
-                # Not ``seen[key] = value``: faust finds the changelog partition through the
-                # stream's current event, an attribute its batching task shares with us
-                # (setting it here made take() re-buffer old events and drop new ones).
-                seen.data[key] = value
-                seen.send_changelog(event.message.partition, key, value)
+            for _event, key, value in memo.pending:
+                seen[key] = value
             for event in events:
                 await stream.ack(event)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
             metrics.LAST_PROGRESS[0] = time.monotonic()
 
     return app
+
+
+class SeenWindow(OrderedDict[str, Any]):
+    """Recently routed ids, oldest evicted first beyond ``capacity``."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.capacity:
+            self.popitem(last=False)
 
 
 class SeenAfterDelivery(MutableMapping[str, Any]):

@@ -47,7 +47,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VEILLE_SINK_BATCH_SECONDS": str(settings.sink_batch_seconds),
         "VEILLE_SINK_BATCH_ROWS": str(settings.sink_batch_rows),
         "VEILLE_ROUTER_STALL_SECONDS": str(settings.router_stall_seconds),
-        "VEILLE_ROUTER_SESSION_TIMEOUT": str(settings.router_session_timeout),
     })
     return env
 

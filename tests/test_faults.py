@@ -43,7 +43,7 @@ def _publish_slowly(settings: Any, incidents: list[Incident], acknowledged: list
 
 def _check_store_and_dispatches(settings: Any, sink_url: str, incidents: list[Incident],
                                 acknowledged: list[str]) -> dict[str, Any]:
-    # Up to a stall (30 s), a restart and a session timeout (20 s) when the router got stuck.
+    # Up to a stall (30 s), a restart and faust's session timeout (60 s) when the router got stuck.
     wait_for(lambda: set(acknowledged) <= set(get_json(f"{sink_url}/stats?ids=1")["ids"]), 240,
              "every acknowledged incident in the store")
     time.sleep(2)

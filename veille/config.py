@@ -58,7 +58,6 @@ class Settings(BaseSettings):
     # The router exits (for its supervisor to restart it) after this long without a
     # completed batch while its consumer group has a backlog.
     router_stall_seconds: float = 60.0
-    router_session_timeout: float = 20.0  # seconds before a dead router's partitions move
 
     # Producers.
     delivery_timeout_ms: int = 30_000
