@@ -41,7 +41,7 @@ def router_process_rate(incidents: Sequence[Incident], territory: Territory,
     """(messages/s, outputs per message) of ``Router.process`` alone (decode, check, dedupe,
     route, encode every output): the faust router's ceiling if moving bytes cost nothing."""
     topics = Topics(prefix)
-    router = Router(territory, topics, pseudonym_key=b"bench")
+    router = Router(territory, topics, pseudonym_key=b"bench", dispatch_key=b"bench")
     messages = [Message(topics.intake(i.municipality), 0, n, str(i.id).encode(), i.encode())
                 for n, i in enumerate(incidents)]
     seen: dict[str, Any] = {}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from veille.config import Settings, get_settings
+from veille.producers import intake_keys
 from veille.producers.sdk import DeliveryReport, DeliverySummary, Publisher, Rejected
 from veille.schemas.models import Channel, IncidentCategory, IncidentStatus, Record, Severity
 
@@ -132,11 +133,12 @@ def _cmd_publish_status(args: argparse.Namespace) -> int:
             print(f"cannot read {args.file}: {exc}", file=sys.stderr)
             return EXIT_REJECTED
     else:
-        if not (args.incident_id and args.agency and args.status):
-            print("give --file, or --incident-id, --agency and --status", file=sys.stderr)
+        if not (args.incident_id and args.agency and args.dispatch_id and args.status):
+            print("give --file, or --incident-id, --agency, --dispatch-id and --status", file=sys.stderr)
             return EXIT_REJECTED
         data = {"id": str(uuid.uuid4()), "incident_id": args.incident_id, "agency_id": args.agency,
-                "status": args.status, "at": args.at or datetime.now(UTC), "note": args.note}
+                "dispatch_id": args.dispatch_id, "status": args.status,
+                "at": args.at or datetime.now(UTC), "note": args.note}
     return _publish_one(get_settings(), args, data, "StatusUpdate")
 
 
@@ -176,9 +178,13 @@ def _cmd_intake_serve(args: argparse.Namespace) -> int:
     from veille.producers.http_intake import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from veille.territory import load_territory
+
     settings = get_settings()
     municipalities = prepare(settings, args)
-    serve(settings, host=args.host, port=args.port, known_municipalities=municipalities)
+    agencies = set(load_territory(settings.territory_dir).agencies)
+    serve(settings, host=args.host, port=args.port, known_municipalities=municipalities,
+          known_agencies=agencies)
     return EXIT_OK
 
 
@@ -310,6 +316,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--file", help="JSON file of the StatusUpdate ('-' for stdin)")
     st.add_argument("--incident-id", help="UUID of the incident")
     st.add_argument("--agency", help="agency id, e.g. sdis35")
+    st.add_argument("--dispatch-id", help="id of the dispatch the agency received for this incident")
     st.add_argument("--status", choices=[s.value for s in IncidentStatus])
     st.add_argument("--note", help="free text")
     st.add_argument("--at", help="ISO 8601 time with offset (default: now)")
@@ -342,12 +349,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     srv = isub.add_parser(
         "serve", help="run the HTTP intake",
         description="POST /v1/incidents, /v1/alerts, /v1/status (202 once the broker acknowledged, "
-                    "422 invalid fields, 400 invalid JSON, 413 body too large, 503 broker not "
+                    "401/403 missing or bad API key (veille intake keys), 429 over quota, 422 invalid "
+                    "fields, 400 invalid JSON, 408 slow body, 413 body too large, 503 broker not "
                     "acknowledging); GET /metrics, /healthz.")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port (default: VEILLE_INTAKE_PORT, 8080)")
     _no_topics_option(srv)
     srv.set_defaults(func=_cmd_intake_serve)
+    intake_keys.add_commands(isub)
 
     # veille simulate
     sim = sub.add_parser(

@@ -2,16 +2,28 @@
 
     POST /v1/incidents   Incident fields; id, reported_at and channel ("app") optional
     POST /v1/alerts      a CAP alert (Alert fields)
-    POST /v1/status      a StatusUpdate; id optional
+    POST /v1/status      a StatusUpdate (with the dispatch_id it answers); id optional
     GET  /metrics        Prometheus exposition
     GET  /healthz        liveness
 
-202 ``{"id", "topic", "partition", "offset"}`` only after the broker acknowledged the
-event (acks=all), so a 202 means "the hub has it". 422 lists each invalid field,
-400 is unreadable JSON, 413 an oversized body, 503 a broker that did not acknowledge in
-time: the client retries with the *same id* (the answer carries it), which consumers
-de-duplicate. The Kafka producer's delivery callback runs on a poller thread; each
-request awaits its own report through an asyncio future.
+Who may publish what: every POST carries an API key (``Authorization: Bearer <token>`` or
+``X-API-Key``), issued by ``veille intake keys`` to one publisher and scoped to its
+municipalities (incidents), its agencies (status updates) and, for alerting authorities,
+CAP alerts: the same anti-spoofing rules as the broker's ACLs. Anonymous incident reports
+are accepted only for the municipalities listed in ``VEILLE_INTAKE_ANONYMOUS_MUNICIPALITIES``
+(a town's public web form), never alerts nor status updates. Each key (and each anonymous
+client address) has its own request quota.
+
+202 ``{"id", "topic", "partition", "offset", "filled"}`` only after the broker acknowledged
+the event (acks=all), so a 202 means "the hub has it"; ``filled`` holds every field the
+intake filled in (id, reported_at, channel), and a retry of the same id within the window
+gets the same values, so its bytes are identical and the router drops it as a re-send.
+401 no key, 403 a bad key or an event the key may not publish, 429 over quota, 422 lists
+each invalid field, 400 unreadable JSON, 408 a body that arrives too slowly, 413 an
+oversized body, 503 a broker that did not acknowledge in time: the client retries with the
+*same id* (the answer carries it and the filled fields). The Kafka producer's delivery
+callback runs on a poller thread; each request awaits its own report through an asyncio
+future.
 """
 
 from __future__ import annotations
@@ -19,8 +31,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -28,62 +44,185 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from veille.config import Settings
 from veille.producers import metrics
-from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Rejected, incident_defaults
+from veille.producers.intake_keys import IntakeKey, KeyStore
+from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Rejected
 from veille.schemas.models import Channel
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 256 * 1024  # an incident is < 10 kB; a CAP alert with polygons stays well under
+MAX_BODY_BYTES = 256 * 1024  # an incident is < 10 kB; a CAP alert at its geometry bounds < 200 kB
+BODY_TIMEOUT = 10.0  # seconds for the whole body: a client trickling bytes holds no slot longer
+FILLED_WINDOW = 100_000  # ids whose filled-in fields are remembered for identical retries
+
+
+@dataclass(frozen=True)
+class Quota:
+    rate: float  # requests per second, sustained
+    burst: int
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    keys: KeyStore
+    anonymous_municipalities: frozenset[str] = frozenset()
+    key_quota: Quota = Quota(50.0, 200)
+    anonymous_quota: Quota = Quota(1.0, 20)
+    ack_timeout: float = 31.0
+    max_body_bytes: int = MAX_BODY_BYTES
+    body_timeout: float = BODY_TIMEOUT
+
+
 PUBLISHER_KEY = web.AppKey("publisher", Publisher)
-ACK_TIMEOUT_KEY = web.AppKey("ack_timeout", float)
-MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+CONFIG_KEY = web.AppKey("config", IntakeConfig)
+
+
+class TokenBuckets:
+    """One token bucket per principal (key id, or anonymous client address)."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.capacity = capacity
+
+    def take(self, principal: str, quota: Quota, now: float | None = None) -> float:
+        """0 when the request may go, else the seconds to wait."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self.buckets.pop(principal, (float(quota.burst), now))
+        tokens = min(float(quota.burst), tokens + (now - last) * quota.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / quota.rate
+        self.buckets[principal] = (tokens, now)
+        if len(self.buckets) > self.capacity:
+            self.buckets.popitem(last=False)
+        return wait
+
+
+class IntakeState:
+    def __init__(self) -> None:
+        self.buckets = TokenBuckets()
+        self.filled: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def fill(self, record_type: str, data: dict[str, Any], channel: str) -> dict[str, Any]:
+        """Fill what a front-end may leave out; the same id always gets the same values."""
+        given = data.get("id") not in (None, "")
+        if not given:
+            data["id"] = str(uuid.uuid4())
+        remembered = self.filled.get(f"{record_type}:{data['id']}", {}) if given else {}
+        filled: dict[str, Any] = {} if given else {"id": data["id"]}
+        if record_type == "Incident":
+            defaults = {"reported_at": datetime.now(UTC).isoformat(), "channel": channel}
+            for name, value in defaults.items():
+                if data.get(name) in (None, ""):
+                    data[name] = filled[name] = remembered.get(name, value)
+        if filled:
+            key = f"{record_type}:{data['id']}"
+            self.filled[key] = filled
+            self.filled.move_to_end(key)
+            if len(self.filled) > FILLED_WINDOW:
+                self.filled.popitem(last=False)
+        return filled
+
+
+STATE_KEY = web.AppKey("state", IntakeState)
 
 
 def _errors(status: int, errors: list[dict[str, str]], **extra: Any) -> web.Response:
     return web.json_response({"errors": errors, **extra}, status=status)
 
 
-def _incident_defaults(data: dict[str, Any], request: web.Request) -> dict[str, Any]:
-    return incident_defaults(data, request.query.get("channel", Channel.app.value))
+def _token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("X-API-Key")
 
 
-def _status_defaults(data: dict[str, Any], request: web.Request) -> dict[str, Any]:
-    if data.get("id") in (None, ""):
-        data["id"] = str(uuid.uuid4())
-    return data
+def _forbidden(record_type: str, reason: str, detail: str, field: str = RECORD_FIELD) -> web.Response:
+    metrics.REJECTED.labels(record_type, reason).inc()
+    return _errors(403, [{"field": field, "reason": detail}], code=reason)
 
 
-def _no_defaults(data: dict[str, Any], request: web.Request) -> dict[str, Any]:
-    return data
+def authorise(key: IntakeKey | None, record_type: str, data: dict[str, Any],
+              anonymous_municipalities: Collection[str]) -> web.Response | None:
+    """None when ``key`` (None: anonymous) may publish this event, else the 403 answer."""
+    if record_type == "Incident":
+        allowed: Collection[str] = key.municipalities if key else anonymous_municipalities
+        muni = data.get("municipality")
+        if muni not in allowed:
+            return _forbidden(record_type, "municipality_mismatch",
+                              f"this key may not report incidents for municipality {muni!r}", "municipality")
+    elif record_type == "StatusUpdate":
+        agency = data.get("agency_id")
+        if key is None or agency not in key.agencies:
+            return _forbidden(record_type, "agency_mismatch",
+                              f"this key may not post status updates as agency {agency!r}", "agency_id")
+    elif key is None or not key.alerts:
+        return _forbidden(record_type, "not_an_alerting_authority", "this key may not publish CAP alerts")
+    return None
 
 
-Defaults = Callable[[dict[str, Any], web.Request], dict[str, Any]]
-
-
-def _handler(record_type: str, endpoint: str, defaults: Defaults) -> Callable[[web.Request], Any]:
+def _handler(record_type: str, endpoint: str) -> Callable[[web.Request], Any]:
     async def handle(request: web.Request) -> web.Response:
-        response = await _publish(request, record_type, defaults)
+        response = await _publish(request, record_type)
         metrics.INTAKE_REQUESTS.labels(endpoint, str(response.status)).inc()
         return response
 
     return handle
 
 
-async def _publish(request: web.Request, record_type: str, defaults: Defaults) -> web.Response:
+async def _publish(request: web.Request, record_type: str) -> web.Response:
     publisher = request.app[PUBLISHER_KEY]
+    config = request.app[CONFIG_KEY]
+    state = request.app[STATE_KEY]
+    # 1. Who is speaking, and within quota?
+    token = _token(request)
+    key = config.keys.authenticate(token) if token else None
+    if token and key is None:
+        metrics.REJECTED.labels(record_type, "bad_key").inc()
+        return _errors(403, [{"field": "api_key", "reason": "unknown, rotated or revoked API key"}],
+                       code="bad_key")
+    if key is None and not (record_type == "Incident" and config.anonymous_municipalities):
+        metrics.REJECTED.labels(record_type, "no_key").inc()
+        return web.json_response(
+            {"errors": [{"field": "api_key", "reason": "an API key is required (Authorization: Bearer)"}],
+             "code": "no_key"}, status=401, headers={"WWW-Authenticate": 'Bearer realm="veille-intake"'})
+    principal, quota = (f"key:{key.id}", config.key_quota) if key else \
+        (f"anon:{request.remote}", config.anonymous_quota)
+    wait = state.buckets.take(principal, quota)
+    if wait > 0:
+        metrics.REJECTED.labels(record_type, "quota").inc()
+        return web.json_response({"errors": [{"field": RECORD_FIELD, "reason": "request quota exceeded"}],
+                                  "code": "quota"}, status=429,
+                                 headers={"Retry-After": str(max(1, round(wait)))})
+    # 2. What is it?
     try:
-        body = await request.read()
+        body = await asyncio.wait_for(request.read(), config.body_timeout)
     except web.HTTPRequestEntityTooLarge:
         return _errors(413, [{"field": RECORD_FIELD,
-                              "reason": f"body larger than {request.app[MAX_BODY_KEY]} bytes"}])
+                              "reason": f"body larger than {config.max_body_bytes} bytes"}])
+    except TimeoutError:
+        metrics.REJECTED.labels(record_type, "slow_body").inc()
+        return _errors(408, [{"field": RECORD_FIELD,
+                              "reason": f"body not received within {config.body_timeout:.0f}s"}])
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers malformed JSON, bad UTF-8 and integers past Python's digit limit;
+        # RecursionError, nesting deeper than the parser's stack.
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
         metrics.REJECTED.labels(record_type, "invalid_json").inc()
-        return _errors(400, [{"field": RECORD_FIELD, "reason": f"invalid JSON: {exc}"}])
+        return _errors(400, [{"field": RECORD_FIELD, "reason": f"invalid JSON: {detail}"}])
     if not isinstance(data, dict):
         metrics.REJECTED.labels(record_type, "not_an_object").inc()
         return _errors(400, [{"field": RECORD_FIELD, "reason": "body must be a JSON object"}])
+    # 3. May this publisher say it?
+    refused = authorise(key, record_type, data, config.anonymous_municipalities)
+    if refused is not None:
+        return refused
+    filled = state.fill(record_type, data, request.query.get("channel", Channel.app.value)) \
+        if record_type != "Alert" else {}
 
     loop = asyncio.get_running_loop()
     delivered: asyncio.Future[DeliveryReport] = loop.create_future()
@@ -96,20 +235,22 @@ async def _publish(request: web.Request, record_type: str, defaults: Defaults) -
         loop.call_soon_threadsafe(resolve, report)
 
     try:
-        queued = publisher.publish(defaults(data, request), record_type=record_type, on_result=on_result)
+        queued = publisher.publish(data, record_type=record_type, on_result=on_result)
     except Rejected as exc:
         return _errors(422, [e.as_json() for e in exc.errors])
+    except RecursionError:
+        return _errors(400, [{"field": RECORD_FIELD, "reason": "nested too deeply"}])
     try:
-        report = await asyncio.wait_for(asyncio.shield(delivered), request.app[ACK_TIMEOUT_KEY])
+        report = await asyncio.wait_for(asyncio.shield(delivered), config.ack_timeout)
     except TimeoutError:
         report = None
     if report is None or not report.ok:
         # The event may still be delivered later: the client retries with the same id.
         reason = report.error if report else "broker did not acknowledge in time"
-        return web.json_response({"id": queued.event_id, "topic": queued.topic,
+        return web.json_response({"id": queued.event_id, "topic": queued.topic, "filled": filled,
                                   "errors": [{"field": RECORD_FIELD, "reason": reason}]},
                                  status=503, headers={"Retry-After": "5"})
-    return web.json_response({"id": queued.event_id, "topic": queued.topic,
+    return web.json_response({"id": queued.event_id, "topic": queued.topic, "filled": filled,
                               "partition": report.partition, "offset": report.offset}, status=202)
 
 
@@ -121,21 +262,15 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "queued": len(request.app[PUBLISHER_KEY])})
 
 
-def make_app(publisher: Publisher, *, ack_timeout: float | None = None,
-             max_body_bytes: int = MAX_BODY_BYTES, close_publisher: bool = True) -> web.Application:
-    """The intake application; it serves the publisher's delivery reports while it runs.
-
-    ``ack_timeout`` (default: the producer's delivery timeout + 1 s) bounds how long a
-    request waits for the broker before answering 503.
-    """
-    app = web.Application(client_max_size=max_body_bytes)
+def make_app(publisher: Publisher, config: IntakeConfig, *, close_publisher: bool = True) -> web.Application:
+    """The intake application; it serves the publisher's delivery reports while it runs."""
+    app = web.Application(client_max_size=config.max_body_bytes)
     app[PUBLISHER_KEY] = publisher
-    app[MAX_BODY_KEY] = max_body_bytes
-    app[ACK_TIMEOUT_KEY] = (ack_timeout if ack_timeout is not None
-                            else publisher.settings.delivery_timeout_ms / 1000 + 1)
-    app.router.add_post("/v1/incidents", _handler("Incident", "incidents", _incident_defaults))
-    app.router.add_post("/v1/alerts", _handler("Alert", "alerts", _no_defaults))
-    app.router.add_post("/v1/status", _handler("StatusUpdate", "status", _status_defaults))
+    app[CONFIG_KEY] = config
+    app[STATE_KEY] = IntakeState()
+    app.router.add_post("/v1/incidents", _handler("Incident", "incidents"))
+    app.router.add_post("/v1/alerts", _handler("Alert", "alerts"))
+    app.router.add_post("/v1/status", _handler("StatusUpdate", "status"))
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
 
@@ -151,10 +286,23 @@ def make_app(publisher: Publisher, *, ack_timeout: float | None = None,
     return app
 
 
+def intake_config(settings: Settings, keys: KeyStore | None = None) -> IntakeConfig:
+    return IntakeConfig(
+        keys=keys or KeyStore(settings.state_dir / "intake_keys.json"),
+        anonymous_municipalities=frozenset(
+            m.strip() for m in settings.intake_anonymous_municipalities.split(",") if m.strip()),
+        key_quota=Quota(settings.intake_rate_per_second, settings.intake_burst),
+        anonymous_quota=Quota(settings.intake_anonymous_rate_per_second, settings.intake_anonymous_burst),
+        ack_timeout=settings.delivery_timeout_ms / 1000 + 1,
+    )
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None,
-          known_municipalities: set[str] | None = None) -> None:
+          known_municipalities: set[str] | None = None, known_agencies: set[str] | None = None) -> None:
     """Run the intake until interrupted (``veille intake serve``)."""
-    publisher = Publisher(settings, client_id="veille-intake", known_municipalities=known_municipalities)
-    app = make_app(publisher)
+    publisher = Publisher(settings, client_id="veille-intake", known_municipalities=known_municipalities,
+                          known_agencies=known_agencies)
+    app = make_app(publisher, intake_config(settings))
+    # keepalive_timeout: an idle connection is closed after 15 s (slow clients hold no slot).
     web.run_app(app, host=host, port=settings.intake_port if port is None else port,
-                print=lambda msg: log.info("%s", msg))
+                keepalive_timeout=15, print=lambda msg: log.info("%s", msg))

@@ -36,7 +36,7 @@ from veille.config import Settings
 from veille.producers import metrics
 from veille.schemas.codec import EncodeError
 from veille.schemas.models import Alert, Channel, Incident, Record, StatusUpdate
-from veille.topics import Topics
+from veille.topics import MAX_SOURCE_MESSAGE_BYTES, Topics
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,10 @@ def producer_config(settings: Settings, client_id: str, compression: str = "zstd
         "linger.ms": settings.linger_ms,
         "delivery.timeout.ms": settings.delivery_timeout_ms,
         "compression.type": compression,
+        # Source topics refuse record batches over MAX_SOURCE_MESSAGE_BYTES (veille.topics), and
+        # librdkafka does not split a refused batch: keep every batch (and message) below it.
+        "message.max.bytes": MAX_SOURCE_MESSAGE_BYTES,
+        "batch.size": MAX_SOURCE_MESSAGE_BYTES // 2,
     }
 
 
@@ -213,7 +217,8 @@ class Publisher:
 
     def __init__(self, settings: Settings, client_id: str = "veille-producer", *,
                  compression: str = "zstd", known_municipalities: Collection[str] | None = None,
-                 track_ids: bool = True, extra_config: Mapping[str, Any] | None = None) -> None:
+                 known_agencies: Collection[str] | None = None, track_ids: bool = True,
+                 extra_config: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._config = {**producer_config(settings, client_id, compression), **(extra_config or {})}
@@ -221,6 +226,7 @@ class Publisher:
         # Without a territory, any INSEE code is accepted (its topic must exist, or the
         # delivery fails after delivery.timeout.ms since the broker never auto-creates topics).
         self._municipalities = frozenset(known_municipalities) if known_municipalities else None
+        self._agencies = frozenset(known_agencies) if known_agencies else None
         self._track_ids = track_ids
         self._lock = threading.Lock()  # delivery callbacks may run on the poller thread
         self._acknowledged = 0
@@ -316,6 +322,15 @@ class Publisher:
             queued = Queued(model.identifier, "Alert", self.topics.alerts, model.identifier,
                             AUTHORITY_CHANNEL)
         elif isinstance(model, StatusUpdate):
+            if self._agencies is not None and model.agency_id not in self._agencies:
+                raise Rejected("StatusUpdate", [FieldError(
+                    "agency_id", f"{model.agency_id} is not an agency of this hub's territory")],
+                    reason="unknown_agency")
+            if model.dispatch_id is None:
+                # The router refuses it (not_dispatched): say so now, before Kafka.
+                raise Rejected("StatusUpdate", [FieldError(
+                    "dispatch_id", "required: the id of the dispatch this update answers")],
+                    reason="validation")
             queued = Queued(str(model.id), "StatusUpdate", self.topics.status, str(model.incident_id),
                             AUTHORITY_CHANNEL)
         else:  # validate() only returns publishable models

@@ -28,6 +28,7 @@ from uuid import UUID
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from veille.config import get_settings
 from veille.schemas.models import (
     HUB_EPOCH,
     Alert,
@@ -42,6 +43,8 @@ from veille.schemas.models import (
     CapStatus,
     CapUrgency,
     Channel,
+    DispatchTarget,
+    EventType,
     GeoPoint,
     Incident,
     IncidentCategory,
@@ -52,6 +55,7 @@ from veille.schemas.models import (
     Severity,
     StatusUpdate,
 )
+from veille.streams.router import dispatch_id
 from veille.streams.routing import route_incident
 from veille.territory import Territory
 
@@ -152,14 +156,19 @@ class _Pending:
     agency_id: str
     status: IncidentStatus
     note: str | None
+    dispatch_id: UUID
 
 
 class Simulator:
     def __init__(self, territory: Territory, seed: int, start: datetime, *,
-                 mean_interval: timedelta = timedelta(seconds=30)) -> None:
+                 mean_interval: timedelta = timedelta(seconds=30), dispatch_key: bytes | None = None) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
         self.territory = territory
+        # The simulator plays the agencies: a real one reads the dispatch id from its dispatch
+        # topic, the simulator derives it with the deployment's key (VEILLE_DISPATCH_KEY).
+        self.dispatch_key = (dispatch_key if dispatch_key is not None
+                             else get_settings().dispatch_key.get_secret_value().encode())
         self.rng = random.Random(seed)
         self.clock = start
         self.mean_interval = mean_interval
@@ -262,33 +271,37 @@ class Simulator:
         at = incident.reported_at
         primary, *others = decision.targets
 
-        def push(agency: str, status: IncidentStatus, minutes: float, note: str | None = None) -> None:
+        def push(target: DispatchTarget, status: IncidentStatus, minutes: float,
+                 note: str | None = None) -> None:
             nonlocal at
             at = at + timedelta(minutes=max(minutes, 0.1))
             self._seq += 1
-            heapq.heappush(self._pending, _Pending(at, self._seq, incident.id, agency, status, note))
+            ref = dispatch_id(self.dispatch_key, EventType.incident, str(incident.id), target.agency_id,
+                              target.service)
+            heapq.heappush(self._pending, _Pending(at, self._seq, incident.id, target.agency_id, status,
+                                                   note, ref))
 
         start = at
-        push(primary.agency_id, IncidentStatus.acknowledged, rng.uniform(1, 30) * k)
+        push(primary, IncidentStatus.acknowledged, rng.uniform(1, 30) * k)
         if rng.random() < REJECT_SHARE:
-            push(primary.agency_id, IncidentStatus.rejected, rng.uniform(1, 20),
+            push(primary, IncidentStatus.rejected, rng.uniform(1, 20),
                  "Doublon d'un signalement existant")
             return
-        push(primary.agency_id, IncidentStatus.dispatched, rng.uniform(2, 60) * k, "Équipe engagée")
-        push(primary.agency_id, IncidentStatus.on_site, rng.uniform(10, 90) * k)
+        push(primary, IncidentStatus.dispatched, rng.uniform(2, 60) * k, "Équipe engagée")
+        push(primary, IncidentStatus.on_site, rng.uniform(10, 90) * k)
         if rng.random() >= STATUS_OPEN_SHARE:
-            push(primary.agency_id, IncidentStatus.resolved, rng.expovariate(1 / (600 * k)) + 5,
+            push(primary, IncidentStatus.resolved, rng.expovariate(1 / (600 * k)) + 5,
                  "Intervention terminée")
         for target in others:
             at = start
-            push(target.agency_id, IncidentStatus.acknowledged, rng.uniform(1, 45) * k)
+            push(target, IncidentStatus.acknowledged, rng.uniform(1, 45) * k)
 
     def _due(self, until: datetime | None) -> Iterator[StatusUpdate]:
         while self._pending and (until is None or self._pending[0].at <= until):
             p = heapq.heappop(self._pending)
             self.clock = max(self.clock, p.at)
             yield StatusUpdate(id=self._uuid(), incident_id=p.incident_id, agency_id=p.agency_id,
-                               status=p.status, at=p.at, note=p.note)
+                               dispatch_id=p.dispatch_id, status=p.status, at=p.at, note=p.note)
 
     def _tick(self) -> None:
         seconds = self.rng.expovariate(1.0 / self.mean_interval.total_seconds())

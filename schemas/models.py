@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from veille.schemas import codec
 
@@ -29,6 +30,18 @@ HUB_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 MAX_DESCRIPTION = 4000
 MAX_ATTACHMENTS = 10
+# Bounds on a CAP alert's geometry (issue: a 22 kB self-intersecting polygon once stalled the
+# router for minutes). Real alerts are far below: a department has < 700 municipalities, a
+# hand-drawn flood polygon a few hundred vertices. Beyond them an alert is ``too_complex``.
+MAX_INFOS = 10
+MAX_AREAS_PER_INFO = 100
+MAX_ALERT_SHAPES = 200  # polygons + circles, over all infos and areas
+MAX_ALERT_GEOCODES = 2000
+MAX_POLYGON_VERTICES = 5000
+MAX_ALERT_VERTICES = 10_000
+# Repairing self-intersecting rings costs with the square of their crossings: only small
+# ones are repaired (streams/routing.py), at most this many points of them per alert.
+MAX_INVALID_VERTICES = 200
 
 INSEE_PATTERN = r"^(?:\d{5}|2[AB]\d{3})$"
 InseeCode = Annotated[str, Field(pattern=INSEE_PATTERN, description="INSEE municipality code")]
@@ -291,6 +304,8 @@ class AlertArea(BaseModel):
         for ring in self.polygons:
             if len(ring) < 4 or ring[0] != ring[-1]:
                 raise ValueError("a polygon is a closed ring of at least 4 points")
+            if len(ring) > MAX_POLYGON_VERTICES:
+                raise _too_complex(f"a polygon has {len(ring)} points (at most {MAX_POLYGON_VERTICES})")
         return self
 
 
@@ -310,6 +325,38 @@ class AlertInfo(BaseModel):
     instruction: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     areas: list[AlertArea] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if len(self.areas) > MAX_AREAS_PER_INFO:
+            raise _too_complex(f"{len(self.areas)} areas in one info (at most {MAX_AREAS_PER_INFO})")
+        return self
+
+
+def _too_complex(message: str) -> PydanticCustomError:
+    # A distinct error type, so consumers report ``too_complex`` rather than a generic error.
+    return PydanticCustomError("too_complex", message)
+
+
+def _check_alert_geometry(infos: list[AlertInfo]) -> None:
+    import shapely  # only alerts need it; keeps the models cheap to import elsewhere
+
+    areas = [area for info in infos for area in info.areas]
+    rings = [ring for area in areas for ring in area.polygons]
+    shapes = len(rings) + sum(len(a.circles) for a in areas)
+    if shapes > MAX_ALERT_SHAPES:
+        raise _too_complex(f"{shapes} polygons and circles (at most {MAX_ALERT_SHAPES} per alert)")
+    geocodes = sum(len(a.geocodes) for a in areas)
+    if geocodes > MAX_ALERT_GEOCODES:
+        raise _too_complex(f"{geocodes} geocodes (at most {MAX_ALERT_GEOCODES} per alert)")
+    vertices = sum(map(len, rings))
+    if vertices > MAX_ALERT_VERTICES:
+        raise _too_complex(f"the alert's polygons have {vertices} points (at most {MAX_ALERT_VERTICES})")
+    invalid = sum(len(ring) for ring in rings if not shapely.Polygon([(p.lon, p.lat) for p in ring]).is_valid)
+    if invalid > MAX_INVALID_VERTICES:
+        raise _too_complex(
+            f"self-intersecting polygons with {invalid} points in all (only {MAX_INVALID_VERTICES} "
+            "are repaired per alert; send valid polygons)")
+
 
 class Alert(Record):
     """OASIS CAP 1.2 <alert> (field names in snake_case)."""
@@ -321,8 +368,13 @@ class Alert(Record):
     status: CapStatus
     msg_type: CapMsgType
     scope: CapScope
-    references: list[str] = Field(default_factory=list)
-    infos: list[AlertInfo] = Field(min_length=1)
+    references: list[str] = Field(default_factory=list, max_length=100)
+    infos: list[AlertInfo] = Field(min_length=1, max_length=MAX_INFOS)
+
+    @model_validator(mode="after")
+    def _geometry_bounded(self) -> Self:
+        _check_alert_geometry(self.infos)
+        return self
 
 
 class StatusUpdate(Record):
@@ -330,6 +382,7 @@ class StatusUpdate(Record):
     id: UUID
     incident_id: UUID
     agency_id: str = Field(min_length=1, max_length=100)
+    dispatch_id: UUID | None = None  # required by the router since v2 (see streams/router.py)
     status: IncidentStatus
     at: EventTime
     note: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
@@ -344,7 +397,10 @@ class DeadLetter(Record):
     source_partition: int
     source_offset: int
     original_key: bytes | None = None
-    original_value: bytes | None = None
+    original_value: bytes | None = None  # a bounded prefix since v2 (veille.deadletter)
+    original_size: int | None = None
+    original_sha256: str | None = None
+    attempts: int = 1
     failed_at: Timestamp
 
 

@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pydantic import ValidationError
 
 from veille.config import Settings
-from veille.deadletter import DeadLetterLimit
+from veille.deadletter import DeadLetterLimit, make_dead_letter
 from veille.schemas import codec
 from veille.schemas.models import MODELS, DeadLetter, Record, RoutedIncident
 from veille.sinks import metrics
@@ -43,7 +43,6 @@ from veille.topics import ROUTED_TYPES, Topics
 log = logging.getLogger(__name__)
 
 COMPONENT = "sink"
-MAX_DETAIL = 1000
 # DateTime64(3) columns hold 1900..2299; before the Unix epoch is a bug upstream anyway.
 STORE_TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC))
 
@@ -85,11 +84,9 @@ def decode(msg: SourceMessage, now: datetime | None = None) -> Record | DeadLett
         reason, detail = exc.reason, exc.detail
     except ValidationError as exc:
         reason, detail = "validation_error", str(exc)
-    return DeadLetter(
-        reason=reason, message=detail[:MAX_DETAIL], component=COMPONENT,
-        source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
-        original_key=msg.key, original_value=msg.value, failed_at=now or datetime.now(UTC),
-    )
+    return make_dead_letter(component=COMPONENT, reason=reason, detail=detail, topic=msg.topic,
+                            partition=msg.partition, offset=msg.offset, key=msg.key, value=msg.value,
+                            failed_at=now)
 
 
 @dataclass
@@ -192,8 +189,13 @@ class Writer:
                 errors.append(str(err))
 
         for letter in letters:
-            self.producer.produce(self.dead_letter_topic, key=letter.original_key, value=letter.encode(),
-                                  on_delivery=on_delivery)
+            while True:
+                try:
+                    self.producer.produce(self.dead_letter_topic, key=letter.original_key,
+                                          value=letter.encode(), on_delivery=on_delivery)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    self.producer.poll(0.05)
         # Committing past a dead-lettered message is only safe once its letter is durable.
         left = self.producer.flush(self.flush_timeout)
         if left or errors:

@@ -30,3 +30,5 @@ STOPPED_INVALID = Counter("veille_router_stopped_invalid_total",
 STALLED = Counter("veille_router_stalled_exits_total", "Exits because no batch completed despite a backlog")
 # Monotonic time of the last completed batch (read by the stall watchdog of `veille router run`).
 LAST_PROGRESS = [0.0]
+BATCH_FAILURES = Counter("veille_router_batch_failures_total",
+                         "Batches that could not be handled (the router stops, nothing acked)")

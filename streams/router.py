@@ -19,10 +19,10 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from veille.deadletter import make_dead_letter
 from veille.schemas import codec
 from veille.schemas.models import (
     Alert,
-    DeadLetter,
     Dispatch,
     DispatchTarget,
     EventType,
@@ -30,15 +30,13 @@ from veille.schemas.models import (
     Record,
     RoutedAlert,
     RoutedIncident,
+    ServiceKind,
     StatusUpdate,
 )
 from veille.streams.routing import RoutingDecision, route_alert, route_incident
 from veille.territory import Territory
 from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
 
-# Namespace for dispatch ids: uuid5(event id, agency, service) is the same on every
-# re-delivery, so agencies deduplicate what at-least-once delivery may repeat.
-DISPATCH_NAMESPACE = uuid.UUID("6f1d7c1e-6a1b-4c59-9a55-3f0f0b7e2a10")
 DEDUP_WINDOW = timedelta(hours=24)
 R = TypeVar("R", bound=Record)
 log = logging.getLogger("veille.router")
@@ -94,9 +92,25 @@ def _validation_reason(exc: ValidationError) -> str:
         return "invalid_timestamp"
     if field == "location":
         return "invalid_coordinates"
+    if first["type"] == "too_complex" or (field == "infos" and first["type"] == "too_long"):
+        return "too_complex"
     if first["type"] in ("string_too_long", "too_long"):
         return "oversized_field"
     return "validation_error"
+
+
+def dispatch_id(key: bytes, event_type: EventType, event_id: str, agency_id: str,
+                service: ServiceKind) -> uuid.UUID:
+    """The id of a dispatch: HMAC(key, event, agency, service) shaped as a UUID.
+
+    Deterministic, so every re-delivery carries the same id (agencies deduplicate what
+    at-least-once delivery may repeat); keyed, so only the router can derive it: an agency
+    quotes it in its status updates to prove it was dispatched the incident (a status update
+    in another agency's name, or for an incident never dispatched to it, has no valid id).
+    """
+    mac = hmac.new(key, f"{event_type.value}:{event_id}:{agency_id}:{service.value}".encode(),
+                   hashlib.sha256).digest()
+    return uuid.UUID(bytes=mac[:16], version=4)
 
 
 def content_digest(value: bytes) -> str:
@@ -110,12 +124,14 @@ class Router:
         topics: Topics,
         *,
         pseudonym_key: bytes,
+        dispatch_key: bytes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         dedup_window: timedelta = DEDUP_WINDOW,
     ) -> None:
         self.territory = territory
         self.topics = topics
         self.pseudonym_key = pseudonym_key
+        self.dispatch_key = dispatch_key
         self.clock = clock
         self.dedup_window = dedup_window
 
@@ -206,8 +222,20 @@ class Router:
     def _status(self, msg: Message) -> Outcome:
         decoded = codec.decode(msg.value, expect=STATUS_TYPES)
         update = self._validate(StatusUpdate, decoded.value)
-        if update.agency_id not in self.territory.agencies:
+        agency = self.territory.agencies.get(update.agency_id)
+        if agency is None:
             raise Rejected("unknown_agency", f"agency {update.agency_id!r} is not in the territory")
+        # The status topic is shared by every agency: what proves who speaks is the dispatch
+        # id, which only the router derives and only that agency's dispatch topic carries.
+        if update.dispatch_id is None:
+            raise Rejected("not_dispatched", "a status update must quote the dispatch_id of the "
+                                             "dispatch it answers")
+        valid = {dispatch_id(self.dispatch_key, EventType.incident, str(update.incident_id), agency.id, s)
+                 for s in agency.services}
+        if update.dispatch_id not in valid:
+            raise Rejected("not_dispatched",
+                           f"dispatch {update.dispatch_id} is not a dispatch of incident "
+                           f"{update.incident_id} to agency {agency.id}")
         # Re-encoded with the current schema so the sink reads one version only.
         out = Output(self.topics.routed, update.incident_id.bytes, update.encode())
         return Outcome("forwarded", (out,))
@@ -264,8 +292,7 @@ class Router:
         outputs = []
         for target in decision.targets:
             dispatch = Dispatch(
-                id=uuid.uuid5(DISPATCH_NAMESPACE, f"{event_type.value}:{event_id}:{target.agency_id}:"
-                                                  f"{target.service.value}"),
+                id=dispatch_id(self.dispatch_key, event_type, event_id, target.agency_id, target.service),
                 event_type=event_type, event_id=event_id, agency_id=target.agency_id,
                 service=target.service, rule=target.rule, cross_boundary=target.cross_boundary,
                 municipality=municipality, category=category, severity=severity,
@@ -275,12 +302,10 @@ class Router:
                                   dispatch.encode()))
         return outputs
 
-    def dead_letter(self, msg: Message, reason: str, message: str) -> Outcome:
-        record = DeadLetter(
-            reason=reason, message=message[:2000], component="router", source_topic=msg.topic,
-            source_partition=msg.partition, source_offset=msg.offset, original_key=msg.key,
-            original_value=msg.value, failed_at=self.clock(),
-        )
+    def dead_letter(self, msg: Message, reason: str, message: str, attempts: int = 1) -> Outcome:
+        record = make_dead_letter(component="router", reason=reason, detail=message, topic=msg.topic,
+                                  partition=msg.partition, offset=msg.offset, key=msg.key,
+                                  value=msg.value, failed_at=self.clock(), attempts=attempts)
         # Intake payloads may carry a reporter's contact: they go to the restricted topic.
         restricted = self.topics.municipality_of_intake(msg.topic) is not None
         topic = self.topics.dead_letter_restricted if restricted else self.topics.dead_letter
@@ -295,4 +320,4 @@ def _alert_category(alert: Alert) -> str:
     return alert.infos[0].category[0].value
 
 
-__all__ = ["DispatchTarget", "Message", "Outcome", "Output", "Rejected", "Router"]
+__all__ = ["DispatchTarget", "Message", "Outcome", "Output", "Rejected", "Router", "dispatch_id"]

@@ -93,7 +93,7 @@ def sim() -> Simulator:
 
 def test_each_bad_input_is_dead_lettered_with_its_reason(sim: Simulator) -> None:
     topics = Topics("bad")
-    router = Router(load_territory(), topics, pseudonym_key=b"k")
+    router = Router(load_territory(), topics, pseudonym_key=b"k", dispatch_key=b"d")
     cases = catalogue(sim, topics)
     seen: dict[str, list[float | str]] = {}
     # The re-used id must be routed once before its tampered copy arrives.

@@ -34,12 +34,12 @@ TOPICS = Topics("t")
 @pytest.fixture(scope="module")
 def router() -> Router:
     territory = load_territory(Settings().territory_dir)
-    return Router(territory, TOPICS, pseudonym_key=b"k", clock=lambda: NOW)
+    return Router(territory, TOPICS, pseudonym_key=b"k", dispatch_key=b"d", clock=lambda: NOW)
 
 
 @pytest.fixture()
 def sim(router: Router) -> Simulator:
-    return Simulator(router.territory, seed=7, start=NOW - timedelta(hours=3))
+    return Simulator(router.territory, seed=7, start=NOW - timedelta(hours=3), dispatch_key=b"d")
 
 
 def _msg(topic: str, value: bytes | None, offset: int = 0, key: bytes | None = b"k") -> Message:
@@ -151,11 +151,38 @@ def test_alert_fans_out_and_is_recorded(router: Router, sim: Simulator) -> None:
     assert outcome.outputs[0].topic.startswith("t.dispatch.")
 
 
-def test_status_updates_are_checked_and_forwarded(router: Router) -> None:
-    update = StatusUpdate(id=uuid.uuid4(), incident_id=uuid.uuid4(), agency_id="sdis35",
-                          status=IncidentStatus.acknowledged, at=NOW)
+def test_status_updates_are_checked_and_forwarded(router: Router, sim: Simulator) -> None:
+    incident = _incident(sim)
+    routed = router.process(_msg(TOPICS.intake(incident.municipality), incident.encode()), {})
+    dispatch = Dispatch.decode(next(o.value for o in routed.outputs if o.topic.startswith("t.dispatch.")))
+    update = StatusUpdate(id=uuid.uuid4(), incident_id=incident.id, agency_id=dispatch.agency_id,
+                          dispatch_id=dispatch.id, status=IncidentStatus.acknowledged, at=NOW)
     outcome = router.process(_msg(TOPICS.status, update.encode()), {})
     assert outcome.kind == "forwarded" and StatusUpdate.decode(outcome.outputs[0].value) == update
     rogue = update.model_copy(update={"agency_id": "pm-nowhere"})
     outcome = router.process(_msg(TOPICS.status, rogue.encode()), {})
     assert outcome.reason == "unknown_agency" and outcome.outputs[0].topic == TOPICS.dead_letter
+
+
+def test_an_agency_cannot_speak_for_another_nor_for_an_incident_it_was_not_sent(
+        router: Router, sim: Simulator) -> None:
+    """Issue 15 #3: the dispatch id (keyed hash) proves who was dispatched what."""
+    incident = _incident(sim)
+    routed = router.process(_msg(TOPICS.intake(incident.municipality), incident.encode()), {})
+    dispatch = Dispatch.decode(next(o.value for o in routed.outputs if o.topic.startswith("t.dispatch.")))
+    other = next(a for a in router.territory.agencies if a not in {t.agency_id for t in routed.targets})
+    base = StatusUpdate(id=uuid.uuid4(), incident_id=incident.id, agency_id=dispatch.agency_id,
+                        dispatch_id=dispatch.id, status=IncidentStatus.resolved, at=NOW)
+    forged = [
+        base.model_copy(update={"agency_id": other}),  # someone else's name, a stolen reference
+        base.model_copy(update={"dispatch_id": None}),  # no reference at all
+        base.model_copy(update={"incident_id": uuid.uuid4()}),  # an incident that does not exist
+        base.model_copy(update={"dispatch_id": uuid.uuid4()}),  # a guessed reference
+    ]
+    for update in forged:
+        outcome = router.process(_msg(TOPICS.status, update.encode()), {})
+        assert (outcome.kind, outcome.reason) == ("dead_letter", "not_dispatched"), update
+        assert not any(o.topic == TOPICS.routed for o in outcome.outputs)
+    # Another router key derives other ids: the reference cannot be computed from public data.
+    stranger = Router(router.territory, TOPICS, pseudonym_key=b"k", dispatch_key=b"other", clock=lambda: NOW)
+    assert stranger.process(_msg(TOPICS.status, base.encode()), {}).reason == "not_dispatched"

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # Key of the reporter pseudonym (HMAC). The default is for local use only:
     # production sets its own secret, or pseudonyms are guessable from contacts.
     pseudonym_key: SecretStr = SecretStr("veille-local-development-key")
+    # Key of dispatch ids (HMAC): an agency proves it was dispatched an incident by quoting
+    # the dispatch id in its status updates; only the router can derive one. Local default
+    # for the demo; production sets its own secret.
+    dispatch_key: SecretStr = SecretStr("veille-local-dispatch-key")
 
     # Territory (municipalities, agencies, service areas, routing rules).
     territory_dir: Path = Field(
@@ -86,6 +90,13 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     intake_port: int = 8080
+    # HTTP intake: anonymous incident reports only for these INSEE codes (comma-separated;
+    # empty = every request needs an API key); request quotas per key and per anonymous client.
+    intake_anonymous_municipalities: str = ""
+    intake_rate_per_second: float = 50.0
+    intake_burst: int = 200
+    intake_anonymous_rate_per_second: float = 1.0
+    intake_anonymous_burst: int = 20
 
     @property
     def broker_dir(self) -> Path:

@@ -9,8 +9,35 @@ for the offending batch are not committed: after the fix, the messages are read 
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from veille.schemas.models import DeadLetter
+
+# A dead letter must always fit in a Kafka message, whatever it carries: the original bytes
+# are cut to this prefix, with the full length and digest (the whole message stays in its
+# source topic, at the offset the letter names). 1 MiB on an intake topic must not turn into
+# a dead letter larger than the producer's limit (which once stopped the router).
+MAX_ORIGINAL_BYTES = 64 * 1024
+MAX_KEY_BYTES = 1024
+MAX_DETAIL_CHARS = 2000
+
+
+def make_dead_letter(*, component: str, reason: str, detail: str, topic: str, partition: int,
+                     offset: int, key: bytes | None, value: bytes | None,
+                     failed_at: datetime | None = None, attempts: int = 1) -> DeadLetter:
+    """The one way a component builds a dead letter: bounded in size, whatever the input."""
+    return DeadLetter(
+        reason=reason, message=detail[:MAX_DETAIL_CHARS], component=component, source_topic=topic,
+        source_partition=partition, source_offset=offset,
+        original_key=None if key is None else key[:MAX_KEY_BYTES],
+        original_value=None if value is None else value[:MAX_ORIGINAL_BYTES],
+        original_size=None if value is None else len(value),
+        original_sha256=None if value is None else hashlib.sha256(value).hexdigest(),
+        attempts=attempts, failed_at=failed_at or datetime.now(UTC),
+    )
 
 
 class TooManyInvalid(RuntimeError):

@@ -30,6 +30,11 @@ from confluent_kafka.admin import (
 from veille.config import Settings, get_settings
 
 DAY_MS = 24 * 3600 * 1000
+# What publishers write (intake, alerts, status) is bounded where it enters: the broker
+# refuses a larger record batch. The largest valid event (a CAP alert at its geometry bounds,
+# schemas/models.py) stays well under it; the router's outputs (a dispatch carries the
+# original event) stay under the producers' 1,000,000-byte limit.
+MAX_SOURCE_MESSAGE_BYTES = 512 * 1024
 
 # Record types accepted on each family of topics (checked by consumers at decode time).
 INTAKE_TYPES = ("Incident",)
@@ -106,8 +111,9 @@ def topic_specs(
         return TopicSpec(name, partitions or settings.partitions,
                          settings.replication_factor, dict(config))
 
-    specs = [spec(names.intake(m), base) for m in sorted(municipalities)]
-    specs += [spec(names.alerts, base), spec(names.status, base), spec(names.routed, base)]
+    source = {**base, "max.message.bytes": str(MAX_SOURCE_MESSAGE_BYTES)}
+    specs = [spec(names.intake(m), source) for m in sorted(municipalities)]
+    specs += [spec(names.alerts, source), spec(names.status, source), spec(names.routed, base)]
     specs += [spec(names.dispatch(a), base) for a in sorted(agencies)]
     # Dead letters are rare: one partition keeps them in arrival order for operators.
     specs += [spec(names.dead_letter, dlq, 1), spec(names.dead_letter_restricted, dlq, 1)]

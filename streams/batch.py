@@ -1,0 +1,201 @@
+"""One batch of the router, without faust: process → deliver → remember → count.
+
+The faust agent (``streams/app.py``) hands each batch of source messages to
+``BatchHandler.handle`` and acks them only when it returns: by then every output of every
+message is acknowledged by Kafka. ``handle`` raises only when the batch could not be
+handled at all (``BatchFailed``, with its offsets recorded in the ``AttemptLog``) or most of
+the stream is invalid (``TooManyInvalid``); the caller then stops the process without
+acking, so nothing of the batch is committed.
+
+Metrics are counted here, after delivery: they say what happened, not what was attempted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from veille.deadletter import DeadLetterLimit
+from veille.streams import metrics
+from veille.streams.attempts import AttemptLog, Key
+from veille.streams.output import OutputSender
+from veille.streams.router import Message, Outcome, Output, Router
+from veille.topics import Topics
+
+log = logging.getLogger("veille.router")
+
+SEND_BACKOFF_MAX = 10.0
+
+
+class BatchFailed(RuntimeError):
+    """The batch could not be handled; its offsets are in the attempt log."""
+
+
+class SeenWindow(OrderedDict[str, Any]):
+    """Recently routed ids, oldest evicted first beyond ``capacity``."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.capacity:
+            self.popitem(last=False)
+
+
+class SeenAfterDelivery(MutableMapping[str, Any]):
+    """The dedup window as the router sees it during one batch: reads fall through to the
+    window, writes stay pending (with the index of their message) until the batch's outputs
+    are acknowledged."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self.local: dict[str, Any] = {}
+        self.pending: list[tuple[int, str, Any]] = []
+        self.owner = -1
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.local:
+            return self.local[key]
+        value = self.table.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.local[key] = value
+        self.pending.append((self.owner, key, value))
+
+    def __delitem__(self, key: str) -> None:
+        raise NotImplementedError("the router never forgets an id within the window")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.local)
+
+    def __len__(self) -> int:
+        return len(self.local)
+
+
+def key_of(msg: Message) -> Key:
+    return (msg.topic, msg.partition, msg.offset)
+
+
+class BatchHandler:
+    def __init__(self, router: Router, sender: OutputSender, seen: MutableMapping[str, Any],
+                 attempts: AttemptLog, limit: DeadLetterLimit | None = None) -> None:
+        self.router = router
+        self.sender = sender
+        self.seen = seen
+        self.attempts = attempts
+        self.limit = limit or DeadLetterLimit()
+        self.topics: Topics = router.topics
+
+    async def handle(self, messages: list[Message]) -> None:
+        if self.attempts and any(self.attempts.get(key_of(m)) for m in messages):
+            # Some of these failed before: one at a time, so a failure names its message.
+            for msg in messages:
+                await self._isolated(msg)
+            self.attempts.save()
+            return
+        try:
+            await self._handle(messages)
+        except BatchFailed:
+            raise
+        except Exception as exc:
+            self.attempts.failed([key_of(m) for m in messages])
+            raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _isolated(self, msg: Message) -> None:
+        key = key_of(msg)
+        previous = self.attempts.get(key)
+        if previous is not None and previous.isolated:
+            outcome = self.router.dead_letter(
+                msg, "repeated_failure",
+                f"handling this message failed {previous.failures} time(s), the last time alone",
+                attempts=previous.failures + 1)
+            await self._deliver([msg], [outcome])
+            self._count(msg, outcome)
+            log.error("dead-lettered %s[%d]@%d after %d failed attempts", *key, previous.failures)
+        else:
+            try:
+                await self._handle([msg])
+            except Exception as exc:
+                self.attempts.failed([key])
+                raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
+        self.attempts.done(key)
+
+    async def _handle(self, messages: list[Message]) -> None:
+        memo = SeenAfterDelivery(self.seen)
+        outcomes: list[Outcome] = []
+        for i, msg in enumerate(messages):
+            memo.owner = i
+            t0 = time.perf_counter()
+            outcome = self.router.process(msg, memo)
+            metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
+            self.limit.record(outcome.kind == "dead_letter")  # TooManyInvalid stops the router
+            outcomes.append(outcome)
+        outcomes = await self._deliver(messages, outcomes)
+        # Only now is an event "seen": had it been recorded before its outputs were durable,
+        # a crash in between would make the re-delivery look like a duplicate.
+        for owner, key, value in memo.pending:
+            if outcomes[owner].kind != "dead_letter":
+                self.seen[key] = value
+        for msg, outcome in zip(messages, outcomes, strict=True):
+            self._count(msg, outcome)
+
+    async def _deliver(self, messages: list[Message], outcomes: list[Outcome]) -> list[Outcome]:
+        """Send until Kafka holds every output; a message whose output is refused for good is
+        dead-lettered instead (its other outputs may already be out: at-least-once)."""
+        outcomes = list(outcomes)
+        loop = asyncio.get_running_loop()
+        todo = list(range(len(outcomes)))
+        backoff = 0.2
+        while todo:
+            batch: list[tuple[int, Output]] = [(i, o) for i in todo for o in outcomes[i].outputs]
+            result = await loop.run_in_executor(None, self.sender.send, batch)
+            if result.ok:
+                return outcomes
+            replaced = []
+            for i, error in sorted(result.permanent.items()):
+                if outcomes[i].kind == "dead_letter":
+                    # Dead letters are bounded (veille.deadletter): this is a bug, not input.
+                    raise RuntimeError(f"a dead letter was refused by Kafka: {error}")
+                msg = messages[i]
+                log.error("output of %s[%d]@%d refused by Kafka (%s): dead-lettered",
+                          msg.topic, msg.partition, msg.offset, error)
+                outcomes[i] = self.router.dead_letter(msg, "output_rejected",
+                                                      f"an output was refused by Kafka: {error}")
+                replaced.append(i)
+            if result.transient:
+                metrics.SEND_RETRIES.inc()
+                log.warning("%d outputs failed (%s); retrying in %.1fs",
+                            len(result.transient), result.transient[0], backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, SEND_BACKOFF_MAX)
+                # Permanent refusals are settled; the rest goes again (ids are deterministic).
+                continue
+            todo = replaced
+        return outcomes
+
+    def _count(self, msg: Message, outcome: Outcome) -> None:
+        topics = self.topics
+        topic = msg.topic
+        source = "intake" if topics.municipality_of_intake(topic) else topic.rsplit(".", 1)[-1]
+        metrics.EVENTS.labels(source, outcome.kind).inc()
+        for target in outcome.targets:
+            metrics.ROUTED.labels(target.agency_id, target.service.value).inc()
+            if target.cross_boundary:
+                metrics.CROSS_BOUNDARY.labels(target.service.value).inc()
+        if outcome.reported_at is not None:
+            metrics.PIPELINE_SECONDS.observe(max(0.0, time.time() - outcome.reported_at.timestamp()))
+        if outcome.kind == "dead_letter":
+            metrics.DEAD_LETTERED.labels(outcome.reason or "unknown").inc()
+            if outcome.reason == "unroutable":
+                metrics.UNROUTABLE.inc()
+        elif outcome.kind == "duplicate":
+            metrics.DUPLICATES.inc()
