@@ -160,8 +160,13 @@ class BatchHandler:
             result = await loop.run_in_executor(None, self.sender.send, batch)
             if result.ok:
                 return outcomes
+            permanent = result.permanent
+            if permanent and len(batch) > 1:
+                # The broker judges record *batches*: one oversized output can sink its
+                # neighbours. Only what fails when sent alone is the message's own fault.
+                permanent = await loop.run_in_executor(None, self._alone, outcomes, sorted(permanent))
             replaced = []
-            for i, error in sorted(result.permanent.items()):
+            for i, error in sorted(permanent.items()):
                 if outcomes[i].kind == "dead_letter":
                     # Dead letters are bounded (veille.deadletter): this is a bug, not input.
                     raise RuntimeError(f"a dead letter was refused by Kafka: {error}")
@@ -181,6 +186,15 @@ class BatchHandler:
                 continue
             todo = replaced
         return outcomes
+
+    def _alone(self, outcomes: list[Outcome], owners: list[int]) -> dict[int, str]:
+        """Send each owner's outputs on their own; the owners still refused, with why."""
+        refused: dict[int, str] = {}
+        for i in owners:
+            result = self.sender.send([(i, o) for o in outcomes[i].outputs])
+            if i in result.permanent:
+                refused[i] = result.permanent[i]
+        return refused
 
     def _count(self, msg: Message, outcome: Outcome) -> None:
         topics = self.topics
