@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from veille.deadletter import DeadLetterLimit
+from veille.deadletter import DeadLetterLimit, TooManyInvalid
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog, Key
 from veille.streams.output import OutputSender
@@ -104,7 +104,7 @@ class BatchHandler:
             return
         try:
             await self._handle(messages)
-        except BatchFailed:
+        except (BatchFailed, TooManyInvalid):
             raise
         except Exception as exc:
             self.attempts.failed([key_of(m) for m in messages])
@@ -124,6 +124,8 @@ class BatchHandler:
         else:
             try:
                 await self._handle([msg])
+            except TooManyInvalid:
+                raise
             except Exception as exc:
                 self.attempts.failed([key])
                 raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc

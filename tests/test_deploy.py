@@ -77,6 +77,7 @@ def test_local_topics_fit_one_broker_and_pseudonym_key_is_required() -> None:
         assert env["VEILLE_REPLICATION_FACTOR"] == "1" and env["VEILLE_MIN_INSYNC_REPLICAS"] == "1"
         # `${VAR:?message}`: compose refuses to start rather than use the development key.
         assert re.fullmatch(r"\$\{VEILLE_PSEUDONYM_KEY:\?.+\}", env["VEILLE_PSEUDONYM_KEY"]), name
+        assert re.fullmatch(r"\$\{VEILLE_DISPATCH_KEY:\?.+\}", env["VEILLE_DISPATCH_KEY"]), name
 
 
 def test_start_order() -> None:

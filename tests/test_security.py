@@ -316,3 +316,19 @@ def test_rotate_replaces_one_password(secured: Secured) -> None:
     assert new.sasl_password.get_secret_value() != old.sasl_password.get_secret_value()
     assert _deliver(new, secured.topics.intake("35403")) is None
     assert _auth_error(old, Producer) < 5  # the old password is dead at once
+
+
+def test_provision_as_a_non_admin_says_so_instead_of_crashing(secured: Secured) -> None:
+    """Issue 15 #9: confluent-kafka 2.16.1 aborts inside describe_user_scram_credentials when a
+    non-admin calls it; the principal is checked first, in a child process to see its exit."""
+    import subprocess
+    import sys
+
+    from veille.security import user_env
+
+    env = {**os.environ, **user_env(secured.settings, municipality_user("35401")),
+           "VEILLE_TOPIC_PREFIX": secured.settings.topic_prefix}
+    done = subprocess.run([sys.executable, "-m", "veille.cli", "security", "provision"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert "may not administer the cluster" in done.stderr and "muni-35401" in done.stderr

@@ -197,7 +197,7 @@ def test_hostile_publishers_cannot_stop_the_router(kafka: Any, tmp_path: Path) -
     _set_topic_config(settings, topics.intake("35402"), max_message_bytes="1100000")
     _set_topic_config(settings, topics.dispatch("pm-35401"), max_message_bytes="1500")
     victim = next(i for i in valid if "pm-35401" in route_incident(i, territory).agencies)
-    noise = "".join(random.Random(2).choices("abcdefghijklmnopqrstuvwxyz ", k=4000))  # ~2.4 kB once compressed
+    noise = "".join(random.Random(2).choices("abcdefghijklmnopqrstuvwxyz ", k=4000))  # 2.4 kB zstd
     bulky = victim.model_copy(update={"id": uuid.uuid4(), "description": noise})
     raw = Producer({**settings.kafka_client_config(), "message.max.bytes": 2_000_000})
     refused: list[KafkaError | None] = []

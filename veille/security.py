@@ -398,6 +398,22 @@ def ensure_quotas(admin: AdminClient, settings: Settings, store: CredentialStore
     return report
 
 
+def require_admin(admin: AdminClient, user: str, timeout: float = 30.0) -> None:
+    """Refuse clearly, before any admin call, when the Kafka user may not administer the cluster.
+
+    Asked first because some admin calls made by a non-admin do not fail cleanly:
+    confluent-kafka 2.16.1 aborts the process (SIGABRT, ``munmap_chunk(): invalid pointer``)
+    in ``describe_user_scram_credentials`` when the broker refuses it.
+    """
+    cluster = admin.describe_cluster(include_authorized_operations=True, request_timeout=timeout)
+    allowed = cluster.result(timeout=timeout).authorized_operations
+    if allowed is not None and AclOperation.ALTER not in allowed and AclOperation.ALL not in allowed:
+        raise SecurityError(
+            f"Kafka user {user!r} may not administer the cluster (ALTER on the cluster is needed to "
+            "create users and ACLs): run `veille security provision` as a Kafka admin "
+            "(VEILLE_SASL_USERNAME/VEILLE_SASL_PASSWORD of a superuser)")
+
+
 def provision(settings: Settings, *, rotate: Iterable[str] = (), quotas: bool = True,
               timeout: float = 30.0) -> ProvisionReport:
     """Users, ACLs and quotas of the territory of ``settings``, as its Kafka user (an admin)."""
@@ -407,6 +423,7 @@ def provision(settings: Settings, *, rotate: Iterable[str] = (), quotas: bool = 
     territory = load_territory(settings.territory_dir)
     municipalities, agencies = sorted(territory.municipalities), sorted(territory.agencies)
     admin = AdminClient(settings.kafka_client_config())
+    require_admin(admin, settings.kafka_credentials().username or "(anonymous)", timeout)
     store = load_credentials(settings)
     report = ensure_users(admin, store, principals(municipalities, agencies), rotate, timeout=timeout)
     ensure_acls(admin, acl_plan(settings.topic_prefix, municipalities, agencies), report, timeout)
