@@ -66,7 +66,8 @@ def alert(**overrides: Any) -> dict[str, Any]:
 
 def status(incident_id: str, **overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {"id": str(uuid.uuid4()), "incident_id": incident_id, "agency_id": "sdis35",
-                            "status": "dispatched", "at": datetime.now(UTC), "note": None}
+                            "dispatch_id": str(uuid.uuid4()), "status": "dispatched", "at": datetime.now(UTC),
+                            "note": None}
     data.update(overrides)
     return data
 

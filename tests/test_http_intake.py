@@ -224,7 +224,8 @@ def test_a_key_speaks_only_for_its_municipalities_agencies_and_alert_right(kafka
         code, answer = await post("/v1/status", status(str(uuid.uuid4()), agency_id="ghost-agency",
                                                        dispatch_id=str(uuid.uuid4())), ghost)
         assert code == 422 and answer["errors"][0]["field"] == "agency_id"
-        code, answer = await post("/v1/status", status(str(uuid.uuid4()), agency_id="pm-35401"), police)
+        no_ref = status(str(uuid.uuid4()), agency_id="pm-35401", dispatch_id=None)
+        code, answer = await post("/v1/status", no_ref, police)
         assert code == 422 and answer["errors"][0]["field"] == "dispatch_id"
         assert (await post("/v1/incidents", incident(), town))[0] == 202
 

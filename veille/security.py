@@ -406,8 +406,10 @@ def require_admin(admin: AdminClient, user: str, timeout: float = 30.0) -> None:
     in ``describe_user_scram_credentials`` when the broker refuses it.
     """
     cluster = admin.describe_cluster(include_authorized_operations=True, request_timeout=timeout)
-    allowed = cluster.result(timeout=timeout).authorized_operations
-    if allowed is not None and AclOperation.ALTER not in allowed and AclOperation.ALL not in allowed:
+    # The broker lists the caller's cluster operations only to those allowed to DESCRIBE the
+    # cluster: a non-admin gets None (seen on Kafka 4.1), an admin gets ALTER among them.
+    allowed = cluster.result(timeout=timeout).authorized_operations or []
+    if AclOperation.ALTER not in allowed and AclOperation.ALL not in allowed:
         raise SecurityError(
             f"Kafka user {user!r} may not administer the cluster (ALTER on the cluster is needed to "
             "create users and ACLs): run `veille security provision` as a Kafka admin "
