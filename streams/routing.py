@@ -69,8 +69,8 @@ Targets are deduplicated on (agency, service). For incidents the first rule that
 wins and targets come in rule order. For alerts the rule is the first one in
 ``routing.yaml`` order among those that reached the agency for that service (whatever the
 order of the infos), and targets come in that rule order, then the rule's service order,
-then service-area rank, then the PCS chain by INSEE code. A service nobody provides at the place yields a warning; the
-decision is unroutable (``no_agency``) only if no target is left.
+then service-area rank, then the PCS chain by INSEE code. A service nobody provides at the
+place yields a warning; the decision is unroutable (``no_agency``) only if no target is left.
 """
 
 from __future__ import annotations
@@ -274,7 +274,8 @@ def route_incident(incident: Incident, territory: Territory) -> RoutingDecision:
         return _unroutable(UNKNOWN_MUNICIPALITY, f"municipality {declared} is not in the territory")
     needs = plan.needs[(incident.category, incident.severity)]
     if not needs:
-        return _unroutable(NO_RULE, f"no routing rule for category {incident.category.value} at severity {incident.severity.value}", (declared,))
+        return _unroutable(NO_RULE, f"no routing rule for category {incident.category.value} "
+                                    f"at severity {incident.severity.value}", (declared,))
     loc = incident.location
     x = y = None
     where = declared
