@@ -8,7 +8,9 @@ A territory is a directory of three files:
     *outside* the territory, a point on a shared edge belongs to several (see
     :mod:`veille.streams.routing` for how that tie is broken).
 ``jurisdiction.yaml``
-    ``intercommunality``, ``agencies`` (id, name, level, services, home_municipality) and
+    ``intercommunality``, ``agencies`` (id, name, level, services, home_municipality; a
+    departmental or state agency may not have a home municipality: refused on load, since
+    such services are never counted as acting across boundaries) and
     ``service_areas`` (agency, service, and one of ``municipalities: [INSEE...]``,
     ``all: true`` or a GeoJSON ``polygon``; optional ``priority``, default 0). Optional
     ``policies: {<service>: {gaps: error|allow, overlaps: error|allow}}``.
