@@ -16,47 +16,65 @@ Incidents
     *Without coordinates*, only a service area covering the *whole* municipality
     (municipality lists, ``all``, or a polygon covering it) can be trusted: a partial
     polygon (the syndicate's valley) would be a guess, and the town hall's own service is
-    the one that knows its streets and can forward. If no area covers the whole
-    municipality, the partial area covering the largest share of it is used, so that
-    someone is always in charge.
+    the one that knows its streets and can forward. Among several such areas the usual
+    order applies (highest priority, smallest area, lowest agency id). If no area covers
+    the whole municipality, the area covering the largest share of it is used (ties: the
+    usual order), so that someone is always in charge, and the target's rule is marked
+    ``<rule id>+largest_share`` (:data:`LARGEST_SHARE_SUFFIX`) so the guess shows on the
+    dispatch and in the store.
 
 BOUNDARY RULE (deterministic, FixMyStreet's first complaint is boundary roads sent to the
 wrong body). A point exactly on a shared boundary is covered by several municipality
 polygons: it belongs to the declared municipality if its polygon covers the point, else to
-the lowest INSEE code among those covering it. Where several service areas of one service
-cover the point, the highest ``priority`` wins, then the smallest area, then the lowest
-agency id. A point on the edge of a service area polygon is inside it.
+the lowest INSEE code among those covering it. Then, among the service areas *serving that
+municipality* (sharing ground with it, not just a border) that cover the point, the highest
+``priority`` wins, then the smallest area, then the lowest agency id. A point on the edge of
+a service area polygon is inside it; an area of the neighbouring town whose edge runs along
+the boundary does not serve this town and is not considered.
 
-CROSS-BOUNDARY (the "share handled across boundaries" indicator: how much the pooling
-of services between municipalities actually carries). A target is ``cross_boundary`` when
-  * the agency has a home municipality and the event is not there (the shared police of
-    Le Plessis-Gautier acting in Trémel-en-Lande, a town hall helping its neighbour), or
-  * the agency has no home municipality and is an *intercommunal* pooled body (stormwater
-    syndicate, intercommunal mediation, monitoring cell): it exists because towns pooled it.
-Departmental and state services (SDIS, ARS) are never cross-boundary: acting everywhere
-is their ordinary competence, counting them would drown the indicator. For an alert, "the
-event is not there" means the home municipality is not among the affected ones.
+CROSS-BOUNDARY (the "share handled across boundaries" indicator: how much work is done by
+a body for a municipality that is not its own). A target is ``cross_boundary`` when
+  * the agency is departmental or state (SDIS, ARS): **never**. Acting everywhere is their
+    ordinary competence, counting them would drown the indicator; the territory loader
+    refuses a ``home_municipality`` on them, and the level is checked first anyway;
+  * the agency has a home municipality (municipal, or a pooled body based in one town):
+    when the event is not there (the shared police of Le Plessis-Gautier acting in
+    Trémel-en-Lande, a town hall helping its neighbour). A pooled body acting inside its
+    own home town is *not* counted: for that town it is its own service;
+  * the agency has no home municipality: when it is an *intercommunal* pooled body
+    (stormwater syndicate, intercommunal mediation, monitoring cell), always: it exists
+    because towns pooled it, so wherever it acts it acts for a town that is not "its own".
+For an alert the flag is a function of the whole alert, not of the order of its ``info``
+blocks: for an agency, "the event is not there" means its home municipality is not among
+the municipalities affected by the infos that reached it (through an alert rule, or through
+the PCS chain of a municipality the info affects). All the targets of one agency for one
+alert carry the same flag.
 
 Alerts (CAP)
     The alert area is the union, per ``info``, of its polygons, circles and INSEE geocodes
-    (``valueName`` "INSEE"; other geocode schemes are ignored). A circle is approximated
-    by a 64-gon in a local equirectangular projection centred on it (km per degree of
-    longitude scaled by cos(latitude)): well under 1 % error for the radii of local alerts.
-    ``alert_rules`` select services by CAP category or by event code (``valueName``
-    "veille", value an incident category). Every agency whose *effective* service area
-    (its area minus the parts where a higher-ranked area of the same service takes over)
+    (``valueName`` "INSEE"; other geocode schemes are ignored). A circle is built
+    geodesically on the WGS84 ellipsoid: :data:`CIRCLE_SEGMENTS` points at the circle's
+    distance from the centre (``pyproj.Geod.fwd``), so every vertex is exactly on the
+    circle and the chords sag by r·(1 - cos(π/N)) = 0.03 % of the radius at most, at any
+    latitude. ``alert_rules`` select services by CAP category or by event code
+    (``valueName`` "veille", value an incident category). An alert is a **broadcast**:
+    every agency whose *service area* (the area itself, not what is left of it after
+    higher-ranked areas took their share: priorities and tie-breaks only decide incidents)
     shares ground with the alert area receives it, plus the ``municipal_safeguard`` agency
-    of every affected municipality (the PCS chain). An area touching the territory only
-    along its border does not affect it; an area outside is unroutable.
+    of every affected municipality (the PCS chain, chosen like an incident without
+    coordinates). An area touching the territory only along its border does not affect
+    it; an area outside is unroutable.
 
-Targets are deduplicated on (agency, service), the first rule that asked wins, and come
-in rule order (then agency id). A service nobody provides at the place yields a warning;
-the decision is unroutable (``no_agency``) only if no target is left.
+Targets are deduplicated on (agency, service). For incidents the first rule that asked
+wins and targets come in rule order. For alerts the rule is the first one in
+``routing.yaml`` order among those that reached the agency for that service (whatever the
+order of the infos), and targets come in that rule order, then the rule's service order,
+then service-area rank, then the PCS chain by INSEE code. A service nobody provides at the
+place yields a warning; the decision is unroutable (``no_agency``) only if no target is left.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 import weakref
@@ -65,7 +83,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import numpy as np
 import shapely
+from pyproj import Geod
 from shapely.geometry.base import BaseGeometry
 
 from veille.schemas.models import (
@@ -90,9 +110,14 @@ NO_AGENCY = "no_agency"
 
 INSEE_GEOCODE = "INSEE"
 VEILLE_EVENT_CODE = "veille"
-KM_PER_DEGREE_LAT = 110.574
-KM_PER_DEGREE_LON_EQUATOR = 111.320
-CIRCLE_SEGMENTS = 64
+# Suffix of a target's rule when no service area covers the whole municipality and the one
+# covering its largest share was used (no coordinates, or the PCS chain). Rule ids cannot
+# contain "+", so a suffixed rule never collides with a real one.
+LARGEST_SHARE_SUFFIX = "+largest_share"
+# A regular N-gon inscribed in a circle of radius r is at least r*cos(pi/N) from the centre:
+# N = 128 keeps the whole boundary within 0.03 % of the radius (0.1 % is the requirement).
+CIRCLE_SEGMENTS = 128
+_GEOD = Geod(ellps="WGS84")
 _CACHE_LIMIT = 200_000
 
 
@@ -129,8 +154,17 @@ def _unroutable(code: str, reason: str, municipalities: tuple[str, ...] = ()) ->
     return RoutingDecision(unroutable=code, reason=reason, municipalities=municipalities)
 
 
+NEVER_CROSS_BOUNDARY = frozenset({AgencyLevel.departmental, AgencyLevel.state})
+
+
 def cross_boundary(agency: Agency, municipalities: Collection[str]) -> bool:
-    """See the module docstring: a municipal body acting elsewhere, or a pooled body."""
+    """See the module docstring: a body acting outside its home town, or a home-less pooled body.
+
+    The level is checked first: departmental and state services are never counted, even if
+    a hand-built territory gave them a home municipality (the loader refuses that).
+    """
+    if agency.level in NEVER_CROSS_BOUNDARY:
+        return False
     if agency.home_municipality is not None:
         return agency.home_municipality not in municipalities
     return agency.level == AgencyLevel.intercommunal
@@ -187,7 +221,7 @@ class _Plan:
                     whole = whole or share >= 1.0 - AREA_TOLERANCE
                     mine.append(_Candidate(area, t.agencies[area.agency_id], whole, share))
                 self.candidates[(code, service)] = tuple(mine)
-        self._effective: dict[ServiceKind, tuple[tuple[ServiceArea, BaseGeometry], ...]] = {}
+        self.alert_rule_order = {r.id: i for i, r in enumerate(t.rules.alert_rules)}
         self.targets: dict[tuple[str, ServiceKind, str, bool], DispatchTarget] = {}
         self.cache: dict[tuple[object, ...], RoutingDecision] = {}
 
@@ -199,21 +233,6 @@ class _Plan:
             # Interned: routing the same kind of event again allocates nothing.
             found = self.targets[key] = DispatchTarget(agency_id=key[0], service=service, rule=rule,
                                                        cross_boundary=key[3])
-        return found
-
-    def effective(self, service: ServiceKind) -> tuple[tuple[ServiceArea, BaseGeometry], ...]:
-        """Each area minus the ground a higher-ranked area of the same service takes over."""
-        found = self._effective.get(service)
-        if found is None:
-            out = []
-            taken = shapely.Polygon()
-            for area in self.ranked[service]:
-                geom = shapely.difference(area.geometry, taken)
-                if geom.area > AREA_TOLERANCE * max(area.area, 1e-12):
-                    shapely.prepare(geom)
-                    out.append((area, geom))
-                taken = shapely.union(taken, area.geometry)
-            found = self._effective[service] = tuple(out)
         return found
 
 
@@ -228,6 +247,12 @@ def _plan(t: Territory) -> _Plan:
 
 
 def _pick(cands: tuple[_Candidate, ...], x: float | None, y: float | None) -> _Candidate | None:
+    """The candidate (in rank order) covering the point, or without a point the whole town.
+
+    Without a point and no area covering the whole municipality: the largest share (the
+    first in rank order among equal shares); the caller marks the rule (see
+    :data:`LARGEST_SHARE_SUFFIX`), ``c.whole`` is False on that candidate.
+    """
     if x is None or y is None:
         for c in cands:
             if c.whole:
@@ -249,7 +274,8 @@ def route_incident(incident: Incident, territory: Territory) -> RoutingDecision:
         return _unroutable(UNKNOWN_MUNICIPALITY, f"municipality {declared} is not in the territory")
     needs = plan.needs[(incident.category, incident.severity)]
     if not needs:
-        return _unroutable(NO_RULE, f"no routing rule for category {incident.category.value}", (declared,))
+        return _unroutable(NO_RULE, f"no routing rule for category {incident.category.value} "
+                                    f"at severity {incident.severity.value}", (declared,))
     loc = incident.location
     x = y = None
     where = declared
@@ -263,10 +289,10 @@ def route_incident(incident: Incident, territory: Territory) -> RoutingDecision:
         elif declared not in hits:
             where = hits[0]  # hits are sorted: lowest INSEE code
     chosen = tuple(_pick(plan.candidates[(where, service)], x, y) for _, service in needs)
-    key = (where, where != declared, incident.category, incident.severity, chosen)
+    key = (where, where != declared, incident.category, incident.severity, x is None, chosen)
     decision = plan.cache.get(key)
     if decision is None:
-        decision = _incident_decision(plan, where, declared, needs, chosen)
+        decision = _incident_decision(plan, where, declared, needs, chosen, located=x is not None)
         if len(plan.cache) >= _CACHE_LIMIT:
             plan.cache.clear()
         plan.cache[key] = decision
@@ -274,7 +300,7 @@ def route_incident(incident: Incident, territory: Territory) -> RoutingDecision:
 
 
 def _incident_decision(plan: _Plan, where: str, declared: str, needs: tuple[tuple[str, ServiceKind], ...],
-                       chosen: tuple[_Candidate | None, ...]) -> RoutingDecision:
+                       chosen: tuple[_Candidate | None, ...], located: bool) -> RoutingDecision:
     targets: list[DispatchTarget] = []
     missing: list[str] = []
     scope = (where,)
@@ -282,7 +308,9 @@ def _incident_decision(plan: _Plan, where: str, declared: str, needs: tuple[tupl
         if cand is None:
             missing.append(f"no {service.value} agency serves {where}")
         else:
-            targets.append(plan.target(cand.agency, service, rule, scope))
+            guessed = not located and not cand.whole
+            targets.append(plan.target(cand.agency, service, rule + LARGEST_SHARE_SUFFIX if guessed else rule,
+                                       scope))
     if not targets:
         return _unroutable(NO_AGENCY, "; ".join(missing), scope)
     return RoutingDecision(targets=tuple(targets), municipalities=scope, warnings=tuple(missing),
@@ -293,11 +321,18 @@ def _incident_decision(plan: _Plan, where: str, declared: str, needs: tuple[tupl
 
 
 def circle_polygon(lat: float, lon: float, radius_km: float, segments: int = CIRCLE_SEGMENTS) -> BaseGeometry:
-    """A circle of ``radius_km`` around (lat, lon) as a WGS84 polygon (see module docstring)."""
-    km_lon = max(KM_PER_DEGREE_LON_EQUATOR * math.cos(math.radians(lat)), 1e-6)
-    ring = [(lon + radius_km * math.cos(a) / km_lon, lat + radius_km * math.sin(a) / KM_PER_DEGREE_LAT)
-            for a in (2 * math.pi * k / segments for k in range(segments))]
-    return shapely.Polygon(ring)
+    """A circle of ``radius_km`` around (lat, lon) as a WGS84 polygon (see module docstring).
+
+    The vertices are the points at ``radius_km`` along the geodesics leaving the centre at
+    ``segments`` evenly spaced azimuths (WGS84 ellipsoid), so the polygon is a circle on the
+    ground at any latitude, not an ellipse in degrees.
+    """
+    azimuths = np.linspace(0.0, 360.0, segments, endpoint=False)
+    lons, lats, _ = _GEOD.fwd(np.full(segments, lon), np.full(segments, lat), azimuths,
+                              np.full(segments, radius_km * 1000.0))
+    # Keep the ring continuous next to the antimeridian (Wallis-et-Futuna): around the centre.
+    lons = lon + (np.asarray(lons) - lon + 180.0) % 360.0 - 180.0
+    return shapely.Polygon(np.column_stack([lons, lats]))
 
 
 def _polygonal(geom: BaseGeometry) -> BaseGeometry:
@@ -352,47 +387,83 @@ def _alert_services(plan: _Plan, info: AlertInfo) -> list[tuple[str, ServiceKind
 
 
 def route_alert(alert: Alert, territory: Territory) -> RoutingDecision:
+    """Targets of a CAP alert: a broadcast (see the module docstring).
+
+    Targets are found first, over every info; the rule and the ``cross_boundary`` flag of
+    each target are then derived from the whole alert, so the order of the infos changes
+    nothing.
+    """
     plan = _plan(territory)
-    targets: dict[tuple[str, ServiceKind], DispatchTarget] = {}
     affected: set[str] = set()
     warnings: list[str] = []
-    per_info = []
+    per_info: list[tuple[AlertInfo, BaseGeometry, frozenset[str]]] = []
     for info in alert.infos:
         geom, unknown = alert_area(info.areas, territory)
         warnings += [f"geocode INSEE {c} is not in the territory" for c in unknown]
         if geom.is_empty:
             continue
         shapely.prepare(geom)
-        towns = {code for code, m in territory.municipalities.items() if _meets(geom, m.geometry)}
+        towns = frozenset(code for code, m in territory.municipalities.items() if _meets(geom, m.geometry))
         affected |= towns
         per_info.append((info, geom, towns))
     if not affected:
         descs = "; ".join(a.area_desc for info in alert.infos for a in info.areas)
         return _unroutable(OUTSIDE_TERRITORY, f"alert area ({descs}) does not intersect the territory")
 
+    # (agency, service) -> rule ids that reached it; agency -> towns of the infos that reached it.
+    reached: dict[tuple[str, ServiceKind], set[str]] = {}
+    rank: dict[tuple[str, ServiceKind], int] = {}
+    where: dict[str, set[str]] = {}
     for info, geom, towns in per_info:
         for rule, service in _alert_services(plan, info):
             found = False
-            for area, effective in plan.effective(service):
-                if _meets(effective, geom):
+            for i, area in enumerate(plan.ranked[service]):
+                if _meets(area.geometry, geom):
                     found = True
-                    agency = territory.agencies[area.agency_id]
-                    targets.setdefault((agency.id, service), plan.target(agency, service, rule, towns))
+                    key = (area.agency_id, service)
+                    reached.setdefault(key, set()).add(rule)
+                    rank[key] = min(rank.get(key, i), i)
+                    where.setdefault(area.agency_id, set()).update(towns)
             if not found:
                 warnings.append(f"no {service.value} agency serves the alert area")
+
+    order = plan.alert_rule_order
+    chosen_rule = {key: min(rules, key=order.__getitem__) for key, rules in reached.items()}
+    rules = territory.rules.alert_rules
+    keys = sorted(chosen_rule, key=lambda k: (order[chosen_rule[k]],
+                                              rules[order[chosen_rule[k]]].services.index(k[1]), rank[k]))
+
     pcs = territory.rules.pcs
+    pcs_keys: list[tuple[str, ServiceKind]] = []
+    pcs_whole: dict[str, bool] = {}
     if pcs is not None:
         for code in sorted(affected):
             cand = _pick(plan.candidates[(code, pcs.service)], None, None)
             if cand is None:
                 warnings.append(f"no {pcs.service.value} agency serves {code}")
                 continue
-            targets.setdefault((cand.agency.id, pcs.service),
-                               plan.target(cand.agency, pcs.service, pcs.id, (code,)))
+            for _, _, towns in per_info:
+                if code in towns:
+                    where.setdefault(cand.agency.id, set()).update(towns)
+            key = (cand.agency.id, pcs.service)
+            if key in chosen_rule:
+                continue  # an alert rule already asked this agency for this service
+            if key[0] not in pcs_whole:
+                pcs_keys.append(key)
+            pcs_whole[key[0]] = pcs_whole.get(key[0], False) or cand.whole
+
+    targets: list[DispatchTarget] = []
+    for agency_id, service in keys:
+        agency = territory.agencies[agency_id]
+        targets.append(plan.target(agency, service, chosen_rule[(agency_id, service)], where[agency_id]))
+    for agency_id, service in pcs_keys:
+        assert pcs is not None
+        rule = pcs.id if pcs_whole[agency_id] else pcs.id + LARGEST_SHARE_SUFFIX
+        targets.append(plan.target(territory.agencies[agency_id], service, rule, where[agency_id]))
     municipalities = tuple(sorted(affected))
     if not targets:
         return _unroutable(NO_AGENCY, "; ".join(warnings) or "no rule matches the alert", municipalities)
-    return RoutingDecision(targets=tuple(targets.values()), municipalities=municipalities,
+    return RoutingDecision(targets=tuple(targets), municipalities=municipalities,
                            warnings=tuple(dict.fromkeys(warnings)))
 
 
@@ -423,6 +494,7 @@ def benchmark_routing(n: int = 200_000, territory: Territory | None = None, seed
 
 
 __all__ = [
-    "NO_AGENCY", "NO_RULE", "OUTSIDE_TERRITORY", "UNKNOWN_MUNICIPALITY", "RoutingDecision", "alert_area",
+    "LARGEST_SHARE_SUFFIX", "NO_AGENCY", "NO_RULE", "OUTSIDE_TERRITORY", "UNKNOWN_MUNICIPALITY",
+    "RoutingDecision", "alert_area",
     "benchmark_routing", "circle_polygon", "cross_boundary", "route_alert", "route_incident",
 ]

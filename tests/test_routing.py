@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import shapely
+from pyproj import Geod
 
 from veille.config import Settings
 from veille.schemas.models import (
@@ -31,6 +31,7 @@ from veille.schemas.models import (
     Severity,
 )
 from veille.streams.routing import (
+    LARGEST_SHARE_SUFFIX,
     NO_AGENCY,
     NO_RULE,
     OUTSIDE_TERRITORY,
@@ -38,6 +39,7 @@ from veille.streams.routing import (
     RoutingDecision,
     benchmark_routing,
     circle_polygon,
+    cross_boundary,
     route_alert,
     route_incident,
 )
@@ -262,9 +264,11 @@ def test_alert_by_polygon_fans_out_along_the_valley(territory: Territory, valley
     decision = route_alert(alert(AlertArea(area_desc="Vallée", polygons=[ring(valley)]),
                                  code="flash_flood"), territory)
     assert decision.municipalities == ("35401", "35402", "35405", "35406")
-    # Inside the valley only the syndicate handles stormwater: the town halls get the PCS chain.
+    # An alert is a broadcast: the syndicate AND every town hall whose stormwater area meets
+    # the valley are informed (the syndicate's priority only decides incidents), then the PCS.
     assert targets(decision) == [
         ("syndicat-eaux-veille", "stormwater", "alert-flood", True),
+        *[(f"mairie-{c}", "stormwater", "alert-flood", False) for c in ("35406", "35401", "35402", "35405")],
         ("sdis35", "fire_rescue", "alert-flood", False),
         ("cellule-veille", "monitoring_cell", "alert-flood", True),
         *pcs(["35401", "35402", "35405", "35406"]),
@@ -289,11 +293,143 @@ def test_alert_by_circle(territory: Territory) -> None:
     assert targets(decision)[2:] == pcs(["35401", "35402", "35404", "35405"])
 
 
-def test_circle_approximation_is_metric() -> None:
-    circle = circle_polygon(48.0, -1.7, 10.0)
-    minx, miny, maxx, maxy = circle.bounds
-    assert (maxy - miny) * 110.574 == pytest.approx(20.0, rel=1e-3)
-    assert (maxx - minx) * 111.320 * math.cos(math.radians(48.0)) == pytest.approx(20.0, rel=1e-3)
+# Where French municipalities are: south (43N), north (51N), La Réunion, Martinique.
+CIRCLE_CENTRES = [(43.0, 3.0), (51.0, 2.3), (-21.0, 55.5), (14.6, -61.0)]
+CIRCLE_RADII_KM = [0.05, 1.0, 20.0, 100.0, 300.0]
+
+
+@pytest.mark.parametrize(("lat", "lon"), CIRCLE_CENTRES)
+@pytest.mark.parametrize("radius_km", CIRCLE_RADII_KM)
+def test_circle_is_geodesic_within_a_thousandth_of_the_radius(lat: float, lon: float,
+                                                              radius_km: float) -> None:
+    geod = Geod(ellps="WGS84")
+    ring = list(circle_polygon(lat, lon, radius_km).exterior.coords)[:-1]
+    assert len(ring) >= 64
+    # Every vertex, and the middle of every edge (as the polygon draws it: straight in
+    # lon/lat), is at the radius from the centre, measured on the ellipsoid, within 0.1 %.
+    points = [*ring, *[((x1 + x2) / 2, (y1 + y2) / 2)
+                       for (x1, y1), (x2, y2) in zip(ring, [*ring[1:], ring[0]], strict=True)]]
+    for x, y in points:
+        _, _, metres = geod.inv(lon, lat, x, y)
+        assert metres / 1000 == pytest.approx(radius_km, rel=1e-3), (x, y)
+
+
+def test_circle_is_round_on_the_ground_not_in_degrees() -> None:
+    # The old equirectangular circle was 0.56 % too tall at 48N: north and east reaches agree now.
+    geod = Geod(ellps="WGS84")
+    minx, miny, maxx, maxy = circle_polygon(48.0, -1.7, 10.0).bounds
+    assert geod.inv(-1.7, miny, -1.7, maxy)[2] == pytest.approx(20_000, rel=1e-3)
+    assert geod.inv(minx, 48.0, maxx, 48.0)[2] == pytest.approx(20_000, rel=1e-3)
+
+
+def test_a_100_m_flood_circle_reaches_every_body_whose_area_it_meets(territory: Territory,
+                                                                   valley: shapely.Geometry) -> None:
+    # Rule B: an alert is a broadcast. The circle is in Saint-Méen, inside the valley: the
+    # syndicate (priority 10) AND the town hall's stormwater service (whole town) are informed.
+    lat, lon = VALLEY_SAINT_MEEN
+    circle = circle_polygon(lat, lon, 0.1)
+    assert valley.contains(circle) and territory.municipalities["35402"].geometry.contains(circle)
+    decision = route_alert(alert(AlertArea(area_desc="Crue locale", circles=[
+        Circle(center=GeoPoint(lat=lat, lon=lon), radius_km=0.1)]), code="flood"), territory)
+    assert targets(decision) == [
+        ("syndicat-eaux-veille", "stormwater", "alert-flood", True),
+        ("mairie-35402", "stormwater", "alert-flood", False),
+        ("sdis35", "fire_rescue", "alert-flood", False),
+        ("cellule-veille", "monitoring_cell", "alert-flood", True),
+        *pcs(["35402"]),
+    ]
+    # The incident at the same place still goes to the syndicate alone (priority).
+    assert route_incident(incident("35402", C.flood, VALLEY_SAINT_MEEN), territory).agencies == (
+        "syndicat-eaux-veille", "sdis35")
+
+
+def test_alert_reaches_both_bodies_with_identical_areas(territory: Territory) -> None:
+    import dataclasses
+
+    from veille.territory import Agency, AgencyLevel
+
+    # A second police force with exactly pm-35403's area and priority: it loses every incident
+    # tie (lowest id wins) but, as a broadcast, an alert on the town reaches both.
+    twin = Agency("pm-zz-35403", "Police bis", AgencyLevel.municipal,
+                  frozenset({ServiceKind.municipal_police}), "35403")
+    (own,) = [a for a in territory.service_areas if a.agency_id == "pm-35403"]
+    twin_area = dataclasses.replace(own, index=len(territory.service_areas), agency_id=twin.id)
+    both = dataclasses.replace(territory, agencies={**territory.agencies, twin.id: twin},
+                               service_areas=(*territory.service_areas, twin_area))
+    assert route_incident(incident("35403", C.burglary, CHAPELLE), both).agencies == ("pm-35403",)
+    decision = route_alert(alert(AlertArea(area_desc="La Chapelle", geocodes=[
+        KeyValue(value_name="INSEE", value="35403")]), category=CapCategory.Safety), both)
+    police = [t for t in targets(decision) if t[1] == "municipal_police"]
+    assert police == [("pm-35403", "municipal_police", "alert-safety", False),
+                      ("pm-zz-35403", "municipal_police", "alert-safety", False)]
+
+
+# --------------------------------------------------------------------------- regressions of issue 7
+
+
+def test_departmental_agency_is_never_cross_boundary_even_with_a_home(territory: Territory) -> None:
+    import dataclasses
+
+    # Bug 1: the loader refuses the home (tests/test_territory.py); a hand-built territory
+    # that slips one through is still never counted: the level is checked first.
+    sdis = dataclasses.replace(territory.agencies["sdis35"], home_municipality="35401")
+    homed = dataclasses.replace(territory, agencies={**territory.agencies, "sdis35": sdis})
+    assert cross_boundary(sdis, ["35403"]) is False
+    decision = route_incident(incident("35403", C.wildfire, CHAPELLE), homed)
+    assert targets(decision) == [("sdis35", "fire_rescue", "fire", False)]
+    ars = dataclasses.replace(territory.agencies["ars-dd35"], home_municipality="35402")
+    assert cross_boundary(ars, ["35401"]) is False
+
+
+def safety_alert(*codes: str) -> Alert:
+    """One CAP alert, one Safety info per INSEE code, in the given order."""
+    infos = [alert(AlertArea(area_desc=c, geocodes=[KeyValue(value_name="INSEE", value=c)]),
+                   category=CapCategory.Safety).infos[0] for c in codes]
+    return alert(*infos[0].areas).model_copy(update={"infos": infos})
+
+
+def test_multi_info_alert_flag_does_not_depend_on_info_order(territory: Territory) -> None:
+    # Bug 2: info 1 on 35406, info 2 on 35405: the shared police (home 35405) was flagged
+    # cross-boundary from the first info only; swapped, it was not.
+    forward = route_alert(safety_alert("35406", "35405"), territory)
+    backward = route_alert(safety_alert("35405", "35406"), territory)
+    shared = ("pm-plessis-tremel", "municipal_police", "alert-safety", False)
+    assert shared in targets(forward) and shared in targets(backward)
+    assert sorted(targets(forward)) == sorted(targets(backward))
+    assert forward.targets == backward.targets  # same order too
+    # Only 35406 affected: the shared police acts outside its home town.
+    assert ("pm-plessis-tremel", "municipal_police", "alert-safety", True) in targets(
+        route_alert(safety_alert("35406"), territory))
+
+
+def test_multi_info_alert_rule_does_not_depend_on_info_order(territory: Territory) -> None:
+    # Fire and Safety both ask for fire_rescue: the first rule in routing.yaml wins (alert-fire),
+    # whichever info comes first.
+    area = AlertArea(area_desc="Montveille", geocodes=[KeyValue(value_name="INSEE", value="35401")])
+    fire, safety = alert(area, category=CapCategory.Fire), alert(area, category=CapCategory.Safety)
+    one = fire.model_copy(update={"infos": [*fire.infos, *safety.infos]})
+    other = fire.model_copy(update={"infos": [*safety.infos, *fire.infos]})
+    assert route_alert(one, territory).targets == route_alert(other, territory).targets
+    assert ("sdis35", "fire_rescue", "alert-fire", False) in targets(route_alert(other, territory))
+
+
+def test_no_area_covers_the_whole_town_marks_the_largest_share_fallback(territory: Territory) -> None:
+    import dataclasses
+
+    # Rule C: without the town hall's own stormwater area, nobody covers all of 35402: the
+    # valley syndicate (largest share) is used for a phone report, and the rule says so.
+    partial = dataclasses.replace(territory, service_areas=tuple(
+        a for a in territory.service_areas if not (a.agency_id == "mairie-35402" and
+                                                   a.service == ServiceKind.stormwater)))
+    phoned = route_incident(incident("35402", C.blocked_drain), partial)
+    assert targets(phoned) == [("syndicat-eaux-veille", "stormwater", f"drainage{LARGEST_SHARE_SUFFIX}",
+                                True)]
+    assert phoned.rules == ("drainage+largest_share",)
+    # With a point the area covering it decides: no guess, no suffix.
+    located = route_incident(incident("35402", C.blocked_drain, VALLEY_SAINT_MEEN), partial)
+    assert targets(located) == [("syndicat-eaux-veille", "stormwater", "drainage", True)]
+    # On the unmodified territory the town hall covers the whole town: no suffix.
+    assert route_incident(incident("35402", C.blocked_drain), territory).rules == ("drainage",)
 
 
 def test_alert_by_insee_geocodes(territory: Territory) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,9 @@ def test_unknown_references_and_services_not_provided(tmp_path: Path) -> None:
             {"agency": "pm-35401", "service": "stormwater", "municipalities": ["35401"]},
             {"agency": "pm-35402", "service": "municipal_police", "municipalities": ["35999"]},
         ]
-        data["agencies"][0]["home_municipality"] = "35888"
+        # (a municipal agency: departmental/state ones may not have a home at all)
+        (police,) = [a for a in data["agencies"] if a["id"] == "pm-35403"]
+        police["home_municipality"] = "35888"
 
     _edit_jurisdiction(directory, edit)
     issues = validate_territory(read_territory(directory))
@@ -200,3 +203,68 @@ def test_cli_check_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert cli_main(["territory", "check", str(directory)]) == 1
     assert "ERROR   gap: fire_rescue: no agency covers 35401 Montveille (100%)" in capsys.readouterr().out
     assert cli_main(["territory", "check", str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.parametrize(("agency", "level"), [("sdis35", "departmental"), ("ars-dd35", "state")])
+def test_departmental_and_state_agencies_cannot_have_a_home(tmp_path: Path, agency: str, level: str) -> None:
+    # Issue 7, bug 1: sdis35 with home 35401 was counted cross-boundary everywhere but there.
+    directory = _copy_example(tmp_path)
+
+    def edit(data: dict) -> None:
+        (spec,) = [a for a in data["agencies"] if a["id"] == agency]
+        spec["home_municipality"] = "35401"
+
+    _edit_jurisdiction(directory, edit)
+    with pytest.raises(TerritoryError) as exc:
+        read_territory(directory)
+    message = str(exc.value)
+    assert "jurisdiction.yaml: agencies[" in message
+    assert f"agency {agency}: a {level} agency cannot have a home_municipality" in message
+    assert cli_main(["territory", "check", str(directory)]) == 2
+
+
+def test_check_warns_only_about_what_is_really_unroutable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Drought routed only by the severe escalation: not "unroutable", only below severe.
+    directory = _copy_example(tmp_path)
+    routing = directory / "routing.yaml"
+    data = yaml.safe_load(routing.read_text())
+    data["incident_rules"] = [r for r in data["incident_rules"] if r["id"] != "water-shortage"]
+    routing.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    issues = [i for i in validate_territory(read_territory(directory)) if i.code == "no_rule"]
+    assert [i.message for i in issues] == [
+        "no incident rule for drought below severity severe (minor, moderate; routed from severe up "
+        "by climate-severe): unroutable below that severity"]
+    # A category no rule at all names is unroutable at every severity.
+    data["escalations"] = [e for e in data["escalations"] if e["id"] != "climate-severe"]
+    routing.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    issues = [i for i in validate_territory(read_territory(directory)) if i.code == "no_rule"]
+    assert [i.message for i in issues] == [
+        "no incident rule or escalation for categories drought: they are unroutable at every severity"]
+    assert cli_main(["territory", "check", str(directory)]) == 0
+    assert "unroutable at every severity" in capsys.readouterr().out
+    # And the example itself has no such warning.
+    assert not [i for i in validate_territory(read_territory(EXAMPLE)) if i.code == "no_rule"]
+
+
+def test_escalation_alone_routes_the_category(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from veille.schemas.models import Channel, Incident, IncidentCategory, Severity
+    from veille.streams.routing import NO_RULE, route_incident
+
+    directory = _copy_example(tmp_path)
+    routing = directory / "routing.yaml"
+    data = yaml.safe_load(routing.read_text())
+    data["incident_rules"] = [r for r in data["incident_rules"] if r["id"] != "water-shortage"]
+    routing.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    t = read_territory(directory)
+    now = datetime.now(UTC)
+
+    def drought(severity: Severity) -> Incident:
+        return Incident(id=uuid.uuid4(), municipality="35401", category=IncidentCategory.drought,
+                        severity=severity, occurred_at=now, reported_at=now, channel=Channel.phone,
+                        address="place de la Mairie")
+
+    assert route_incident(drought(Severity.severe), t).agencies == ("cellule-veille",)
+    assert route_incident(drought(Severity.moderate), t).unroutable == NO_RULE

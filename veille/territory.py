@@ -8,7 +8,9 @@ A territory is a directory of three files:
     *outside* the territory, a point on a shared edge belongs to several (see
     :mod:`veille.streams.routing` for how that tie is broken).
 ``jurisdiction.yaml``
-    ``intercommunality``, ``agencies`` (id, name, level, services, home_municipality) and
+    ``intercommunality``, ``agencies`` (id, name, level, services, home_municipality; a
+    departmental or state agency may not have a home municipality: refused on load, since
+    such services are never counted as acting across boundaries) and
     ``service_areas`` (agency, service, and one of ``municipalities: [INSEE...]``,
     ``all: true`` or a GeoJSON ``polygon``; optional ``priority``, default 0). Optional
     ``policies: {<service>: {gaps: error|allow, overlaps: error|allow}}``.
@@ -137,6 +139,18 @@ class AgencySpec(_Spec):
     level: AgencyLevel
     services: tuple[ServiceKind, ...] = Field(min_length=1)
     home_municipality: InseeCode | None = None
+
+    @model_validator(mode="after")
+    def _no_home_above_the_towns(self) -> AgencySpec:
+        # The cross-boundary indicator never counts departmental and state services; a home
+        # town on them would say otherwise (they would count everywhere but there): refuse.
+        if self.home_municipality is not None and self.level in (AgencyLevel.departmental,
+                                                                  AgencyLevel.state):
+            raise ValueError(
+                f"agency {self.id}: a {self.level.value} agency cannot have a home_municipality "
+                f"(got {self.home_municipality!r}); departmental and state services are never "
+                "counted as acting across boundaries, remove the field or set it to null")
+        return self
 
 
 class ServiceAreaSpec(_Spec):
@@ -629,12 +643,35 @@ def _coverage_issues(t: Territory) -> list[Issue]:
 
 
 def _rule_issues(t: Territory) -> list[Issue]:
-    covered = {c for r in t.rules.incident_rules for c in r.categories}
-    missing = [c for c in IncidentCategory if c not in covered]
-    if not missing:
-        return []
-    return [Issue("warning", "no_rule",
-                  f"no incident rule for categories {', '.join(missing)}: they are unroutable")]
+    """Categories that no rule routes, at every severity or below some severity.
+
+    An escalation also routes (``route_incident`` dispatches its services even when no
+    incident rule names the category), so a category only escalations cover is routable
+    from their ``min_severity`` up, and the warning says so.
+    """
+    never: list[str] = []
+    partly: list[str] = []
+    for category in IncidentCategory:
+        if any(category in r.categories for r in t.rules.incident_rules):
+            continue
+        routed = [s for s in Severity if any(e.applies(category, s) for e in t.rules.escalations)]
+        if not routed:
+            never.append(category.value)
+        elif len(routed) < len(Severity):
+            lowest = min(routed, key=lambda s: s.rank)
+            below = [s.value for s in Severity if s.rank < lowest.rank]
+            escalations = sorted({e.id for e in t.rules.escalations if e.applies(category, lowest)})
+            partly.append(f"{category.value} below severity {lowest.value} ({', '.join(below)}; "
+                          f"routed from {lowest.value} up by {', '.join(escalations)})")
+    issues = []
+    if never:
+        issues.append(Issue("warning", "no_rule",
+                            f"no incident rule or escalation for categories {', '.join(never)}: "
+                            "they are unroutable at every severity"))
+    if partly:
+        issues.append(Issue("warning", "no_rule",
+                            f"no incident rule for {'; '.join(partly)}: unroutable below that severity"))
+    return issues
 
 
 def validate_territory(t: Territory) -> list[Issue]:
