@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from typing import Any
+from uuid import UUID
 
 import fastavro
 
@@ -104,3 +106,65 @@ def decode(data: bytes | None, *, expect: Collection[str] | None = None,
     if not isinstance(value, dict):
         raise DecodeError("corrupt", f"{sv.label} did not decode to a record")
     return Decoded(sv.name, sv.version, value)
+
+
+# --------------------------------------------------------------------------- dispatches
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLI = timedelta(milliseconds=1)
+
+
+def _long(n: int) -> bytes:
+    """Avro long: zig-zag, then base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _string(value: str) -> bytes:
+    data = value.encode()
+    return _long(len(data)) + data
+
+
+def _millis(value: datetime) -> bytes:
+    return _long((value - _EPOCH) // _MILLI)  # what fastavro writes for an aware datetime
+
+
+DISPATCH_FIELDS = ("id", "event_type", "event_id", "agency_id", "service", "rule", "cross_boundary",
+                   "municipality", "category", "severity", "reported_at", "routed_at", "payload")
+
+
+class DispatchWriter:
+    """The router's hot path: one event becomes a dispatch per agency, which differ only in
+    their first fields. The shared tail is encoded once per event, each head per agency, by
+    hand: a generic writer spent ~10 µs per dispatch. ``tests/test_schemas.py`` proves the
+    bytes identical to ``encode("Dispatch", ...)``; a new Dispatch version fails here first.
+    """
+
+    def __init__(self, cat: Catalog | None = None) -> None:
+        sv = (cat or catalog()).latest("Dispatch")
+        fields = sv.parsed["fields"]
+        names = tuple(f["name"] for f in fields)
+        if names != DISPATCH_FIELDS:
+            raise RuntimeError(f"{sv.label} changed ({names}): update DispatchWriter")
+        self.header = SINGLE_OBJECT_MARKER + sv.fingerprint
+        self.event_types = {s: _long(i) for i, s in enumerate(fields[1]["type"]["symbols"])}
+        self.services = {s: _long(i) for i, s in enumerate(fields[4]["type"]["symbols"])}
+
+    def tail(self, municipality: str, category: str, severity: str, reported_at: datetime,
+             routed_at: datetime, payload: bytes) -> bytes:
+        return b"".join((_string(municipality), _string(category), _string(severity),
+                         _millis(reported_at), _millis(routed_at), _long(len(payload)), payload))
+
+    def encode(self, tail: bytes, *, id: UUID, event_type: str, event_id: str, agency_id: str,
+               service: str, rule: str, cross_boundary: bool) -> bytes:
+        try:
+            return b"".join((self.header, _string(str(id)), self.event_types[event_type], _string(event_id),
+                             _string(agency_id), self.services[service], _string(rule),
+                             b"\x01" if cross_boundary else b"\x00", tail))
+        except KeyError as exc:
+            raise EncodeError(f"Dispatch: {exc} is not a symbol of its enum") from exc

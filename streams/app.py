@@ -10,9 +10,11 @@ service) for agencies to deduplicate on, and the store deduplicates incidents by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
@@ -22,7 +24,7 @@ from veille.config import Settings
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog
-from veille.streams.batch import BatchFailed, BatchHandler, SeenWindow
+from veille.streams.batch import BatchFailed, BatchHandler, Prepared, SeenWindow
 from veille.streams.output import OutputSender
 from veille.streams.router import Message, Router
 from veille.territory import load_territory
@@ -70,31 +72,57 @@ def create_app(settings: Settings) -> faust.App:
     handler = BatchHandler(router, OutputSender(settings), SeenWindow(DEDUP_CAPACITY),
                            AttemptLog(settings.state_dir / "router" / "attempts.json"), DeadLetterLimit())
 
+    def stop(code: int, what: str, exc: BaseException) -> None:
+        log.critical("stopping the router: %s (%s)", what, exc, exc_info=not isinstance(exc, BatchFailed))
+        os._exit(code)
+
     @app.agent(sources, name="route")
     async def route(stream_t: StreamT[Any]) -> None:
         stream = cast(faust.Stream[Any], stream_t)  # noack_take lives on the concrete class
+        in_flight: asyncio.Task[None] | None = None
+        in_flight_batch: Prepared | None = None
+
+        async def deliver(prepared: Prepared, events: Sequence[Any], started: float) -> None:
+            try:
+                await handler.deliver(prepared)
+            except Exception as exc:
+                # Never let faust restart the agent behind our back (it would ack past the
+                # batch): stop the process, nothing acked; the attempt log isolates the culprit.
+                metrics.BATCH_FAILURES.inc()
+                stop(EXIT_BATCH_FAILED, f"a batch of {len(events)} messages could not be delivered", exc)
+            for event in events:
+                await stream.ack(event)
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            metrics.LAST_PROGRESS[0] = time.monotonic()
+
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN):
             started = time.perf_counter()
             messages = [Message(e.message.topic, e.message.partition, e.message.offset,
                                 e.message.key, e.message.value) for e in events]
             try:
-                await handler.handle(messages)
+                if handler.needs_isolation(messages):
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = in_flight_batch = None
+                    await handler.handle(messages)
+                    for event in events:
+                        await stream.ack(event)
+                    metrics.LAST_PROGRESS[0] = time.monotonic()
+                    continue
+                # Pipelining: decide this batch while the previous one waits for Kafka's acks,
+                # then deliver it once the previous one is durable (acks stay in order).
+                prepared = handler.prepare(messages, in_flight_batch)
+                if in_flight is not None:
+                    await in_flight
+                in_flight_batch = prepared
+                in_flight = asyncio.ensure_future(deliver(prepared, events, started))
             except TooManyInvalid as exc:
                 # Nothing of this batch is acked: its offsets stay uncommitted.
-                log.critical("stopping the router: %s", exc)
                 metrics.STOPPED_INVALID.inc()
-                os._exit(EXIT_TOO_MANY_INVALID)
+                stop(EXIT_TOO_MANY_INVALID, "most of the stream is invalid", exc)
             except Exception as exc:
-                # Never let faust restart the agent silently (it would ack past the batch):
-                # stop the process, nothing acked; the attempt log isolates the culprit.
-                log.critical("stopping the router: a batch of %d messages could not be handled (%s)",
-                             len(messages), exc, exc_info=not isinstance(exc, BatchFailed))
                 metrics.BATCH_FAILURES.inc()
-                os._exit(EXIT_BATCH_FAILED)
-            for event in events:
-                await stream.ack(event)
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            metrics.LAST_PROGRESS[0] = time.monotonic()
+                stop(EXIT_BATCH_FAILED, f"a batch of {len(messages)} messages could not be handled", exc)
 
     return app
 

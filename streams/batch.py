@@ -17,6 +17,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
@@ -33,6 +34,15 @@ SEND_BACKOFF_MAX = 10.0
 
 class BatchFailed(RuntimeError):
     """The batch could not be handled; its offsets are in the attempt log."""
+
+
+@dataclass
+class Prepared:
+    """A batch decided but not yet delivered."""
+
+    messages: list[Message]
+    outcomes: list[Outcome]
+    memo: SeenAfterDelivery
 
 
 class SeenWindow(OrderedDict[str, Any]):
@@ -53,8 +63,10 @@ class SeenAfterDelivery(MutableMapping[str, Any]):
     window, writes stay pending (with the index of their message) until the batch's outputs
     are acknowledged."""
 
-    def __init__(self, table: MutableMapping[str, Any]) -> None:
+    def __init__(self, table: MutableMapping[str, Any], previous: SeenAfterDelivery | None = None) -> None:
         self.table = table
+        # The batch still in flight (pipelining): its events count as seen for this one.
+        self.previous = previous.local if previous is not None else {}
         self.local: dict[str, Any] = {}
         self.pending: list[tuple[int, str, Any]] = []
         self.owner = -1
@@ -62,6 +74,8 @@ class SeenAfterDelivery(MutableMapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         if key in self.local:
             return self.local[key]
+        if key in self.previous:
+            return self.previous[key]
         value = self.table.get(key)
         if value is None:
             raise KeyError(key)
@@ -95,20 +109,53 @@ class BatchHandler:
         self.limit = limit or DeadLetterLimit()
         self.topics: Topics = router.topics
 
+    def needs_isolation(self, messages: list[Message]) -> bool:
+        return bool(self.attempts) and any(self.attempts.get(key_of(m)) for m in messages)
+
     async def handle(self, messages: list[Message]) -> None:
-        if self.attempts and any(self.attempts.get(key_of(m)) for m in messages):
+        """Handle one batch from start to durable outputs (no pipelining)."""
+        if self.needs_isolation(messages):
             # Some of these failed before: one at a time, so a failure names its message.
             for msg in messages:
                 await self._isolated(msg)
             self.attempts.save()
             return
+        await self.deliver(self.prepare(messages))
+
+    def prepare(self, messages: list[Message], previous: Prepared | None = None) -> Prepared:
+        """Decide every message of the batch (CPU only). ``previous`` is the batch whose outputs
+        are still being delivered: its events already count for de-duplication."""
         try:
-            await self._handle(messages)
-        except (BatchFailed, TooManyInvalid):
+            memo = SeenAfterDelivery(self.seen, previous.memo if previous is not None else None)
+            outcomes: list[Outcome] = []
+            for i, msg in enumerate(messages):
+                memo.owner = i
+                t0 = time.perf_counter()
+                outcome = self.router.process(msg, memo)
+                metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
+                self.limit.record(outcome.kind == "dead_letter")  # TooManyInvalid stops the router
+                outcomes.append(outcome)
+            return Prepared(messages, outcomes, memo)
+        except TooManyInvalid:
             raise
         except Exception as exc:
             self.attempts.failed([key_of(m) for m in messages])
             raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def deliver(self, prepared: Prepared) -> None:
+        """Send the batch's outputs until Kafka holds them; then remember and count."""
+        try:
+            outcomes = await self._deliver(prepared.messages, prepared.outcomes)
+        except Exception as exc:
+            self.attempts.failed([key_of(m) for m in prepared.messages])
+            raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
+        # Only now is an event "seen": had it been recorded before its outputs were durable,
+        # a crash in between would make the re-delivery look like a duplicate.
+        for owner, key, value in prepared.memo.pending:
+            if outcomes[owner].kind != "dead_letter":
+                self.seen[key] = value
+        for msg, outcome in zip(prepared.messages, outcomes, strict=True):
+            self._count(msg, outcome)
 
     async def _isolated(self, msg: Message) -> None:
         key = key_of(msg)
@@ -122,33 +169,9 @@ class BatchHandler:
             self._count(msg, outcome)
             log.error("dead-lettered %s[%d]@%d after %d failed attempts", *key, previous.failures)
         else:
-            try:
-                await self._handle([msg])
-            except TooManyInvalid:
-                raise
-            except Exception as exc:
-                self.attempts.failed([key])
-                raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
+            # Alone: a failure is recorded against this message only (isolated).
+            await self.deliver(self.prepare([msg]))
         self.attempts.done(key)
-
-    async def _handle(self, messages: list[Message]) -> None:
-        memo = SeenAfterDelivery(self.seen)
-        outcomes: list[Outcome] = []
-        for i, msg in enumerate(messages):
-            memo.owner = i
-            t0 = time.perf_counter()
-            outcome = self.router.process(msg, memo)
-            metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
-            self.limit.record(outcome.kind == "dead_letter")  # TooManyInvalid stops the router
-            outcomes.append(outcome)
-        outcomes = await self._deliver(messages, outcomes)
-        # Only now is an event "seen": had it been recorded before its outputs were durable,
-        # a crash in between would make the re-delivery look like a duplicate.
-        for owner, key, value in memo.pending:
-            if outcomes[owner].kind != "dead_letter":
-                self.seen[key] = value
-        for msg, outcome in zip(messages, outcomes, strict=True):
-            self._count(msg, outcome)
 
     async def _deliver(self, messages: list[Message], outcomes: list[Outcome]) -> list[Outcome]:
         """Send until Kafka holds every output; a message whose output is refused for good is

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 from fastavro.utils import generate_many
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from veille.schemas import codec
 from veille.schemas.catalog import catalog
-from veille.schemas.models import MODELS, Incident
+from veille.schemas.models import MODELS, EventType, Incident, ServiceKind
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -188,3 +190,24 @@ def test_validation_names_field_and_reason(over: dict[str, Any], field: str, nee
 def test_reporter_contact_never_appears_in_repr() -> None:
     inc = Incident.model_validate(_incident(reporter={"phone": "0611223344", "name": "Jeanne"}))
     assert "0611223344" not in repr(inc) and "Jeanne" not in str(inc)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    id=st.uuids(), event_type=st.sampled_from(list(EventType)), event_id=st.text(max_size=60),
+    agency_id=st.text(max_size=40), service=st.sampled_from(list(ServiceKind)), rule=st.text(max_size=40),
+    cross_boundary=st.booleans(), municipality=st.text(max_size=8), category=st.text(max_size=30),
+    severity=st.text(max_size=12), payload=st.binary(max_size=3000),
+    reported_at=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
+                             timezones=st.just(UTC)),
+    routed_at=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
+                           timezones=st.just(UTC)),
+)
+def test_the_hand_written_dispatch_writer_matches_the_generic_encoder(**fields: Any) -> None:
+    """The router writes dispatches by hand for speed: byte for byte what fastavro writes."""
+    writer = codec.DispatchWriter()
+    tail = writer.tail(fields["municipality"], fields["category"], fields["severity"], fields["reported_at"],
+                       fields["routed_at"], fields["payload"])
+    head = ("id", "event_type", "event_id", "agency_id", "service", "rule", "cross_boundary")
+    fast = writer.encode(tail, **{k: fields[k] for k in head})
+    assert fast == codec.encode("Dispatch", fields)
