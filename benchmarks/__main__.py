@@ -39,6 +39,7 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient
 
 from benchmarks import bench_sink
+from benchmarks.drain import drain
 from benchmarks.kafka_rates import create_topic, raw_consume, raw_produce, sdk_publish
 from benchmarks.pipeline import (
     Child,
@@ -68,7 +69,10 @@ from veille.topics import ensure_topics, territory_topic_specs
 
 ROUTING_TARGET = Target(">=", 100_000)
 SINK_TARGET = Target(">=", 300_000)
-E2E_TARGET = Target(">=", 20_000)
+E2E_TARGET = Target(">=", 10_000)
+DRAIN_TARGET = Target(">=", 20_000)
+PROCESS_TARGET = Target("<=", 40)  # µs per message
+BARE_SHARE_TARGET = Target(">=", 50)  # % of the bare faust agent
 LATENCY_TARGET = Target("<=", 1000)  # ms, p99
 
 
@@ -86,9 +90,11 @@ class Sizes:
     latency_rate: float = 2_000.0
     latency_seconds: float = 20.0
     drain_timeout: float = 120.0
+    drain: int = 200_000
 
 
-QUICK = Sizes(raw=50_000, sdk=10_000, codec=5_000, routing=50_000, router_pure=5_000, sink_rows=50_000,
+QUICK = Sizes(drain=20_000,
+              raw=50_000, sdk=10_000, codec=5_000, routing=50_000, router_pure=5_000, sink_rows=50_000,
               sink_passes=2, warm_up=1_000, sustained_seconds=8.0, latency_seconds=5.0, drain_timeout=60.0)
 
 
@@ -150,10 +156,11 @@ def bench_pure(report: Report, sizes: Sizes, territory: Territory, pool: list[In
     sec = "4. routing (pure, in process)"
     report.add(sec, "route_incident decisions", benchmark_routing(sizes.routing, territory), "/s",
                ROUTING_TARGET, f"streams.routing.benchmark_routing({sizes.routing:,})")
+    router_process_rate(pool[:2000], territory)  # warm: plan, caches
     rate, outputs = router_process_rate(pool[:sizes.router_pure], territory)
-    report.add(sec, "Router.process (decode..encode outputs)", rate, "msg/s",
-               note=f"one intake message -> {outputs:.1f} outputs (dispatches + routed record), no Kafka: "
-                    "the faust router's ceiling")
+    report.add(sec, "Router.process per message", 1e6 / rate, "µs", PROCESS_TARGET,
+               note=f"{rate:,.0f} msg/s; one intake message -> {outputs:.1f} outputs (dispatches + "
+                    "routed record), decode..encode, no Kafka: the faust router's ceiling")
 
     say(f"sink: {sizes.sink_rows:,} rows into chDB x {sizes.sink_passes} passes")
     s = bench_sink.measure(sizes.sink_rows, 10_000, sizes.sink_passes, workdir=workdir)
@@ -190,6 +197,23 @@ def bench_kafka(report: Report, settings: Settings, sizes: Sizes, territory: Ter
     report.add("2. SDK", "Publisher.publish_many(models), acknowledged", published.per_second, "ev/s",
                note=f"{published.count:,} incidents in {published.seconds:.2f}s "
                     f"({published.per_second / produced.per_second:.0%} of raw produce)")
+
+
+def bench_drain(report: Report, settings: Settings, sizes: Sizes, pool: list[Incident]) -> None:
+    sec = f"6a. drain {sizes.drain:,} pre-filled incidents (one process per worker)"
+    routable = [i for i in pool if route_incident(i, load_territory(settings.territory_dir)).routable]
+    bare = drain(settings, routable, sizes.drain, what="bare agent")
+    report.add(sec, "bare faust agent (bytes in -> one topic, acks=all)", bare.steady, "ev/s",
+               note=f"{bare.overall:,.0f}/s from the process start; {bare.cpu:.1f} CPU s: "
+                    "the framework's ceiling")
+    one = drain(settings, routable, sizes.drain, what="router")
+    report.add(sec, "router, one worker", one.steady, "ev/s", DRAIN_TARGET,
+               note=f"{one.overall:,.0f}/s from the process start (group join included); {one.cpu:.1f} CPU s")
+    report.add(sec, "router / bare agent", 100 * one.steady / bare.steady, "%", BARE_SHARE_TARGET)
+    two = drain(settings, routable, sizes.drain, what="router x2", workers=2)
+    report.add(sec, "router, two workers", two.steady, "ev/s",
+               note=f"x{two.steady / one.steady:.2f} of one worker on {os.cpu_count()} cores; "
+                    f"{two.cpu:.1f} CPU s")
 
 
 def _cpu_note(phase: Phase, seconds: float) -> str:
@@ -247,11 +271,11 @@ def _report_e2e(report: Report, sizes: Sizes, phases: list[Phase], views: list[S
                 router_m: dict[tuple[str, tuple[tuple[str, str], ...]], float],
                 sink_m: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> None:
     if len(phases) < 2 or len(views) < 2:
-        report.add("6. end to end", "sustained events/s", None, "ev/s", E2E_TARGET, "the run did not finish")
+        report.add("6b. end to end", "sustained events/s", None, "ev/s", E2E_TARGET, "the run did not finish")
         return
     sus, lat = phases
     sv, lv = views
-    sec = f"6. end to end, sustained ({sizes.sustained_seconds:g}s publishing)"
+    sec = f"6b. end to end, sustained ({sizes.sustained_seconds:g}s publishing)"
     steady = _steady_rate(sus)
     drain = (sus.caught_up_seconds or 0) - sus.publish_seconds
     report.add(sec, "events stored per second", sus.rate, "ev/s", E2E_TARGET,
@@ -302,7 +326,10 @@ def _report_e2e(report: Report, sizes: Sizes, phases: list[Phase], views: list[S
             f"{total(sink_m, 'veille_sink_insert_seconds_sum') / max(inserts, 1) * 1e3:,.0f} ms each on "
             f"average ({total(sink_m, 'veille_sink_insert_seconds_sum'):,.1f}s in inserts in all)")
     report.definitions += [
-        "6. sustained rate = incidents stored / seconds from the first publish to the moment the sink's "
+        "6a. drain rate = pre-filled incidents / seconds from the first committed offset of the "
+        "consumer group to the moment its committed offsets cover them all; the bare agent forwards "
+        "each message unchanged to one topic through the router's producer.",
+        "6b. sustained rate = incidents stored / seconds from the first publish to the moment the sink's "
         "committed offsets on <prefix>.routed covered every acknowledged incident (polled every 0.2s; the "
         "sink commits only after a batch is in the store, and each routed incident is one routed record); "
         "the producer publishes for the whole window, held back only while more than ~3s of the rate so "
@@ -386,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.only_e2e:
             bench_kafka(report, settings, sizes, territory, pool)
         if not args.skip_e2e:
+            bench_drain(report, settings, sizes, pool)
             bench_e2e(report, settings, sizes, territory, pool, info.pid)
     except (Exception, KeyboardInterrupt) as exc:
         failed = exc

@@ -49,11 +49,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 class Child:
     """One ``veille ...`` subprocess, stopped by its PID (SIGTERM, SIGKILL after a grace time)."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path,
+                 module: str = "veille.cli") -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "veille.cli", *args], env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env,
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, preexec_fn=_die_with_parent)
 

@@ -1,0 +1,104 @@
+"""Drain rate: intake topics pre-filled, then one consumer process started, timed to the end.
+
+Measured for the router (one worker, then two on the two cores) and for the bare faust agent
+(``benchmarks/bare_agent.py``), the framework's ceiling. The rate is taken from the first
+committed offset to the last (the steady drain); the rate from the process start, group join
+included, is reported beside it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from benchmarks.kafka_rates import create_topic
+from benchmarks.pipeline import Child, committed_total, cpu_seconds, hub_env, say
+from veille.config import Settings
+from veille.schemas.models import Incident
+from veille.topics import Topics, ensure_topics, territory_topic_specs
+
+
+@dataclass(frozen=True)
+class Drain:
+    what: str
+    events: int
+    steady: float  # events/s from the first commit to the last
+    overall: float  # events/s from the process start
+    cpu: float  # CPU seconds of the consumer process(es) during the drain
+
+
+def prefill(settings: Settings, incidents: Sequence[Incident], n: int) -> None:
+    """``n`` incidents on their municipalities' intake topics (ids made unique, bytes as published)."""
+    topics = Topics(settings.topic_prefix)
+    producer = Producer({**settings.kafka_client_config(), "linger.ms": 20, "compression.type": "zstd",
+                         "enable.idempotence": True, "acks": "all"})
+    payloads = [(topics.intake(i.municipality), i) for i in incidents]
+    for k in range(n):
+        topic, inc = payloads[k % len(payloads)]
+        if k >= len(payloads):
+            inc = inc.model_copy(update={"id": uuid.uuid4()})
+        while True:
+            try:
+                producer.produce(topic, key=inc.id.bytes, value=inc.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("pre-fill not acknowledged")
+
+
+def fresh(settings: Settings, label: str) -> Settings:
+    s = settings.model_copy(update={"topic_prefix": f"drain{label}{uuid.uuid4().hex[:6]}"})
+    ensure_topics(AdminClient(s.kafka_client_config()), territory_topic_specs(s))
+    return s
+
+
+def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: str, workers: int = 1,
+          timeout: float = 600) -> Drain:
+    s = fresh(settings, what.replace(" ", "")[:6])
+    say(f"drain ({what}): pre-filling {n:,} incidents on {s.topic_prefix}")
+    prefill(s, incidents, n)
+    group = f"{s.topic_prefix}-bare" if what == "bare agent" else f"{s.topic_prefix}-router"
+    if what == "bare agent":
+        create_topic(s, f"{s.topic_prefix}.bare", s.partitions)
+    logs = s.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    admin = AdminClient(s.kafka_client_config())
+    children: list[Child] = []
+    started = time.monotonic()
+    try:
+        for w in range(workers):
+            env = hub_env(s.model_copy(update={"state_dir": s.state_dir / f"w{w}"}))
+            env["VEILLE_CACHE_DIR"] = str(settings.cache_dir)
+            if what == "bare agent":
+                children.append(Child("bare-agent", [], env, logs, module="benchmarks.bare_agent"))
+            else:
+                children.append(Child(f"router-{w}", ["router", "run", "--metrics-port", "0"], env, logs))
+        first: float | None = None
+        first_done = 0
+        cpu0 = 0.0
+        while time.monotonic() - started < timeout:
+            done = committed_total(admin, group)
+            now = time.monotonic()
+            if done > 0 and first is None:
+                first, first_done = now, done
+                cpu0 = sum(cpu_seconds(c.pid) for c in children)
+            if done >= n:
+                cpu = sum(cpu_seconds(c.pid) for c in children) - cpu0
+                assert first is not None
+                steady = (n - first_done) / max(now - first, 1e-6)
+                return Drain(what, n, steady, n / (now - started), cpu)
+            for c in children:
+                if c.proc.poll() is not None:
+                    raise RuntimeError(f"{c.name} exited {c.proc.returncode}")
+            time.sleep(0.25)
+        left = committed_total(admin, group)
+        raise TimeoutError(f"{what}: {left:,} of {n:,} committed after {timeout:.0f}s")
+    finally:
+        for c in children:
+            c.stop()
