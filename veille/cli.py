@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # Modules contributing sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "veille.broker",
+    "veille.registry",
     "veille.topics",
     "veille.territory",
     "veille.producers.cli",
