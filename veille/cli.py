@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "veille.broker",
     "veille.registry",
     "veille.topics",
+    "veille.schemas.register",
     "veille.territory",
     "veille.producers.cli",
     "veille.streams.cli",
