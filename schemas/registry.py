@@ -123,7 +123,10 @@ class RegistryClient:
         except RegistryRefused as exc:
             if exc.status == 404:
                 return None
-            raise
+            # 401/403 (credentials), 429...: the registry's state, not the message's fault.
+            REGISTRY_ERRORS.labels("schema_by_id").inc()
+            raise RegistryUnavailable(f"schema registry {self.url} refused to resolve id {schema_id}: "
+                                      f"{exc}") from exc
         return str(answer["schema"])
 
     def register(self, subject: str, schema: str) -> int:
