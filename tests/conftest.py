@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from veille.broker import BrokerInfo, LocalBroker
 from veille.config import Settings, get_settings
-from veille.registry import LocalRegistry, RegistryError, RegistryInfo, find_java
+from veille.registry import LocalRegistry, RegistryError, RegistryInfo, registry_java
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def topic_name(request: pytest.FixtureRequest) -> str:
 def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFixture]:
     """ONE real Apicurio Registry for the session, when this machine has a Java 21+."""
     try:
-        find_java()
+        registry_java()
     except RegistryError as exc:
         pytest.skip(f"no schema registry for this session: {exc}")
     # Its own state dir: the registry's H2 file is fresh for every session.

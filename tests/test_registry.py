@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from veille import registry as registry_mod
-from veille.registry import RegistryError, find_java
+from veille import java as java_mod
+from veille.java import find_java, java_major
+from veille.registry import RegistryError, registry_java
 
 if TYPE_CHECKING:
     from conftest import RegistryFixture
@@ -36,22 +37,22 @@ def test_refuses_clearly_without_java_21(monkeypatch: pytest.MonkeyPatch, tmp_pa
     (bin_dir / "java").symlink_to(java17)
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
     monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setattr(registry_mod, "JVM_DIRS", (str(tmp_path / "nowhere"),))
+    monkeypatch.setattr(java_mod, "JVM_DIRS", (str(tmp_path / "nowhere"),))
     find_java.cache_clear()
     try:
         with pytest.raises(RegistryError, match=r"needs Java 21 or newer.*\(17\)"):
-            find_java()
+            registry_java()
     finally:
         find_java.cache_clear()
 
 
 def test_detects_a_java_21_or_newer() -> None:
     try:
-        java, major = find_java()
+        java, major = registry_java()
     except RegistryError as exc:
         pytest.skip(str(exc))
     assert major >= 21
-    assert registry_mod.java_major(java) == major
+    assert java_major(java) == major
 
 
 def test_local_registry_binds_loopback_and_keeps_schemas(schema_registry: RegistryFixture) -> None:

@@ -24,11 +24,9 @@ import argparse
 import contextlib
 import fcntl
 import functools
-import glob
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -53,6 +51,7 @@ from veille.broker import (
     port_is_free,
 )
 from veille.config import Settings, get_settings
+from veille.java import JavaNotFound, find_java
 
 POM_PATH = Path(__file__).resolve().parents[1] / "deploy" / "registry" / "pom.xml"
 MIN_JAVA = 21
@@ -61,13 +60,18 @@ EXIT_NOT_RUNNING = 3
 CCOMPAT_PATH = "/apis/ccompat/v7"
 _FETCH_MARKER = ".fetched"
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
-# Where Linux distributions and macOS put JDKs; scanned after JAVA_HOME and PATH.
-JVM_DIRS = ("/usr/lib/jvm", "/usr/lib64/jvm", "/usr/java", "/opt/java",
-            "/Library/Java/JavaVirtualMachines/*/Contents/Home")
 
 
 class RegistryError(RuntimeError):
     """The local registry could not be fetched, started or stopped."""
+
+
+def registry_java() -> tuple[str, int]:
+    """(java, major) of a Java 21+ for Apicurio 3, or RegistryError saying what was found."""
+    try:
+        return find_java(MIN_JAVA)
+    except JavaNotFound as exc:
+        raise RegistryError(f"Apicurio Registry needs {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -98,65 +102,6 @@ class RegistryStatus:
         health = "answering" if self.answering else "NOT answering"
         return (f"registry running, pid {self.pid}, {self.url}, {health}, since {self.started_at}; "
                 f"state in {self.registry_dir}")
-
-
-# --------------------------------------------------------------------------- Java 21+
-
-
-def java_major(java: str) -> int | None:
-    """The major version ``java -version`` reports, None if it does not run."""
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60, check=False)
-    except OSError:
-        return None
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-    if not match:
-        return None
-    major = int(match.group(1))
-    return int(match.group(2)) if major == 1 and match.group(2) else major
-
-
-def _preferred() -> list[str]:
-    found = []
-    home = os.environ.get("JAVA_HOME")
-    if home:
-        found.append(str(Path(home) / "bin" / "java"))
-    on_path = shutil.which("java")
-    if on_path:
-        found.append(on_path)
-    return [p for p in found if os.path.isfile(p) and os.access(p, os.X_OK)]
-
-
-def _scanned() -> list[str]:
-    found = []
-    for pattern in JVM_DIRS:
-        for root in sorted(glob.glob(pattern)):
-            found += [*glob.glob(os.path.join(root, "*", "bin", "java")), os.path.join(root, "bin", "java")]
-    return [p for p in found if os.path.isfile(p) and os.access(p, os.X_OK)]
-
-
-@functools.lru_cache(maxsize=4)
-def find_java(minimum: int = MIN_JAVA) -> tuple[str, int]:
-    """(java, major): JAVA_HOME or PATH when new enough, else the newest JDK of the JVM dirs."""
-    seen: list[str] = []
-    checked: set[str] = set()
-    best: tuple[str, int] | None = None
-    for group in (_preferred(), _scanned()):
-        for java in group:
-            real = os.path.realpath(java)
-            if real in checked:
-                continue
-            checked.add(real)
-            major = java_major(java)
-            seen.append(f"{java} ({major or '?'})")
-            if major is not None and major >= minimum and (best is None or major > best[1]):
-                best = (java, major)
-        if best is not None:
-            return best
-    raise RegistryError(
-        f"Apicurio Registry needs Java {minimum} or newer; none found (looked at JAVA_HOME, PATH and "
-        f"{', '.join(JVM_DIRS[:2])}: {', '.join(seen) or 'nothing'}). Install a JDK {minimum}+ "
-        "(e.g. apt-get install openjdk-21-jre-headless) or set JAVA_HOME")
 
 
 # --------------------------------------------------------------------------- the registry
@@ -325,7 +270,7 @@ class LocalRegistry:
     def start(self, port: int | None = None, *, timeout: float = STARTUP_TIMEOUT,
               die_with_parent: bool = False) -> RegistryInfo:
         """Start the registry (or return the running one) and wait until its API answers."""
-        java, _major = find_java()  # refuse before fetching 160 MB for nothing
+        java, _major = registry_java()  # refuse before fetching 160 MB for nothing
         with self._lock():
             state = self._read_state()
             if self._is_our_process(state.get("pid")):
