@@ -243,12 +243,12 @@ class SchemaResolver:
 
 def resolver_from_settings(settings: Settings) -> SchemaResolver | None:
     """The resolver for ``VEILLE_SCHEMA_REGISTRY_URL``; None when no registry is configured."""
+    if settings.framing not in FRAMINGS:
+        raise ValueError(f"VEILLE_FRAMING must be one of {', '.join(FRAMINGS)}, not {settings.framing!r}")
     if not settings.schema_registry_url:
         if settings.framing == "confluent":
             raise ValueError("VEILLE_FRAMING=confluent needs VEILLE_SCHEMA_REGISTRY_URL")
         return None
-    if settings.framing not in FRAMINGS:
-        raise ValueError(f"VEILLE_FRAMING must be one of {', '.join(FRAMINGS)}, not {settings.framing!r}")
     client = RegistryClient(settings.schema_registry_url, username=settings.schema_registry_username,
                             password=settings.schema_registry_password.get_secret_value(),
                             timeout=settings.schema_registry_timeout)
