@@ -47,6 +47,7 @@ from veille.producers import metrics
 from veille.producers.intake_keys import IntakeKey, KeyStore
 from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Rejected
 from veille.schemas.models import Channel
+from veille.schemas.registry import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,9 @@ async def _publish(request: web.Request, record_type: str) -> web.Response:
         return _errors(422, [e.as_json() for e in exc.errors])
     except RecursionError:
         return _errors(400, [{"field": RECORD_FIELD, "reason": "nested too deeply"}])
+    except RegistryUnavailable as exc:  # Confluent framing and an id not cached yet
+        return web.json_response({"errors": [{"field": RECORD_FIELD, "reason": str(exc)}]},
+                                 status=503, headers={"Retry-After": "5"})
     try:
         report = await asyncio.wait_for(asyncio.shield(delivered), config.ack_timeout)
     except TimeoutError:

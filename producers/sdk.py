@@ -36,6 +36,7 @@ from veille.config import Settings
 from veille.producers import metrics
 from veille.schemas.codec import EncodeError
 from veille.schemas.models import Alert, Channel, Incident, Record, StatusUpdate
+from veille.schemas.registry import confluent_writer
 from veille.topics import MAX_SOURCE_MESSAGE_BYTES, Topics
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,9 @@ class Publisher:
         self.topics = Topics(settings.topic_prefix)
         self._config = {**producer_config(settings, client_id, compression), **(extra_config or {})}
         self._producer = Producer(self._config)
+        # VEILLE_FRAMING=confluent: values framed with the registry's schema id (looked up once
+        # per topic, so a publish may raise RegistryUnavailable while it is down; retriable).
+        self._framer = confluent_writer(settings)
         # Without a territory, any INSEE code is accepted (its topic must exist, or the
         # delivery fails after delivery.timeout.ms since the broker never auto-creates topics).
         self._municipalities = frozenset(known_municipalities) if known_municipalities else None
@@ -336,7 +340,10 @@ class Publisher:
         else:  # validate() only returns publishable models
             raise Rejected(model.avro_name, [FieldError(RECORD_FIELD, "not publishable")], "unknown_type")
         try:
-            value = model.encode()
+            if self._framer is None:
+                value = model.encode()
+            else:
+                value = self._framer.encode(queued.topic, model.avro_name, model.to_avro())
         except EncodeError as exc:
             raise Rejected(queued.record_type, [FieldError(RECORD_FIELD, str(exc))], reason="encode") from exc
         return queued, value

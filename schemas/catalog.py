@@ -9,7 +9,7 @@ fingerprint of its Parsing Canonical Form (Avro single-object encoding).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ class SchemaVersion:
     version: int
     parsed: Any  # fastavro parsed schema
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO, as written on the wire
+    # The .avsc as compact JSON, docs and defaults included: what a schema registry is given.
+    schema_json: str = field(default="", compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -39,11 +41,12 @@ class Catalog:
         for path in sorted(root.glob("*/v*.avsc")):
             name, version = path.parent.name, int(path.stem[1:])
             # _write_hint=False keeps the parsed schema reusable as reader and writer.
-            parsed = fastavro.parse_schema(json.loads(path.read_text()), _force=True)
+            raw = json.loads(path.read_text())
+            parsed = fastavro.parse_schema(raw, _force=True)
             fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
             if fp in self.by_fingerprint:
                 raise ValueError(f"{path}: same canonical schema as {self.by_fingerprint[fp].label}")
-            sv = SchemaVersion(name, version, parsed, fp)
+            sv = SchemaVersion(name, version, parsed, fp, json.dumps(raw, separators=(",", ":")))
             self.by_fingerprint[fp] = sv
             self._versions.setdefault(name, []).append(sv)
         for versions in self._versions.values():

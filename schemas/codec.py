@@ -2,9 +2,10 @@
 
     C3 01 | 8-byte little-endian CRC-64-AVRO fingerprint | Avro binary body
 
-The first bytes select the framing, so Confluent Schema Registry framing
-(magic byte 0 + 4-byte schema id) can be accepted later without changing the format
-of what is already on the topics. Decoding never raises anything but ``DecodeError``,
+The first bytes select the framing: Confluent Schema Registry framing (magic byte 0 +
+4-byte big-endian schema id + body) is read too when a resolver is given (a schema registry
+is configured, ``veille.schemas.registry``), and written by ``encode_confluent``. Decoding
+never raises anything but ``DecodeError`` (and, with a resolver, ``RegistryUnavailable``),
 whose ``reason`` is a stable code used for dead-letter records and metrics.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import fastavro
@@ -24,6 +25,13 @@ from veille.schemas.catalog import Catalog, SchemaVersion, catalog
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = 0x00
 HEADER_LEN = len(SINGLE_OBJECT_MARKER) + 8
+CONFLUENT_HEADER_LEN = 5  # magic 0 + 4-byte big-endian schema id
+
+
+class Resolver(Protocol):
+    """Schema id -> catalog version (``veille.schemas.registry.SchemaResolver``)."""
+
+    def writer(self, schema_id: int) -> SchemaVersion: ...
 
 
 class DecodeError(ValueError):
@@ -50,9 +58,20 @@ def encode(record_type: str, value: Mapping[str, Any], *, version: int | None = 
            cat: Catalog | None = None) -> bytes:
     cat = cat or catalog()
     sv = cat.latest(record_type) if version is None else cat.version(record_type, version)
+    return _encode(sv, SINGLE_OBJECT_MARKER + sv.fingerprint, value)
+
+
+def encode_confluent(record_type: str, value: Mapping[str, Any], schema_id: int, *,
+                     version: int | None = None, cat: Catalog | None = None) -> bytes:
+    """Confluent framing; ``schema_id`` is the registry's id of that catalog version."""
+    cat = cat or catalog()
+    sv = cat.latest(record_type) if version is None else cat.version(record_type, version)
+    return _encode(sv, bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big"), value)
+
+
+def _encode(sv: SchemaVersion, header: bytes, value: Mapping[str, Any]) -> bytes:
     out = BytesIO()
-    out.write(SINGLE_OBJECT_MARKER)
-    out.write(sv.fingerprint)
+    out.write(header)
     try:
         fastavro.schemaless_writer(out, sv.parsed, value, strict_allow_default=True)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -60,9 +79,13 @@ def encode(record_type: str, value: Mapping[str, Any], *, version: int | None = 
     return out.getvalue()
 
 
-def writer_schema(data: bytes, cat: Catalog | None = None) -> SchemaVersion:
+def writer_schema(data: bytes, cat: Catalog | None = None, resolver: Resolver | None = None) -> SchemaVersion:
     """The catalog entry a message was written with, from its header alone."""
-    cat = cat or catalog()
+    return _writer(data, cat or catalog(), resolver)[0]
+
+
+def _writer(data: bytes, cat: Catalog, resolver: Resolver | None) -> tuple[SchemaVersion, int]:
+    """(writer schema, header length). A Confluent id is resolved only with a resolver."""
     if not data:
         raise DecodeError("empty_message", "message has no bytes")
     if data[:2] == SINGLE_OBJECT_MARKER:
@@ -72,26 +95,34 @@ def writer_schema(data: bytes, cat: Catalog | None = None) -> SchemaVersion:
         if sv is None:
             raise DecodeError("unknown_schema",
                               f"fingerprint {data[2:HEADER_LEN].hex()} is not in the catalog")
-        return sv
+        return sv, HEADER_LEN
     if data[0] == CONFLUENT_MAGIC:
-        raise DecodeError("unsupported_framing",
-                          "Confluent Schema Registry framing is not enabled on this hub")
+        if resolver is None:
+            raise DecodeError("unsupported_framing",
+                              "Confluent framing needs a schema registry (VEILLE_SCHEMA_REGISTRY_URL)")
+        if len(data) < CONFLUENT_HEADER_LEN:
+            raise DecodeError("truncated", f"{len(data)} bytes, shorter than the 5-byte Confluent header")
+        # May raise RegistryUnavailable (not a DecodeError: the caller retries, never dead-letters).
+        return resolver.writer(int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big")), CONFLUENT_HEADER_LEN
     raise DecodeError("unknown_format",
                       f"first bytes {data[:2].hex()} are not Avro single-object encoding")
 
 
 def decode(data: bytes | None, *, expect: Collection[str] | None = None,
-           cat: Catalog | None = None) -> Decoded:
-    """Decode one message; ``expect`` lists the record types allowed on its topic."""
+           cat: Catalog | None = None, resolver: Resolver | None = None) -> Decoded:
+    """Decode one message; ``expect`` lists the record types allowed on its topic.
+
+    Both framings are read; the Confluent one only with a ``resolver`` (schema id -> version).
+    """
     cat = cat or catalog()
     data = data or b""
-    sv = writer_schema(data, cat)
+    sv, header_len = _writer(data, cat, resolver)
     if expect is not None and sv.name not in expect:
         raise DecodeError("wrong_record_type",
                           f"{sv.label} is not accepted here (expected {', '.join(sorted(expect))})")
     reader = cat.latest(sv.name)
     body = BytesIO(data)
-    body.seek(HEADER_LEN)
+    body.seek(header_len)
     try:
         value = fastavro.schemaless_reader(
             body, sv.parsed, None if reader is sv else reader.parsed

@@ -35,6 +35,7 @@ from veille.config import Settings
 from veille.deadletter import DeadLetterLimit, make_dead_letter
 from veille.schemas import codec
 from veille.schemas.models import MODELS, DeadLetter, Record, RoutedIncident
+from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable, resolver_from_settings
 from veille.sinks import metrics
 from veille.sinks.rows import to_rows
 from veille.sinks.store import Store
@@ -71,10 +72,14 @@ def _out_of_store_range(record: Record) -> str | None:
     return None
 
 
-def decode(msg: SourceMessage, now: datetime | None = None) -> Record | DeadLetter:
-    """A routed record, or the dead letter explaining why the message is not one."""
+def decode(msg: SourceMessage, now: datetime | None = None,
+           resolver: codec.Resolver | None = None) -> Record | DeadLetter:
+    """A routed record, or the dead letter explaining why the message is not one.
+
+    Raises ``RegistryUnavailable`` (a Confluent schema id not cached, registry unreachable).
+    """
     try:
-        decoded = codec.decode(msg.value, expect=ROUTED_TYPES)
+        decoded = codec.decode(msg.value, expect=ROUTED_TYPES, resolver=resolver)
         record = MODELS[decoded.record_type].from_avro(decoded.value)
         problem = _out_of_store_range(record)
         if problem is None:
@@ -262,6 +267,7 @@ class SinkPipeline:
         self.producer = Producer(dead_letter_producer_config(settings))
         self.writer = Writer(store, self.producer, dead_letter_topic or topics.dead_letter)
         self.dead_letter_limit = DeadLetterLimit()
+        self.resolver = resolver_from_settings(settings)  # None: single-object encoding only
         self.stats = Stats()
         self._stop = threading.Event()
         self._stash: list[Message] = []
@@ -320,7 +326,7 @@ class SinkPipeline:
             log.warning("consumer error: %s", err)
             return
         source = SourceMessage.of(msg)
-        item = decode(source)
+        item = self._decode(source)
         # Raises TooManyInvalid before the batch is written: its offsets stay uncommitted.
         self.dead_letter_limit.record(isinstance(item, DeadLetter))
         if isinstance(item, DeadLetter):
@@ -328,6 +334,28 @@ class SinkPipeline:
                         item.reason)
         self.batcher.add(source, item)
         self.stats.messages += 1
+
+    def _decode(self, source: SourceMessage) -> Record | DeadLetter:
+        """decode(); while the registry is unreachable, retried with backoff (never dead-lettered)."""
+        try:
+            return decode(source, resolver=self.resolver)
+        except RegistryUnavailable as first:
+            exc, attempt = first, 0
+        REGISTRY_WAITING.set(1)
+        try:
+            while True:
+                attempt += 1
+                log.warning("%s[%d]@%d: %s (attempt %d)", source.topic, source.partition, source.offset,
+                            exc, attempt)
+                if self._stop.is_set():
+                    raise exc  # stopping: nothing of the batch is committed, it is re-read later
+                self._wait(self.retry.delay(attempt))  # polls: the consumer stays in its group
+                try:
+                    return decode(source, resolver=self.resolver)
+                except RegistryUnavailable as again:
+                    exc = again
+        finally:
+            REGISTRY_WAITING.set(0)
 
     def _flush(self, final: bool = False) -> None:
         batch = self.batcher.take()

@@ -22,6 +22,8 @@ from faust.types import StreamT
 
 from veille.config import Settings
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
+from veille.schemas.catalog import catalog
+from veille.schemas.registry import confluent_writer, resolver_from_settings
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog
 from veille.streams.batch import BatchFailed, BatchHandler, Prepared, SeenWindow
@@ -67,8 +69,15 @@ def create_app(settings: Settings) -> faust.App:
     # table stalled with a backlog, seen in CI). A restart therefore forgets the window; a
     # re-sent event may then be routed twice, which at-least-once already allows (dispatch
     # ids are deterministic, the store deduplicates by id).
+    writer = confluent_writer(settings)
     router = Router(territory, topics, pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
-                    dispatch_key=settings.dispatch_key.get_secret_value().encode())
+                    dispatch_key=settings.dispatch_key.get_secret_value().encode(),
+                    resolver=resolver_from_settings(settings), writer=writer)
+    if writer is not None:
+        # Fail at start, not mid-stream, when the outputs' schemas are not registered; after
+        # this, writing never needs the registry (ids cached for the life of the process).
+        for topic, record_type in router.output_schemas():
+            writer.id_for(topic, catalog().latest(record_type))
     handler = BatchHandler(router, OutputSender(settings), SeenWindow(DEDUP_CAPACITY),
                            AttemptLog(settings.state_dir / "router" / "attempts.json"), DeadLetterLimit())
 
@@ -111,7 +120,7 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 # Pipelining: decide this batch while the previous one waits for Kafka's acks,
                 # then deliver it once the previous one is durable (acks stay in order).
-                prepared = handler.prepare(messages, in_flight_batch)
+                prepared = await handler.prepare(messages, in_flight_batch)
                 if in_flight is not None:
                     await in_flight
                 in_flight_batch = prepared

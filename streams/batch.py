@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
+from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog, Key
 from veille.streams.output import OutputSender
@@ -30,6 +31,7 @@ from veille.topics import Topics
 log = logging.getLogger("veille.router")
 
 SEND_BACKOFF_MAX = 10.0
+REGISTRY_BACKOFF_MAX = 10.0
 
 
 class BatchFailed(RuntimeError):
@@ -120,9 +122,9 @@ class BatchHandler:
                 await self._isolated(msg)
             self.attempts.save()
             return
-        await self.deliver(self.prepare(messages))
+        await self.deliver(await self.prepare(messages))
 
-    def prepare(self, messages: list[Message], previous: Prepared | None = None) -> Prepared:
+    async def prepare(self, messages: list[Message], previous: Prepared | None = None) -> Prepared:
         """Decide every message of the batch (CPU only). ``previous`` is the batch whose outputs
         are still being delivered: its events already count for de-duplication."""
         try:
@@ -131,12 +133,15 @@ class BatchHandler:
             for i, msg in enumerate(messages):
                 memo.owner = i
                 t0 = time.perf_counter()
-                outcome = self.router.process(msg, memo)
+                try:
+                    outcome = self.router.process(msg, memo)
+                except RegistryUnavailable as exc:
+                    outcome = await self._wait_for_registry(msg, memo, exc)
                 metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
                 self.limit.record(outcome.kind == "dead_letter")  # TooManyInvalid stops the router
                 outcomes.append(outcome)
             return Prepared(messages, outcomes, memo)
-        except TooManyInvalid:
+        except (TooManyInvalid, asyncio.CancelledError):
             raise
         except Exception as exc:
             self.attempts.failed([key_of(m) for m in messages])
@@ -170,8 +175,31 @@ class BatchHandler:
             log.error("dead-lettered %s[%d]@%d after %d failed attempts", *key, previous.failures)
         else:
             # Alone: a failure is recorded against this message only (isolated).
-            await self.deliver(self.prepare([msg]))
+            await self.deliver(await self.prepare([msg]))
         self.attempts.done(key)
+
+    async def _wait_for_registry(self, msg: Message, memo: SeenAfterDelivery,
+                                 exc: RegistryUnavailable) -> Outcome:
+        """A schema id not cached while the registry is unreachable: retry with backoff, for
+        as long as it takes. Never a dead letter: the message is fine, the registry blinked.
+        Nothing of the batch is acked meanwhile; ids already cached kept working until here."""
+        backoff = 0.2
+        REGISTRY_WAITING.set(1)
+        try:
+            while True:
+                log.warning("%s[%d]@%d: %s; retrying in %.1fs", msg.topic, msg.partition, msg.offset,
+                            exc, backoff)
+                # Waiting for the registry is not a consumer stall: the alert on
+                # veille_schema_registry_unreachable says why nothing moves.
+                metrics.LAST_PROGRESS[0] = time.monotonic()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, REGISTRY_BACKOFF_MAX)
+                try:
+                    return self.router.process(msg, memo)
+                except RegistryUnavailable as again:
+                    exc = again
+        finally:
+            REGISTRY_WAITING.set(0)
 
     async def _deliver(self, messages: list[Message], outcomes: list[Outcome]) -> list[Outcome]:
         """Send until Kafka holds every output; a message whose output is refused for good is

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -23,6 +23,7 @@ from veille.deadletter import make_dead_letter
 from veille.schemas import codec
 from veille.schemas.models import (
     Alert,
+    Dispatch,
     DispatchTarget,
     EventType,
     Incident,
@@ -32,6 +33,7 @@ from veille.schemas.models import (
     ServiceKind,
     StatusUpdate,
 )
+from veille.schemas.registry import RegistryUnavailable, SchemaResolver
 from veille.streams.routing import RoutingDecision, route_alert, route_incident
 from veille.territory import Territory
 from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
@@ -126,6 +128,8 @@ class Router:
         dispatch_key: bytes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         dedup_window: timedelta = DEDUP_WINDOW,
+        resolver: codec.Resolver | None = None,
+        writer: SchemaResolver | None = None,
     ) -> None:
         self.territory = territory
         self.topics = topics
@@ -134,6 +138,10 @@ class Router:
         self.dispatch_writer = codec.DispatchWriter()
         self.clock = clock
         self.dedup_window = dedup_window
+        # Schema registry: ``resolver`` reads Confluent-framed input (None: single-object only);
+        # ``writer`` frames the outputs the Confluent way (None: single-object encoding).
+        self.resolver = resolver
+        self.writer = writer
 
     # -- entry point ---------------------------------------------------------------
     def process(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
@@ -150,6 +158,8 @@ class Router:
             return self.dead_letter(msg, exc.reason, str(exc))
         except codec.DecodeError as exc:
             return self.dead_letter(msg, exc.reason, exc.detail)
+        except RegistryUnavailable:
+            raise  # not the message's fault: the batch handler waits for the registry
         except Exception as exc:
             # A bug must not stop the stream nor lose the message: faust would ack an event
             # whose handler raised. The original bytes go to the dead-letter topic for replay.
@@ -158,7 +168,7 @@ class Router:
 
     # -- per topic family ----------------------------------------------------------
     def _incident(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
-        decoded = codec.decode(msg.value, expect=INTAKE_TYPES)
+        decoded = codec.decode(msg.value, expect=INTAKE_TYPES, resolver=self.resolver)
         incident = self._validate(Incident, decoded.value)
         topic_municipality = self.topics.municipality_of_intake(msg.topic)
         if incident.municipality != topic_municipality:
@@ -178,7 +188,7 @@ class Router:
         # Outputs are built from validated values straight into their Avro shape: validating
         # them again through their models cost more than the routing itself (profiled).
         loc = incident.location
-        routed = codec.encode(RoutedIncident.avro_name, {
+        routed = self.encode_value(self.topics.routed, RoutedIncident.avro_name, {
             "id": incident.id, "municipality": incident.municipality, "category": incident.category,
             "severity": incident.severity, "channel": incident.channel,
             "location": None if loc is None else {"lat": loc.lat, "lon": loc.lon},
@@ -196,7 +206,7 @@ class Router:
                        reported_at=incident.reported_at)
 
     def _alert(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
-        decoded = codec.decode(msg.value, expect=ALERT_TYPES)
+        decoded = codec.decode(msg.value, expect=ALERT_TYPES, resolver=self.resolver)
         alert = self._validate(Alert, decoded.value)
         duplicate = self._check_duplicate(f"alert:{alert.sender}:{alert.identifier}",
                                           msg.value or b"", seen)
@@ -220,12 +230,13 @@ class Router:
             EventType.alert, alert.identifier, municipalities[0] if municipalities else "",
             category, info.severity.value, alert.sent, now, decision, msg.value or b"",
         )
-        outputs.append(Output(self.topics.routed, alert.identifier.encode(), routed.encode()))
+        outputs.append(Output(self.topics.routed, alert.identifier.encode(),
+                              self.encode(self.topics.routed, routed)))
         self._remember(f"alert:{alert.sender}:{alert.identifier}", msg.value or b"", seen)
         return Outcome("routed", tuple(outputs), targets=tuple(decision.targets), reported_at=alert.sent)
 
     def _status(self, msg: Message) -> Outcome:
-        decoded = codec.decode(msg.value, expect=STATUS_TYPES)
+        decoded = codec.decode(msg.value, expect=STATUS_TYPES, resolver=self.resolver)
         update = self._validate(StatusUpdate, decoded.value)
         agency = self.territory.agencies.get(update.agency_id)
         if agency is None:
@@ -242,7 +253,7 @@ class Router:
                            f"dispatch {update.dispatch_id} is not a dispatch of incident "
                            f"{update.incident_id} to agency {agency.id}")
         # Re-encoded with the current schema so the sink reads one version only.
-        out = Output(self.topics.routed, update.incident_id.bytes, update.encode())
+        out = Output(self.topics.routed, update.incident_id.bytes, self.encode(self.topics.routed, update))
         return Outcome("forwarded", (out,))
 
     # -- helpers -------------------------------------------------------------------
@@ -298,11 +309,18 @@ class Router:
         tail = self.dispatch_writer.tail(municipality, category, severity, reported_at, routed_at, payload)
         for target in decision.targets:
             ref = dispatch_id(self.dispatch_key, event_type, event_id, target.agency_id, target.service)
-            dispatch = self.dispatch_writer.encode(
-                tail, id=ref,
-                event_type=event_type, event_id=event_id, agency_id=target.agency_id,
-                service=target.service, rule=target.rule, cross_boundary=target.cross_boundary)
-            outputs.append(Output(self.topics.dispatch(target.agency_id), event_id.encode(), dispatch))
+            topic = self.topics.dispatch(target.agency_id)
+            if self.writer is None:  # single-object encoding: the hand-made fast path
+                dispatch = self.dispatch_writer.encode(
+                    tail, id=ref, event_type=event_type, event_id=event_id, agency_id=target.agency_id,
+                    service=target.service, rule=target.rule, cross_boundary=target.cross_boundary)
+            else:
+                dispatch = self.writer.encode(topic, Dispatch.avro_name, {
+                    "id": ref, "event_type": event_type, "event_id": event_id, "agency_id": target.agency_id,
+                    "service": target.service, "rule": target.rule, "cross_boundary": target.cross_boundary,
+                    "municipality": municipality, "category": category, "severity": severity,
+                    "reported_at": reported_at, "routed_at": routed_at, "payload": payload})
+            outputs.append(Output(topic, event_id.encode(), dispatch))
         return outputs
 
     def dead_letter(self, msg: Message, reason: str, message: str, attempts: int = 1) -> Outcome:
@@ -312,7 +330,25 @@ class Router:
         # Intake payloads may carry a reporter's contact: they go to the restricted topic.
         restricted = self.topics.municipality_of_intake(msg.topic) is not None
         topic = self.topics.dead_letter_restricted if restricted else self.topics.dead_letter
-        return Outcome("dead_letter", (Output(topic, msg.key, record.encode()),), reason)
+        return Outcome("dead_letter", (Output(topic, msg.key, self.encode(topic, record)),), reason)
+
+    def encode(self, topic: str, record: Record) -> bytes:
+        """An output in the configured framing (ids are resolved once at start, then cached)."""
+        return self.encode_value(topic, record.avro_name, record.to_avro())
+
+    def encode_value(self, topic: str, record_type: str, value: dict[str, Any]) -> bytes:
+        """An Avro value already in its schema's shape, in the configured framing."""
+        if self.writer is None:
+            return codec.encode(record_type, value)
+        return self.writer.encode(topic, record_type, value)
+
+    def output_schemas(self) -> list[tuple[str, str]]:
+        """(topic, record type) of every output, to resolve their schema ids before routing."""
+        t = self.topics
+        pairs = [(t.dispatch(a), "Dispatch") for a in sorted(self.territory.agencies)]
+        pairs += [(t.routed, name) for name in ("RoutedIncident", "RoutedAlert", "StatusUpdate")]
+        return [*pairs, (t.dead_letter, "DeadLetter"), (t.dead_letter_restricted, "DeadLetter")]
+
 
 
 def _target_value(t: DispatchTarget) -> dict[str, object]:

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from veille.broker import BrokerInfo, LocalBroker
 from veille.config import Settings, get_settings
+from veille.registry import LocalRegistry, RegistryError, RegistryInfo, registry_java
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,20 @@ class KafkaFixture:
     info: BrokerInfo
 
 
+@dataclass(frozen=True)
+class RegistryFixture:
+    url: str  # Confluent API base, http://127.0.0.1:PORT/apis/ccompat/v7
+    registry: LocalRegistry  # for stop()/start() in fault tests
+    info: RegistryInfo
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "kafka" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if "kafka" in names:
             item.add_marker(pytest.mark.kafka)
+        if "schema_registry" in names:
+            item.add_marker(pytest.mark.registry)
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +87,21 @@ def topic_name(request: pytest.FixtureRequest) -> str:
     """A topic name unique within the session (and across sessions on a shared broker)."""
     test = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:80]
     return f"test-{test}-{os.getpid()}-{next(_topic_counter)}"
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFixture]:
+    """ONE real Apicurio Registry for the session, when this machine has a Java 21+."""
+    try:
+        registry_java()
+    except RegistryError as exc:
+        pytest.skip(f"no schema registry for this session: {exc}")
+    # Its own state dir: the registry's H2 file is fresh for every session.
+    registry = LocalRegistry(Settings(state_dir=tmp_path_factory.mktemp("veille-registry")))
+    info = registry.start(die_with_parent=True)
+    atexit.register(registry.stop, 5.0)
+    try:
+        yield RegistryFixture(info.url, registry, info)
+    finally:
+        registry.stop(timeout=15)
+        atexit.unregister(registry.stop)

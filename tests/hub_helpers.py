@@ -47,6 +47,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VEILLE_SINK_BATCH_SECONDS": str(settings.sink_batch_seconds),
         "VEILLE_SINK_BATCH_ROWS": str(settings.sink_batch_rows),
         "VEILLE_ROUTER_STALL_SECONDS": str(settings.router_stall_seconds),
+        "VEILLE_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "VEILLE_FRAMING": settings.framing,
     })
     return env
 

@@ -18,6 +18,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import veille.producers.metrics
+import veille.schemas.registry
 import veille.sinks.metrics
 import veille.streams.metrics  # noqa: F401  (registers the metrics the rules read)
 
@@ -28,6 +29,7 @@ RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.yml"))
 README = ROOT / "deploy" / "README.md"
 
 REQUIRED_ALERTS = {"ConsumerLagHigh", "DeadLetterRateHigh", "UnroutableRateHigh", "SinkStalled",
+                   "SchemaRegistryUnreachable",
                    "ProducerDeliveryFailures", "TargetDown"}
 
 

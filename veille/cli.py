@@ -14,7 +14,9 @@ from collections.abc import Sequence
 # Modules contributing sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "veille.broker",
+    "veille.registry",
     "veille.topics",
+    "veille.schemas.register",
     "veille.territory",
     "veille.producers.cli",
     "veille.streams.cli",

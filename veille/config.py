@@ -59,6 +59,21 @@ class Settings(BaseSettings):
     # completed batch while its consumer group has a backlog.
     router_stall_seconds: float = 60.0
 
+    # Schema registry (Confluent API). Empty: no registry, single-object encoding only and
+    # Confluent-framed messages are refused (unsupported_framing). Set, every consumer also
+    # decodes the Confluent framing (magic 0 + schema id) and `framing` may select it.
+    schema_registry_url: str = ""
+    # Basic auth for a registry that is not local (sent over HTTPS only, see schemas/registry.py).
+    schema_registry_username: str = ""
+    schema_registry_password: SecretStr = SecretStr("")
+    schema_registry_timeout: float = 2.0  # seconds per HTTP request
+    # What publishers and the router write: "single_object" (default, needs no registry) or
+    # "confluent" (needs schema_registry_url and `veille schemas register` done).
+    framing: str = "single_object"
+    # The local registry (`veille registry start`): HTTP port (0: free one) and JVM heap.
+    registry_port: int = 0
+    registry_heap: str = "256m"
+
     # Producers.
     delivery_timeout_ms: int = 30_000
     linger_ms: int = 5

@@ -94,6 +94,29 @@ class Topics:
         head = f"{self.prefix}.intake."
         return topic[len(head):] if topic.startswith(head) else None
 
+    def record_types(self, topic: str) -> tuple[str, ...]:
+        """The record types a topic of the hub carries (empty for a topic not of the hub)."""
+        if self.municipality_of_intake(topic) is not None:
+            return INTAKE_TYPES
+        if topic.startswith(f"{self.prefix}.dispatch."):
+            return DISPATCH_TYPES
+        return {self.alerts: ALERT_TYPES, self.status: STATUS_TYPES, self.routed: ROUTED_TYPES,
+                self.dead_letter: DEAD_LETTER_TYPES,
+                self.dead_letter_restricted: DEAD_LETTER_TYPES}.get(topic, ())
+
+    def subject(self, topic: str, record_full_name: str) -> str:
+        """Schema registry subject of a record on a topic.
+
+        TopicNameStrategy (``<topic>-value``, what Kafka Connect, ksqlDB and most serializers
+        assume) for every topic carrying one record type. The routed topic carries three
+        (RoutedIncident, RoutedAlert, StatusUpdate): one subject for all would make every
+        compatibility check compare different records, so each gets TopicRecordNameStrategy's
+        ``<topic>-<full record name>``. Readers look schemas up by id and never care.
+        """
+        if len(self.record_types(topic)) > 1:
+            return f"{topic}-{record_full_name}"
+        return f"{topic}-value"
+
 
 def topic_specs(
     settings: Settings, municipalities: Iterable[str], agencies: Iterable[str]
