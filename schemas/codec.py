@@ -145,7 +145,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLI = timedelta(milliseconds=1)
 
 
-def _long(n: int) -> bytes:
+def _varint(n: int) -> bytes:
     """Avro long: zig-zag, then base-128 varint."""
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
@@ -154,6 +154,15 @@ def _long(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_SMALL = 8192
+_SMALL_LONGS = tuple(_varint(n) for n in range(_SMALL))
+
+
+def _long(n: int) -> bytes:
+    # String lengths and enum indexes, almost every call, come from the table.
+    return _SMALL_LONGS[n] if 0 <= n < _SMALL else _varint(n)
 
 
 def _string(value: str) -> bytes:
