@@ -73,8 +73,13 @@ def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: st
     started = time.monotonic()
     try:
         for w in range(workers):
+            # Each worker its own state dir (attempt log, instance id): the broker's credentials
+            # are then not found there, so they are handed over.
+            creds = s.kafka_credentials()
             env = hub_env(s.model_copy(update={"state_dir": s.state_dir / f"w{w}"}))
-            env["VEILLE_CACHE_DIR"] = str(settings.cache_dir)
+            env.update({"VEILLE_CACHE_DIR": str(settings.cache_dir),
+                        "VEILLE_SECURITY_PROTOCOL": creds.protocol,
+                        "VEILLE_SASL_USERNAME": creds.username, "VEILLE_SASL_PASSWORD": creds.password})
             if what == "bare agent":
                 children.append(Child("bare-agent", [], env, logs, module="benchmarks.bare_agent"))
             else:
