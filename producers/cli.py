@@ -182,9 +182,9 @@ def _cmd_intake_serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     municipalities = prepare(settings, args)
-    agencies = set(load_territory(settings.territory_dir).agencies)
+    territory = load_territory(settings.territory_dir)
     serve(settings, host=args.host, port=args.port, known_municipalities=municipalities,
-          known_agencies=agencies)
+          known_agencies=set(territory.agencies), territory=territory)
     return EXIT_OK
 
 
