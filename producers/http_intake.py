@@ -1,10 +1,12 @@
 """HTTP intake for apps and web forms: one POST per event, answered once Kafka has it.
 
     POST /v1/incidents   Incident fields; id, reported_at and channel ("app") optional
-    POST /v1/alerts      a CAP alert (Alert fields)
+    POST /v1/alerts      a CAP alert (Alert fields as JSON, or CAP 1.2 XML / an Atom feed of
+                         CAP alerts with Content-Type application/cap+xml: producers/cap_xml.py)
     POST /v1/status      a StatusUpdate (with the dispatch_id it answers); id optional
     GET  /metrics        Prometheus exposition
     GET  /healthz        liveness
+    /open311/v2/...      Open311 GeoReport v2 (producers/open311.py, when serve() has a territory)
 
 Who may publish what: every POST carries an API key (``Authorization: Bearer <token>`` or
 ``X-API-Key``), issued by ``veille intake keys`` to one publisher and scoped to its
