@@ -6,8 +6,10 @@ expanded. The document is then checked against the CAP 1.2 specification: requir
 elements (alert: identifier, sender, sent, status, msgType, scope; info: category, event,
 urgency, severity, certainty; area: areaDesc), enumerations, a ``polygon`` is a closed ring
 of at least 4 ``lat,lon`` pairs, a ``circle`` is ``lat,lon radius`` (km). An Atom feed is
-accepted when each entry's ``<content>`` holds a CAP alert; every alert of a document is
-checked before any is published, so a bad document publishes nothing.
+accepted when each entry's ``<content>`` holds a CAP alert inline (an entry that only links
+to its alert is refused: the intake fetches no URL it is handed); every alert of a document
+is checked before any is published, so a bad document publishes nothing. Times are read
+leniently on one point: a ``Z`` designator, which CAP forbids, is taken as UTC.
 
 Mapping: CAP element names to the record's snake_case fields; ``eventCode`` and ``geocode``
 valueName/value pairs; ``references`` (space-separated ``sender,identifier,sent`` triples)
@@ -158,14 +160,22 @@ def _info(element: Element, where: str) -> dict[str, Any]:
     return info
 
 
+def _token(parent: Element, name: str, where: str) -> str:
+    """identifier and sender: no spaces, commas nor restricted characters (< and &)."""
+    value = _text(parent, name, where, required=True) or ""
+    if any(c in value for c in " \t\n,<&"):
+        raise CapError(422, f"<{name}> must not contain spaces, commas, '<' or '&'", where)
+    return value
+
+
 def alert_from_element(root: Element, where: str = "alert") -> dict[str, Any]:
     """The Alert fields of one CAP 1.2 ``<alert>`` element; CapError if it is not valid CAP."""
     if root.tag != CAP + "alert":
         raise CapError(400, f"expected a CAP 1.2 <alert> ({CAP[1:-1]}), got {root.tag}", where)
     references = _text(root, "references", where)
     return {
-        "identifier": _text(root, "identifier", where, required=True),
-        "sender": _text(root, "sender", where, required=True),
+        "identifier": _token(root, "identifier", where),
+        "sender": _token(root, "sender", where),
         "sent": _time(root, "sent", where, required=True),
         "status": _enum(root, "status", CapStatus, where),
         "msg_type": _enum(root, "msgType", CapMsgType, where),

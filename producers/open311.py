@@ -23,6 +23,10 @@ attachment; ``attribute[severity]`` the severity (default moderate). The answer
 ``[{"service_request_id", "service_notice"}]`` comes only once the broker acknowledged;
 errors are ``[{"code", "description"}]`` (400 invalid, 403 key, 404 unknown service or
 jurisdiction, 429 quota, 503 broker did not acknowledge: retry).
+
+Read answers carry the status, category, times, point and responsible agency of a request,
+never its description, address or contact: free text may name people, and only what the
+routed record holds (no personal data) is served.
 """
 
 from __future__ import annotations
@@ -125,7 +129,11 @@ def _params(body: bytes, content_type: str) -> dict[str, str]:
         data = json.loads(body)
         if not isinstance(data, dict):
             raise ValueError("body must be a JSON object")
-        return {str(k): "" if v is None else str(v) for k, v in data.items()}
+        params = {str(k): "" if v is None else str(v) for k, v in data.items() if not isinstance(v, dict)}
+        attributes = data.get("attribute")  # {"attribute": {"severity": "severe"}} as well
+        if isinstance(attributes, dict):
+            params.update({f"attribute[{k}]": str(v) for k, v in attributes.items()})
+        return params
     pairs = parse_qsl(body.decode("utf-8", errors="strict"), keep_blank_values=True,
                       max_num_fields=MAX_FIELDS, strict_parsing=False)
     return dict(pairs)
@@ -336,7 +344,7 @@ def register(app: web.Application, territory: Territory, book: RequestBook | Non
     app.router.add_get(PREFIX + "/services/{code:[a-z_]+}." + fmt, service_definition)
     app.router.add_post(f"{PREFIX}/requests.{fmt}", post_request)
     app.router.add_get(f"{PREFIX}/requests.{fmt}", get_requests)
-    app.router.add_get(PREFIX + "/requests/{id:[0-9a-fA-F-]+}." + fmt, get_request)
+    app.router.add_get(PREFIX + "/requests/{id:[^/.]+}." + fmt, get_request)
     if book is not None:
         app[BOOK_KEY] = book
 

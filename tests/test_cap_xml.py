@@ -90,6 +90,9 @@ def test_spec_example_maps_to_the_alert_record() -> None:
      "is not 'lat,lon radius'"),
     (("<urgency>Immediate</urgency>", "<urgency>Soon</urgency>"), "'Soon' is not one of"),
     (("<scope>Public</scope>", ""), "missing required element <scope>"),
+    (("<identifier>KSTO1055887203", "<identifier>KSTO,1055887203"), "must not contain spaces, commas"),
+    (("<category>Met</category>", "<category>Weather</category>"), "'Weather' is not one of"),
+    (("-07:00</expires>", "</expires>"), "is not a CAP dateTime with its offset"),
     (("<areaDesc>", "<areaDescr>"), "malformed XML"),
 ])
 def test_spec_violations_are_named(change: tuple[str, str], reason: str) -> None:

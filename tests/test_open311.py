@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,7 +101,7 @@ def test_request_published_once_acknowledged(settings: Settings) -> None:
         # JSON body, XML answer, address only with the jurisdiction.
         resp = await client.post(f"{V2}/requests.xml", json={
             "api_key": token, "service_code": "graffiti", "jurisdiction_id": "35401",
-            "address_string": "2 place de la Mairie"})
+            "address_string": "2 place de la Mairie", "attribute": {"severity": "minor"}})
         assert resp.status == 201
         root = ET.fromstring(await resp.read())
         assert root.tag == "service_requests"
@@ -118,7 +122,7 @@ def test_request_published_once_acknowledged(settings: Settings) -> None:
     assert b"DEV-1" not in first.encode() and b"A-9" not in first.encode()
     second = incidents[ids[1]]
     assert second.location is None and second.address == "2 place de la Mairie"
-    assert second.severity == "moderate"
+    assert second.severity == "minor"
 
 
 def test_refusals_publish_nothing(kafka: Any) -> None:
@@ -154,6 +158,8 @@ def test_refusals_publish_nothing(kafka: Any) -> None:
                                          media_url="file:///etc/passwd", **IN_35401)
         resp = await client.get(f"{V2}/requests.json")
         assert resp.status == 403
+        resp = await client.get(f"{V2}/requests/not-a-request.xml", params={"api_key": token})
+        assert resp.status == 404 and ET.fromstring(await resp.read()).findtext("error/code") == "404"
 
     run(s, scenario)
     assert message_count(s, [topics.intake(m) for m in ("35401", "35406")]) == 0
@@ -226,3 +232,13 @@ def test_status_read_from_the_routed_topic(kafka: Any) -> None:
         assert resp.status == 400
 
     run(s, scenario)
+
+
+def test_veille_open311_key_is_an_intake_key(tmp_path: Path) -> None:
+    env = {**os.environ, "VEILLE_STATE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "veille.cli", "open311", "key", "--name", "Appli Montveille",
+                           "--municipality", "35401"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.rsplit(" ", 1)[-1].strip()
+    key = KeyStore(tmp_path / "intake_keys.json").authenticate(token)
+    assert key is not None and key.municipalities == ["35401"] and not key.alerts and not key.agencies
