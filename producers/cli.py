@@ -24,7 +24,7 @@ from typing import Any
 
 from veille.config import Settings, get_settings
 from veille.producers import intake_keys
-from veille.producers.sdk import DeliveryReport, DeliverySummary, Publisher, Rejected
+from veille.producers.sdk import RECORD_FIELD, DeliveryReport, DeliverySummary, Publisher, Rejected
 from veille.schemas.models import Channel, IncidentCategory, IncidentStatus, Record, Severity
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 2
@@ -145,10 +145,39 @@ def _cmd_publish_status(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- import
 
 
+def _cmd_import_cap(settings: Settings, args: argparse.Namespace, source: str) -> int:
+    from veille.producers.cap_xml import CapError, read_source, validated
+
+    try:
+        alerts = validated(read_source(source))
+    except CapError as exc:
+        where = "" if exc.where == RECORD_FIELD else f" {exc.where}:"
+        print(f"{source}:{where} {exc.reason}", file=sys.stderr)
+        return EXIT_REJECTED
+    except OSError as exc:
+        print(f"{source}: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    prepare(settings, args)
+    with Publisher(settings, client_id="veille-import") as publisher:
+        for alert in alerts:
+            publisher.publish(alert, record_type="Alert")
+        summary = publisher.flush()
+    for line in _summary_lines(summary):
+        print(line)
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
     from veille.producers.files import detect_format, import_file
 
     settings = get_settings()
+    if args.file == "cap" and args.source:  # veille import cap FILE|URL
+        return _cmd_import_cap(settings, args, args.source)
+    if args.source:
+        print("usage: veille import FILE | veille import cap FILE|URL", file=sys.stderr)
+        return EXIT_REJECTED
+    if args.format == "cap":
+        return _cmd_import_cap(settings, args, args.file)
     path = Path(args.file)
     try:
         fmt = args.format or detect_format(path)
@@ -182,9 +211,9 @@ def _cmd_intake_serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     municipalities = prepare(settings, args)
-    agencies = set(load_territory(settings.territory_dir).agencies)
+    territory = load_territory(settings.territory_dir)
     serve(settings, host=args.host, port=args.port, known_municipalities=municipalities,
-          known_agencies=agencies)
+          known_agencies=set(territory.agencies), territory=territory)
     return EXIT_OK
 
 
@@ -332,8 +361,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "occurred_at, reported_at, channel, description, reporter_name, reporter_phone, "
                     "reporter_email). Bad lines are listed with line number, field and reason; the others "
                     "are published. Exit 1 if any line failed.")
-    imp.add_argument("file", help="path of the file")
-    imp.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
+    imp.add_argument("file", help="path of the file, or 'cap' followed by a CAP 1.2 XML file or URL")
+    imp.add_argument("source", nargs="?", help=argparse.SUPPRESS)
+    imp.add_argument("--format", choices=["jsonl", "csv", "cap"],
+                     help="default: from the file extension (cap: a CAP 1.2 alert or Atom feed of them)")
     imp.add_argument("--channel", default=Channel.town_hall_desk.value, choices=channels,
                      help="channel of incidents that do not give one (default: town_hall_desk)")
     imp.add_argument("--timezone", default="Europe/Paris",
@@ -351,12 +382,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="POST /v1/incidents, /v1/alerts, /v1/status (202 once the broker acknowledged, "
                     "401/403 missing or bad API key (veille intake keys), 429 over quota, 422 invalid "
                     "fields, 400 invalid JSON, 408 slow body, 413 body too large, 503 broker not "
-                    "acknowledging); GET /metrics, /healthz.")
+                    "acknowledging; /v1/alerts also takes CAP 1.2 XML); Open311 GeoReport v2 under "
+                    "/open311/v2/ (services, requests, request status); GET /metrics, /healthz.")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port (default: VEILLE_INTAKE_PORT, 8080)")
     _no_topics_option(srv)
     srv.set_defaults(func=_cmd_intake_serve)
     intake_keys.add_commands(isub)
+    intake_keys.add_open311_commands(sub)
 
     # veille simulate
     sim = sub.add_parser(

@@ -1,10 +1,12 @@
 """HTTP intake for apps and web forms: one POST per event, answered once Kafka has it.
 
     POST /v1/incidents   Incident fields; id, reported_at and channel ("app") optional
-    POST /v1/alerts      a CAP alert (Alert fields)
+    POST /v1/alerts      a CAP alert (Alert fields as JSON, or CAP 1.2 XML / an Atom feed of
+                         CAP alerts with Content-Type application/cap+xml: producers/cap_xml.py)
     POST /v1/status      a StatusUpdate (with the dispatch_id it answers); id optional
     GET  /metrics        Prometheus exposition
     GET  /healthz        liveness
+    /open311/v2/...      Open311 GeoReport v2 (producers/open311.py, when serve() has a territory)
 
 Who may publish what: every POST carries an API key (``Authorization: Bearer <token>`` or
 ``X-API-Key``), issued by ``veille intake keys`` to one publisher and scoped to its
@@ -37,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -45,15 +47,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from veille.config import Settings
 from veille.producers import metrics
 from veille.producers.intake_keys import IntakeKey, KeyStore
-from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Rejected
+from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Queued, Rejected
 from veille.schemas.models import Channel
 from veille.schemas.registry import RegistryUnavailable
+
+if TYPE_CHECKING:
+    from veille.territory import Territory
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024  # an incident is < 10 kB; a CAP alert at its geometry bounds < 200 kB
 BODY_TIMEOUT = 10.0  # seconds for the whole body: a client trickling bytes holds no slot longer
 FILLED_WINDOW = 100_000  # ids whose filled-in fields are remembered for identical retries
+CAP_CONTENT_TYPES = frozenset({"application/cap+xml", "application/atom+xml", "application/xml", "text/xml"})
 
 
 @dataclass(frozen=True)
@@ -173,40 +179,98 @@ def _handler(record_type: str, endpoint: str) -> Callable[[web.Request], Any]:
     return handle
 
 
-async def _publish(request: web.Request, record_type: str) -> web.Response:
-    publisher = request.app[PUBLISHER_KEY]
-    config = request.app[CONFIG_KEY]
-    state = request.app[STATE_KEY]
-    # 1. Who is speaking, and within quota?
-    token = _token(request)
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is refused before its body is read (each front-end words it its own way)."""
+
+    status: int
+    code: str
+    reason: str
+    retry_after: int | None = None
+
+
+def admit(app: web.Application, token: str | None, remote: str | None, record_type: str,
+          *, anonymous: bool = True) -> tuple[IntakeKey | None, Refusal | None]:
+    """Who is speaking (None: anonymous) and whether within quota, for any front-end."""
+    config, state = app[CONFIG_KEY], app[STATE_KEY]
     key = config.keys.authenticate(token) if token else None
     if token and key is None:
         metrics.REJECTED.labels(record_type, "bad_key").inc()
-        return _errors(403, [{"field": "api_key", "reason": "unknown, rotated or revoked API key"}],
-                       code="bad_key")
-    if key is None and not (record_type == "Incident" and config.anonymous_municipalities):
+        return None, Refusal(403, "bad_key", "unknown, rotated or revoked API key")
+    if key is None and not (anonymous and record_type == "Incident" and config.anonymous_municipalities):
         metrics.REJECTED.labels(record_type, "no_key").inc()
-        return web.json_response(
-            {"errors": [{"field": "api_key", "reason": "an API key is required (Authorization: Bearer)"}],
-             "code": "no_key"}, status=401, headers={"WWW-Authenticate": 'Bearer realm="veille-intake"'})
+        return None, Refusal(401, "no_key", "an API key is required")
     principal, quota = (f"key:{key.id}", config.key_quota) if key else \
-        (f"anon:{request.remote}", config.anonymous_quota)
+        (f"anon:{remote}", config.anonymous_quota)
     wait = state.buckets.take(principal, quota)
     if wait > 0:
         metrics.REJECTED.labels(record_type, "quota").inc()
-        return web.json_response({"errors": [{"field": RECORD_FIELD, "reason": "request quota exceeded"}],
-                                  "code": "quota"}, status=429,
-                                 headers={"Retry-After": str(max(1, round(wait)))})
-    # 2. What is it?
+        return key, Refusal(429, "quota", "request quota exceeded", max(1, round(wait)))
+    return key, None
+
+
+async def read_body(request: web.Request, record_type: str) -> bytes | Refusal:
+    config = request.app[CONFIG_KEY]
     try:
-        body = await asyncio.wait_for(request.read(), config.body_timeout)
+        return await asyncio.wait_for(request.read(), config.body_timeout)
     except web.HTTPRequestEntityTooLarge:
-        return _errors(413, [{"field": RECORD_FIELD,
-                              "reason": f"body larger than {config.max_body_bytes} bytes"}])
+        return Refusal(413, "too_large", f"body larger than {config.max_body_bytes} bytes")
     except TimeoutError:
         metrics.REJECTED.labels(record_type, "slow_body").inc()
-        return _errors(408, [{"field": RECORD_FIELD,
-                              "reason": f"body not received within {config.body_timeout:.0f}s"}])
+        return Refusal(408, "slow_body", f"body not received within {config.body_timeout:.0f}s")
+
+
+async def deliver(app: web.Application, data: dict[str, Any] | Any,
+                  record_type: str) -> tuple[Queued, DeliveryReport | None]:
+    """Publish one event and wait for the broker's acknowledgement (None: not in time).
+
+    Raises :class:`Rejected` (invalid), ``RecursionError`` (nested too deeply) and
+    :class:`RegistryUnavailable` before anything is queued.
+    """
+    publisher, config = app[PUBLISHER_KEY], app[CONFIG_KEY]
+    loop = asyncio.get_running_loop()
+    delivered: asyncio.Future[DeliveryReport] = loop.create_future()
+
+    def resolve(report: DeliveryReport) -> None:
+        if not delivered.done():  # the request may have timed out already
+            delivered.set_result(report)
+
+    def on_result(report: DeliveryReport) -> None:  # runs on the producer's poller thread
+        loop.call_soon_threadsafe(resolve, report)
+
+    queued = publisher.publish(data, record_type=record_type, on_result=on_result)
+    try:
+        return queued, await asyncio.wait_for(asyncio.shield(delivered), config.ack_timeout)
+    except TimeoutError:
+        return queued, None
+
+
+def _refused(refusal: Refusal, field: str = RECORD_FIELD) -> web.Response:
+    headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else {}
+    if refusal.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="veille-intake"'
+    reason = refusal.reason + (" (Authorization: Bearer)" if refusal.code == "no_key" else "")
+    body: dict[str, Any] = {"errors": [{"field": field, "reason": reason}]}
+    if refusal.status in (401, 403, 429):
+        body["code"] = refusal.code
+    return web.json_response(body, status=refusal.status, headers=headers)
+
+
+async def _publish(request: web.Request, record_type: str) -> web.Response:
+    config = request.app[CONFIG_KEY]
+    state = request.app[STATE_KEY]
+    # 1. Who is speaking, and within quota?
+    key, refusal = admit(request.app, _token(request), request.remote, record_type)
+    if refusal is not None:
+        return _refused(refusal, "api_key" if refusal.code in ("bad_key", "no_key") else RECORD_FIELD)
+    # 2. What is it?
+    body = await read_body(request, record_type)
+    if isinstance(body, Refusal):
+        return _refused(body)
+    if record_type == "Alert" and request.content_type in CAP_CONTENT_TYPES:
+        from veille.producers.cap_xml import publish_cap
+
+        return await publish_cap(request.app, key, body)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -224,19 +288,8 @@ async def _publish(request: web.Request, record_type: str) -> web.Response:
         return refused
     filled = state.fill(record_type, data, request.query.get("channel", Channel.app.value)) \
         if record_type != "Alert" else {}
-
-    loop = asyncio.get_running_loop()
-    delivered: asyncio.Future[DeliveryReport] = loop.create_future()
-
-    def resolve(report: DeliveryReport) -> None:
-        if not delivered.done():  # the request may have timed out already
-            delivered.set_result(report)
-
-    def on_result(report: DeliveryReport) -> None:  # runs on the producer's poller thread
-        loop.call_soon_threadsafe(resolve, report)
-
     try:
-        queued = publisher.publish(data, record_type=record_type, on_result=on_result)
+        queued, report = await deliver(request.app, data, record_type)
     except Rejected as exc:
         return _errors(422, [e.as_json() for e in exc.errors])
     except RecursionError:
@@ -244,10 +297,6 @@ async def _publish(request: web.Request, record_type: str) -> web.Response:
     except RegistryUnavailable as exc:  # Confluent framing and an id not cached yet
         return web.json_response({"errors": [{"field": RECORD_FIELD, "reason": str(exc)}]},
                                  status=503, headers={"Retry-After": "5"})
-    try:
-        report = await asyncio.wait_for(asyncio.shield(delivered), config.ack_timeout)
-    except TimeoutError:
-        report = None
     if report is None or not report.ok:
         # The event may still be delivered later: the client retries with the same id.
         reason = report.error if report else "broker did not acknowledge in time"
@@ -302,11 +351,17 @@ def intake_config(settings: Settings, keys: KeyStore | None = None) -> IntakeCon
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None,
-          known_municipalities: set[str] | None = None, known_agencies: set[str] | None = None) -> None:
-    """Run the intake until interrupted (``veille intake serve``)."""
+          known_municipalities: set[str] | None = None, known_agencies: set[str] | None = None,
+          territory: Territory | None = None) -> None:
+    """Run the intake until interrupted (``veille intake serve``); Open311 with a territory."""
     publisher = Publisher(settings, client_id="veille-intake", known_municipalities=known_municipalities,
                           known_agencies=known_agencies)
     app = make_app(publisher, intake_config(settings))
+    if territory is not None:
+        from veille.producers import open311
+        from veille.producers.open311_requests import RequestBook
+
+        open311.register(app, territory, RequestBook(settings))
     # keepalive_timeout: an idle connection is closed after 15 s (slow clients hold no slot).
     web.run_app(app, host=host, port=settings.intake_port if port is None else port,
                 keepalive_timeout=15, print=lambda msg: log.info("%s", msg))

@@ -217,3 +217,15 @@ def add_commands(isub: Any) -> None:
     rev = ksub.add_parser("revoke", help="refuse a key from now on")
     rev.add_argument("key_id")
     rev.set_defaults(func=_cmd_revoke)
+
+
+def add_open311_commands(sub: Any) -> None:
+    """``veille open311 key``: an intake key for an Open311 app (the api_key IS an intake key)."""
+    o311 = sub.add_parser("open311", help="Open311 GeoReport v2 apps (served by veille intake serve)",
+                          description="Open311 apps authenticate with an intake key passed as api_key.")
+    osub = o311.add_subparsers(dest="open311_command", metavar="ACTION", required=True)
+    key = osub.add_parser("key", help="issue an api_key for an Open311 app (same as intake keys issue)")
+    key.add_argument("--name", required=True, help="the app, e.g. 'Montveille - appli citoyenne'")
+    key.add_argument("--municipality", action="append", required=True,
+                     help="INSEE code it reports for (repeatable)")
+    key.set_defaults(func=_cmd_issue, agency=None, alerts=False)

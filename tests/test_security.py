@@ -60,6 +60,8 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     assert writers == {municipality_user(m) for m in MUNIS} | {"intake", "simulator"}
     readers_of_dispatch = {g.user for g in plan if g.operation == "READ" and g.name.startswith("v.dispatch.")}
     assert readers_of_dispatch == {agency_user(a) for a in AGENCIES}
+    # The routing records (no personal data): the sink, and the intake's Open311 read model.
+    assert {g.user for g in plan if g.operation == "READ" and g.name == "v.routed"} == {"sink", "intake"}
     # Only the router sees the restricted dead letters' topic, and only to write.
     restricted = {(g.user, g.operation) for g in plan if g.name == "v.deadletter.restricted"}
     assert restricted == {("router", "WRITE"), ("router", "DESCRIBE")}
@@ -223,6 +225,31 @@ def test_router_cannot_write_intake(secured: Secured) -> None:
     err = _deliver(router, secured.topics.intake("35401"))
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert _deliver(router, secured.topics.dispatch("sdis35")) is None
+
+
+def test_intake_reads_routing_records_for_its_open311_read_model(secured: Secured) -> None:
+    from datetime import UTC, datetime
+
+    from veille.producers.open311_requests import RequestBook
+    from veille.schemas.models import RoutedIncident
+
+    now = datetime.now(UTC)
+    incident_id = uuid.uuid4()
+    record = RoutedIncident(id=incident_id, municipality="35401", category="graffiti", severity="minor",
+                            channel="app", occurred_at=now, reported_at=now, routed_at=now, dispatches=[])
+    assert _deliver(secured.settings, secured.topics.routed, record.encode()) is None
+    book = RequestBook(secured.as_user("intake"))
+    book.start()
+    try:
+        deadline = time.monotonic() + 20
+        while book.get(str(incident_id)) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert book.get(str(incident_id)) is not None and book.caught_up.is_set()
+    finally:
+        book.stop()
+    # ...and nothing else: it still cannot read the agencies' dispatches.
+    code, _ = _fetch_error(secured.as_user("intake"), secured.topics.dispatch("sdis35"), "veille-open311-x")
+    assert code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED)
 
 
 @dataclass

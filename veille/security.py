@@ -155,11 +155,14 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
 
     # The HTTP intake publishes on behalf of apps and town-hall tools, for any municipality
     # (it checks the municipality of each report itself); the simulator is a test harness
-    # that does the same. Neither reads anything.
+    # that does the same.
     for user in ("intake", "simulator"):
         topic(user, intake_prefix, "WRITE", "DESCRIBE", prefixed=True)
         for name in (t.alerts, t.status):
             topic(user, name, "WRITE", "DESCRIBE")
+    # The intake's Open311 read model reads the routing records (assigned partitions, no
+    # consumer group, no committed offsets): the same personal-data-free view as the sink's.
+    topic("intake", t.routed, "READ", "DESCRIBE")
     return sorted(out)
 
 

@@ -1,0 +1,188 @@
+"""Read model of Open311 service requests: incidents and their lifecycle, kept in memory.
+
+Fed by a background confluent-kafka consumer of ``<prefix>.routed`` (all partitions,
+assigned, from the beginning, no consumer group offsets): each ``RoutedIncident`` creates a
+request, each ``StatusUpdate`` (forwarded there by the router once it checked the dispatch
+id) moves it on. Why not query the store, or a compacted topic:
+
+* the embedded chDB store opens in one process only (the sink's), so the intake cannot read
+  it; and a ClickHouse server is an optional deployment;
+* ``routed`` is the hub's single source of truth, already free of personal data (no
+  contact, no free-text note), and it carries exactly what Open311 shows;
+* a compacted per-incident topic would keep only the latest record of a key and lose the
+  creation record (category, municipality, requested time) behind the status updates.
+
+What is kept per request: id, category, municipality, requested time, point, latest status
+(by the update's time, so a late re-delivery never moves it back), its time and agency,
+and the first dispatch target. Memory is bounded (oldest requests evicted first); the
+topic's retention (30 days) bounds what a restarted intake can show. The intake also
+records the requests it has just accepted (:meth:`RequestBook.submitted`) so the app that
+reported one can read it back before the router's record arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from veille.config import Settings
+from veille.schemas import codec
+from veille.schemas.models import IncidentStatus, RoutedIncident, StatusUpdate
+from veille.schemas.registry import resolver_from_settings
+from veille.topics import ROUTED_TYPES, Topics
+
+log = logging.getLogger(__name__)
+CAPACITY = 500_000  # about 200 bytes each: 100 MB at most
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    id: str
+    category: str
+    municipality: str
+    requested: datetime
+    status: IncidentStatus
+    updated: datetime
+    agency_id: str | None
+    lat: float | None = None
+    lon: float | None = None
+    routed: bool = False  # False: known only from this intake's own acceptance
+
+
+class RequestBook:
+    """Requests by id; ``apply`` is the single writer (the consumer thread, or tests)."""
+
+    def __init__(self, settings: Settings | None = None, *, capacity: int = CAPACITY) -> None:
+        self.settings = settings
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._requests: OrderedDict[str, ServiceRequest] = OrderedDict()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.caught_up = threading.Event()  # set once the backlog present at start was read
+        self.skipped = 0  # records that could not be decoded
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, request_id: str) -> ServiceRequest | None:
+        with self._lock:
+            return self._requests.get(request_id)
+
+    def query(self, *, municipalities: Collection[str], categories: Collection[str] | None,
+              start: datetime, end: datetime, closed: bool | None,
+              closed_statuses: Collection[IncidentStatus], limit: int) -> list[ServiceRequest]:
+        """Newest first, requested within [start, end]."""
+        with self._lock:
+            rows = list(self._requests.values())
+        out = [r for r in rows if r.municipality in municipalities
+               and (categories is None or r.category in categories) and start <= r.requested <= end
+               and (closed is None or (r.status in closed_statuses) == closed)]
+        out.sort(key=lambda r: r.requested, reverse=True)
+        return out[:limit]
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    # ------------------------------------------------------------------ writing
+
+    def _put(self, request: ServiceRequest) -> None:
+        self._requests[request.id] = request
+        if len(self._requests) > self.capacity:
+            self._requests.popitem(last=False)
+
+    def submitted(self, request_id: str, category: str, municipality: str, at: datetime,
+                  location: Mapping[str, float] | None) -> None:
+        with self._lock:
+            if request_id not in self._requests:
+                self._put(ServiceRequest(request_id, category, municipality, at, IncidentStatus.received, at,
+                                         None, location["lat"] if location else None,
+                                         location["lon"] if location else None))
+
+    def apply(self, record: RoutedIncident | StatusUpdate) -> None:
+        with self._lock:
+            if isinstance(record, RoutedIncident):
+                key = str(record.id)
+                known = self._requests.get(key)
+                first = record.dispatches[0].agency_id if record.dispatches else None
+                if known is not None and known.routed:
+                    return  # a re-delivery: the lifecycle already moved on
+                status, updated = (known.status, known.updated) if known else \
+                    (IncidentStatus.received, record.routed_at)
+                self._put(ServiceRequest(
+                    key, record.category.value, record.municipality, record.reported_at, status,
+                    max(updated, record.routed_at), first,
+                    record.location.lat if record.location else None,
+                    record.location.lon if record.location else None, routed=True))
+            else:
+                key = str(record.incident_id)
+                known = self._requests.get(key)
+                if known is None or (record.at < known.updated and known.status != IncidentStatus.received):
+                    return  # unknown incident (before the retention window), or an older update
+                self._requests[key] = replace(known, status=record.status, updated=record.at,
+                                              agency_id=record.agency_id)
+
+    def apply_bytes(self, value: bytes | None, resolver: Any = None) -> None:
+        try:
+            decoded = codec.decode(value, expect=ROUTED_TYPES, resolver=resolver)
+            if decoded.record_type == "RoutedIncident":
+                self.apply(RoutedIncident.from_avro(decoded.value))
+            elif decoded.record_type == "StatusUpdate":
+                self.apply(StatusUpdate.from_avro(decoded.value))
+        except Exception:  # a record the hub's own router wrote: log the position, never the bytes
+            self.skipped += 1
+
+    # ------------------------------------------------------------------ consuming
+
+    def start(self) -> None:
+        if self.settings is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="open311-read-model", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        assert self.settings is not None
+        settings = self.settings
+        topic = Topics(settings.topic_prefix).routed
+        consumer = Consumer({**settings.kafka_client_config(), "group.id": f"veille-open311-{uuid.uuid4()}",
+                             "enable.auto.commit": False, "client.id": "veille-open311"})
+        resolver = resolver_from_settings(settings)
+        try:
+            partitions: dict[int, int] = {}
+            while not self._stop.is_set() and not partitions:
+                try:
+                    meta = consumer.list_topics(topic, timeout=5).topics[topic]
+                    for p in meta.partitions:
+                        partitions[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                except (KafkaException, KeyError) as exc:
+                    log.warning("open311 read model: %s not readable yet (%s)", topic, exc)
+                    self._stop.wait(2)
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            behind = {p for p, high in partitions.items() if high > 0}
+            if not behind:
+                self.caught_up.set()
+            while not self._stop.is_set():
+                for msg in consumer.consume(500, timeout=0.2):
+                    if msg.error():
+                        continue
+                    self.apply_bytes(msg.value(), resolver)
+                    part, offset = msg.partition(), msg.offset()
+                    if part in behind and offset is not None and offset + 1 >= partitions[part]:
+                        behind.discard(part)
+                        if not behind:
+                            self.caught_up.set()
+        finally:
+            consumer.close()
