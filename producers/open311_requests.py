@@ -165,9 +165,11 @@ class RequestBook:
             while not self._stop.is_set() and not partitions:
                 try:
                     meta = consumer.list_topics(topic, timeout=5).topics[topic]
-                    for p in meta.partitions:
-                        partitions[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                    # All partitions or none: one leader still moving must not leave a partition out.
+                    partitions = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                                  for p in meta.partitions}
                 except (KafkaException, KeyError) as exc:
+                    partitions = {}
                     log.warning("open311 read model: %s not readable yet (%s)", topic, exc)
                     self._stop.wait(2)
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
