@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from benchmarks.kafka_rates import create_topic
-from benchmarks.pipeline import Child, committed_total, cpu_seconds, hub_env, say
+from benchmarks.pipeline import Child, Committed, cpu_seconds, hub_env, say
 from veille.config import Settings
 from veille.schemas.models import Incident
 from veille.topics import Topics, ensure_topics, territory_topic_specs
@@ -68,7 +68,8 @@ def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: st
         create_topic(s, f"{s.topic_prefix}.bare", s.partitions)
     logs = s.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    admin = AdminClient(s.kafka_client_config())
+    topics = Topics(s.topic_prefix)
+    committed = Committed(s, group, [topics.intake(m) for m in sorted({i.municipality for i in incidents})])
     children: list[Child] = []
     started = time.monotonic()
     try:
@@ -88,7 +89,7 @@ def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: st
         first_done = 0
         cpu0 = 0.0
         while time.monotonic() - started < timeout:
-            done = committed_total(admin, group)
+            done = committed.total()
             now = time.monotonic()
             if done > 0 and first is None:
                 first, first_done = now, done
@@ -102,8 +103,9 @@ def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: st
                 if c.proc.poll() is not None:
                     raise RuntimeError(f"{c.name} exited {c.proc.returncode}")
             time.sleep(0.25)
-        left = committed_total(admin, group)
+        left = committed.total()
         raise TimeoutError(f"{what}: {left:,} of {n:,} committed after {timeout:.0f}s")
     finally:
         for c in children:
             c.stop()
+        committed.close()

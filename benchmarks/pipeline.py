@@ -25,8 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.results import say
@@ -34,6 +33,7 @@ from veille.config import Settings
 from veille.producers.sdk import Publisher
 from veille.schemas.models import Incident
 from veille.sinks.store import ChdbStore
+from veille.topics import Topics
 
 CHUNK = 500  # incidents per publish_many call in the sustained phase
 
@@ -118,10 +118,24 @@ def hub_env(settings: Settings) -> dict[str, str]:
 # --------------------------------------------------------------------------- progress
 
 
-def committed_total(admin: AdminClient, group: str) -> int:
-    """Sum of the group's committed offsets (0 before its first commit)."""
-    fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=10)[group]
-    return sum(max(tp.offset, 0) for tp in fut.result().topic_partitions)
+class Committed:
+    """Sum of a group's committed offsets on ``topics``, read by a consumer that never joins it.
+
+    Not the admin API: librdkafka 2.16's ListConsumerGroupOffsets crashed the benchmark while
+    the group was forming (SIGSEGV in rd_kafka_cgrp_op under rd_kafka_handle_OffsetFetch, gdb).
+    """
+
+    def __init__(self, settings: Settings, group: str, topics: list[str]) -> None:
+        self.consumer = Consumer({**settings.kafka_client_config(), "group.id": group,
+                                  "enable.auto.commit": False})
+        md = self.consumer.list_topics(timeout=30)
+        self.partitions = [TopicPartition(t, p) for t in topics for p in md.topics[t].partitions]
+
+    def total(self) -> int:
+        return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, timeout=10))
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -196,12 +210,12 @@ class Hub:
         self.sink = sink
         self.router = router
         self.pids = {"router": router.pid, "sink": sink.pid, "broker": broker_pid, "producer": os.getpid()}
-        self.admin = AdminClient(settings.kafka_client_config())
         self.sink_group = f"{settings.topic_prefix}.sink"
+        self.committed = Committed(settings, self.sink_group, [Topics(settings.topic_prefix).routed])
         self.base = 0  # incidents stored before the current phase
 
     def stored(self) -> int:
-        return committed_total(self.admin, self.sink_group)
+        return self.committed.total()
 
     def cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}

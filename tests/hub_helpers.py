@@ -171,3 +171,18 @@ def expected_dispatches(events: Iterable[Any]) -> Counter[tuple[str, str, str]]:
             continue
         out.update((key, t.agency_id, t.service.value) for t in decision.targets)
     return out
+
+
+def committed_offsets(settings: Settings, group: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> committed offset of ``group`` (-1: none), read by a consumer that never
+    joins the group. Not the admin API: librdkafka 2.16's ListConsumerGroupOffsets crashed the
+    calling process (SIGSEGV in rd_kafka_cgrp_op) while a group was forming."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": group, "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(timeout=30)
+        tps = [TopicPartition(t, p) for t in topics for p in md.topics[t].partitions]
+        return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=30)}
+    finally:
+        consumer.close()

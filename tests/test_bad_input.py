@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer
-from confluent_kafka.admin import AdminClient
-from hub_helpers import HubProcess, hub_settings, read_topics, wait_for
+from confluent_kafka import Producer
+from hub_helpers import HubProcess, committed_offsets, hub_settings, read_topics, wait_for
 
 from veille.producers.simulator import Simulator
 from veille.schemas import codec
@@ -172,10 +171,8 @@ def test_router_stops_loudly_when_most_of_the_stream_is_invalid(kafka: Any, tmp_
         assert "stopping the router" in router.log()
         # Nothing it refused to dead-letter was committed: after the fix, it is read again.
         group = f"{settings.topic_prefix}-router"
-        admin = AdminClient(settings.kafka_client_config())  # kept alive until the answer comes
-        fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-        committed = sum(max(0, tp.offset) for tp in fut.result(timeout=30).topic_partitions
-                        if tp.topic == topics.intake("35401"))
+        committed = sum(max(0, offset) for offset in
+                        committed_offsets(settings, group, [topics.intake("35401")]).values())
         assert committed < 600
         dead = read_topics(settings, [topics.dead_letter_restricted], until=lambda out: False, timeout=5)
         assert len(dead) < 600

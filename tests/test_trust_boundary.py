@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from hub_helpers import HubProcess, hub_settings, read_topics
+from hub_helpers import HubProcess, committed_offsets, hub_settings, read_topics
 
 from veille.deadletter import MAX_ORIGINAL_BYTES
 from veille.producers.simulator import Simulator, span_for
@@ -165,12 +165,6 @@ def _set_topic_config(settings: Any, topic: str, **config: str) -> None:
         fut.result(timeout=30)
 
 
-def _committed(settings: Any, group: str) -> dict[tuple[str, int], int]:
-    admin = AdminClient(settings.kafka_client_config())
-    fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-    return {(tp.topic, tp.partition): tp.offset for tp in fut.result(timeout=30).topic_partitions}
-
-
 def _end_offsets(settings: Any, topics: list[str]) -> dict[tuple[str, int], int]:
     from confluent_kafka import Consumer
 
@@ -252,7 +246,7 @@ def test_hostile_publishers_cannot_stop_the_router(kafka: Any, tmp_path: Path) -
         ends = {k: v for k, v in _end_offsets(settings, sources).items() if v > 0}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            committed = _committed(settings, group)
+            committed = committed_offsets(settings, group, sources)
             if all(committed.get(k, -1) == v for k, v in ends.items()):
                 break
             time.sleep(1)
