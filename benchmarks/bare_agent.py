@@ -52,6 +52,7 @@ def create_app() -> faust.App:
             for event in events:
                 await stream.ack(event)
 
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     (settings.state_dir / "bare.json").write_text(json.dumps({"pid": os.getpid(), "at": time.time()}))
     return app
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.results import say
@@ -130,9 +130,13 @@ class Committed:
                                   "enable.auto.commit": False})
         md = self.consumer.list_topics(timeout=30)
         self.partitions = [TopicPartition(t, p) for t in topics for p in md.topics[t].partitions]
+        self.last = 0
 
     def total(self) -> int:
-        return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, timeout=10))
+        """The last known total: while the group coordinator loads or moves, the previous one."""
+        with contextlib.suppress(KafkaException):
+            self.last = sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, timeout=10))
+        return self.last
 
     def close(self) -> None:
         self.consumer.close()

@@ -17,7 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from veille.config import Settings
@@ -183,6 +183,13 @@ def committed_offsets(settings: Settings, group: str, topics: Iterable[str]) -> 
     try:
         md = consumer.list_topics(timeout=30)
         tps = [TopicPartition(t, p) for t in topics for p in md.topics[t].partitions]
-        return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=30)}
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=30)}
+            except KafkaException:  # coordinator loading or moving: ask again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
