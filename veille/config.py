@@ -57,7 +57,14 @@ class Settings(BaseSettings):
 
     # The router exits (for its supervisor to restart it) after this long without a
     # completed batch while its consumer group has a backlog.
+    # It must exceed router_session_seconds + 10 s (a rejoin), or the router refuses to start.
     router_stall_seconds: float = 60.0
+    # Consumer session timeout of the router: how long the group waits for a member that
+    # stopped heartbeating (a router that died on another host, or under a new instance id).
+    router_session_seconds: float = 20.0
+    # Static group membership (group.instance.id): a restarted router takes its predecessor's
+    # place at once. "" = <topic prefix>-router-<host name>-<hash of the state dir>.
+    router_instance_id: str = ""
 
     # Producers.
     delivery_timeout_ms: int = 30_000
