@@ -21,6 +21,7 @@ from veille.sinks.indicators import Cell, compute, render_text
 from veille.sinks.pipeline import SinkPipeline
 from veille.sinks.service import SINK_INFO, running_sink_url, serve, write_sink_info
 from veille.sinks.store import open_store
+from veille.telemetry import enable_crash_tracebacks
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def _cmd_sink_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     store = open_store(settings)
+    enable_crash_tracebacks()  # after chDB installed its own fatal-signal handlers
     store.migrate()
     port = settings.metrics_port if args.port is None else args.port
     server = serve(store, port, args.host)
