@@ -10,12 +10,16 @@ whose ``reason`` is a stable code used for dead-letter records and metrics.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from io import BytesIO
 from typing import Any
 
 import fastavro
+from fastavro.schema import to_parsing_canonical_form
+from fastavro.validation import ValidationError, validate
 
 from veille.schemas.catalog import Catalog, SchemaVersion, catalog
 
@@ -52,10 +56,46 @@ def encode(record_type: str, value: Mapping[str, Any], *, version: int | None = 
     out.write(SINGLE_OBJECT_MARKER)
     out.write(sv.fingerprint)
     try:
+        if _has_int(sv.fingerprint, cat):
+            # fastavro writes any Python int as a varint: 2**31 in an `int` field would be
+            # written silently and read back as something else by other implementations.
+            validate(value, sv.parsed, raise_errors=True, strict=False)
         fastavro.schemaless_writer(out, sv.parsed, value, strict_allow_default=True)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, ValidationError) as exc:
+        # OverflowError: a `long` beyond 64 bits.
         raise EncodeError(f"{sv.label}: {exc}") from exc
     return out.getvalue()
+
+
+@lru_cache(maxsize=256)
+def _has_int(fingerprint: bytes, cat: Catalog) -> bool:
+    """Whether a schema has an Avro `int` anywhere (only those need range validation)."""
+    return '"int"' in to_parsing_canonical_form(cat.by_fingerprint[fingerprint].parsed)
+
+
+@lru_cache(maxsize=256)
+def _without_logical_types(fingerprint: bytes, cat: Catalog) -> Any:
+    """The same binary layout with plain types: the Parsing Canonical Form drops logicalType."""
+    canonical = to_parsing_canonical_form(cat.by_fingerprint[fingerprint].parsed)
+    return fastavro.parse_schema(json.loads(canonical), _force=True)
+
+
+def _body_ends_early(data: bytes, sv: SchemaVersion, cat: Catalog) -> bool:
+    """Whether the body is cut short, as opposed to complete with an invalid value.
+
+    A value out of its logical type's range (a timestamp beyond year 9999) fails while the
+    last bytes are being converted, with the reader at the end of the data: reading the
+    same bytes without logical types tells the two cases apart.
+    """
+    body = BytesIO(data)
+    body.seek(HEADER_LEN)
+    try:
+        fastavro.schemaless_reader(body, _without_logical_types(sv.fingerprint, cat), None)
+    except EOFError:
+        return True
+    except Exception:
+        return body.tell() >= len(data)
+    return False
 
 
 def writer_schema(data: bytes, cat: Catalog | None = None) -> SchemaVersion:
@@ -95,7 +135,7 @@ def decode(data: bytes | None, *, expect: Collection[str] | None = None,
             body, sv.parsed, None if reader is sv else reader.parsed
         )
     except Exception as exc:  # fastavro raises many types on bad bytes
-        if isinstance(exc, EOFError) or body.tell() >= len(data):
+        if isinstance(exc, EOFError) or (body.tell() >= len(data) and _body_ends_early(data, sv, cat)):
             raise DecodeError("truncated", f"{sv.label} body ends early") from exc
         raise DecodeError("corrupt", f"{sv.label} body unreadable: {exc!r}") from exc
     if body.tell() != len(data):
