@@ -40,6 +40,9 @@ def _lag_probe(conf: dict[str, str | int | float | bool], group: str, stop: thre
             lags = group_lag(admin, group)
         except Exception as exc:  # the probe must never take the router down
             log.warning("lag probe failed: %r", exc)
+            # After a broker restart an admin client can keep timing out on every request
+            # while a fresh one answers at once (seen in `make chaos`): start afresh.
+            admin = AdminClient(conf)
             continue
         for (topic, partition), lag in lags.items():
             metrics.CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)

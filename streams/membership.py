@@ -28,18 +28,33 @@ from veille.config import Settings
 REJOIN_MARGIN = 10.0
 
 
-def instance_id(settings: Settings) -> str:
-    """``VEILLE_ROUTER_INSTANCE_ID``, else ``<prefix>-router-<host>-<hash of the state dir>``.
+def static_member_id(settings: Settings, component: str) -> str:
+    """``<prefix>-<component>-<host>-<hash of the state dir>``: a stable group.instance.id.
 
     Stable across restarts of the same worker (same host, same state dir), distinct for two
     workers on one host with different state dirs. Replicas sharing a host name and a state
-    dir must set VEILLE_ROUTER_INSTANCE_ID: two live members with one id fence each other.
+    dir must set their instance id explicitly: two live members with one id fence each other.
     """
-    if settings.router_instance_id:
-        return settings.router_instance_id
     digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:8]
     host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:64]
-    return f"{settings.topic_prefix}-router-{host}-{digest}"
+    return f"{settings.topic_prefix}-{component}-{host}-{digest}"
+
+
+def instance_id(settings: Settings) -> str:
+    """The router's group.instance.id: ``VEILLE_ROUTER_INSTANCE_ID`` or the derived default."""
+    return settings.router_instance_id or static_member_id(settings, "router")
+
+
+def sink_consumer_settings(settings: Settings, group_id: str) -> dict[str, Any]:
+    """librdkafka settings of the sink's static membership (``veille sink run``).
+
+    Without them a sink killed with ``kill -9`` leaves a member that its successor waits
+    for until librdkafka's 45 s session timeout expires (measured by ``make chaos``).
+    """
+    member = settings.sink_instance_id or static_member_id(settings, f"sink.{group_id}")
+    return {"group.instance.id": member,
+            "session.timeout.ms": int(settings.sink_session_seconds * 1000),
+            "heartbeat.interval.ms": int(max(1.0, min(3.0, settings.sink_session_seconds / 5)) * 1000)}
 
 
 def rejoin_seconds(settings: Settings) -> float:

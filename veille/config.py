@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     clickhouse_database: str = "veille"
     sink_batch_rows: int = 10_000
     sink_batch_seconds: float = 0.25  # bounds the latency a batch adds (p99 target 1 s)
+    # Static membership of `veille sink run` (as the router's): "" = derived from the topic
+    # prefix, group, host name and state dir; the session bounds the wait for a lost sink.
+    sink_instance_id: str = ""
+    sink_session_seconds: float = 20.0
 
     # Incident-level rows expire (GDPR minimisation); aggregate indicators are kept longer.
     store_incident_ttl_days: int = 400
