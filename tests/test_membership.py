@@ -16,6 +16,7 @@ from veille.streams.membership import (
     faust_consumer_settings,
     instance_id,
     rejoin_seconds,
+    sink_consumer_settings,
     stall_reason,
 )
 
@@ -30,6 +31,17 @@ def test_instance_id_is_stable_per_worker_and_overridable(tmp_path: Path) -> Non
     assert instance_id(a) != instance_id(Settings(state_dir=tmp_path / "b", topic_prefix="vx"))
     assert instance_id(a) != instance_id(Settings(state_dir=tmp_path / "a", topic_prefix="vy"))
     assert instance_id(a.model_copy(update={"router_instance_id": "router-0"})) == "router-0"
+
+
+def test_sink_is_a_static_member_too(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, topic_prefix="vx")
+    conf = sink_consumer_settings(settings, "vx.sink")
+    assert conf == sink_consumer_settings(Settings(state_dir=tmp_path, topic_prefix="vx"), "vx.sink")
+    assert conf["group.instance.id"].startswith("vx-sink.vx.sink-")
+    assert conf["group.instance.id"] != sink_consumer_settings(settings, "other")["group.instance.id"]
+    assert conf["session.timeout.ms"] == 20_000 and conf["heartbeat.interval.ms"] * 3 <= 20_000
+    pinned = settings.model_copy(update={"sink_instance_id": "sink-0"})
+    assert sink_consumer_settings(pinned, "vx.sink")["group.instance.id"] == "sink-0"
 
 
 def test_faust_timeouts_are_consistent() -> None:
