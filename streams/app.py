@@ -116,6 +116,13 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+def router_source_topics(settings: Settings) -> list[str]:
+    """The topics the router consumes (for its stall watchdog)."""
+    topics = Topics(settings.topic_prefix)
+    municipalities = sorted(load_territory(settings.territory_dir).municipalities)
+    return [*(topics.intake(m) for m in municipalities), topics.alerts, topics.status]
+
+
 def _credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
     # Same resolution as the confluent-kafka clients (Settings.kafka_credentials).
     creds = settings.kafka_credentials()

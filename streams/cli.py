@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from veille.config import get_settings
 from veille.streams import metrics
-from veille.streams.lag import group_lag
+from veille.streams.lag import CommittedLag
 from veille.streams.membership import check_stall_window, stall_reason
 from veille.telemetry import serve_metrics
 
@@ -24,8 +24,8 @@ EXIT_STALLED = 4
 EXIT_BAD_CONFIG = 2
 
 
-def _lag_probe(conf: dict[str, str | int | float | bool], group: str, stop: threading.Event,
-               stall_seconds: float, join_limit: float) -> None:
+def _lag_probe(conf: dict[str, str | int | float | bool], group: str, topics: list[str],
+               stop: threading.Event, stall_seconds: float, join_limit: float) -> None:
     """Publish the group's lag; exit the process if its partitions have a backlog but no progress.
 
     After some broker restarts the faust consumer never resumes fetching (seen in the fault
@@ -34,15 +34,12 @@ def _lag_probe(conf: dict[str, str | int | float | bool], group: str, stop: thre
     at once (static membership) and resumes from the committed offsets, so nothing is lost.
     Joining and rebalancing are not stalls (``membership.stall_reason``).
     """
-    admin = AdminClient(conf)
+    probe = CommittedLag(conf, group, topics)
     while not stop.wait(LAG_INTERVAL):
         try:
-            lags = group_lag(admin, group)
+            lags = probe.lag()
         except Exception as exc:  # the probe must never take the router down
             log.warning("lag probe failed: %r", exc)
-            # After a broker restart an admin client can keep timing out on every request
-            # while a fresh one answers at once (seen in `make chaos`): start afresh.
-            admin = AdminClient(conf)
             continue
         for (topic, partition), lag in lags.items():
             metrics.CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
@@ -52,12 +49,13 @@ def _lag_probe(conf: dict[str, str | int | float | bool], group: str, stop: thre
             metrics.STALLED.inc()
             logging.shutdown()
             os._exit(EXIT_STALLED)
+    probe.close()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     import faust
 
-    from veille.streams.app import create_app
+    from veille.streams.app import create_app, router_source_topics
     from veille.topics import ensure_topics, territory_topic_specs
 
     settings = get_settings()
@@ -85,7 +83,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # plus the stall window, with a backlog, the consumer is stuck and a restart is better.
     join_limit = (settings.router_stall_seconds + app.conf.broker_session_timeout
                   + app.conf.broker_rebalance_timeout)
-    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id, stop,
+    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id,
+                                              router_source_topics(settings), stop,
                                               settings.router_stall_seconds, join_limit),
                      daemon=True).start()
     log.info("group %s, static member %s", app.conf.id, app.conf.consumer_group_instance_id)
