@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "clickhouse_url": "", "topic_prefix": "chaos"})
     broker = LocalBroker(settings)
     territory = load_territory(settings.territory_dir)
-    n = int(args.rate * (len(FAULTS) * args.rounds * 40 + 120))  # enough for a slow run
+    n = int(args.rate * (len(FAULTS) * args.rounds * 30 + 60))  # ~2x what a run takes
     sim = Simulator(territory, seed=99, start=datetime.now(UTC) - span_for(n))
     incidents = sim.incidents(n)
     began = time.monotonic()

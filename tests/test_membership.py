@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from veille.config import Settings
+from veille.sinks.pipeline import SinkPipeline
 from veille.streams.membership import (
     Progress,
     check_stall_window,
@@ -103,3 +106,25 @@ def test_watchdog_counts_idle_time_only_on_assigned_partitions() -> None:
 def test_valid_stall_windows_pass_the_start_check(stall: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VEILLE_ROUTER_STALL_SECONDS", stall)
     assert check_stall_window(Settings()) is None
+
+
+class _ErrorMessage:
+    def __init__(self, err: KafkaError) -> None:
+        self._err = err
+
+    def error(self) -> KafkaError:
+        return self._err
+
+
+def test_sink_stops_on_a_fenced_static_member(tmp_path: Path) -> None:
+    """librdkafka reports a fenced static member as a _FATAL event whose fatal() is False."""
+    settings = Settings(state_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
+    pipeline = SinkPipeline(settings, cast(Any, object()), extra_consumer_config={"log_level": 0})
+    try:
+        fenced = KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced")
+        assert not fenced.fatal()
+        with pytest.raises(KafkaException):
+            pipeline._ingest(cast(Any, _ErrorMessage(fenced)))
+        pipeline._ingest(cast(Any, _ErrorMessage(KafkaError(KafkaError._TRANSPORT, "down"))))  # logged
+    finally:
+        pipeline.consumer.close()
