@@ -37,7 +37,20 @@ def enable_crash_tracebacks() -> None:
     handler once the tracebacks are written.
     """
     import faulthandler
+    import io
+    import sys
 
+    # stderr may be replaced by an object without a file descriptor (main() called in-process,
+    # under pytest's capture): then the process's real stderr, else nothing to do.
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.fileno()
+                break
+        except (AttributeError, ValueError, io.UnsupportedOperation):
+            continue
+    else:
+        return
     faulthandler.disable()
-    faulthandler.enable(all_threads=True)
+    faulthandler.enable(file=stream, all_threads=True)
 
