@@ -47,6 +47,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VEILLE_SINK_BATCH_SECONDS": str(settings.sink_batch_seconds),
         "VEILLE_SINK_BATCH_ROWS": str(settings.sink_batch_rows),
         "VEILLE_ROUTER_STALL_SECONDS": str(settings.router_stall_seconds),
+        "VEILLE_REPLICATION_FACTOR": str(settings.replication_factor),
+        "VEILLE_MIN_INSYNC_REPLICAS": str(settings.min_insync_replicas),
     })
     return env
 

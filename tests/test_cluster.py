@@ -133,22 +133,24 @@ def test_two_nodes_down_refused_clearly_then_flows_again(cluster: ClusterFixture
                 pub.publish(inc)
             summary = pub.flush(40)
             acknowledged += pub.acknowledged_ids
-        refused = summary.acknowledged == 0
-        if refused:
-            # Nothing acknowledged with one replica in sync: every publish failed, and said why.
-            assert len(summary.failed) == len(during), summary
-            errors = Counter(error.split(":")[0] for _, error in summary.failed)
-            print(f"publisher errors with two nodes down: {dict(errors)}")
-            assert set(errors) <= {"NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-                                   "_MSG_TIMED_OUT", "REQUEST_TIMED_OUT"}, errors
+        # Nothing acknowledged with one replica in sync: every publish failed, and said why.
+        # (Before the fix in veille.topics, the router, started without
+        # VEILLE_MIN_INSYNC_REPLICAS, lowered every topic to min.insync.replicas=1 and these
+        # writes were acknowledged by the last node alone.)
+        assert summary.acknowledged == 0, summary
+        assert len(summary.failed) == len(during), summary
+        errors = Counter(error.split(":")[0] for _, error in summary.failed)
+        print(f"publisher errors with two nodes down: {dict(errors)}")
+        assert set(errors) <= {"NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+                               "_MSG_TIMED_OUT", "REQUEST_TIMED_OUT"}, errors
 
-            async def answered_503(client: Any) -> None:
-                resp = await client.post("/v1/incidents", data=jsonable(
-                    {**json.loads(during[0].model_dump_json()), "id": str(during[0].id)}))
-                assert resp.status == 503, await resp.text()
-                assert resp.headers["Retry-After"]
+        async def answered_503(client: Any) -> None:
+            resp = await client.post("/v1/incidents", data=jsonable(
+                {**json.loads(during[0].model_dump_json()), "id": str(during[0].id)}))
+            assert resp.status == 503, await resp.text()
+            assert resp.headers["Retry-After"]
 
-            run(settings, answered_503)
+        run(settings, answered_503)
 
         for node in down:
             cluster.cluster.start_node(node, die_with_parent=True, wait=False)
@@ -159,18 +161,15 @@ def test_two_nodes_down_refused_clearly_then_flows_again(cluster: ClusterFixture
                 pub.publish(inc)
             assert not pub.flush(60).failed
             acknowledged += pub.acknowledged_ids
-        assert len(acknowledged) == len(before) + len(after) + summary.acknowledged
+        assert len(acknowledged) == len(before) + len(after)
         wait_for(lambda: set(acknowledged) <= set(get_json(f"{sink_url}/stats?ids=1")["ids"]), 180,
                  "every acknowledged incident in the store")
         time.sleep(2)
         stats = get_json(f"{sink_url}/stats?ids=1")
         assert stats["incidents"] == stats["incident_ids"] == len(stats["ids"])  # nothing doubled
-        assert 4 not in router_exits, router_exits
-        if not refused:
-            # Seen in about half the runs: the last node, alone in the ISR per its metadata,
-            # acknowledged acks=all writes despite min.insync.replicas=2 (nothing was lost:
-            # the checks above passed). Not understood yet: reported, not hidden.
-            pytest.xfail(f"{summary.acknowledged} writes acknowledged with two of three nodes down")
+        # While no write can reach min.insync.replicas the router cannot finish a batch: its stall
+        # watchdog may stop it (4) and the supervisor restart it; nothing else may stop it.
+        assert set(router_exits) <= {4} and len(router_exits) <= 2, router_exits
     finally:
         stopping.set()
         time.sleep(0.6)
