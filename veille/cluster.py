@@ -192,8 +192,12 @@ class LocalCluster:
         return self.node(node_id).kill()
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop every node (the last one alone cannot shut down cleanly: no quorum; SIGKILL)."""
-        stopped = [n.stop(timeout) for n in self.nodes]
+        """Stop every node at once: one by one, the last ones would lose the controller quorum
+        and wait for it until SIGKILL."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            stopped = list(pool.map(lambda n: n.stop(timeout), self.nodes))
         return any(stopped)
 
     def kill(self) -> bool:
