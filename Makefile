@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench broker-start broker-stop clean tools
+.PHONY: setup demo test lint bench chaos broker-start broker-stop clean tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ lint: setup
 ## Throughput and latency numbers (not part of the tests).
 bench: setup
 	$(BIN)/python -m benchmarks
+
+## Single faults under load (kill -9 router/sink, broker restarts), 5 times each: recovery
+## times and data checks (not part of the tests; about 10 minutes).
+chaos: setup
+	$(BIN)/python -m benchmarks.chaos
 
 broker-start: setup
 	$(BIN)/veille broker start

@@ -11,14 +11,18 @@ whose ``reason`` is a stable code used for dead-letter records and metrics.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from io import BytesIO
 from typing import Any, Protocol
 from uuid import UUID
 
 import fastavro
+from fastavro.schema import to_parsing_canonical_form
+from fastavro.validation import ValidationError, validate
 
 from veille.schemas.catalog import Catalog, SchemaVersion, catalog
 
@@ -73,10 +77,51 @@ def _encode(sv: SchemaVersion, header: bytes, value: Mapping[str, Any]) -> bytes
     out = BytesIO()
     out.write(header)
     try:
+        if _has_int(sv):
+            # fastavro writes any Python int as a varint: 2**31 in an `int` field would be
+            # written silently and read back as something else by other implementations.
+            validate(value, sv.parsed, raise_errors=True, strict=False)
         fastavro.schemaless_writer(out, sv.parsed, value, strict_allow_default=True)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, ValidationError) as exc:
+        # OverflowError: a `long` beyond 64 bits.
         raise EncodeError(f"{sv.label}: {exc}") from exc
     return out.getvalue()
+
+
+_HAS_INT: dict[bytes, bool] = {}
+
+
+def _has_int(sv: SchemaVersion) -> bool:
+    """Whether a schema has an Avro `int` anywhere (only those need range validation)."""
+    found = _HAS_INT.get(sv.fingerprint)
+    if found is None:
+        found = _HAS_INT[sv.fingerprint] = '"int"' in to_parsing_canonical_form(sv.parsed)
+    return found
+
+
+@lru_cache(maxsize=256)
+def _without_logical_types(fingerprint: bytes, cat: Catalog) -> Any:
+    """The same binary layout with plain types: the Parsing Canonical Form drops logicalType."""
+    canonical = to_parsing_canonical_form(cat.by_fingerprint[fingerprint].parsed)
+    return fastavro.parse_schema(json.loads(canonical), _force=True)
+
+
+def _body_ends_early(data: bytes, sv: SchemaVersion, cat: Catalog, header_len: int = HEADER_LEN) -> bool:
+    """Whether the body is cut short, as opposed to complete with an invalid value.
+
+    A value out of its logical type's range (a timestamp beyond year 9999) fails while the
+    last bytes are being converted, with the reader at the end of the data: reading the
+    same bytes without logical types tells the two cases apart.
+    """
+    body = BytesIO(data)
+    body.seek(header_len)
+    try:
+        fastavro.schemaless_reader(body, _without_logical_types(sv.fingerprint, cat), None)
+    except EOFError:
+        return True
+    except Exception:
+        return body.tell() >= len(data)
+    return False
 
 
 def writer_schema(data: bytes, cat: Catalog | None = None, resolver: Resolver | None = None) -> SchemaVersion:
@@ -128,7 +173,8 @@ def decode(data: bytes | None, *, expect: Collection[str] | None = None,
             body, sv.parsed, None if reader is sv else reader.parsed
         )
     except Exception as exc:  # fastavro raises many types on bad bytes
-        if isinstance(exc, EOFError) or body.tell() >= len(data):
+        cut = body.tell() >= len(data) and _body_ends_early(data, sv, cat, header_len)
+        if isinstance(exc, EOFError) or cut:
             raise DecodeError("truncated", f"{sv.label} body ends early") from exc
         raise DecodeError("corrupt", f"{sv.label} body unreadable: {exc!r}") from exc
     if body.tell() != len(data):

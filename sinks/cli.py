@@ -21,6 +21,8 @@ from veille.sinks.indicators import Cell, compute, render_text
 from veille.sinks.pipeline import SinkPipeline
 from veille.sinks.service import SINK_INFO, running_sink_url, serve, write_sink_info
 from veille.sinks.store import open_store
+from veille.streams.membership import sink_consumer_settings
+from veille.telemetry import enable_crash_tracebacks
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,15 @@ def _cmd_sink_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     store = open_store(settings)
+    enable_crash_tracebacks()  # after chDB installed its own fatal-signal handlers
     store.migrate()
     port = settings.metrics_port if args.port is None else args.port
     server = serve(store, port, args.host)
     info = write_sink_info(settings.state_dir, server.url)
-    pipeline = SinkPipeline(settings, store, topic=args.topic, group_id=args.group)
+    group = args.group or f"{settings.topic_prefix}.sink"
+    # Static membership: a restarted sink takes its predecessor's partitions at once.
+    pipeline = SinkPipeline(settings, store, topic=args.topic, group_id=group,
+                            extra_consumer_config=sink_consumer_settings(settings, group))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current batch", signum)

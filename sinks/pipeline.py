@@ -321,7 +321,10 @@ class SinkPipeline:
     def _ingest(self, msg: Message) -> None:
         err = msg.error()
         if err is not None:
-            if err.fatal():
+            # A fenced static member (FENCED_INSTANCE_ID after a broker restart, seen in
+            # `make chaos`) arrives as a _FATAL event whose fatal() flag is not set: either
+            # way the consumer is unusable, so stop and let the supervisor start a fresh one.
+            if err.fatal() or err.code() == KafkaError._FATAL:
                 raise KafkaException(err)
             log.warning("consumer error: %s", err)
             return

@@ -27,6 +27,7 @@ from veille.schemas.registry import confluent_writer, resolver_from_settings
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog
 from veille.streams.batch import BatchFailed, BatchHandler, Prepared, SeenWindow
+from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
 from veille.streams.router import Message, Router
 from veille.territory import load_territory
@@ -58,7 +59,23 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,  # /metrics is served by prometheus-client (see cli)
         broker_commit_interval=1.0,
+        # Static membership + a short session: see streams/membership.py.
+        **faust_consumer_settings(settings),
     )
+
+    # The watchdog must not count a join or a rebalance as a stall: it learns here which
+    # partitions this worker holds, and an assignment counts as progress.
+    def _revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        metrics.PROGRESS.revoked()
+
+    def _assigned(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        assigned = args[0]
+        metrics.PROGRESS.assigned_to({(tp.topic, tp.partition) for tp in assigned})
+        log.info("assigned %d partitions", len(assigned))
+
+    app.on_partitions_revoked.connect(_revoked)
+    app.on_partitions_assigned.connect(_assigned)
+
     sources = app.topic(
         *[topics.intake(m) for m in sorted(territory.municipalities)],
         topics.alerts, topics.status, key_type=bytes, value_type=bytes,
@@ -102,7 +119,7 @@ def create_app(settings: Settings) -> faust.App:
             for event in events:
                 await stream.ack(event)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            metrics.LAST_PROGRESS[0] = time.monotonic()
+            metrics.PROGRESS.batch_done()
 
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN):
             started = time.perf_counter()
@@ -116,7 +133,7 @@ def create_app(settings: Settings) -> faust.App:
                     await handler.handle(messages)
                     for event in events:
                         await stream.ack(event)
-                    metrics.LAST_PROGRESS[0] = time.monotonic()
+                    metrics.PROGRESS.batch_done()
                     continue
                 # Pipelining: decide this batch while the previous one waits for Kafka's acks,
                 # then deliver it once the previous one is durable (acks stay in order).
@@ -134,6 +151,13 @@ def create_app(settings: Settings) -> faust.App:
                 stop(EXIT_BATCH_FAILED, f"a batch of {len(messages)} messages could not be handled", exc)
 
     return app
+
+
+def router_source_topics(settings: Settings) -> list[str]:
+    """The topics the router consumes (for its stall watchdog)."""
+    topics = Topics(settings.topic_prefix)
+    municipalities = sorted(load_territory(settings.territory_dir).municipalities)
+    return [*(topics.intake(m) for m in municipalities), topics.alerts, topics.status]
 
 
 def _credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:

@@ -191,7 +191,7 @@ class BatchHandler:
                             exc, backoff)
                 # Waiting for the registry is not a consumer stall: the alert on
                 # veille_schema_registry_unreachable says why nothing moves.
-                metrics.LAST_PROGRESS[0] = time.monotonic()
+                metrics.PROGRESS.batch_done()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, REGISTRY_BACKOFF_MAX)
                 try:

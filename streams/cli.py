@@ -6,55 +6,63 @@ import argparse
 import json
 import logging
 import os
+import sys
 import threading
-import time
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from veille.config import get_settings
 from veille.streams import metrics
-from veille.streams.lag import group_lag
+from veille.streams.lag import CommittedLag
+from veille.streams.membership import check_stall_window, stall_reason
 from veille.telemetry import serve_metrics
 
 log = logging.getLogger("veille.router")
 LAG_INTERVAL = 5.0
 EXIT_STALLED = 4
+EXIT_BAD_CONFIG = 2
 
 
-def _lag_probe(conf: dict[str, str | int | float | bool], group: str, stop: threading.Event,
-               stall_seconds: float) -> None:
-    """Publish the group's lag; exit the process if it has a backlog but makes no progress.
+def _lag_probe(conf: dict[str, str | int | float | bool], group: str, topics: list[str],
+               stop: threading.Event, stall_seconds: float, join_limit: float) -> None:
+    """Publish the group's lag; exit the process if its partitions have a backlog but no progress.
 
     After some broker restarts the faust consumer never resumes fetching (seen in the fault
     tests). A router that is alive but stuck is worse than one that exits: its supervisor
-    (compose ``restart``, Kubernetes) starts a fresh one, which resumes from the committed
-    offsets, so nothing is lost.
+    (compose ``restart``, Kubernetes) starts a fresh one, which takes its place in the group
+    at once (static membership) and resumes from the committed offsets, so nothing is lost.
+    Joining and rebalancing are not stalls (``membership.stall_reason``).
     """
-    admin = AdminClient(conf)
+    probe = CommittedLag(conf, group, topics)
     while not stop.wait(LAG_INTERVAL):
         try:
-            lags = group_lag(admin, group)
+            lags = probe.lag()
         except Exception as exc:  # the probe must never take the router down
             log.warning("lag probe failed: %r", exc)
             continue
         for (topic, partition), lag in lags.items():
             metrics.CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
-        idle = time.monotonic() - metrics.LAST_PROGRESS[0]
-        if sum(lags.values()) > 0 and idle > stall_seconds:
-            log.critical("no batch completed for %.0fs with %d messages waiting: exiting so that "
-                         "the supervisor restarts the router", idle, sum(lags.values()))
+        reason = stall_reason(metrics.PROGRESS, lags, stall_seconds, join_limit)
+        if reason:
+            log.critical("%s: exiting so that the supervisor restarts the router", reason)
             metrics.STALLED.inc()
+            logging.shutdown()
             os._exit(EXIT_STALLED)
+    probe.close()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     import faust
 
-    from veille.streams.app import create_app
+    from veille.streams.app import create_app, router_source_topics
     from veille.topics import ensure_topics, territory_topic_specs
 
     settings = get_settings()
+    problem = check_stall_window(settings)
+    if problem:
+        print(f"veille router run: refusing to start: {problem}", file=sys.stderr, flush=True)
+        return EXIT_BAD_CONFIG
     try:
         ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
     except KafkaException as exc:
@@ -71,9 +79,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     (settings.state_dir / "router.json").write_text(json.dumps(info))
     print(f"router: consuming intake/alerts/status; metrics on {info['metrics']}", flush=True)
     stop = threading.Event()
-    metrics.LAST_PROGRESS[0] = time.monotonic()
-    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id, stop,
-                                              settings.router_stall_seconds), daemon=True).start()
+    # A join may legitimately wait for a session timeout and a whole rebalance; beyond that
+    # plus the stall window, with a backlog, the consumer is stuck and a restart is better.
+    join_limit = (settings.router_stall_seconds + app.conf.broker_session_timeout
+                  + app.conf.broker_rebalance_timeout)
+    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id,
+                                              router_source_topics(settings), stop,
+                                              settings.router_stall_seconds, join_limit),
+                     daemon=True).start()
+    log.info("group %s, static member %s", app.conf.id, app.conf.consumer_group_instance_id)
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     # faust's terminal spinner sets the root logger to DEBUG: every aiokafka debug record
     # is then built and dropped (~10% of the router's time, profiled).

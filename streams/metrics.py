@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from veille.streams.membership import Progress
+
 ROUTED = Counter("veille_router_routed_total", "Dispatches produced, per agency and service",
                  ["agency", "service"])
 CROSS_BOUNDARY = Counter("veille_router_cross_boundary_total",
@@ -28,7 +30,7 @@ CONSUMER_LAG = Gauge("veille_consumer_lag", "Messages not yet committed by a con
 STOPPED_INVALID = Counter("veille_router_stopped_invalid_total",
                           "Times the router stopped because most of its input was invalid")
 STALLED = Counter("veille_router_stalled_exits_total", "Exits because no batch completed despite a backlog")
-# Monotonic time of the last completed batch (read by the stall watchdog of `veille router run`).
-LAST_PROGRESS = [0.0]
+# Last completed batch / assignment and the assigned partitions (read by the stall watchdog).
+PROGRESS = Progress()
 BATCH_FAILURES = Counter("veille_router_batch_failures_total",
                          "Batches that could not be handled (the router stops, nothing acked)")

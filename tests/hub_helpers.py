@@ -49,6 +49,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VEILLE_ROUTER_STALL_SECONDS": str(settings.router_stall_seconds),
         "VEILLE_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "VEILLE_FRAMING": settings.framing,
+        "VEILLE_REPLICATION_FACTOR": str(settings.replication_factor),
+        "VEILLE_MIN_INSYNC_REPLICAS": str(settings.min_insync_replicas),
     })
     return env
 

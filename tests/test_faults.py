@@ -43,7 +43,8 @@ def _publish_slowly(settings: Any, incidents: list[Incident], acknowledged: list
 
 def _check_store_and_dispatches(settings: Any, sink_url: str, incidents: list[Incident],
                                 acknowledged: list[str]) -> dict[str, Any]:
-    # Up to a stall (30 s), a restart and faust's session timeout (60 s) when the router got stuck.
+    # Generous: a stall (30 s) and a restart if the router got stuck (static membership: no
+    # wait for the dead member's session).
     wait_for(lambda: set(acknowledged) <= set(get_json(f"{sink_url}/stats?ids=1")["ids"]), 240,
              "every acknowledged incident in the store")
     time.sleep(2)
@@ -123,9 +124,9 @@ def test_broker_restart_mid_stream_while_publishing(kafka: Any, tmp_path: Path) 
         stats = _check_store_and_dispatches(hub.settings, hub.sink_url, hub.incidents, hub.acknowledged)
         print(f"broker restart: published {len(hub.incidents)}, acknowledged {len(hub.acknowledged)}, "
               f"failed {len(hub.failed)}, stored {stats['incidents']}, router exits {hub.router_exits}")
-        # The router may have exited during the outage (stall watchdog: 4; once seen: a crash in
-        # a client library, -11); the supervisor restarted it, and the checks above prove that
-        # nothing was lost or doubled whatever happened to it.
+        # The router may have exited during the outage (stall watchdog: 4; before issue 9, -6:
+        # librdkafka's admin client in the watchdog aborted); the supervisor restarted it, and
+        # the checks above prove that nothing was lost or doubled whatever happened to it.
         assert len(hub.router_exits) <= 3
     finally:
         hub.stop()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from hub_helpers import HubProcess, expected_dispatches, hub_settings, read_topics
+from hub_helpers import HubProcess, expected_dispatches, hub_settings, read_topics, wait_for
 
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
@@ -117,3 +117,53 @@ def test_router_killed_mid_stream_loses_nothing(kafka: Any, tmp_path: Path) -> N
         assert max(ids.values()) <= 2
     finally:
         restarted.stop()
+
+
+def test_router_killed_repeatedly_under_supervisor_never_livelocks(kafka: Any, tmp_path: Path) -> None:
+    """kill -9 (no LeaveGroup) again and again: each successor takes its predecessor's place at
+    once (static membership), the watchdog never fires (no exit 4), and nothing is lost."""
+    settings = hub_settings(kafka.settings, tmp_path, router_stall_seconds=30)
+    topics = Topics(settings.topic_prefix)
+    sim = Simulator(load_territory(), seed=21, start=datetime.now(UTC) - timedelta(days=1))
+    incidents = sim.incidents(1200)
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    router.info("router.json")
+    stopping = threading.Event()
+    exits: list[int] = []
+    router.supervise(stopping, exits)
+    acknowledged: list[str] = []
+
+    def publish() -> None:
+        with Publisher(settings, client_id="test-kill-loop") as pub:
+            for i, inc in enumerate(incidents):
+                pub.publish(inc)
+                if i % 20 == 19:
+                    pub.poll(0)
+                    time.sleep(0.55)  # ~35 incidents/s: the stream spans the kills
+            assert not pub.flush(60).failed
+            acknowledged.extend(pub.acknowledged_ids)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    try:
+        read_topics(settings, [topics.routed], until=lambda out: len(out) >= 50, timeout=60)
+        for _ in range(5):
+            # The successor is up (the supervisor restarted it) and serving.
+            wait_for(lambda: router.proc is not None and router.proc.poll() is None, 10, "a restart")
+            router.info("router.json")
+            time.sleep(3)
+            router.kill()
+        last_kill = time.monotonic()
+        publisher.join(120)
+        assert len(acknowledged) == len(incidents)
+        records = read_topics(settings, [topics.routed], timeout=120,
+                              until=lambda out: {str(d.value["id"]) for _, d in out} >= set(acknowledged))
+        caught_up = time.monotonic() - last_kill
+        routed = Counter(str(d.value["id"]) for _, d in records)
+        assert set(routed) == set(acknowledged), router.log()  # every published incident routed
+        print(f"5 kills: exits {exits}, every incident routed {caught_up:.1f}s after the last kill")
+        assert exits and all(code == -9 for code in exits), (exits, router.log())  # never 4
+    finally:
+        stopping.set()
+        time.sleep(0.6)
+        router.stop()

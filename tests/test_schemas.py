@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from io import BytesIO
 from typing import Any
 
+import fastavro
 import pytest
+from fastavro.schema import to_parsing_canonical_form
 from fastavro.utils import generate_many
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from veille.schemas import codec
-from veille.schemas.catalog import catalog
+from veille.schemas.catalog import Catalog, catalog
 from veille.schemas.models import MODELS, EventType, Incident, ServiceKind
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -211,3 +215,59 @@ def test_the_hand_written_dispatch_writer_matches_the_generic_encoder(**fields: 
     head = ("id", "event_type", "event_id", "agency_id", "service", "rule", "cross_boundary")
     fast = writer.encode(tail, **{k: fields[k] for k in head})
     assert fast == codec.encode("Dispatch", fields)
+
+
+# Edge cases found against the Java reference implementation (Apache Avro 1.12).
+_EDGE_SCHEMA = {
+    "type": "record", "name": "Edge", "namespace": "test",
+    "fields": [{"name": "count", "type": "int"},
+               {"name": "total", "type": "long"},
+               {"name": "maybe", "type": ["null", "int"], "default": None},
+               {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}],
+}
+
+
+@pytest.fixture(scope="module")
+def edge_catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    root = tmp_path_factory.mktemp("avro")
+    (root / "Edge").mkdir()
+    (root / "Edge" / "v1.avsc").write_text(json.dumps(_EDGE_SCHEMA))
+    return Catalog(root)
+
+
+def _edge(**over: Any) -> dict[str, Any]:
+    return {"count": 1, "total": 2, "maybe": None, "at": NOW, **over}
+
+
+@pytest.mark.parametrize("over", [
+    {"count": 2**31}, {"count": -(2**31) - 1}, {"maybe": 2**31},  # int: 32 bits
+    {"total": 2**63}, {"total": -(2**63) - 1}, {"total": 2**70},  # long: 64 bits
+])
+def test_integers_out_of_range_raise_encode_error(edge_catalog: Catalog, over: dict[str, Any]) -> None:
+    with pytest.raises(codec.EncodeError):
+        codec.encode("Edge", _edge(**over), cat=edge_catalog)
+
+
+def test_integers_at_their_limits_round_trip(edge_catalog: Catalog) -> None:
+    for value in (_edge(count=2**31 - 1, total=2**63 - 1, maybe=-(2**31)),
+                  _edge(count=-(2**31), total=-(2**63), maybe=2**31 - 1)):
+        decoded = codec.decode(codec.encode("Edge", value, cat=edge_catalog), cat=edge_catalog)
+        assert decoded.value == value
+
+
+def test_complete_body_with_out_of_range_timestamp_is_corrupt_not_truncated(edge_catalog: Catalog) -> None:
+    good = codec.encode("Edge", _edge(), cat=edge_catalog)
+    sv = edge_catalog.latest("Edge")
+    raw = fastavro.parse_schema(json.loads(to_parsing_canonical_form(sv.parsed)), _force=True)
+    body = BytesIO()
+    fastavro.schemaless_writer(body, raw, {"count": 1, "total": 2, "maybe": None, "at": 2**62})
+    bad = good[:codec.HEADER_LEN] + body.getvalue()
+    with pytest.raises(codec.DecodeError) as err:
+        codec.decode(bad, cat=edge_catalog)
+    assert err.value.reason == "corrupt"
+    with pytest.raises(codec.DecodeError) as err:  # the same body cut short is truncated
+        codec.decode(bad[:-3], cat=edge_catalog)
+    assert err.value.reason == "truncated"
+    with pytest.raises(codec.DecodeError) as err:
+        codec.decode(good[:-1], cat=edge_catalog)
+    assert err.value.reason == "truncated"

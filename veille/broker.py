@@ -571,6 +571,7 @@ class LocalBroker:
         die_with_parent: bool = False,
         extra_properties: Mapping[str, str] | None = None,
         auth: bool | None = None,
+        wait: bool = True,
     ) -> BrokerInfo:
         """Start the broker (or return the one already running) and wait until it answers.
 
@@ -578,17 +579,19 @@ class LocalBroker:
         previous start of this state dir if still free, else a free loopback port.
         ``die_with_parent`` SIGTERMs the broker when the calling thread exits (test runs).
         ``auth`` (default ``settings.broker_auth``): SASL/SCRAM + ACLs, see the module doc.
-        A running broker is returned as it is, whatever ``auth`` says.
+        A running broker is returned as it is, whatever ``auth`` says. ``wait=False`` returns
+        once the process is spawned (cluster nodes answer only once a quorum is up).
         """
         with self._lock():
             state = self._read_state()
             pid = state.get("pid")
             if pid is not None and self._is_our_process(pid):
-                self._wait_answering(pid, state["bootstrap"], timeout)
+                if wait:
+                    self._wait_answering(pid, state["bootstrap"], timeout)
                 return self._info(state, already_running=True)
             use_auth = self.settings.broker_auth if auth is None else auth
             return self._start_locked(state, port, timeout, die_with_parent, dict(extra_properties or {}),
-                                      use_auth)
+                                      use_auth, wait)
 
     def _choose_ports(self, state: Mapping[str, Any], port: int | None) -> tuple[int, int]:
         wanted = port or self.settings.broker_port or None
@@ -613,6 +616,7 @@ class LocalBroker:
         die_with_parent: bool,
         extra: dict[str, str],
         auth: bool,
+        wait: bool = True,
     ) -> BrokerInfo:
         java = check_java()
         libs = self.fetch()
@@ -713,6 +717,8 @@ class LocalBroker:
             "admin_scram": admin_scram,
         }
         self._write_state(new_state)
+        if not wait:
+            return self._info(new_state, formatted=formatted)
         try:
             self._wait_answering(proc.pid, bootstrap, timeout)
         except BaseException:
@@ -863,6 +869,10 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 @_reporting_errors
 def _cmd_start(args: argparse.Namespace) -> int:
+    from veille import cluster
+
+    if args.nodes > 1 or cluster.LocalCluster.exists(get_settings()):
+        return cluster.cmd_start(get_settings(), max(args.nodes, 3), args.timeout, args.auth)
     broker = LocalBroker(get_settings())
     info = broker.start(port=args.port, timeout=args.timeout, auth=args.auth)
     if args.json:
@@ -884,6 +894,10 @@ def _auth_note(info: BrokerInfo) -> str:
 
 @_reporting_errors
 def _cmd_stop(args: argparse.Namespace) -> int:
+    from veille import cluster
+
+    if cluster.LocalCluster.exists(get_settings()):
+        return cluster.cmd_stop(get_settings(), args.timeout)
     stopped = LocalBroker(get_settings()).stop(timeout=args.timeout)
     print("broker stopped" if stopped else "broker was not running")
     return 0
@@ -891,6 +905,10 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 @_reporting_errors
 def _cmd_restart(args: argparse.Namespace) -> int:
+    from veille import cluster
+
+    if cluster.LocalCluster.exists(get_settings()):
+        return cluster.cmd_restart(get_settings(), args.timeout)
     info = LocalBroker(get_settings()).restart(timeout=args.timeout)
     print(f"broker restarted: pid {info.pid}, {info.bootstrap} ({info.startup_seconds or 0:.1f} s)")
     return 0
@@ -898,6 +916,10 @@ def _cmd_restart(args: argparse.Namespace) -> int:
 
 @_reporting_errors
 def _cmd_status(args: argparse.Namespace) -> int:
+    from veille import cluster
+
+    if cluster.LocalCluster.exists(get_settings()):
+        return cluster.cmd_status(get_settings(), args.json)
     st = LocalBroker(get_settings()).status()
     print(json.dumps(asdict(st)) if args.json else st.describe())
     return 0 if st.running else EXIT_NOT_RUNNING
@@ -943,6 +965,9 @@ def add_commands(sub: Any) -> None:
         help="seconds to wait for the broker to answer (default %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print the broker info as JSON")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="1 (default): the single-node broker; 3: a local KRaft cluster of combined "
+                        "broker+controller nodes, replication factor 3, min.insync.replicas 2")
     p.add_argument(
         "--no-auth",
         dest="auth",

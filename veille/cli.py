@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from veille.telemetry import enable_crash_tracebacks
+
 # Modules contributing sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "veille.broker",
@@ -38,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A crash in a C extension (librdkafka, chDB, ...) must leave evidence: every thread's
+    # Python traceback goes to stderr, which the long-running commands (router, sink, intake)
+    # log to. Costs nothing until a fatal signal arrives.
+    enable_crash_tracebacks()
     parser = build_parser()
     args = parser.parse_args(argv)
     code: int = args.func(args)

@@ -57,7 +57,14 @@ class Settings(BaseSettings):
 
     # The router exits (for its supervisor to restart it) after this long without a
     # completed batch while its consumer group has a backlog.
+    # It must exceed router_session_seconds + 10 s (a rejoin), or the router refuses to start.
     router_stall_seconds: float = 60.0
+    # Consumer session timeout of the router: how long the group waits for a member that
+    # stopped heartbeating (a router that died on another host, or under a new instance id).
+    router_session_seconds: float = 20.0
+    # Static group membership (group.instance.id): a restarted router takes its predecessor's
+    # place at once. "" = <topic prefix>-router-<host name>-<hash of the state dir>.
+    router_instance_id: str = ""
 
     # Schema registry (Confluent API). Empty: no registry, single-object encoding only and
     # Confluent-framed messages are refused (unsupported_framing). Set, every consumer also
@@ -96,6 +103,10 @@ class Settings(BaseSettings):
     clickhouse_database: str = "veille"
     sink_batch_rows: int = 10_000
     sink_batch_seconds: float = 0.25  # bounds the latency a batch adds (p99 target 1 s)
+    # Static membership of `veille sink run` (as the router's): "" = derived from the topic
+    # prefix, group, host name and state dir; the session bounds the wait for a lost sink.
+    sink_instance_id: str = ""
+    sink_session_seconds: float = 20.0
 
     # Incident-level rows expire (GDPR minimisation); aggregate indicators are kept longer.
     store_incident_ttl_days: int = 400

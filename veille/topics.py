@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,11 @@ from confluent_kafka.admin import (
 )
 
 from veille.config import Settings, get_settings
+
+log = logging.getLogger("veille.topics")
+# Durability settings that aligning never lowers: a component started with weaker settings
+# (a forgotten VEILLE_MIN_INSYNC_REPLICAS) must not silently weaken every topic of the hub.
+NEVER_LOWERED = ("min.insync.replicas",)
 
 DAY_MS = 24 * 3600 * 1000
 # What publishers write (intake, alerts, status) is bounded where it enters: the broker
@@ -173,11 +179,12 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
             outcome[name] = "partitions increased"
     present = [s for s in specs if s.name in existing]
     if present:
+        current = _current_values(admin, [s.name for s in present], NEVER_LOWERED)
         resources = [
             ConfigResource(
                 ConfigResource.Type.TOPIC, s.name,
                 incremental_configs=[ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-                                     for k, v in s.config.items()],
+                                     for k, v in _not_lowered(s, current.get(s.name, {})).items()],
             )
             for s in present
         ]
@@ -185,6 +192,23 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
             fut.result()
             outcome.setdefault(res.name, "up to date")
     return outcome
+
+
+def _current_values(admin: AdminClient, names: list[str], keys: Iterable[str]) -> dict[str, dict[str, str]]:
+    wanted = set(keys)
+    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in names])
+    return {res.name: {k: e.value for k, e in fut.result().items() if k in wanted and e.value is not None}
+            for res, fut in futures.items()}
+
+
+def _not_lowered(spec: TopicSpec, current: dict[str, str]) -> dict[str, str]:
+    config = dict(spec.config)
+    for key in NEVER_LOWERED:
+        if key in config and key in current and int(current[key]) > int(config[key]):
+            log.warning("%s: keeping %s=%s (this process asks for %s: check its settings)",
+                        spec.name, key, current[key], config[key])
+            config.pop(key)
+    return config
 
 
 def _cmd_create(args: argparse.Namespace) -> int:

@@ -1,0 +1,37 @@
+"""A fatal signal in any long-running `veille` command leaves Python tracebacks in its log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize("command", [["router", "run"], ["sink", "run", "--port", "0"],
+                                     ["intake", "serve", "--port", "0"]])
+def test_segfault_leaves_a_traceback_in_the_log(command: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "VEILLE_STATE_DIR": str(tmp_path), "VEILLE_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    log = tmp_path / "process.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "veille.cli", *command], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        time.sleep(4)  # past imports and the store's opening, in the command's own code
+        proc.send_signal(signal.SIGSEGV)
+        deadline = time.monotonic() + 30
+        while "Fatal Python error" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        # faulthandler then hands the signal to the previous handler (chDB's in the sink,
+        # which does not always end the process): kill -9 whatever is left.
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    text = log.read_text(errors="replace")
+    assert "Fatal Python error: Segmentation fault" in text, text[-2000:]
+    assert "veille" in text and "File " in text  # the stack of the process's own code
