@@ -42,7 +42,10 @@ class ClusterFixture:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterFixture]:
-    base = Settings(state_dir=tmp_path_factory.mktemp("veille-cluster"))
+    # Explicit empty credentials: the session broker's admin (exported by the `kafka` fixture
+    # in VEILLE_SASL_*) is not the cluster's, which is resolved from the cluster's state dir.
+    base = Settings(state_dir=tmp_path_factory.mktemp("veille-cluster"), security_protocol="",
+                    sasl_username="", sasl_password=SecretStr(""), bootstrap_servers="")
     local = LocalCluster(base, 3)
     try:
         bootstrap = local.start(timeout=180, die_with_parent=True)
