@@ -21,28 +21,21 @@ from pydantic import (
     Field,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from veille.schemas import codec
+from veille.schemas.bounds import (
+    MAX_AREAS_PER_INFO,
+    MAX_INFOS,
+    MAX_POLYGON_VERTICES,
+    check_alert_geometry,
+    too_complex,
+)
 
 # Nothing can have happened on the hub before it existed; clocks this far off are bugs.
 HUB_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 MAX_DESCRIPTION = 4000
 MAX_ATTACHMENTS = 10
-# Bounds on a CAP alert's geometry (issue: a 22 kB self-intersecting polygon once stalled the
-# router for minutes). Real alerts are far below: a department has < 700 municipalities, a
-# hand-drawn flood polygon a few hundred vertices. Beyond them an alert is ``too_complex``.
-MAX_INFOS = 10
-MAX_AREAS_PER_INFO = 100
-MAX_ALERT_SHAPES = 200  # polygons + circles, over all infos and areas
-MAX_ALERT_GEOCODES = 2000
-MAX_POLYGON_VERTICES = 5000
-MAX_ALERT_VERTICES = 10_000
-# Repairing self-intersecting rings costs with the square of their crossings: only small
-# ones are repaired (streams/routing.py), at most this many points of them per alert.
-MAX_INVALID_VERTICES = 200
-
 INSEE_PATTERN = r"^(?:\d{5}|2[AB]\d{3})$"
 InseeCode = Annotated[str, Field(pattern=INSEE_PATTERN, description="INSEE municipality code")]
 
@@ -305,7 +298,7 @@ class AlertArea(BaseModel):
             if len(ring) < 4 or ring[0] != ring[-1]:
                 raise ValueError("a polygon is a closed ring of at least 4 points")
             if len(ring) > MAX_POLYGON_VERTICES:
-                raise _too_complex(f"a polygon has {len(ring)} points (at most {MAX_POLYGON_VERTICES})")
+                raise too_complex(f"a polygon has {len(ring)} points (at most {MAX_POLYGON_VERTICES})")
         return self
 
 
@@ -328,34 +321,8 @@ class AlertInfo(BaseModel):
     @model_validator(mode="after")
     def _bounded(self) -> Self:
         if len(self.areas) > MAX_AREAS_PER_INFO:
-            raise _too_complex(f"{len(self.areas)} areas in one info (at most {MAX_AREAS_PER_INFO})")
+            raise too_complex(f"{len(self.areas)} areas in one info (at most {MAX_AREAS_PER_INFO})")
         return self
-
-
-def _too_complex(message: str) -> PydanticCustomError:
-    # A distinct error type, so consumers report ``too_complex`` rather than a generic error.
-    return PydanticCustomError("too_complex", message)
-
-
-def _check_alert_geometry(infos: list[AlertInfo]) -> None:
-    import shapely  # only alerts need it; keeps the models cheap to import elsewhere
-
-    areas = [area for info in infos for area in info.areas]
-    rings = [ring for area in areas for ring in area.polygons]
-    shapes = len(rings) + sum(len(a.circles) for a in areas)
-    if shapes > MAX_ALERT_SHAPES:
-        raise _too_complex(f"{shapes} polygons and circles (at most {MAX_ALERT_SHAPES} per alert)")
-    geocodes = sum(len(a.geocodes) for a in areas)
-    if geocodes > MAX_ALERT_GEOCODES:
-        raise _too_complex(f"{geocodes} geocodes (at most {MAX_ALERT_GEOCODES} per alert)")
-    vertices = sum(map(len, rings))
-    if vertices > MAX_ALERT_VERTICES:
-        raise _too_complex(f"the alert's polygons have {vertices} points (at most {MAX_ALERT_VERTICES})")
-    invalid = sum(len(ring) for ring in rings if not shapely.Polygon([(p.lon, p.lat) for p in ring]).is_valid)
-    if invalid > MAX_INVALID_VERTICES:
-        raise _too_complex(
-            f"self-intersecting polygons with {invalid} points in all (only {MAX_INVALID_VERTICES} "
-            "are repaired per alert; send valid polygons)")
 
 
 class Alert(Record):
@@ -373,7 +340,7 @@ class Alert(Record):
 
     @model_validator(mode="after")
     def _geometry_bounded(self) -> Self:
-        _check_alert_geometry(self.infos)
+        check_alert_geometry(area for info in self.infos for area in info.areas)
         return self
 
 
