@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -36,7 +36,7 @@ from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
 from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
 from veille.security import provision, settings_for, user_env
-from veille.streams.lag import group_lag
+from veille.streams.lag import CommittedLag
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
 from veille.topics import ROUTED_TYPES, Topics, ensure_topics, territory_topic_specs
@@ -106,10 +106,23 @@ def _stream(territory: Territory, seconds: float, rate: float, seed: int
 
 
 def _caught_up(settings: Settings) -> bool:
-    """Router and sink have committed everything there is to read."""
-    admin = AdminClient(settings.kafka_client_config())
-    groups = [f"{settings.topic_prefix}-router", f"{settings.topic_prefix}.sink"]
-    lags = [group_lag(admin, g) for g in groups]
+    """Router and sink have committed everything there is to read.
+
+    Read with consumers that never join the groups, not the admin API: librdkafka 2.16's
+    ListConsumerGroupOffsets can crash the process while a group is forming (see streams/lag.py).
+    """
+    conf = settings.kafka_client_config()
+    topics = Topics(settings.topic_prefix)
+    sources = [topics.intake(m) for m in sorted(load_territory(settings.territory_dir).municipalities)]
+    probes = [CommittedLag(conf, f"{settings.topic_prefix}-router", [*sources, topics.alerts, topics.status]),
+              CommittedLag(conf, f"{settings.topic_prefix}.sink", [topics.routed])]
+    try:
+        lags = [probe.lag() for probe in probes]
+    except KafkaException:  # a coordinator still loading: not yet
+        return False
+    finally:
+        for probe in probes:
+            probe.close()
     return all(lag and not any(lag.values()) for lag in lags)
 
 
