@@ -330,11 +330,9 @@ class Publisher:
                 raise Rejected("StatusUpdate", [FieldError(
                     "agency_id", f"{model.agency_id} is not an agency of this hub's territory")],
                     reason="unknown_agency")
-            if model.dispatch_id is None:
-                # The router refuses it (not_dispatched): say so now, before Kafka.
-                raise Rejected("StatusUpdate", [FieldError(
-                    "dispatch_id", "required: the id of the dispatch this update answers")],
-                    reason="validation")
+            if model.dispatch_id is None:  # the router would refuse it (not_dispatched): say so now
+                raise Rejected("StatusUpdate", [FieldError("dispatch_id", "required: the id of the "
+                                                           "dispatch this update answers")], "validation")
             queued = Queued(str(model.id), "StatusUpdate", self.topics.status, str(model.incident_id),
                             AUTHORITY_CHANNEL)
         else:  # validate() only returns publishable models

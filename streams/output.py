@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -74,12 +75,16 @@ class OutputSender:
                     result.transient.append(str(err))
             return report
 
+        reports: dict[int, Any] = {}  # one callback per message, shared by its outputs
         for owner, o in outputs:
             if owner in result.permanent:
                 continue
+            report = reports.get(owner)
+            if report is None:
+                report = reports[owner] = reporter(owner)
             while True:
                 try:
-                    self.producer.produce(o.topic, key=o.key, value=o.value, on_delivery=reporter(owner))
+                    self.producer.produce(o.topic, key=o.key, value=o.value, on_delivery=report)
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     self.producer.poll(0.05)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
 import functools
 import hashlib
 import json
@@ -39,13 +38,14 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from veille.config import Settings, get_settings
+from veille.statedir import StateDir, process_argv
 
 POM_PATH = Path(__file__).resolve().parents[1] / "deploy" / "broker" / "pom.xml"
 MIN_JAVA = 17
@@ -340,7 +340,7 @@ def _set_parent_death_signal() -> None:  # runs in the child between fork and ex
 # --------------------------------------------------------------------------- the broker
 
 
-class LocalBroker:
+class LocalBroker(StateDir):
     """One single-node KRaft broker living in ``settings.broker_dir``."""
 
     def __init__(self, settings: Settings | None = None) -> None:
@@ -469,38 +469,11 @@ class LocalBroker:
 
     # ---- state file
 
-    def _read_state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _write_state(self, data: Mapping[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(dict(data), indent=1) + "\n")
-        tmp.replace(self.state_file)
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        """Serialise start/stop of one state dir across processes."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def _is_our_process(self, pid: int | None) -> bool:
         """``pid`` is alive and is the ``java kafka.Kafka`` of *this* state dir."""
         if not pid or not _pid_alive(pid):
             return False
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
+        argv = process_argv(pid)
         return b"kafka.Kafka" in argv and str(self.properties_file).encode() in argv
 
     def _client_config(self, bootstrap: str) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import functools
 import hashlib
 import json
@@ -36,7 +35,7 @@ import tempfile
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from veille.broker import (
 )
 from veille.config import Settings, get_settings
 from veille.java import JavaNotFound, find_java
+from veille.statedir import StateDir, process_argv
 
 POM_PATH = Path(__file__).resolve().parents[1] / "deploy" / "registry" / "pom.xml"
 MIN_JAVA = 21
@@ -122,7 +122,7 @@ def registry_answering(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-class LocalRegistry:
+class LocalRegistry(StateDir):
     """One Apicurio Registry living in ``settings.state_dir/registry``."""
 
     def __init__(self, settings: Settings | None = None) -> None:
@@ -196,29 +196,6 @@ class LocalRegistry:
 
     # ---- state
 
-    def _read_state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _write_state(self, data: Mapping[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(dict(data), indent=1) + "\n")
-        tmp.replace(self.state_file)
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def _marker(self) -> str:
         return f"-Dveille.registry.dir={self.dir}"
 
@@ -226,10 +203,7 @@ class LocalRegistry:
         """``pid`` is alive and is the registry JVM of *this* state dir."""
         if not pid or not _pid_alive(pid):
             return False
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
+        argv = process_argv(pid)
         return self._marker().encode() in argv
 
     def _ports(self, state: Mapping[str, Any], port: int | None) -> tuple[int, int]:
