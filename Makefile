@@ -6,7 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench chaos broker-start broker-stop clean tools
+ASSETS := veille/web/vendor/VERSIONS
+
+.PHONY: setup demo test lint bench chaos broker-start broker-stop clean tools assets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,15 +16,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(STAMP)
+# The web pages' libraries (Leaflet, uPlot; axe-core for the tests), pinned in web/package.json,
+# installed with npm and shipped inside the package: the pages never reach a CDN.
+$(ASSETS): web/package.json web/copy_assets.sh
+	bash web/copy_assets.sh
 
-# promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus rules.
+assets: $(ASSETS)
+
+setup: $(STAMP) $(ASSETS)
+
+# Debian packages the tests drive: promtool and the Prometheus server (prometheus), and a real
+# headless browser for the console and form tests (chromium, chromium-driver).
+DEB_TOOLS := prometheus chromium chromium-driver fonts-dejavu-core
 tools:
-	@command -v promtool >/dev/null 2>&1 || { \
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
-	      || echo "warning: could not install promtool; its tests will be skipped"; \
-	  else echo "warning: promtool missing (apt-get install prometheus); its tests will be skipped"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_TOOLS) >/dev/null) \
+	      || echo "warning: could not install $(DEB_TOOLS); the tests needing them will be skipped"; \
+	  else echo "warning: missing $(DEB_TOOLS) (apt-get install them); the tests needing them will be skipped"; fi; fi
 
 ## The whole hub on the local broker and the embedded store, then stops everything.
 demo: setup
@@ -53,4 +64,4 @@ broker-stop: setup
 	$(BIN)/veille broker stop
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache veille/web/vendor web/node_modules test-artifacts
