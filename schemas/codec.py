@@ -185,6 +185,33 @@ def decode(data: bytes | None, *, expect: Collection[str] | None = None,
     return Decoded(sv.name, sv.version, value)
 
 
+def decode_plain(data: bytes | None, record_type: str, *, cat: Catalog | None = None,
+                 resolver: Resolver | None = None) -> dict[str, Any] | None:
+    """The fields of a message written with the newest version of ``record_type``, read
+    without logical types (uuid as str, timestamps as epoch milliseconds): no UUID or
+    datetime objects for a consumer that only turns them into columns.
+
+    None for anything else (another record type or version, bytes that do not read): the
+    caller then takes ``decode``, which says what is wrong.
+    """
+    cat = cat or catalog()
+    try:
+        sv, header_len = _writer(data or b"", cat, resolver)
+    except DecodeError:
+        return None
+    if sv.name != record_type or cat.latest(record_type) is not sv:
+        return None
+    body = BytesIO(data or b"")
+    body.seek(header_len)
+    try:
+        value = fastavro.schemaless_reader(body, _without_logical_types(sv.fingerprint, cat), None)
+    except Exception:  # fastavro raises many types on bad bytes; decode() names the reason
+        return None
+    if body.tell() != len(data or b"") or not isinstance(value, dict):
+        return None
+    return value
+
+
 # --------------------------------------------------------------------------- dispatches
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -34,18 +34,16 @@ from pydantic import ValidationError
 from veille.config import Settings
 from veille.deadletter import DeadLetterLimit, make_dead_letter
 from veille.schemas import codec
-from veille.schemas.models import MODELS, DeadLetter, Record, RoutedIncident
+from veille.schemas.models import MODELS, DeadLetter, RoutedIncident
 from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable, resolver_from_settings
 from veille.sinks import metrics
-from veille.sinks.rows import to_rows
+from veille.sinks.rows import Row, incident_problem, ms, out_of_store_range, to_rows
 from veille.sinks.store import Store
 from veille.topics import ROUTED_TYPES, Topics
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "sink"
-# DateTime64(3) columns hold 1900..2299; before the Unix epoch is a bug upstream anyway.
-STORE_TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -63,28 +61,27 @@ class SourceMessage:
         return cls(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value())
 
 
-def _out_of_store_range(record: Record) -> str | None:
-    """A time the store cannot hold would fail every insert of its batch, forever: refuse it here."""
-    for name, value in record:
-        if isinstance(value, datetime) and not STORE_TIME_RANGE[0] <= value < STORE_TIME_RANGE[1]:
-            low, high = STORE_TIME_RANGE
-            return f"{name}={value.isoformat()} is outside {low.year}..{high.year}"
-    return None
-
-
 def decode(msg: SourceMessage, now: datetime | None = None,
-           resolver: codec.Resolver | None = None) -> Record | DeadLetter:
+           resolver: codec.Resolver | None = None) -> Row | DeadLetter:
     """A routed record, or the dead letter explaining why the message is not one.
 
     Raises ``RegistryUnavailable`` (a Confluent schema id not cached, registry unreachable).
     """
     try:
-        decoded = codec.decode(msg.value, expect=ROUTED_TYPES, resolver=resolver)
-        record = MODELS[decoded.record_type].from_avro(decoded.value)
-        problem = _out_of_store_range(record)
-        if problem is None:
-            return record
-        reason, detail = "out_of_range", problem
+        plain = codec.decode_plain(msg.value, "RoutedIncident", resolver=resolver)
+        if plain is not None:
+            # The common case, without a model: see sinks/rows.py.
+            problem = incident_problem(plain)
+            if problem is None:
+                return plain
+            reason, detail = problem
+        else:
+            decoded = codec.decode(msg.value, expect=ROUTED_TYPES, resolver=resolver)
+            record = MODELS[decoded.record_type].from_avro(decoded.value)
+            found = out_of_store_range(record)
+            if found is None:
+                return record
+            reason, detail = "out_of_range", found
     except codec.DecodeError as exc:
         reason, detail = exc.reason, exc.detail
     except ValidationError as exc:
@@ -99,12 +96,12 @@ class Batch:
     """Decoded records and dead letters of consecutive messages, with their offset ranges."""
 
     started: float
-    records: list[Record] = field(default_factory=list)
+    records: list[Row] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     messages: int = 0
 
-    def add(self, msg: SourceMessage, item: Record | DeadLetter) -> None:
+    def add(self, msg: SourceMessage, item: Row | DeadLetter) -> None:
         if isinstance(item, DeadLetter):
             self.dead_letters.append(item)
         else:
@@ -133,7 +130,7 @@ class Batcher:
         self._clock = clock
         self.batch: Batch | None = None
 
-    def add(self, msg: SourceMessage, item: Record | DeadLetter) -> None:
+    def add(self, msg: SourceMessage, item: Row | DeadLetter) -> None:
         if self.batch is None:
             self.batch = Batch(started=self._clock())
         self.batch.add(msg, item)
@@ -338,7 +335,7 @@ class SinkPipeline:
         self.batcher.add(source, item)
         self.stats.messages += 1
 
-    def _decode(self, source: SourceMessage) -> Record | DeadLetter:
+    def _decode(self, source: SourceMessage) -> Row | DeadLetter:
         """decode(); while the registry is unreachable, retried with backoff (never dead-lettered)."""
         try:
             return decode(source, resolver=self.resolver)
@@ -424,10 +421,12 @@ class SinkPipeline:
         for letter in batch.dead_letters:
             metrics.DEAD_LETTERED.labels(letter.reason).inc()
         self.stats.dead_lettered += len(batch.dead_letters)
-        now = datetime.now(UTC)
+        now_ms = time.time() * 1000
         for rec in batch.records:
-            if isinstance(rec, RoutedIncident):
-                metrics.END_TO_END.observe(max(0.0, (now - rec.reported_at).total_seconds()))
+            if isinstance(rec, dict):
+                metrics.END_TO_END.observe(max(0.0, (now_ms - rec["reported_at"]) / 1000))
+            elif isinstance(rec, RoutedIncident):
+                metrics.END_TO_END.observe(max(0.0, (now_ms - ms(rec.reported_at)) / 1000))
 
     def _commit(self, batch: Batch) -> None:
         try:

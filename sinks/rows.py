@@ -3,12 +3,21 @@
 One Arrow schema per table, matching ``migrations/0001_event_tables.sql`` column for column.
 Nothing personal is carried over: RoutedIncident has only a pseudonym, and the free-text
 note of a StatusUpdate is dropped.
+
+Routed incidents are nearly all the sink reads, so they come as *plain* values
+(``codec.decode_plain``: uuid as str, timestamps as epoch ms) and go straight into columns:
+no pydantic model per row, since the Avro schema already guarantees the shape.
+``incident_problem`` checks the little the schema cannot (a point on Earth, a time the store
+can hold). Every time column is filled with epoch milliseconds.
 """
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 
@@ -47,9 +56,24 @@ SCHEMAS: dict[str, pa.Schema] = {
 TABLES = tuple(SCHEMAS)
 
 
+# DateTime64(3) columns hold 1900..2299; before the Unix epoch is a bug upstream anyway.
+STORE_TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC))
+_LOW_MS, _HIGH_MS = (int(t.timestamp() * 1000) for t in STORE_TIME_RANGE)
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+INCIDENT_TIMES = ("occurred_at", "reported_at", "routed_at")
+
+# A RoutedIncident as ``codec.decode_plain`` reads it.
+PlainIncident: TypeAlias = dict[str, Any]
+Row: TypeAlias = Record | PlainIncident
+
+
+def ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
 def version_of(routed_at: datetime) -> int:
     """Row version of a routed event: its routing time in ms (later routing decision wins)."""
-    return int(routed_at.timestamp() * 1000)
+    return ms(routed_at)
 
 
 def alert_event_id(alert: RoutedAlert) -> str:
@@ -57,51 +81,110 @@ def alert_event_id(alert: RoutedAlert) -> str:
     return f"{alert.sender}/{alert.identifier}"
 
 
-def to_rows(records: Iterable[Record], stored_at: datetime) -> dict[str, pa.Table]:
+def out_of_store_range(record: Record) -> str | None:
+    """A time the store cannot hold would fail every insert of its batch, forever: refuse it."""
+    for name, value in record:
+        if isinstance(value, datetime) and not STORE_TIME_RANGE[0] <= value < STORE_TIME_RANGE[1]:
+            return f"{name}={value.isoformat()} is outside {_years()}"
+    return None
+
+
+def _years() -> str:
+    return f"{STORE_TIME_RANGE[0].year}..{STORE_TIME_RANGE[1].year}"
+
+
+def incident_problem(value: PlainIncident) -> tuple[str, str] | None:
+    """(reason, detail) when a plain routed incident cannot be stored; normalises its id."""
+    loc = value["location"]
+    # NaN fails every comparison, so it is refused here too.
+    if loc is not None and not (-90.0 <= loc["lat"] <= 90.0 and -180.0 <= loc["lon"] <= 180.0):
+        return "validation_error", f"location: ({loc['lat']}, {loc['lon']}) is not a point on Earth"
+    for name in INCIDENT_TIMES:
+        if not _LOW_MS <= value[name] < _HIGH_MS:
+            return "out_of_range", f"{name}={value[name]} ms is outside {_years()}"
+    if not _CANONICAL_UUID.fullmatch(value["id"]):
+        try:
+            value["id"] = str(uuid.UUID(value["id"]))
+        except ValueError:
+            return "validation_error", f"id: {value['id'][:80]!r} is not a UUID"
+    return None
+
+
+def plain_incident(rec: RoutedIncident) -> PlainIncident:
+    """The plain values of a model (tests and tools build models; the sink reads plain values)."""
+    value = rec.to_avro()
+    value["id"] = str(rec.id)
+    for name in ("category", "severity", "channel"):
+        value[name] = str(value[name])
+    for name in INCIDENT_TIMES:
+        value[name] = ms(value[name])
+    value["dispatches"] = [d | {"service": str(d["service"])} for d in value["dispatches"]]
+    return value
+
+
+def to_rows(records: Iterable[Row], stored_at: datetime) -> dict[str, pa.Table]:
     """Column-wise rows for every table (empty tables included) from decoded records."""
-    cols: dict[str, dict[str, list[object]]] = {
-        t: {name: [] for name in s.names} for t, s in SCHEMAS.items()
-    }
-
-    def add(table: str, **row: object) -> None:
-        target = cols[table]
-        for name, values in target.items():
-            values.append(row[name])
-
+    cols: dict[str, dict[str, list[Any]]] = {t: {name: [] for name in s.names} for t, s in SCHEMAS.items()}
+    stored = ms(stored_at)
     for rec in records:
-        if isinstance(rec, RoutedIncident):
-            version = version_of(rec.routed_at)
-            add("incidents", id=str(rec.id), municipality=rec.municipality,
-                category=str(rec.category), severity=str(rec.severity), channel=str(rec.channel),
-                lat=rec.location.lat if rec.location else None,
-                lon=rec.location.lon if rec.location else None,
-                occurred_at=rec.occurred_at, reported_at=rec.reported_at, routed_at=rec.routed_at,
-                stored_at=stored_at, reporter_pseudonym=rec.reporter_pseudonym,
-                agencies=sorted({d.agency_id for d in rec.dispatches}),
-                cross_boundary=any(d.cross_boundary for d in rec.dispatches), version=version)
-            for d in rec.dispatches:
-                add("dispatches", event_type="incident", event_id=str(rec.id), agency_id=d.agency_id,
-                    service=str(d.service), rule=d.rule, cross_boundary=d.cross_boundary,
-                    municipality=rec.municipality, municipalities=[rec.municipality],
-                    category=str(rec.category), severity=str(rec.severity),
-                    reported_at=rec.reported_at, routed_at=rec.routed_at, version=version)
+        if isinstance(rec, dict):
+            _add_incident(cols, rec, stored)
+        elif isinstance(rec, RoutedIncident):
+            _add_incident(cols, plain_incident(rec), stored)
         elif isinstance(rec, RoutedAlert):
-            version = version_of(rec.routed_at)
-            munis = sorted(set(rec.municipalities))
-            add("alerts", identifier=rec.identifier, sender=rec.sender, sent=rec.sent, status=rec.status,
-                msg_type=rec.msg_type, event=rec.event, category=rec.category, severity=rec.severity,
-                urgency=rec.urgency, headline=rec.headline, municipalities=munis,
-                agencies=sorted({d.agency_id for d in rec.dispatches}), routed_at=rec.routed_at,
-                stored_at=stored_at, version=version)
-            for d in rec.dispatches:
-                add("dispatches", event_type="alert", event_id=alert_event_id(rec), agency_id=d.agency_id,
-                    service=str(d.service), rule=d.rule, cross_boundary=d.cross_boundary,
-                    municipality=munis[0] if len(munis) == 1 else "", municipalities=munis,
-                    category=rec.category, severity=rec.severity, reported_at=rec.sent,
-                    routed_at=rec.routed_at, version=version)
+            _add_alert(cols, rec, stored)
         elif isinstance(rec, StatusUpdate):
-            add("status_events", id=str(rec.id), incident_id=str(rec.incident_id), agency_id=rec.agency_id,
-                status=str(rec.status), at=rec.at, stored_at=stored_at)
+            _add(cols["status_events"], id=str(rec.id), incident_id=str(rec.incident_id),
+                 agency_id=rec.agency_id, status=str(rec.status), at=ms(rec.at), stored_at=stored)
         else:
             raise TypeError(f"the sink does not store {type(rec).__name__} records")
     return {t: pa.Table.from_pydict(cols[t], schema=SCHEMAS[t]) for t in TABLES}
+
+
+def _add(target: dict[str, list[Any]], **row: Any) -> None:
+    for name, values in target.items():
+        values.append(row[name])
+
+
+def _add_incident(cols: dict[str, dict[str, list[Any]]], v: PlainIncident, stored: int) -> None:
+    loc = v["location"]
+    dispatches = v["dispatches"]
+    routed_at = v["routed_at"]
+    inc = cols["incidents"]
+    # Appended column by column: this runs once per stored incident.
+    inc["id"].append(v["id"])
+    inc["municipality"].append(v["municipality"])
+    inc["category"].append(v["category"])
+    inc["severity"].append(v["severity"])
+    inc["channel"].append(v["channel"])
+    inc["lat"].append(loc["lat"] if loc is not None else None)
+    inc["lon"].append(loc["lon"] if loc is not None else None)
+    inc["occurred_at"].append(v["occurred_at"])
+    inc["reported_at"].append(v["reported_at"])
+    inc["routed_at"].append(routed_at)
+    inc["stored_at"].append(stored)
+    inc["reporter_pseudonym"].append(v["reporter_pseudonym"])
+    inc["agencies"].append(sorted({d["agency_id"] for d in dispatches}))
+    inc["cross_boundary"].append(any(d["cross_boundary"] for d in dispatches))
+    inc["version"].append(routed_at)
+    for d in dispatches:
+        _add(cols["dispatches"], event_type="incident", event_id=v["id"], agency_id=d["agency_id"],
+             service=d["service"], rule=d["rule"], cross_boundary=d["cross_boundary"],
+             municipality=v["municipality"], municipalities=[v["municipality"]], category=v["category"],
+             severity=v["severity"], reported_at=v["reported_at"], routed_at=routed_at, version=routed_at)
+
+
+def _add_alert(cols: dict[str, dict[str, list[Any]]], rec: RoutedAlert, stored: int) -> None:
+    version = version_of(rec.routed_at)
+    munis = sorted(set(rec.municipalities))
+    _add(cols["alerts"], identifier=rec.identifier, sender=rec.sender, sent=ms(rec.sent), status=rec.status,
+         msg_type=rec.msg_type, event=rec.event, category=rec.category, severity=rec.severity,
+         urgency=rec.urgency, headline=rec.headline, municipalities=munis,
+         agencies=sorted({d.agency_id for d in rec.dispatches}), routed_at=version,
+         stored_at=stored, version=version)
+    for d in rec.dispatches:
+        _add(cols["dispatches"], event_type="alert", event_id=alert_event_id(rec), agency_id=d.agency_id,
+             service=str(d.service), rule=d.rule, cross_boundary=d.cross_boundary,
+             municipality=munis[0] if len(munis) == 1 else "", municipalities=munis,
+             category=rec.category, severity=rec.severity, reported_at=ms(rec.sent),
+             routed_at=version, version=version)

@@ -12,7 +12,7 @@ from sink_helpers import routed_alert, routed_incident, status_update
 from veille.schemas import codec
 from veille.schemas.models import DeadLetter, RoutedIncident, StatusUpdate
 from veille.sinks.pipeline import Batch, Batcher, RetryPolicy, SourceMessage, decode
-from veille.sinks.rows import SCHEMAS, TABLES, to_rows, version_of
+from veille.sinks.rows import SCHEMAS, TABLES, plain_incident, to_rows, version_of
 from veille.sinks.store import ClickHouseStore, insert_settings, load_migrations
 
 
@@ -74,7 +74,10 @@ def test_to_rows_empty_and_wrong_type() -> None:
 
 def test_decode_routed_records_and_dead_letters() -> None:
     inc = routed_incident(2)
-    assert decode(msg(inc.encode())) == inc
+    # Routed incidents come as plain values (no model per row), equal to the model's own.
+    assert decode(msg(inc.encode())) == plain_incident(inc)
+    assert to_rows([decode(msg(inc.encode()))], inc.routed_at)["incidents"].equals(
+        to_rows([inc], inc.routed_at)["incidents"])
     upd = status_update(inc, "on_site", 1)
     assert decode(msg(upd.encode())) == upd
 
@@ -84,10 +87,10 @@ def test_decode_routed_records_and_dead_letters() -> None:
         ("unsupported_framing", "sink", 7, 2)
     assert garbage.original_value == b"\x00\x01garbage" and garbage.original_key == b"k"
 
-    plain_incident = codec.encode("Incident", {
+    source_incident = codec.encode("Incident", {
         "id": str(inc.id), "municipality": "35401", "category": "flood", "severity": "severe",
         "occurred_at": inc.occurred_at, "reported_at": inc.reported_at, "channel": "app"})
-    wrong = decode(msg(plain_incident))
+    wrong = decode(msg(source_incident))
     assert isinstance(wrong, DeadLetter) and wrong.reason == "wrong_record_type"
     empty = decode(msg(None))
     assert isinstance(empty, DeadLetter) and empty.reason == "empty_message"
@@ -97,10 +100,14 @@ def test_decode_routed_records_and_dead_letters() -> None:
     far = decode(msg(codec.encode("RoutedIncident", far_future)))
     assert isinstance(far, DeadLetter) and far.reason == "out_of_range" and "routed_at" in far.message
 
-    # Valid Avro, invalid event: a latitude out of range.
-    bad = inc.to_avro() | {"location": {"lat": 123.0, "lon": 0.0}}
-    invalid = decode(msg(codec.encode("RoutedIncident", bad)))
-    assert isinstance(invalid, DeadLetter) and invalid.reason == "validation_error"
+    # Valid Avro, invalid event: a latitude out of range, NaN, an id that is not a UUID.
+    for location in ({"lat": 123.0, "lon": 0.0}, {"lat": float("nan"), "lon": 0.0}):
+        bad = inc.to_avro() | {"location": location}
+        invalid = decode(msg(codec.encode("RoutedIncident", bad)))
+        assert isinstance(invalid, DeadLetter) and invalid.reason == "validation_error"
+    # fastavro checks a uuid string only when it reads with logical types; the plain path checks it.
+    upper = decode(msg(codec.encode("RoutedIncident", inc.to_avro() | {"id": str(inc.id).upper()})))
+    assert isinstance(upper, dict) and upper["id"] == str(inc.id)
 
 
 def test_batch_ranges_tokens_and_commit_offsets() -> None:
