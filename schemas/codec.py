@@ -12,7 +12,7 @@ whose ``reason`` is a stable code used for dead-letter records and metrics.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -25,6 +25,7 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
 from veille.schemas.catalog import Catalog, SchemaVersion, catalog
+from veille.schemas.writer import compile_writer
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = 0x00
@@ -74,29 +75,37 @@ def encode_confluent(record_type: str, value: Mapping[str, Any], schema_id: int,
 
 
 def _encode(sv: SchemaVersion, header: bytes, value: Mapping[str, Any]) -> bytes:
-    out = BytesIO()
-    out.write(header)
+    write = _writer_for(sv.fingerprint, sv)
     try:
-        if _has_int(sv):
-            # fastavro writes any Python int as a varint: 2**31 in an `int` field would be
-            # written silently and read back as something else by other implementations.
-            validate(value, sv.parsed, raise_errors=True, strict=False)
+        if write is not None:
+            return header + write(value)
+        out = BytesIO()
+        out.write(header)
+        # fastavro writes any Python int as a varint: 2**31 in an `int` field would be
+        # written silently and read back as something else by other implementations.
+        validate(value, sv.parsed, raise_errors=True, strict=False)
         fastavro.schemaless_writer(out, sv.parsed, value, strict_allow_default=True)
+        return out.getvalue()
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError, ValidationError) as exc:
-        # OverflowError: a `long` beyond 64 bits.
+        # OverflowError: an integer beyond its Avro range.
         raise EncodeError(f"{sv.label}: {exc}") from exc
-    return out.getvalue()
 
 
-_HAS_INT: dict[bytes, bool] = {}
+_WRITERS: dict[bytes, Callable[[Mapping[str, Any]], bytes] | None] = {}
 
 
-def _has_int(sv: SchemaVersion) -> bool:
-    """Whether a schema has an Avro `int` anywhere (only those need range validation)."""
-    found = _HAS_INT.get(sv.fingerprint)
-    if found is None:
-        found = _HAS_INT[sv.fingerprint] = '"int"' in to_parsing_canonical_form(sv.parsed)
-    return found
+def _writer_for(fingerprint: bytes, sv: SchemaVersion) -> Callable[[Mapping[str, Any]], bytes] | None:
+    """The compiled writer of a schema (``schemas/writer.py``), or None to keep fastavro."""
+    try:
+        return _WRITERS[fingerprint]
+    except KeyError:
+        pass
+    try:
+        write: Callable[[Mapping[str, Any]], bytes] | None = compile_writer(sv.parsed)
+    except NotImplementedError:
+        write = None
+    _WRITERS[fingerprint] = write
+    return write
 
 
 @lru_cache(maxsize=256)
