@@ -56,14 +56,14 @@ from benchmarks.pipeline import (
     total,
     warm_up,
 )
-from benchmarks.pure import codec_costs, router_process_rate
+from benchmarks.pure import benchmark_routing, codec_costs, router_process_rate
 from benchmarks.results import Report, Target, say
 from veille.broker import LocalBroker
 from veille.config import Settings
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import Incident
-from veille.streams.routing import benchmark_routing, route_incident
+from veille.streams.routing import route_incident
 from veille.territory import Territory, load_territory
 from veille.topics import ensure_topics, territory_topic_specs
 
@@ -156,7 +156,7 @@ def bench_pure(report: Report, sizes: Sizes, territory: Territory, pool: list[In
 
     sec = "4. routing (pure, in process)"
     report.add(sec, "route_incident decisions", benchmark_routing(sizes.routing, territory), "/s",
-               ROUTING_TARGET, f"streams.routing.benchmark_routing({sizes.routing:,})")
+               ROUTING_TARGET, f"benchmarks.pure.benchmark_routing({sizes.routing:,})")
     router_process_rate(pool[:2000], territory)  # warm: plan, caches
     rate, outputs = router_process_rate(pool[:sizes.router_pure], territory)
     report.add(sec, "Router.process per message", 1e6 / rate, "µs", PROCESS_TARGET,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from benchmarks.bench_produce import per_call_us
 from veille.schemas import codec
-from veille.schemas.models import Incident
+from veille.schemas.models import Channel, GeoPoint, Incident, IncidentCategory, Severity
+from veille.streams.dedup import DedupWindow
 from veille.streams.router import Message, Router
-from veille.territory import Territory
+from veille.streams.routing import route_incident
+from veille.territory import Territory, load_territory
 from veille.topics import Topics
 
 
@@ -44,7 +48,7 @@ def router_process_rate(incidents: Sequence[Incident], territory: Territory,
     router = Router(territory, topics, pseudonym_key=b"bench", dispatch_key=b"bench")
     messages = [Message(topics.intake(i.municipality), 0, n, str(i.id).encode(), i.encode())
                 for n, i in enumerate(incidents)]
-    seen: dict[str, Any] = {}
+    seen = DedupWindow().batch()
     outputs = 0
     start = time.perf_counter()
     for msg in messages:
@@ -53,3 +57,26 @@ def router_process_rate(incidents: Sequence[Incident], territory: Territory,
             raise RuntimeError(f"router.process: {outcome.kind} {outcome.reason}")
         outputs += len(outcome.outputs)
     return len(messages) / (time.perf_counter() - start), outputs / len(messages)
+
+
+def benchmark_routing(n: int = 200_000, territory: Territory | None = None, seed: int = 0) -> float:
+    """Incident routing decisions per second on points spread over the territory."""
+    t = territory or load_territory()
+    rng = random.Random(seed)
+    minx, miny, maxx, maxy = t.geometry.bounds
+    codes = sorted(t.municipalities)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    pool = []
+    for i in range(min(n, 5000)):
+        lon, lat = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
+        where = t.locate(lon, lat)
+        pool.append(Incident(
+            id=UUID(int=i + 1), municipality=where[0] if where else rng.choice(codes),
+            category=rng.choice(list(IncidentCategory)), severity=rng.choice(list(Severity)),
+            location=GeoPoint(lat=lat, lon=lon), occurred_at=now, reported_at=now,
+            channel=Channel.app))
+    route_incident(pool[0], t)  # build the plan outside the measurement
+    start = time.perf_counter()
+    for i in range(n):
+        route_incident(pool[i % len(pool)], t)
+    return n / (time.perf_counter() - start)

@@ -28,7 +28,7 @@ from veille.config import Settings
 log = logging.getLogger(__name__)
 
 # Personal-data minimisation: event-level rows expire, aggregates are kept longer.
-# (Defaults; a Settings field may override them once the lead adds one.)
+# (Defaults of the store classes; open_store takes them from the settings.)
 INCIDENT_TTL_DAYS = 400
 AGGREGATE_TTL_DAYS = 3650
 
@@ -223,8 +223,8 @@ class ClickHouseStore:
 
 def open_store(settings: Settings) -> Store:
     """The configured store: a ClickHouse server if ``clickhouse_url`` is set, else chDB on disk."""
-    ttl = {"incident_ttl_days": int(getattr(settings, "store_incident_ttl_days", INCIDENT_TTL_DAYS)),
-           "aggregate_ttl_days": int(getattr(settings, "store_aggregate_ttl_days", AGGREGATE_TTL_DAYS))}
+    ttl = {"incident_ttl_days": settings.store_incident_ttl_days,
+           "aggregate_ttl_days": settings.store_aggregate_ttl_days}
     if settings.clickhouse_url:
         return ClickHouseStore(settings.clickhouse_url, settings.clickhouse_database, **ttl)
     return ChdbStore(settings.chdb_path, settings.clickhouse_database, **ttl)

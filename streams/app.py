@@ -26,7 +26,8 @@ from veille.schemas.catalog import catalog
 from veille.schemas.registry import confluent_writer, resolver_from_settings
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog
-from veille.streams.batch import BatchFailed, BatchHandler, Prepared, SeenWindow
+from veille.streams.batch import BatchFailed, BatchHandler, Prepared
+from veille.streams.dedup import DedupWindow
 from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
 from veille.streams.router import Message, Router
@@ -39,7 +40,6 @@ BATCH_MAX = 1000
 BATCH_WITHIN = 0.05  # seconds: bounds the latency a quiet stream adds
 EXIT_TOO_MANY_INVALID = 3
 EXIT_BATCH_FAILED = 5
-DEDUP_CAPACITY = 1_000_000  # ids remembered (~200 MB at most); the window is DEDUP_WINDOW
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -80,12 +80,9 @@ def create_app(settings: Settings) -> faust.App:
         *[topics.intake(m) for m in sorted(territory.municipalities)],
         topics.alerts, topics.status, key_type=bytes, value_type=bytes,
     )
-    # Event id -> [content digest, first seen (epoch s)]: drops re-sent events, flags
-    # re-used ids. In process memory, bounded: a faust Table (changelog topic) was tried and
-    # removed: routers restarted mid-stream then intermittently never resumed (recovery of the
-    # table stalled with a backlog, seen in CI). A restart therefore forgets the window; a
-    # re-sent event may then be routed twice, which at-least-once already allows (dispatch
-    # ids are deterministic, the store deduplicates by id).
+    # The de-duplication window lives in process memory (streams/dedup.py): a faust Table was
+    # tried and removed, routers restarted mid-stream then intermittently never resumed (its
+    # recovery stalled with a backlog, seen in CI).
     writer = confluent_writer(settings)
     router = Router(territory, topics, pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
                     dispatch_key=settings.dispatch_key.get_secret_value().encode(),
@@ -95,7 +92,7 @@ def create_app(settings: Settings) -> faust.App:
         # this, writing never needs the registry (ids cached for the life of the process).
         for topic, record_type in router.output_schemas():
             writer.id_for(topic, catalog().latest(record_type))
-    handler = BatchHandler(router, OutputSender(settings), SeenWindow(DEDUP_CAPACITY),
+    handler = BatchHandler(router, OutputSender(settings), DedupWindow(),
                            AttemptLog(settings.state_dir / "router" / "attempts.json"), DeadLetterLimit())
 
     def stop(code: int, what: str, exc: BaseException) -> None:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any
 
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
 from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog, Key
+from veille.streams.dedup import BatchDedup, DedupWindow
 from veille.streams.output import OutputSender
 from veille.streams.router import Message, Outcome, Output, Router
 from veille.topics import Topics
@@ -44,57 +42,7 @@ class Prepared:
 
     messages: list[Message]
     outcomes: list[Outcome]
-    memo: SeenAfterDelivery
-
-
-class SeenWindow(OrderedDict[str, Any]):
-    """Recently routed ids, oldest evicted first beyond ``capacity``."""
-
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        if len(self) > self.capacity:
-            self.popitem(last=False)
-
-
-class SeenAfterDelivery(MutableMapping[str, Any]):
-    """The dedup window as the router sees it during one batch: reads fall through to the
-    window, writes stay pending (with the index of their message) until the batch's outputs
-    are acknowledged."""
-
-    def __init__(self, table: MutableMapping[str, Any], previous: SeenAfterDelivery | None = None) -> None:
-        self.table = table
-        # The batch still in flight (pipelining): its events count as seen for this one.
-        self.previous = previous.local if previous is not None else {}
-        self.local: dict[str, Any] = {}
-        self.pending: list[tuple[int, str, Any]] = []
-        self.owner = -1
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self.local:
-            return self.local[key]
-        if key in self.previous:
-            return self.previous[key]
-        value = self.table.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.local[key] = value
-        self.pending.append((self.owner, key, value))
-
-    def __delitem__(self, key: str) -> None:
-        raise NotImplementedError("the router never forgets an id within the window")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.local)
-
-    def __len__(self) -> int:
-        return len(self.local)
+    seen: BatchDedup
 
 
 def key_of(msg: Message) -> Key:
@@ -102,7 +50,7 @@ def key_of(msg: Message) -> Key:
 
 
 class BatchHandler:
-    def __init__(self, router: Router, sender: OutputSender, seen: MutableMapping[str, Any],
+    def __init__(self, router: Router, sender: OutputSender, seen: DedupWindow,
                  attempts: AttemptLog, limit: DeadLetterLimit | None = None) -> None:
         self.router = router
         self.sender = sender
@@ -128,19 +76,19 @@ class BatchHandler:
         """Decide every message of the batch (CPU only). ``previous`` is the batch whose outputs
         are still being delivered: its events already count for de-duplication."""
         try:
-            memo = SeenAfterDelivery(self.seen, previous.memo if previous is not None else None)
+            seen = self.seen.batch(previous.seen if previous is not None else None)
             outcomes: list[Outcome] = []
             for i, msg in enumerate(messages):
-                memo.owner = i
+                seen.owner = i
                 t0 = time.perf_counter()
                 try:
-                    outcome = self.router.process(msg, memo)
+                    outcome = self.router.process(msg, seen)
                 except RegistryUnavailable as exc:
-                    outcome = await self._wait_for_registry(msg, memo, exc)
+                    outcome = await self._wait_for_registry(msg, seen, exc)
                 metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
                 self.limit.record(outcome.kind == "dead_letter")  # TooManyInvalid stops the router
                 outcomes.append(outcome)
-            return Prepared(messages, outcomes, memo)
+            return Prepared(messages, outcomes, seen)
         except (TooManyInvalid, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -156,9 +104,7 @@ class BatchHandler:
             raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
         # Only now is an event "seen": had it been recorded before its outputs were durable,
         # a crash in between would make the re-delivery look like a duplicate.
-        for owner, key, value in prepared.memo.pending:
-            if outcomes[owner].kind != "dead_letter":
-                self.seen[key] = value
+        prepared.seen.commit(lambda owner: outcomes[owner].kind != "dead_letter")
         for msg, outcome in zip(prepared.messages, outcomes, strict=True):
             self._count(msg, outcome)
 
@@ -178,7 +124,7 @@ class BatchHandler:
             await self.deliver(await self.prepare([msg]))
         self.attempts.done(key)
 
-    async def _wait_for_registry(self, msg: Message, memo: SeenAfterDelivery,
+    async def _wait_for_registry(self, msg: Message, seen: BatchDedup,
                                  exc: RegistryUnavailable) -> Outcome:
         """A schema id not cached while the registry is unreachable: retry with backoff, for
         as long as it takes. Never a dead letter: the message is fine, the registry blinked.
@@ -195,7 +141,7 @@ class BatchHandler:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, REGISTRY_BACKOFF_MAX)
                 try:
-                    return self.router.process(msg, memo)
+                    return self.router.process(msg, seen)
                 except RegistryUnavailable as again:
                     exc = again
         finally:

@@ -12,9 +12,9 @@ import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -34,11 +34,11 @@ from veille.schemas.models import (
     StatusUpdate,
 )
 from veille.schemas.registry import RegistryUnavailable, SchemaResolver
+from veille.streams.dedup import BatchDedup, DedupWindow
 from veille.streams.routing import RoutingDecision, route_alert, route_incident
 from veille.territory import Territory
 from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
 
-DEDUP_WINDOW = timedelta(hours=24)
 R = TypeVar("R", bound=Record)
 log = logging.getLogger("veille.router")
 
@@ -114,10 +114,6 @@ def dispatch_id(key: bytes, event_type: EventType, event_id: str, agency_id: str
     return uuid.UUID(bytes=mac[:16], version=4)
 
 
-def content_digest(value: bytes) -> str:
-    return hashlib.blake2b(value, digest_size=16).hexdigest()
-
-
 class Router:
     def __init__(
         self,
@@ -127,7 +123,6 @@ class Router:
         pseudonym_key: bytes,
         dispatch_key: bytes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        dedup_window: timedelta = DEDUP_WINDOW,
         resolver: codec.Resolver | None = None,
         writer: SchemaResolver | None = None,
     ) -> None:
@@ -137,15 +132,17 @@ class Router:
         self.dispatch_key = dispatch_key
         self.dispatch_writer = codec.DispatchWriter()
         self.clock = clock
-        self.dedup_window = dedup_window
         # Schema registry: ``resolver`` reads Confluent-framed input (None: single-object only);
         # ``writer`` frames the outputs the Confluent way (None: single-object encoding).
         self.resolver = resolver
         self.writer = writer
 
     # -- entry point ---------------------------------------------------------------
-    def process(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
-        """Route one message. ``seen`` maps event id -> [content digest, first seen epoch s]."""
+    def process(self, msg: Message, seen: BatchDedup | None = None) -> Outcome:
+        """Route one message; ``seen`` is the de-duplication window of its batch (none: the
+        message is judged on its own)."""
+        if seen is None:
+            seen = DedupWindow().batch()
         try:
             if self.topics.municipality_of_intake(msg.topic) is not None:
                 return self._incident(msg, seen)
@@ -167,7 +164,7 @@ class Router:
             return self.dead_letter(msg, "internal_error", f"{type(exc).__name__}: {exc}")
 
     # -- per topic family ----------------------------------------------------------
-    def _incident(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
+    def _incident(self, msg: Message, seen: BatchDedup) -> Outcome:
         decoded = codec.decode(msg.value, expect=INTAKE_TYPES, resolver=self.resolver)
         incident = self._validate(Incident, decoded.value)
         topic_municipality = self.topics.municipality_of_intake(msg.topic)
@@ -205,7 +202,7 @@ class Router:
         return Outcome("routed", tuple(outputs), targets=tuple(decision.targets),
                        reported_at=incident.reported_at)
 
-    def _alert(self, msg: Message, seen: MutableMapping[str, list[float | str]]) -> Outcome:
+    def _alert(self, msg: Message, seen: BatchDedup) -> Outcome:
         decoded = codec.decode(msg.value, expect=ALERT_TYPES, resolver=self.resolver)
         alert = self._validate(Alert, decoded.value)
         duplicate = self._check_duplicate(f"alert:{alert.sender}:{alert.identifier}",
@@ -272,23 +269,18 @@ class Router:
                            f"lat={point.lat}, lon={point.lon} is outside the territory but inside "
                            "it with latitude and longitude swapped")
 
-    def _check_duplicate(
-        self, event_id: str, value: bytes, seen: MutableMapping[str, list[float | str]]
-    ) -> Outcome | None:
-        digest = content_digest(value)
-        now = self.clock().timestamp()
-        previous = seen.get(event_id)
-        if previous is not None and now - float(previous[1]) < self.dedup_window.total_seconds():
-            if previous[0] == digest:
-                return Outcome("duplicate", (), "duplicate")
-            # Same id, other content: a publisher bug or a replay attack; never merge silently.
+    def _check_duplicate(self, event_id: str, value: bytes, seen: BatchDedup) -> Outcome | None:
+        verdict = seen.check(event_id, value, self.clock().timestamp())
+        if verdict == "duplicate":
+            return Outcome("duplicate", (), "duplicate")
+        if verdict == "conflict":
             raise Rejected("conflicting_duplicate",
                            f"id {event_id} was already received with different content")
         return None
 
-    def _remember(self, event_id: str, value: bytes, seen: MutableMapping[str, list[float | str]]) -> None:
+    def _remember(self, event_id: str, value: bytes, seen: BatchDedup) -> None:
         # Only routed events are remembered: a dead-lettered one may be fixed and re-sent.
-        seen[event_id] = [content_digest(value), self.clock().timestamp()]
+        seen.remember(event_id, value, self.clock().timestamp())
 
     def _pseudonym(self, incident: Incident) -> str | None:
         contact = incident.reporter
@@ -348,7 +340,6 @@ class Router:
         pairs = [(t.dispatch(a), "Dispatch") for a in sorted(self.territory.agencies)]
         pairs += [(t.routed, name) for name in ("RoutedIncident", "RoutedAlert", "StatusUpdate")]
         return [*pairs, (t.dead_letter, "DeadLetter"), (t.dead_letter_restricted, "DeadLetter")]
-
 
 
 def _target_value(t: DispatchTarget) -> dict[str, object]:

@@ -75,13 +75,9 @@ place yields a warning; the decision is unroutable (``no_agency``) only if no ta
 
 from __future__ import annotations
 
-import random
-import time
 import weakref
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from uuid import UUID
 
 import numpy as np
 import shapely
@@ -92,15 +88,13 @@ from veille.schemas.models import (
     Alert,
     AlertArea,
     AlertInfo,
-    Channel,
     DispatchTarget,
-    GeoPoint,
     Incident,
     IncidentCategory,
     ServiceKind,
     Severity,
 )
-from veille.territory import AREA_TOLERANCE, Agency, AgencyLevel, ServiceArea, Territory, load_territory
+from veille.territory import AREA_TOLERANCE, Agency, AgencyLevel, ServiceArea, Territory
 
 # Codes of unroutable decisions (RoutingDecision.unroutable).
 UNKNOWN_MUNICIPALITY = "unknown_municipality"
@@ -467,34 +461,7 @@ def route_alert(alert: Alert, territory: Territory) -> RoutingDecision:
                            warnings=tuple(dict.fromkeys(warnings)))
 
 
-# --------------------------------------------------------------------------- benchmark
-
-
-def benchmark_routing(n: int = 200_000, territory: Territory | None = None, seed: int = 0) -> float:
-    """Incident routing decisions per second on points spread over the territory."""
-    t = territory or load_territory()
-    rng = random.Random(seed)
-    minx, miny, maxx, maxy = t.geometry.bounds
-    codes = sorted(t.municipalities)
-    now = datetime.now(UTC) - timedelta(minutes=1)
-    pool = []
-    for i in range(min(n, 5000)):
-        lon, lat = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
-        where = t.locate(lon, lat)
-        pool.append(Incident(
-            id=UUID(int=i + 1), municipality=where[0] if where else rng.choice(codes),
-            category=rng.choice(list(IncidentCategory)), severity=rng.choice(list(Severity)),
-            location=GeoPoint(lat=lat, lon=lon), occurred_at=now, reported_at=now,
-            channel=Channel.app))
-    route_incident(pool[0], t)  # build the plan outside the measurement
-    start = time.perf_counter()
-    for i in range(n):
-        route_incident(pool[i % len(pool)], t)
-    return n / (time.perf_counter() - start)
-
-
 __all__ = [
     "LARGEST_SHARE_SUFFIX", "NO_AGENCY", "NO_RULE", "OUTSIDE_TERRITORY", "UNKNOWN_MUNICIPALITY",
-    "RoutingDecision", "alert_area",
-    "benchmark_routing", "circle_polygon", "cross_boundary", "route_alert", "route_incident",
+    "RoutingDecision", "alert_area", "circle_polygon", "cross_boundary", "route_alert", "route_incident",
 ]

@@ -23,6 +23,7 @@ from veille.schemas.models import (
     RoutedIncident,
     StatusUpdate,
 )
+from veille.streams.dedup import DedupWindow
 from veille.streams.router import Message, Router
 from veille.territory import load_territory
 from veille.topics import Topics
@@ -57,7 +58,7 @@ def _decoded(outcome: Any, topic: str) -> list[Any]:
 
 def test_incident_fans_out_to_each_target_and_one_routing_record(router: Router, sim: Simulator) -> None:
     flood = next(e for e in sim.flash_flood(incidents=10) if isinstance(e, Incident))
-    outcome = router.process(_msg(TOPICS.intake(flood.municipality), flood.encode()), {})
+    outcome = router.process(_msg(TOPICS.intake(flood.municipality), flood.encode()))
     assert outcome.kind == "routed"
     agencies = {t.agency_id for t in outcome.targets}
     assert "sdis35" in agencies and "cellule-veille" in agencies  # flood + severe escalation
@@ -70,20 +71,20 @@ def test_incident_fans_out_to_each_target_and_one_routing_record(router: Router,
     (routed,) = [RoutedIncident.from_avro(v) for v in _decoded(outcome, TOPICS.routed)]
     assert routed.id == flood.id and list(routed.dispatches) == list(outcome.targets)
     # Deterministic dispatch ids: a re-delivery yields the same ids for agencies to dedupe on.
-    again = router.process(_msg(TOPICS.intake(flood.municipality), flood.encode()), {})
+    again = router.process(_msg(TOPICS.intake(flood.municipality), flood.encode()))
     assert [o.value for o in again.outputs] == [o.value for o in outcome.outputs]
 
 
 def test_reporter_contact_reaches_agencies_but_never_the_routing_record(
         router: Router, sim: Simulator) -> None:
     inc = _incident(sim, reporter=ReporterContact(email="jeanne@example.fr", phone="0611223344"))
-    outcome = router.process(_msg(TOPICS.intake(inc.municipality), inc.encode()), {})
+    outcome = router.process(_msg(TOPICS.intake(inc.municipality), inc.encode()))
     routed_bytes = next(o.value for o in outcome.outputs if o.topic == TOPICS.routed)
     assert b"jeanne" not in routed_bytes and b"0611223344" not in routed_bytes
     routed = RoutedIncident.decode(routed_bytes)
     assert routed.reporter_pseudonym and len(routed.reporter_pseudonym) == 32
     other = _incident(sim, reporter=ReporterContact(email="JEANNE@example.fr "))
-    out2 = router.process(_msg(TOPICS.intake(other.municipality), other.encode()), {})
+    out2 = router.process(_msg(TOPICS.intake(other.municipality), other.encode()))
     assert RoutedIncident.decode(out2.outputs[-1].value).reporter_pseudonym == routed.reporter_pseudonym
     dispatch = next(o for o in outcome.outputs if o.topic != TOPICS.routed)
     assert Incident.decode(Dispatch.decode(dispatch.value).payload).reporter is not None
@@ -91,7 +92,7 @@ def test_reporter_contact_reaches_agencies_but_never_the_routing_record(
 
 def test_resent_event_is_dropped_and_reused_id_is_dead_lettered(router: Router, sim: Simulator) -> None:
     inc = _incident(sim)
-    seen: dict[str, list[float | str]] = {}
+    seen = DedupWindow().batch()
     topic = TOPICS.intake(inc.municipality)
     assert router.process(_msg(topic, inc.encode(), 0), seen).kind == "routed"
     assert router.process(_msg(topic, inc.encode(), 1), seen).kind == "duplicate"
@@ -103,7 +104,7 @@ def test_resent_event_is_dropped_and_reused_id_is_dead_lettered(router: Router, 
 def test_municipality_must_match_its_intake_topic(router: Router, sim: Simulator) -> None:
     inc = _incident(sim)
     other = next(m for m in router.territory.municipalities if m != inc.municipality)
-    outcome = router.process(_msg(TOPICS.intake(other), inc.encode(), 42), {})
+    outcome = router.process(_msg(TOPICS.intake(other), inc.encode(), 42))
     assert outcome.kind == "dead_letter" and outcome.reason == "municipality_mismatch"
     (out,) = outcome.outputs
     assert out.topic == TOPICS.dead_letter_restricted  # may hold a reporter's contact
@@ -118,31 +119,31 @@ def test_municipality_must_match_its_intake_topic(router: Router, sim: Simulator
      (b"not avro at all", "unknown_format")],
 )
 def test_undecodable_messages_are_dead_lettered(router: Router, value: bytes | None, reason: str) -> None:
-    outcome = router.process(_msg(TOPICS.intake("35401"), value, key=None), {})
+    outcome = router.process(_msg(TOPICS.intake("35401"), value, key=None))
     assert outcome.kind == "dead_letter" and outcome.reason == reason
     assert DeadLetter.decode(outcome.outputs[0].value).original_value == value
 
 
 def test_wrong_record_type_and_invalid_content(router: Router, sim: Simulator) -> None:
     alert = next(e for e in sim.flash_flood(incidents=2) if isinstance(e, Alert))
-    assert router.process(_msg(TOPICS.intake("35401"), alert.encode()), {}).reason == "wrong_record_type"
+    assert router.process(_msg(TOPICS.intake("35401"), alert.encode())).reason == "wrong_record_type"
     inc = _incident(sim)
     bad = inc.to_avro() | {"municipality": "ABCDE"}
-    outcome = router.process(_msg(TOPICS.intake("35401"), codec.encode("Incident", bad)), {})
+    outcome = router.process(_msg(TOPICS.intake("35401"), codec.encode("Incident", bad)))
     assert outcome.reason == "validation_error" and "municipality" in DeadLetter.decode(
         outcome.outputs[0].value).message
 
 
 def test_point_outside_territory_is_unroutable(router: Router, sim: Simulator) -> None:
     inc = _incident(sim, location=GeoPoint(lat=43.3, lon=5.4))  # Marseille
-    outcome = router.process(_msg(TOPICS.intake(inc.municipality), inc.encode()), {})
+    outcome = router.process(_msg(TOPICS.intake(inc.municipality), inc.encode()))
     assert outcome.kind == "dead_letter" and outcome.reason == "unroutable"
     assert "outside" in DeadLetter.decode(outcome.outputs[0].value).message
 
 
 def test_alert_fans_out_and_is_recorded(router: Router, sim: Simulator) -> None:
     alert = next(e for e in sim.flash_flood(incidents=2) if isinstance(e, Alert))
-    outcome = router.process(_msg(TOPICS.alerts, alert.encode()), {})
+    outcome = router.process(_msg(TOPICS.alerts, alert.encode()))
     assert outcome.kind == "routed"
     routed = RoutedAlert.decode(next(o.value for o in outcome.outputs if o.topic == TOPICS.routed))
     assert len(routed.municipalities) >= 2 and routed.category == "flash_flood"
@@ -153,14 +154,14 @@ def test_alert_fans_out_and_is_recorded(router: Router, sim: Simulator) -> None:
 
 def test_status_updates_are_checked_and_forwarded(router: Router, sim: Simulator) -> None:
     incident = _incident(sim)
-    routed = router.process(_msg(TOPICS.intake(incident.municipality), incident.encode()), {})
+    routed = router.process(_msg(TOPICS.intake(incident.municipality), incident.encode()))
     dispatch = Dispatch.decode(next(o.value for o in routed.outputs if o.topic.startswith("t.dispatch.")))
     update = StatusUpdate(id=uuid.uuid4(), incident_id=incident.id, agency_id=dispatch.agency_id,
                           dispatch_id=dispatch.id, status=IncidentStatus.acknowledged, at=NOW)
-    outcome = router.process(_msg(TOPICS.status, update.encode()), {})
+    outcome = router.process(_msg(TOPICS.status, update.encode()))
     assert outcome.kind == "forwarded" and StatusUpdate.decode(outcome.outputs[0].value) == update
     rogue = update.model_copy(update={"agency_id": "pm-nowhere"})
-    outcome = router.process(_msg(TOPICS.status, rogue.encode()), {})
+    outcome = router.process(_msg(TOPICS.status, rogue.encode()))
     assert outcome.reason == "unknown_agency" and outcome.outputs[0].topic == TOPICS.dead_letter
 
 
@@ -168,7 +169,7 @@ def test_an_agency_cannot_speak_for_another_nor_for_an_incident_it_was_not_sent(
         router: Router, sim: Simulator) -> None:
     """Issue 15 #3: the dispatch id (keyed hash) proves who was dispatched what."""
     incident = _incident(sim)
-    routed = router.process(_msg(TOPICS.intake(incident.municipality), incident.encode()), {})
+    routed = router.process(_msg(TOPICS.intake(incident.municipality), incident.encode()))
     dispatch = Dispatch.decode(next(o.value for o in routed.outputs if o.topic.startswith("t.dispatch.")))
     other = next(a for a in router.territory.agencies if a not in {t.agency_id for t in routed.targets})
     base = StatusUpdate(id=uuid.uuid4(), incident_id=incident.id, agency_id=dispatch.agency_id,
@@ -180,9 +181,9 @@ def test_an_agency_cannot_speak_for_another_nor_for_an_incident_it_was_not_sent(
         base.model_copy(update={"dispatch_id": uuid.uuid4()}),  # a guessed reference
     ]
     for update in forged:
-        outcome = router.process(_msg(TOPICS.status, update.encode()), {})
+        outcome = router.process(_msg(TOPICS.status, update.encode()))
         assert (outcome.kind, outcome.reason) == ("dead_letter", "not_dispatched"), update
         assert not any(o.topic == TOPICS.routed for o in outcome.outputs)
     # Another router key derives other ids: the reference cannot be computed from public data.
     stranger = Router(router.territory, TOPICS, pseudonym_key=b"k", dispatch_key=b"other", clock=lambda: NOW)
-    assert stranger.process(_msg(TOPICS.status, base.encode()), {}).reason == "not_dispatched"
+    assert stranger.process(_msg(TOPICS.status, base.encode())).reason == "not_dispatched"

@@ -9,6 +9,7 @@ import pytest
 import shapely
 from pyproj import Geod
 
+from benchmarks.pure import benchmark_routing
 from veille.config import Settings
 from veille.schemas.models import (
     Alert,
@@ -37,7 +38,6 @@ from veille.streams.routing import (
     OUTSIDE_TERRITORY,
     UNKNOWN_MUNICIPALITY,
     RoutingDecision,
-    benchmark_routing,
     circle_polygon,
     cross_boundary,
     route_alert,

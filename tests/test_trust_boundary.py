@@ -38,7 +38,8 @@ from veille.schemas.models import (
     StatusUpdate,
 )
 from veille.streams.attempts import AttemptLog
-from veille.streams.batch import BatchFailed, BatchHandler, SeenWindow
+from veille.streams.batch import BatchFailed, BatchHandler
+from veille.streams.dedup import DedupWindow
 from veille.streams.output import OutputSender, SendResult
 from veille.streams.router import Message, Router
 from veille.streams.routing import route_incident
@@ -87,7 +88,7 @@ def forged_alert_bytes(points: int) -> bytes:
 
 def test_a_huge_message_makes_a_bounded_dead_letter(router: Router) -> None:
     value = random.Random(0).randbytes(1_040_000)
-    outcome = router.process(Message(TOPICS.intake("35402"), 0, 7, b"k" * 5000, value), {})
+    outcome = router.process(Message(TOPICS.intake("35402"), 0, 7, b"k" * 5000, value))
     (out,) = outcome.outputs
     letter = DeadLetter.decode(out.value)
     assert len(out.value) < MAX_ORIGINAL_BYTES + 8 * 1024  # always fits a Kafka message
@@ -99,10 +100,10 @@ def test_a_huge_message_makes_a_bounded_dead_letter(router: Router) -> None:
 def test_over_complex_alerts_are_dead_lettered_fast_and_small_scribbles_are_repaired(router: Router) -> None:
     for points in (250, 500, 6000):
         started = time.perf_counter()
-        outcome = router.process(Message(TOPICS.alerts, 0, points, None, forged_alert_bytes(points)), {})
+        outcome = router.process(Message(TOPICS.alerts, 0, points, None, forged_alert_bytes(points)))
         assert (outcome.kind, outcome.reason) == ("dead_letter", "too_complex"), points
         assert time.perf_counter() - started < 2.0  # was 6.9 s, 70 s and > 12 min
-    outcome = router.process(Message(TOPICS.alerts, 0, 1, None, scribble_alert(150).encode()), {})
+    outcome = router.process(Message(TOPICS.alerts, 0, 1, None, scribble_alert(150).encode()))
     assert outcome.kind == "routed"  # a small self-intersecting ring is repaired, not refused
 
 
@@ -119,7 +120,7 @@ def test_fuzzed_messages_are_conserved(router: Router) -> None:
     sim = _sim(seed=21)
     rng = random.Random(2026)
     events: list[Any] = list(sim.events(300)) + sim.flash_flood(incidents=20)
-    seen: dict[str, list[float | str]] = {}
+    seen = DedupWindow().batch()
     outcomes: Counter[str] = Counter()
     produced = 0
     for i in range(3000):
@@ -283,7 +284,7 @@ def test_a_message_that_keeps_failing_is_isolated_then_dead_lettered(kafka: Any,
 
     def attempt() -> None:  # one router life: a fresh process would rebuild exactly this
         router = Router(territory, topics, pseudonym_key=b"k", dispatch_key=b"d")
-        handler = BatchHandler(router, ClientBug(settings, str(poison.id).encode()), SeenWindow(100),
+        handler = BatchHandler(router, ClientBug(settings, str(poison.id).encode()), DedupWindow(100),
                                AttemptLog(log_path))
         asyncio.run(handler.handle(messages))
 

@@ -19,7 +19,7 @@ COMMAND_MODULES = [
     "veille.registry",
     "veille.topics",
     "veille.schemas.register",
-    "veille.territory",
+    "veille.territory.cli",
     "veille.producers.cli",
     "veille.streams.cli",
     "veille.demo",

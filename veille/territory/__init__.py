@@ -1,0 +1,47 @@
+"""The territory and its jurisdiction rules: the one place that says who acts where.
+
+A package with the model at the bottom: ``model`` (municipalities, agencies, service areas,
+rules; ``index``, the point lookup it carries) <- ``checks`` (gaps, overlaps, references) <-
+``files`` (the file formats, reading, the cached :func:`load_territory`) <- ``cli``. The file
+formats are described in :mod:`veille.territory.files`.
+"""
+
+from veille.territory.checks import validate_territory
+from veille.territory.files import (
+    AgencySpec,
+    JurisdictionSpec,
+    MunicipalityCollection,
+    ServiceAreaSpec,
+    load_territory,
+    read_territory,
+)
+from veille.territory.index import MunicipalityIndex
+from veille.territory.model import (
+    AGENCY_ID_PATTERN,
+    AREA_TOLERANCE,
+    JURISDICTION_FILE,
+    MUNICIPALITIES_FILE,
+    ROUTING_FILE,
+    RULE_ID_PATTERN,
+    Agency,
+    AgencyLevel,
+    AlertRule,
+    EscalationRule,
+    IncidentRule,
+    Issue,
+    Municipality,
+    PcsRule,
+    RoutingRules,
+    ServiceArea,
+    ServicePolicy,
+    Territory,
+    TerritoryError,
+)
+
+__all__ = [
+    "AGENCY_ID_PATTERN", "AREA_TOLERANCE", "JURISDICTION_FILE", "MUNICIPALITIES_FILE", "ROUTING_FILE",
+    "RULE_ID_PATTERN", "Agency", "AgencyLevel", "AgencySpec", "AlertRule", "EscalationRule",
+    "IncidentRule", "Issue", "JurisdictionSpec", "Municipality", "MunicipalityCollection",
+    "MunicipalityIndex", "PcsRule", "RoutingRules", "ServiceArea", "ServiceAreaSpec", "ServicePolicy",
+    "Territory", "TerritoryError", "load_territory", "read_territory", "validate_territory",
+]
