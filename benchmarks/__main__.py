@@ -38,7 +38,7 @@ from types import FrameType
 import confluent_kafka
 from confluent_kafka.admin import AdminClient
 
-from benchmarks import bench_sink
+from benchmarks import bench_sink, dedup_memory
 from benchmarks.drain import drain
 from benchmarks.kafka_rates import create_topic, raw_consume, raw_produce, sdk_publish
 from benchmarks.pipeline import (
@@ -92,6 +92,7 @@ class Sizes:
     latency_seconds: float = 20.0
     drain_timeout: float = 120.0
     drain: int = 200_000
+    dedup_ids: int = 1_000_000
 
 
 QUICK = Sizes(drain=20_000,
@@ -162,6 +163,10 @@ def bench_pure(report: Report, sizes: Sizes, territory: Territory, pool: list[In
     report.add(sec, "Router.process per message", 1e6 / rate, "µs", PROCESS_TARGET,
                note=f"{rate:,.0f} msg/s; one intake message -> {outputs:.1f} outputs (dispatches + "
                     "routed record), decode..encode, no Kafka: the faust router's ceiling")
+    say(f"router memory with {sizes.dedup_ids:,} ids in the dedup window (own process)")
+    m = dedup_memory.measure(sizes.dedup_ids)
+    report.add(sec, f"router RSS, {m.ids:,} ids in the dedup window", m.full_mb, "MB",
+               note=f"{m.base_mb:,.0f} MB with the window empty; {m.per_id_bytes:,.0f} bytes per id")
 
     say(f"sink: {sizes.sink_rows:,} rows into chDB x {sizes.sink_passes} passes")
     s = bench_sink.measure(sizes.sink_rows, 10_000, sizes.sink_passes, workdir=workdir)
