@@ -146,6 +146,7 @@ def _cmd_publish_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_cap(settings: Settings, args: argparse.Namespace, source: str) -> int:
+    from veille.producers.cap_seen import SeenAlerts
     from veille.producers.cap_xml import CapError, read_source, validated
     from veille.producers.metrics import REJECTED
 
@@ -160,11 +161,21 @@ def _cmd_import_cap(settings: Settings, args: argparse.Namespace, source: str) -
         REJECTED.labels("Alert", "cap_xml").inc()
         print(f"{source}: {exc}", file=sys.stderr)
         return EXIT_REJECTED
+    seen = SeenAlerts(settings.state_dir)
+    alerts, already = seen.split(alerts)
+    if already:
+        print(f"{len(already)} alerts already published (same sender, identifier, sent): skipped")
+    if not alerts:
+        return EXIT_OK
     prepare(settings, args)
+    acknowledged: set[str] = set()
     with Publisher(settings, client_id="veille-import") as publisher:
         for alert in alerts:
-            publisher.publish(alert, record_type="Alert")
+            publisher.publish(alert, record_type="Alert",
+                              on_result=lambda r: acknowledged.add(r.event_id) if r.ok else None)
         summary = publisher.flush()
+    seen.remember(a for a in alerts if a["identifier"] in acknowledged)
+    seen.save()
     for line in _summary_lines(summary):
         print(line)
     return EXIT_OK if summary.ok else EXIT_FAILED

@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from prometheus_client import REGISTRY
 from test_cap_xml import BOMB, EXTERNAL, atom
 
 from veille.config import Settings, get_settings
+from veille.producers.cap_seen import SeenAlerts
+from veille.producers.cap_xml import validated
 from veille.producers.http_intake import MAX_BODY_BYTES, intake_config, make_app
 from veille.producers.intake_keys import KeyStore
 from veille.producers.sdk import Publisher
@@ -61,11 +64,18 @@ def test_import_cap_and_vigicrues_from_urls(kafka: Any, tmp_path: Path, served: 
     settings = hub_settings(kafka.settings, tmp_path)
     root, url = served
     ids = [new_id("url"), new_id("url")]
-    (root / "feed.xml").write_text(atom(*(cap_alert(i) for i in ids)))
+    docs = [cap_alert(i) for i in ids]
+    (root / "feed.xml").write_text(atom(*docs, docs[0]))
     (root / "InfoVigiCru.geojson").write_bytes((FIXTURES / "vigicrues" / "InfoVigiCru.geojson").read_bytes())
 
     done = veille(settings, "cap", f"{url}/feed.xml")
     assert done.returncode == 0 and "2 acknowledged" in done.stdout, done.stderr
+    assert "1 alerts already published" in done.stdout  # the entry listed twice
+    # The feed polled again: nothing re-published (the router would re-dispatch after 24 h).
+    (root / "feed.xml").write_text(atom(*docs))
+    again = veille(settings, "cap", f"{url}/feed.xml")
+    assert again.returncode == 0 and "2 alerts already published" in again.stdout, again.stderr
+    assert "acknowledged" not in again.stdout
     done = veille(settings, "vigicrues", f"{url}/InfoVigiCru.geojson")
     assert done.returncode == 0 and "published 3 Alert; 3 acknowledged" in done.stdout, done.stderr
     missing = veille(settings, "cap", f"{url}/nothing.xml")
@@ -74,6 +84,7 @@ def test_import_cap_and_vigicrues_from_urls(kafka: Any, tmp_path: Path, served: 
     topic = Topics(settings.topic_prefix).alerts
     got = sorted(Alert.decode(m.value()).identifier for m in consume(settings, [topic], 5))
     assert got[:2] == sorted(ids) and all(g.startswith("vigicrues.") for g in got[2:]) and len(got) == 5
+    assert message_count(settings, [topic]) == 5
 
 
 # Each bad CAP document, the reason the importer gives for it.
@@ -157,3 +168,15 @@ def test_post_v1_alerts_refuses_bad_cap_with_4xx_and_counts(kafka: Any, tmp_path
     for status in before:
         assert intake_requests(status) - before[status] == sum(c[2] == status for c in cases), status
     assert message_count(settings, [Topics(settings.topic_prefix).alerts]) == 0
+
+
+def test_seen_alerts_are_forgotten_a_day_after_they_expire(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    (short,) = validated(cap_alert("urn:veille:seen:1", expires=now + timedelta(hours=1)))
+    (long,) = validated(cap_alert("urn:veille:seen:2", expires=now + timedelta(days=5)))
+    seen = SeenAlerts(tmp_path)
+    seen.remember([short, long])
+    seen.save()
+    assert SeenAlerts(tmp_path).split([short, long]) == ([], [short, long])
+    later = SeenAlerts(tmp_path, now=now + timedelta(days=2))
+    assert later.split([short, long]) == ([short], [long])
