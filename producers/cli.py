@@ -146,22 +146,36 @@ def _cmd_publish_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_cap(settings: Settings, args: argparse.Namespace, source: str) -> int:
+    from veille.producers.cap_seen import SeenAlerts
     from veille.producers.cap_xml import CapError, read_source, validated
+    from veille.producers.metrics import REJECTED
 
     try:
         alerts = validated(read_source(source))
     except CapError as exc:
+        REJECTED.labels("Alert", "cap_xml").inc()
         where = "" if exc.where == RECORD_FIELD else f" {exc.where}:"
         print(f"{source}:{where} {exc.reason}", file=sys.stderr)
         return EXIT_REJECTED
     except OSError as exc:
+        REJECTED.labels("Alert", "cap_xml").inc()
         print(f"{source}: {exc}", file=sys.stderr)
         return EXIT_REJECTED
+    seen = SeenAlerts(settings.state_dir)
+    alerts, already = seen.split(alerts)
+    if already:
+        print(f"{len(already)} alerts already published (same sender, identifier, sent): skipped")
+    if not alerts:
+        return EXIT_OK
     prepare(settings, args)
+    acknowledged: set[str] = set()
     with Publisher(settings, client_id="veille-import") as publisher:
         for alert in alerts:
-            publisher.publish(alert, record_type="Alert")
+            publisher.publish(alert, record_type="Alert",
+                              on_result=lambda r: acknowledged.add(r.event_id) if r.ok else None)
         summary = publisher.flush()
+    seen.remember(a for a in alerts if a["identifier"] in acknowledged)
+    seen.save()
     for line in _summary_lines(summary):
         print(line)
     return EXIT_OK if summary.ok else EXIT_FAILED
@@ -173,6 +187,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.file == "cap" and args.source:  # veille import cap FILE|URL
         return _cmd_import_cap(settings, args, args.source)
+    if args.file == "vigicrues" and args.source:  # veille import vigicrues FILE|URL
+        from veille.producers.vigicrues import SENDER, import_vigicrues
+
+        prepare(settings, args)
+        return import_vigicrues(settings, args.source, sent=args.sent, sender=args.sender or SENDER)
     if args.source:
         print("usage: veille import FILE | veille import cap FILE|URL", file=sys.stderr)
         return EXIT_REJECTED
@@ -361,7 +380,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "occurred_at, reported_at, channel, description, reporter_name, reporter_phone, "
                     "reporter_email). Bad lines are listed with line number, field and reason; the others "
                     "are published. Exit 1 if any line failed.")
-    imp.add_argument("file", help="path of the file, or 'cap' followed by a CAP 1.2 XML file or URL")
+    imp.add_argument("file", help="path of the file, or 'cap' followed by a CAP 1.2 XML file or URL, or "
+                                  "'vigicrues' followed by a Vigicrues GeoJSON file or URL (CAP alerts per "
+                                  "river section in vigilance; see veille/producers/vigicrues.py)")
     imp.add_argument("source", nargs="?", help=argparse.SUPPRESS)
     imp.add_argument("--format", choices=["jsonl", "csv", "cap"],
                      help="default: from the file extension (cap: a CAP 1.2 alert or Atom feed of them)")
@@ -370,6 +391,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--timezone", default="Europe/Paris",
                      help="time zone of CSV times written without offset (default: Europe/Paris)")
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
+    imp.add_argument("--sent", type=datetime.fromisoformat,
+                     help="vigicrues: time of the bulletin, ISO 8601 with offset (default: now)")
+    imp.add_argument("--sender", help="vigicrues: CAP sender of the alerts (default: veille-vigicrues)")
     _no_topics_option(imp)
     imp.set_defaults(func=_cmd_import)
 

@@ -26,7 +26,8 @@ ACKNOWLEDGED = Counter(
 REJECTED = Counter(
     "veille_producer_rejected_total",
     "Events refused before Kafka: reason is validation, unknown_municipality, encode, "
-    "unknown_type, invalid_json, not_an_object or bad_row.",
+    "unknown_type, invalid_json, not_an_object, bad_row, cap_xml (a CAP document refused by "
+    "veille import cap) or vigicrues (a Vigicrues document refused by veille import vigicrues).",
     ["record_type", "reason"],
 )
 DELIVERY_FAILED = Counter(

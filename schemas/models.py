@@ -424,6 +424,10 @@ class RoutedAlert(Record):
     urgency: str
     headline: str | None = None
     municipalities: list[str]
+    scope: str = "Public"  # v2: scope, references, expires, cap_json
+    references: list[str] = Field(default_factory=list)
+    expires: Timestamp | None = None
+    cap_json: str | None = None
     routed_at: Timestamp
     dispatches: list[DispatchTarget]
 

@@ -1,6 +1,7 @@
 """Records → per-table pyarrow Tables: the pure heart of the sink (no Kafka, no store).
 
-One Arrow schema per table, matching ``migrations/0001_event_tables.sql`` column for column.
+One Arrow schema per table, matching ``migrations/0001_event_tables.sql`` (and the columns
+later migrations add) column for column.
 Nothing personal is carried over: RoutedIncident has only a pseudonym, and the free-text
 note of a StatusUpdate is dropped.
 
@@ -51,6 +52,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("severity", pa.string()), ("urgency", pa.string()), ("headline", pa.string()),
         ("municipalities", STR_LIST), ("agencies", STR_LIST), ("routed_at", TS), ("stored_at", TS),
         ("version", pa.uint64()),
+        # migrations/0003: what closes, supersedes or expires an alert, and the alert itself
+        ("scope", pa.string()), ("references", STR_LIST), ("expires", TS), ("cap_json", pa.string()),
     ]),
 }
 TABLES = tuple(SCHEMAS)
@@ -181,7 +184,8 @@ def _add_alert(cols: dict[str, dict[str, list[Any]]], rec: RoutedAlert, stored: 
          msg_type=rec.msg_type, event=rec.event, category=rec.category, severity=rec.severity,
          urgency=rec.urgency, headline=rec.headline, municipalities=munis,
          agencies=sorted({d.agency_id for d in rec.dispatches}), routed_at=version,
-         stored_at=stored, version=version)
+         stored_at=stored, version=version, scope=rec.scope, references=rec.references,
+         expires=None if rec.expires is None else ms(rec.expires), cap_json=rec.cap_json)
     for d in rec.dispatches:
         _add(cols["dispatches"], event_type="alert", event_id=alert_event_id(rec), agency_id=d.agency_id,
              service=str(d.service), rule=d.rule, cross_boundary=d.cross_boundary,

@@ -220,8 +220,9 @@ class Router:
             identifier=alert.identifier, sender=alert.sender, sent=alert.sent,
             status=alert.status.value, msg_type=alert.msg_type.value, event=info.event,
             category=category, severity=info.severity.value, urgency=info.urgency.value,
-            headline=info.headline, municipalities=municipalities, routed_at=now,
-            dispatches=list(decision.targets),
+            headline=info.headline, municipalities=municipalities, scope=alert.scope.value,
+            references=alert.references, expires=_alert_expires(alert),
+            cap_json=alert.model_dump_json(), routed_at=now, dispatches=list(decision.targets),
         )
         outputs = self._dispatches(
             EventType.alert, alert.identifier, municipalities[0] if municipalities else "",
@@ -353,6 +354,12 @@ def _alert_category(alert: Alert) -> str:
             if code.value_name == "veille":
                 return code.value
     return alert.infos[0].category[0].value
+
+
+def _alert_expires(alert: Alert) -> datetime | None:
+    """When the whole alert stops being active: its last info's expiry (None if one never expires)."""
+    ends = [info.expires for info in alert.infos]
+    return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
 
 
 __all__ = ["DispatchTarget", "Message", "Outcome", "Output", "Rejected", "Router", "dispatch_id"]
