@@ -88,7 +88,7 @@ def console_html(territory: Territory) -> str:
       <option value="reports">{e['ind_reports']}</option><option value="per_1000">{e['ind_per_1000']}</option>
       <option value="open">{e['ind_open']}</option><option value="cross_share">{e['ind_cross_share']}</option>
     </select>
-    <div id="map" role="img" aria-label="{e['map_label']}"></div>
+    <div id="map" role="region" aria-label="{e['map_label']}"></div>
     <div id="legend" aria-label="{e['legend']}"></div>
     <p class="hint">{e['map_privacy']} {e['map_alerts']}.</p></section>
   <section aria-labelledby="h-trends"><h2 id="h-trends">{e['trends']}</h2>

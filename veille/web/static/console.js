@@ -124,6 +124,9 @@
     legend.replaceChildren(...items, none);
   }
 
+  const dayFormat = new Intl.DateTimeFormat('fr-FR', {day: 'numeric', month: 'short', timeZone: 'UTC'});
+  const dayLabel = (seconds) => dayFormat.format(new Date(seconds * 1000));
+
   function drawChart(id, series, prefix) {
     const el = document.getElementById(id);
     if (charts[id]) charts[id].destroy();
@@ -137,8 +140,9 @@
     const opts = {
       width: Math.max(320, el.clientWidth), height: 240,
       scales: {x: {time: true}, y: {range: (u, lo, hi) => [0, Math.max(1, hi)]}},
-      axes: [{}, {label: T.col_reports, values: (u, ticks) => ticks.map((v) => nf.format(v))}],
-      series: [{label: ''}, ...names.map((n, i) => ({label: n, stroke: SERIES[i % SERIES.length], width: 2}))],
+      axes: [{values: (u, ticks) => ticks.map(dayLabel)},
+             {label: T.col_reports, values: (u, ticks) => ticks.map((v) => nf.format(v))}],
+      series: [{label: T.col_day, value: (u, v) => (v === null ? '-' : dayLabel(v))}, ...names.map((n, i) => ({label: n, stroke: SERIES[i % SERIES.length], width: 2}))],
     };
     charts[id] = new uPlot(opts, data, el);
   }
@@ -163,7 +167,7 @@
     const names = Object.fromEntries(view.municipalities.map((m) => [m.insee, m.name]));
     fillTable('alert-table', view.alerts, (tr, a) => {
       tr.append(td(new Date(a.sent).toLocaleString('fr-FR', {timeZone: 'Europe/Paris'})), td(a.event),
-        td(a.severity), td(a.headline || ''), td(a.municipalities.map((c) => names[c] || c).join(', ')));
+        td(label('sev_', a.severity)), td(a.headline || ''), td(a.municipalities.map((c) => names[c] || c).join(', ')));
     });
     drawMap();
     drawChart('chart-category', view.by_category, 'cat_');
