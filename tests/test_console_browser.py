@@ -148,7 +148,7 @@ def test_filter_change_updates_numbers_url_and_export(hub: Hub, browser: Any) ->
         query = parse_qs(urlparse(page.url).query)
         assert query["category"] == ["flood"] and query["municipalities"] == ["35401,35402"]
         page.select_option("#f-status", "open")
-        page.wait_for_function("document.body.dataset.ready && document.body.dataset.ready.includes('status')")
+        page.wait_for_function("(document.body.dataset.ready || '').includes('status')")
         want = selected(hub.known, municipalities=("35401", "35402"), category="flood", status="open")
         assert number(page.text_content("#kpi-reports")) == len(want)
         screenshot(page, "console-filtered")
