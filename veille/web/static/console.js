@@ -14,6 +14,7 @@
   const SERIES = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1',
                   '#ff9da7', '#9c755f', '#bab0ac'];
   const MAX_SERIES = 8;
+  const DAY_STEPS = [1, 2, 7, 14, 28, 91, 182, 364].map((d) => d * 86400);
   let geo = null;
   let map = null;
   let muniLayer = null;
@@ -136,11 +137,12 @@
     const data = [xs, ...shownKeys.map((k) => series[k])];
     const rest = keys.slice(MAX_SERIES);
     if (rest.length) data.push(xs.map((_, i) => rest.reduce((s, k) => s + series[k][i], 0)));
-    const names = shownKeys.map((k) => label(prefix, k)).concat(rest.length ? [T.cat_other] : []);
+    const names = shownKeys.map((k) => label(prefix, k)).concat(rest.length ? [T.others] : []);
     const opts = {
       width: Math.max(320, el.clientWidth), height: 240,
       scales: {x: {time: true}, y: {range: (u, lo, hi) => [0, Math.max(1, hi)]}},
-      axes: [{values: (u, ticks) => ticks.map(dayLabel)},
+      // Ticks on whole days only: the series are daily counts.
+      axes: [{values: (u, ticks) => ticks.map(dayLabel), incrs: DAY_STEPS, space: 60},
              {label: T.col_reports, values: (u, ticks) => ticks.map((v) => nf.format(v))}],
       series: [{label: T.col_day, value: (u, v) => (v === null ? '-' : dayLabel(v))}, ...names.map((n, i) => ({label: n, stroke: SERIES[i % SERIES.length], width: 2}))],
     };
