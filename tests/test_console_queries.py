@@ -49,7 +49,8 @@ def test_builders_bind_every_value_and_hide_exact_positions() -> None:
                       channel="app", agency="sdis35", status="open")
     munis = ["35401", "35402"]
     builders = [queries.by_municipality_sql, queries.grid_sql, queries.cross_boundary_sql,
-                queries.alerts_sql, queries.export_sql, lambda db, f, m: queries.daily_sql(db, f, m, "channel")]
+                queries.alerts_sql, queries.export_sql,
+                lambda db, f, m: queries.daily_sql(db, f, m, "channel")]
     for build in builders:
         sql, params = build("vdb", f, munis)
         assert params == {"munis": ["35401"], "start": TODAY, "end": date(2026, 3, 11), "category": "flood",
@@ -61,8 +62,9 @@ def test_builders_bind_every_value_and_hide_exact_positions() -> None:
     grid, _ = queries.grid_sql("vdb", f, munis)
     assert "NOT IN ('assault', 'burglary'" in grid and "floor(lat / 0.01)" in grid
     export, _ = queries.export_sql("vdb", f, munis)
-    outer = export.split("FROM (", 1)[0]  # what leaves the store: only the rounded cell, never lat itself
-    assert outer.count("lat") == outer.count("lat IS NULL") + outer.count("floor(lat /") + outer.count("cell_lat")
+    outer = export.split("FROM (", 1)[0]  # what leaves the store: the rounded cell, never lat itself
+    assert outer.count("lat") \
+        == outer.count("lat IS NULL") + outer.count("floor(lat /") + outer.count("cell_lat")
     with pytest.raises(ValueError):
         queries.daily_sql("vdb", f, munis, "reporter_pseudonym")
 
@@ -104,7 +106,8 @@ def test_access_middleware_answers(tmp_path: Path) -> None:
 
     async def run(host: str, creds: Credentials, path: str, authorization: str) -> int:
         mw = auth_middleware(creds, host)
-        req = make_mocked_request("GET", path, headers={"Authorization": authorization} if authorization else {})
+        headers = {"Authorization": authorization} if authorization else {}
+        req = make_mocked_request("GET", path, headers=headers)
         resp = await mw(req, ok)
         return resp.status
 
