@@ -123,6 +123,18 @@ def test_map_and_numbers_equal_the_store(hub: Hub, browser: Any) -> None:
         assert {a: (number(r["dispatches"]), number(r["cross"])) for a, r in agencies.items()} \
             == {r["agency_id"]: (r["dispatches"], r["cross_boundary"])
                 for r in ind["cross_boundary"]["by_agency"]}
+        late = httpx.get(f"{hub.url}/deadlines", timeout=30, params={
+            "municipalities": ",".join(sorted(territory.municipalities)), "from": hub.start.isoformat(),
+            "to": hub.end.isoformat()}).json()
+        shown = table(page, "#deadline-table", "key")
+        assert {k: (number(r["dispatches"]), number(r["not_acknowledged"]), number(r["open_overdue"]))
+                for k, r in shown.items()} \
+            == {f"{r['agency_id']}|{r['category']}":
+                (r["with_deadline"], r["not_acknowledged"], r["open_overdue"])
+                for r in late["rows"] if r["with_deadline"]}
+        # Every known incident is under a deadline rule of the example territory (the last matches all).
+        assert sum(r["with_deadline"] for r in late["rows"]) \
+            == sum(len(k.incident.dispatches) for k in hub.known)
         assert page.locator("#alert-table tbody tr").count() == 1
         assert page.locator("#chart-category .uplot").count() == 1
         assert page.locator("#chart-channel .uplot").count() == 1

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,6 +79,26 @@ async def indicators(request: web.Request) -> web.Response:
         return _error(500, str(exc))
 
 
+async def deadlines(request: web.Request) -> web.Response:
+    """Same cell parameters as /indicators, plus an optional ``now`` (ISO time, for reproducible counts)."""
+    from veille.sinks import deadlines as dl
+    from veille.sinks.service import parse_cell
+
+    try:
+        cell: Cell = parse_cell(request.query_string)
+        now = datetime.fromisoformat(request.query["now"]) if request.query.get("now") else None
+        if now is not None and now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+    except (ValueError, ValidationError) as exc:
+        return _error(400, str(exc))
+    try:
+        rules = request.app[TERRITORY].rules
+        return web.json_response(await _blocking(dl.compute, request.app[STORE], cell, rules, now))
+    except Exception as exc:
+        log.exception("deadlines failed")
+        return _error(500, str(exc))
+
+
 async def stats(request: web.Request) -> web.Response:
     try:
         with_ids = request.query.getall("ids", ["0"])[-1] in ("1", "true")
@@ -132,7 +153,7 @@ async def report(request: web.Request) -> web.Response:
 
 
 async def not_found(_request: web.Request) -> web.Response:
-    return _error(404, "try /console/, /metrics, /indicators or /stats")
+    return _error(404, "try /console/, /metrics, /indicators, /deadlines or /stats")
 
 
 async def root(_request: web.Request) -> web.Response:
@@ -148,6 +169,7 @@ def make_app(store: Store, territory: Territory, credentials: Credentials, host:
     r.add_get("/healthz", healthz)
     r.add_get("/indicators", indicators)
     r.add_get("/stats", stats)
+    r.add_get("/deadlines", deadlines)
     r.add_get("/", root)
     r.add_get("/console", root)
     r.add_get("/console/", console_page)

@@ -80,6 +80,7 @@ def console_html(territory: Territory) -> str:
       <div><dt>{e['kpi_reports']}</dt><dd id="kpi-reports">-</dd></div>
       <div><dt>{e['kpi_open']}</dt><dd id="kpi-open">-</dd></div>
       <div><dt>{e['kpi_cross_share']}</dt><dd id="kpi-cross">-</dd></div>
+      <div><dt>{e['kpi_overdue']}</dt><dd id="kpi-overdue">-</dd></div>
       <div><dt>{e['kpi_alerts']}</dt><dd id="kpi-alerts">-</dd></div>
     </dl></section>
   <section aria-labelledby="h-map"><h2 id="h-map">{e['map']}</h2>
@@ -105,6 +106,13 @@ def console_html(territory: Territory) -> str:
       <th scope="col">{e['col_agency']}</th><th scope="col">{e['col_dispatches']}</th>
       <th scope="col">{e['col_cross']}</th><th scope="col">{e['col_share']}</th></tr></thead>
       <tbody></tbody></table></div></section>
+  <section aria-labelledby="h-deadlines"><h2 id="h-deadlines">{e['deadlines']}</h2>
+    <p class="hint">{e['deadlines_hint']}</p>
+    <table id="deadline-table"><thead><tr><th scope="col">{e['col_agency']}</th>
+      <th scope="col">{e['col_category']}</th><th scope="col">{e['col_with_deadline']}</th>
+      <th scope="col">{e['col_not_acknowledged']}</th><th scope="col">{e['col_acknowledged_late']}</th>
+      <th scope="col">{e['col_open_overdue']}</th><th scope="col">{e['col_open_over_3x']}</th>
+      <th scope="col">{e['col_resolved_late']}</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="h-alerts"><h2 id="h-alerts">{e['alerts']}</h2>
     <table id="alert-table"><thead><tr><th scope="col">{e['col_sent']}</th>
       <th scope="col">{e['col_event']}</th>

@@ -12,9 +12,12 @@ have no position at all: they are counted per municipality only.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from veille.sinks import deadlines
 from veille.sinks.console.filters import ConsoleFilter
+from veille.territory import RoutingRules
 
 Query = tuple[str, dict[str, Any]]
 LOCAL_TZ = "Europe/Paris"
@@ -132,3 +135,11 @@ ORDER BY reported_at, id""", f, munis)
 def options_sql(db: str) -> Query:
     """Agencies known to the store, for the agency filter's list."""
     return f"SELECT DISTINCT agency_id FROM {db}.dispatches ORDER BY agency_id", {}
+
+
+def overdue_sql(db: str, f: ConsoleFilter, munis: list[str], rules: RoutingRules, now: datetime) -> Query:
+    """Late dispatches (``veille.sinks.deadlines``) of the filtered incidents; with an agency
+    filter, that agency's dispatches only."""
+    selection = (f"event_id IN (SELECT toString(id) FROM ({filtered_incidents(db)})) "
+                 "AND ({agency:String} = '' OR agency_id = {agency:String})")
+    return deadlines.overdue_sql(db, selection, f.params(munis), rules, now)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from veille.sinks import deadlines
 from veille.sinks.console import queries
 from veille.sinks.console.filters import ConsoleFilter
 from veille.sinks.store import Store
@@ -37,8 +38,10 @@ def territory_geojson(territory: Territory) -> dict[str, Any]:
     return {"type": "FeatureCollection", "name": territory.name, "features": features}
 
 
-def build_view(store: Store, territory: Territory, f: ConsoleFilter) -> dict[str, Any]:
+def build_view(store: Store, territory: Territory, f: ConsoleFilter,
+               now: datetime | None = None) -> dict[str, Any]:
     db = store.database
+    now = now or datetime.now(UTC)
     munis = sorted(territory.municipalities)
     selected = f.municipalities or munis
     per_muni = {r["municipality"]: r for r in store.query(*queries.by_municipality_sql(db, f, munis))}
@@ -71,6 +74,7 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter) -> dict[str
             "per_1000": round(reports * 1000 / m.population, 2) if m.population else None,
             "dispatches": d, "cross_boundary": c, "cross_share": _share(c, d)})
 
+    late = deadlines.overdue_rows(store.query(*queries.overdue_sql(db, f, munis, territory.rules, now)))
     alerts = [{"sender": a["sender"], "identifier": a["identifier"], "sent": a["sent_at"].isoformat(),
                "event": a["alert_event"], "severity": a["alert_severity"], "headline": a["alert_headline"],
                "municipalities": list(a["affected"])}
@@ -94,4 +98,7 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter) -> dict[str
                           for a, (d, c) in sorted(per_agency.items())],
         },
         "alerts": alerts,
+        "deadlines": {"now": now.isoformat(timespec="seconds"), "rows": [
+            {**r, "name": territory.agencies[r["agency_id"]].name if r["agency_id"] in territory.agencies
+             else r["agency_id"]} for r in late if r["with_deadline"]]},
     }

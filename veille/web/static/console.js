@@ -166,6 +166,15 @@
       tr.append(td(a.name), td(fmtNum(a.dispatches), 'dispatches'), td(fmtNum(a.cross_boundary), 'cross'),
         td(fmtShare(a.share), 'share'));
     });
+    document.getElementById('kpi-overdue').textContent =
+      fmtNum(view.deadlines.rows.reduce((s, r) => s + r.open_overdue, 0));
+    fillTable('deadline-table', view.deadlines.rows, (tr, r) => {
+      tr.dataset.key = r.agency_id + '|' + r.category;
+      tr.append(td(r.name), td(label('cat_', r.category)), td(fmtNum(r.with_deadline), 'dispatches'),
+        td(fmtNum(r.not_acknowledged), 'not_acknowledged'), td(fmtNum(r.acknowledged_late), 'acknowledged_late'),
+        td(fmtNum(r.open_overdue), 'open_overdue'), td(fmtNum(r.open_over_3x), 'open_over_3x'),
+        td(fmtNum(r.resolved_late), 'resolved_late'));
+    });
     const names = Object.fromEntries(view.municipalities.map((m) => [m.insee, m.name]));
     fillTable('alert-table', view.alerts, (tr, a) => {
       tr.append(td(new Date(a.sent).toLocaleString('fr-FR', {timeZone: 'Europe/Paris'})), td(a.event),
