@@ -9,6 +9,7 @@ query never stops /metrics or /healthz from answering.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -48,8 +49,14 @@ async def _blocking(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
+def _json(body: Any, status: int = 200) -> web.Response:
+    # Exactly "application/json", as the http.server handler this replaces answered (clients compare it).
+    return web.Response(body=json.dumps(body).encode(), status=status,
+                        headers={"Content-Type": "application/json"})
+
+
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return _json({"error": message}, status)
 
 
 def _filter(request: web.Request) -> ConsoleFilter:
@@ -62,7 +69,7 @@ async def metrics(_request: web.Request) -> web.Response:
 
 
 async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return _json({"status": "ok"})
 
 
 async def indicators(request: web.Request) -> web.Response:
@@ -73,7 +80,7 @@ async def indicators(request: web.Request) -> web.Response:
     except (ValueError, ValidationError) as exc:
         return _error(400, str(exc))
     try:
-        return web.json_response(await _blocking(compute, request.app[STORE], cell))
+        return _json(await _blocking(compute, request.app[STORE], cell))
     except Exception as exc:
         log.exception("indicators failed")
         return _error(500, str(exc))
@@ -93,7 +100,7 @@ async def deadlines(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     try:
         rules = request.app[TERRITORY].rules
-        return web.json_response(await _blocking(dl.compute, request.app[STORE], cell, rules, now))
+        return _json(await _blocking(dl.compute, request.app[STORE], cell, rules, now))
     except Exception as exc:
         log.exception("deadlines failed")
         return _error(500, str(exc))
@@ -102,7 +109,7 @@ async def deadlines(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     try:
         with_ids = request.query.getall("ids", ["0"])[-1] in ("1", "true")
-        return web.json_response(await _blocking(totals, request.app[STORE], with_ids))
+        return _json(await _blocking(totals, request.app[STORE], with_ids))
     except Exception as exc:
         log.exception("stats failed")
         return _error(500, str(exc))
@@ -118,14 +125,14 @@ async def console_view(request: web.Request) -> web.Response:
     except (ValueError, ValidationError) as exc:
         return _error(400, str(exc))
     try:
-        return web.json_response(await _blocking(build_view, request.app[STORE], request.app[TERRITORY], f))
+        return _json(await _blocking(build_view, request.app[STORE], request.app[TERRITORY], f))
     except Exception as exc:
         log.exception("console view failed")
         return _error(500, str(exc))
 
 
 async def console_territory(request: web.Request) -> web.Response:
-    return web.json_response(territory_geojson(request.app[TERRITORY]))
+    return _json(territory_geojson(request.app[TERRITORY]))
 
 
 async def export_csv(request: web.Request) -> web.Response:
