@@ -16,6 +16,13 @@ from veille.sinks.rows import to_rows
 from veille.territory import DeadlineRule, load_territory
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+DOC = Path(__file__).resolve().parent.parent / "docs" / "indicators.md"
+
+
+def test_the_document_describes_the_worked_example_checked_here() -> None:
+    text = DOC.read_text()
+    assert "## Response deadlines" in text and "tests/test_deadlines.py" in text
+    assert "acknowledged late 1 (b)" in text and "open beyond 3× 1 (b" in text
 
 
 def test_first_matching_rule_wins_and_rules_are_checked() -> None:
