@@ -22,7 +22,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "indicators.md"
 def test_the_document_describes_the_worked_example_checked_here() -> None:
     text = DOC.read_text()
     assert "## Response deadlines" in text and "tests/test_deadlines.py" in text
-    assert "acknowledged late 1 (b)" in text and "open beyond 3× 1 (b" in text
+    assert "acknowledged late 1 (b)" in text and "open beyond 3\u00d7 1 (b" in text
 
 
 def test_first_matching_rule_wins_and_rules_are_checked() -> None:
