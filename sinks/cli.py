@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from veille.config import get_settings
 from veille.deadletter import TooManyInvalid
-from veille.sinks import deadlines
+from veille.sinks import broker_health, deadlines
 from veille.sinks.indicators import Cell, compute, render_text
 from veille.sinks.pipeline import SinkPipeline
 from veille.sinks.service import SINK_INFO, running_sink_url, serve, write_sink_info
@@ -41,7 +41,8 @@ def _cmd_sink_run(args: argparse.Namespace) -> int:
     group = args.group or f"{settings.topic_prefix}.sink"
     # Static membership: a restarted sink takes its predecessor's partitions at once.
     pipeline = SinkPipeline(settings, store, topic=args.topic, group_id=group,
-                            extra_consumer_config=sink_consumer_settings(settings, group))
+                            extra_consumer_config={**sink_consumer_settings(settings, group),
+                                                   **broker_health.stats_config()})
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current batch", signum)
