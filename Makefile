@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 ASSETS := veille/web/vendor/VERSIONS
 
-.PHONY: setup demo test lint bench chaos broker-start broker-stop clean tools assets
+.PHONY: setup demo console test lint bench chaos broker-start broker-stop clean tools assets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ tools:
 ## The whole hub on the local broker and the embedded store, then stops everything.
 demo: setup
 	$(BIN)/veille demo
+
+## The demo, then the hub and its web console stay up (prints "console: <url>") until Ctrl-C.
+console: setup
+	$(BIN)/veille demo --keep-running
 
 ## Lint, type-check and the test suite (starts one real Kafka broker for the session).
 test: setup tools

@@ -17,12 +17,14 @@ from pydantic import ValidationError
 
 from veille.config import get_settings
 from veille.deadletter import TooManyInvalid
+from veille.sinks import broker_health, deadlines
 from veille.sinks.indicators import Cell, compute, render_text
 from veille.sinks.pipeline import SinkPipeline
 from veille.sinks.service import SINK_INFO, running_sink_url, serve, write_sink_info
 from veille.sinks.store import open_store
 from veille.streams.membership import sink_consumer_settings
 from veille.telemetry import enable_crash_tracebacks
+from veille.territory import load_territory
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ def _cmd_sink_run(args: argparse.Namespace) -> int:
     group = args.group or f"{settings.topic_prefix}.sink"
     # Static membership: a restarted sink takes its predecessor's partitions at once.
     pipeline = SinkPipeline(settings, store, topic=args.topic, group_id=group,
-                            extra_consumer_config=sink_consumer_settings(settings, group))
+                            extra_consumer_config={**sink_consumer_settings(settings, group),
+                                                   **broker_health.stats_config()})
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current batch", signum)
@@ -78,6 +81,8 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
         try:
             with urllib.request.urlopen(f"{url.rstrip('/')}/indicators?{query}", timeout=60) as resp:
                 result = json.loads(resp.read())
+            with urllib.request.urlopen(f"{url.rstrip('/')}/deadlines?{query}", timeout=60) as resp:
+                result["deadlines"] = json.loads(resp.read())
         except (urllib.error.URLError, OSError) as exc:
             print(f"cannot reach the sink at {url}: {exc}", file=sys.stderr)
             return 1
@@ -87,12 +92,14 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
         try:
             store.migrate()
             result = compute(store, cell)
+            result["deadlines"] = deadlines.compute(store, cell, load_territory(settings.territory_dir).rules)
         finally:
             store.close()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(render_text(result), end="")
+        print("\n" + deadlines.render_text(result["deadlines"]))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The sink's HTTP side: /metrics and /indicators, served from the process that owns the store.
+"""The sink's HTTP side: /metrics, /indicators, /stats and the console, served from the process
+that owns the store (the routes are in ``veille.sinks.console.app``, on aiohttp).
 
 The embedded chDB store can be opened by a single process, so indicators are asked of the
 running sink. ``sink.json`` in the state dir tells ``veille indicators`` where it listens.
@@ -9,19 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from datetime import date
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import ValidationError
-
-from veille.sinks.indicators import Cell, compute, totals
+from veille.config import get_settings
+from veille.sinks.console.access import Credentials
+from veille.sinks.console.app import ConsoleServer, make_app
+from veille.sinks.indicators import Cell
 from veille.sinks.store import Store
+from veille.territory import Territory, load_territory
 
 log = logging.getLogger(__name__)
 
@@ -43,68 +41,15 @@ def parse_cell(query: str) -> Cell:
                 end=date.fromisoformat(one("to")))
 
 
-class SinkHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], store: Store) -> None:
-        super().__init__(address, _Handler)
-        self.store = store
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: SinkHTTPServer
-
-    def do_GET(self) -> None:
-        url = urlparse(self.path)
-        if url.path == "/metrics":
-            self._send(HTTPStatus.OK, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
-        elif url.path == "/healthz":
-            self._json(HTTPStatus.OK, {"status": "ok"})
-        elif url.path == "/indicators":
-            try:
-                cell = parse_cell(url.query)
-            except (ValueError, ValidationError) as exc:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-                return
-            try:
-                self._json(HTTPStatus.OK, compute(self.server.store, cell))
-            except Exception as exc:
-                log.exception("indicators failed")
-                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)})
-        elif url.path == "/stats":
-            try:
-                with_ids = parse_qs(url.query).get("ids", ["0"])[-1] in ("1", "true")
-                self._json(HTTPStatus.OK, totals(self.server.store, with_ids))
-            except Exception as exc:
-                log.exception("stats failed")
-                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)})
-        else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": "try /metrics, /indicators or /stats"})
-
-    def _json(self, status: HTTPStatus, body: Any) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json")
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
-
-
-def serve(store: Store, port: int = 0, host: str = "127.0.0.1") -> SinkHTTPServer:
-    """Start the server in a daemon thread; ``shutdown()`` + ``server_close()`` to stop it."""
-    server = SinkHTTPServer((host, port), store)
-    threading.Thread(target=server.serve_forever, name="sink-http", daemon=True).start()
-    return server
+def serve(store: Store, port: int = 0, host: str = "127.0.0.1", territory: Territory | None = None,
+          credentials: Credentials | None = None) -> ConsoleServer:
+    """Start the HTTP side (aiohttp, see ``veille.sinks.console.app``) in a daemon thread;
+    ``shutdown()`` + ``server_close()`` to stop it. Credentials default to the settings'."""
+    if credentials is None:
+        settings = get_settings()
+        credentials = Credentials(settings.console_token, settings.console_user, settings.console_password)
+    app = make_app(store, territory or load_territory(), credentials, host)
+    return ConsoleServer(app, host, port)
 
 
 def write_sink_info(state_dir: Path, url: str) -> Path:

@@ -183,7 +183,30 @@ def _print_flood(routed: list[Any], territory: Territory) -> None:
         print(f"  {where:28s} {agency:24s} {service:16s} {count:7d}  {'yes' if cross else ''}")
 
 
-def run_demo(seconds: float, rate: float, seed: int) -> int:
+def _console_url(sink_url: str, start: datetime, end: datetime) -> str:
+    query = urllib.parse.urlencode({"from": start.date().isoformat(), "to": end.date().isoformat()})
+    return f"{sink_url}/console/?{query}"
+
+
+def _keep_running(console: str) -> None:
+    """Until Ctrl-C (or SIGTERM): the callers' context managers then stop what the demo started."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    print(f"console: {console}", flush=True)
+    _say("the hub and its console keep running; Ctrl-C stops everything the demo started")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        _say("stopping")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False) -> int:
     settings = get_settings()
     territory = load_territory(settings.territory_dir)
     logs = settings.state_dir / "demo-logs"
@@ -211,6 +234,7 @@ def run_demo(seconds: float, rate: float, seed: int) -> int:
             router_metrics = _wait_for_info(settings.state_dir / "router.json", router)["metrics"]
             _server, demo_port = serve_metrics(0)
             _say(f"sink (chDB at {settings.chdb_path}) on {sink_url}; router metrics {router_metrics}")
+            _say(f"console (while the demo runs): {sink_url}/console/")
 
             events, flood_alert, flood_ids = _stream(territory, seconds, rate, seed)
             _say(f"publishing {len(events)} events over ~{len(events) / rate:.0f}s "
@@ -251,6 +275,12 @@ def run_demo(seconds: float, rate: float, seed: int) -> int:
             print(f"Same indicators as JSON: veille indicators --municipalities {','.join(municipalities)} "
                   f"--from {span_start.date()} --to {end.date()} --json  (while a sink runs)")
             ok = stored + dead.get("unroutable", 0) >= incidents_sent and not summary.failed
+            console = _console_url(sink_url, span_start, end)
+            if keep_running:
+                _keep_running(console)
+            else:
+                print(f"console: {console}  (open while the demo runs; `veille demo --keep-running` "
+                      "keeps it up until Ctrl-C)")
     finally:
         if ours:
             broker.stop()
@@ -262,7 +292,7 @@ def run_demo(seconds: float, rate: float, seed: int) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     seed = args.seed if args.seed is not None else int(time.time())
-    return run_demo(args.seconds, args.rate, seed)
+    return run_demo(args.seconds, args.rate, seed, args.keep_running)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -275,4 +305,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="simulator seed (default: the clock, so event ids differ between runs; "
                         "re-sending an id with other content is dead-lettered by design)")
+    p.add_argument("--keep-running", action="store_true",
+                   help="after the demo, keep the broker, router, sink and console up (prints "
+                        "'console: <url>') until Ctrl-C, then stop everything the demo started")
     p.set_defaults(func=_cmd_demo)

@@ -26,6 +26,7 @@ from veille.territory.model import (
     Agency,
     AgencyLevel,
     AlertRule,
+    DeadlineRule,
     EscalationRule,
     IncidentRule,
     Issue,
@@ -40,7 +41,7 @@ from veille.territory.model import (
 
 __all__ = [
     "AGENCY_ID_PATTERN", "AREA_TOLERANCE", "JURISDICTION_FILE", "MUNICIPALITIES_FILE", "ROUTING_FILE",
-    "RULE_ID_PATTERN", "Agency", "AgencyLevel", "AgencySpec", "AlertRule", "EscalationRule",
+    "RULE_ID_PATTERN", "Agency", "AgencyLevel", "AgencySpec", "AlertRule", "DeadlineRule", "EscalationRule",
     "IncidentRule", "Issue", "JurisdictionSpec", "Municipality", "MunicipalityCollection",
     "MunicipalityIndex", "PcsRule", "RoutingRules", "ServiceArea", "ServiceAreaSpec", "ServicePolicy",
     "Territory", "TerritoryError", "load_territory", "read_territory", "validate_territory",

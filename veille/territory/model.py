@@ -100,11 +100,37 @@ class PcsRule(Spec):
     service: ServiceKind = ServiceKind.municipal_safeguard
 
 
+class DeadlineRule(Spec):
+    """How soon each agency dispatched an incident should act on it and resolve it (hours after
+    the report); ``veille.sinks.deadlines`` counts what is late."""
+
+    id: str = Field(pattern=RULE_ID_PATTERN)
+    categories: tuple[IncidentCategory, ...] | None = None  # None: every category
+    min_severity: Severity = Severity.minor
+    acknowledge_hours: float = Field(gt=0)
+    resolve_hours: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> DeadlineRule:
+        if self.resolve_hours < self.acknowledge_hours:
+            raise ValueError("resolve_hours is shorter than acknowledge_hours")
+        return self
+
+    def applies(self, category: IncidentCategory, severity: Severity) -> bool:
+        in_scope = self.categories is None or category in self.categories
+        return in_scope and severity.rank >= self.min_severity.rank
+
+
 class RoutingRules(Spec):
     incident_rules: tuple[IncidentRule, ...] = Field(min_length=1)
     escalations: tuple[EscalationRule, ...] = ()
     alert_rules: tuple[AlertRule, ...] = ()
     pcs: PcsRule | None = Field(default_factory=PcsRule)
+    # First matching rule wins: list the most urgent first. No match: no deadline.
+    response_deadlines: tuple[DeadlineRule, ...] = ()
+
+    def deadline_for(self, category: IncidentCategory, severity: Severity) -> DeadlineRule | None:
+        return next((r for r in self.response_deadlines if r.applies(category, severity)), None)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> RoutingRules:

@@ -1,0 +1,222 @@
+"""The sink's HTTP side on aiohttp: /metrics, /healthz, /indicators, /stats and the console.
+
+It runs in the process that owns the store (the sink, for the embedded chDB; any process with
+a ClickHouse URL), on its own event loop in a daemon thread, beside the sink's pipeline.
+Store queries are blocking (chDB holds a lock): they run in the default executor so one slow
+query never stops /metrics or /healthz from answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import ValidationError
+
+from veille.sinks.console import pages
+from veille.sinks.console.access import Credentials, auth_middleware
+from veille.sinks.console.export import export_rows, to_csv
+from veille.sinks.console.filters import ConsoleFilter, parse_filter
+from veille.sinks.console.report import build_report
+from veille.sinks.console.view import build_view, territory_geojson
+from veille.sinks.indicators import Cell, compute, totals
+from veille.sinks.store import Store
+from veille.territory import Territory
+from veille.web.assets import add_vendor_routes
+from veille.web.i18n import page_texts
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+STORE = web.AppKey("store", Store)
+TERRITORY = web.AppKey("territory", Territory)
+
+
+def _static_dir() -> Path:
+    from veille.web import assets
+
+    return Path(assets.__file__).with_name("static")
+
+
+async def _blocking(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    # Exactly "application/json", as the http.server handler this replaces answered (clients compare it).
+    return web.Response(body=json.dumps(body).encode(), status=status,
+                        headers={"Content-Type": "application/json"})
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def _filter(request: web.Request) -> ConsoleFilter:
+    return parse_filter({k: request.query.getall(k)[-1] for k in request.query})
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    body = generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def indicators(request: web.Request) -> web.Response:
+    from veille.sinks.service import parse_cell
+
+    try:
+        cell: Cell = parse_cell(request.query_string)
+    except (ValueError, ValidationError) as exc:
+        return _error(400, str(exc))
+    try:
+        return _json(await _blocking(compute, request.app[STORE], cell))
+    except Exception as exc:
+        log.exception("indicators failed")
+        return _error(500, str(exc))
+
+
+async def deadlines(request: web.Request) -> web.Response:
+    """Same cell parameters as /indicators, plus an optional ``now`` (ISO time, for reproducible counts)."""
+    from veille.sinks import deadlines as dl
+    from veille.sinks.service import parse_cell
+
+    try:
+        cell: Cell = parse_cell(request.query_string)
+        now = datetime.fromisoformat(request.query["now"]) if request.query.get("now") else None
+        if now is not None and now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+    except (ValueError, ValidationError) as exc:
+        return _error(400, str(exc))
+    try:
+        rules = request.app[TERRITORY].rules
+        return _json(await _blocking(dl.compute, request.app[STORE], cell, rules, now))
+    except Exception as exc:
+        log.exception("deadlines failed")
+        return _error(500, str(exc))
+
+
+async def stats(request: web.Request) -> web.Response:
+    try:
+        with_ids = request.query.getall("ids", ["0"])[-1] in ("1", "true")
+        return _json(await _blocking(totals, request.app[STORE], with_ids))
+    except Exception as exc:
+        log.exception("stats failed")
+        return _error(500, str(exc))
+
+
+async def console_page(request: web.Request) -> web.Response:
+    return web.Response(text=pages.console_html(request.app[TERRITORY]), content_type="text/html")
+
+
+async def console_view(request: web.Request) -> web.Response:
+    try:
+        f = _filter(request)
+    except (ValueError, ValidationError) as exc:
+        return _error(400, str(exc))
+    try:
+        return _json(await _blocking(build_view, request.app[STORE], request.app[TERRITORY], f))
+    except Exception as exc:
+        log.exception("console view failed")
+        return _error(500, str(exc))
+
+
+async def console_territory(request: web.Request) -> web.Response:
+    return _json(territory_geojson(request.app[TERRITORY]))
+
+
+async def export_csv(request: web.Request) -> web.Response:
+    try:
+        f = _filter(request)
+    except (ValueError, ValidationError) as exc:
+        return _error(400, str(exc))
+    rows = await _blocking(export_rows, request.app[STORE], request.app[TERRITORY], f)
+    name = f"veille-{f.start.isoformat()}-{f.end.isoformat()}.csv"
+    return web.Response(body=to_csv(rows, page_texts("console")), headers={
+        "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def report(request: web.Request) -> web.Response:
+    territory = request.app[TERRITORY]
+    code = request.query.get("municipality", "")
+    try:
+        year = int(request.query.get("year", ""))
+    except ValueError:
+        return _error(400, "year must be a number, e.g. year=2026")
+    if code not in territory.municipalities or not 2000 <= year <= 2100:
+        return _error(400, "municipality must be an INSEE code of the territory, year between 2000 and 2100")
+    data = await _blocking(build_report, request.app[STORE], territory, code, year)
+    return web.Response(text=pages.report_html(data), content_type="text/html")
+
+
+async def not_found(_request: web.Request) -> web.Response:
+    return _error(404, "try /console/, /metrics, /indicators, /deadlines or /stats")
+
+
+async def root(_request: web.Request) -> web.Response:
+    raise web.HTTPFound("/console/")
+
+
+def make_app(store: Store, territory: Territory, credentials: Credentials, host: str) -> web.Application:
+    app = web.Application(middlewares=[auth_middleware(credentials, host)])
+    app[STORE] = store
+    app[TERRITORY] = territory
+    r = app.router
+    r.add_get("/metrics", metrics)
+    r.add_get("/healthz", healthz)
+    r.add_get("/indicators", indicators)
+    r.add_get("/stats", stats)
+    r.add_get("/deadlines", deadlines)
+    r.add_get("/", root)
+    r.add_get("/console", root)
+    r.add_get("/console/", console_page)
+    r.add_get("/console/api/view", console_view)
+    r.add_get("/console/api/territory", console_territory)
+    r.add_get("/console/export.csv", export_csv)
+    r.add_get("/console/report", report)
+    add_vendor_routes(app)
+    r.add_static("/static/console", _static_dir(), append_version=False)
+    r.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+class ConsoleServer:
+    """aiohttp on its own loop in a daemon thread; ``shutdown()`` + ``server_close()`` stop it
+    (the names of the http.server it replaced, which the sink and the tests call)."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, host, port)
+        self._loop.run_until_complete(site.start())
+        bound = self._runner.addresses[0]
+        self.server_address = (host, int(bound[1]))
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sink-http", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address
+        return f"http://{host}:{port}"
+
+    def shutdown(self) -> None:
+        if self._loop.is_closed() or not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+    def server_close(self) -> None:
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()

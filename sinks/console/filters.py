@@ -1,0 +1,112 @@
+"""The console's filters: what a view selects, read from and written to the URL's query string.
+
+One model for the page, its JSON, ``export.csv`` and the report, so a shared link, the numbers
+on screen and the exported rows always select the same incidents.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from veille.schemas.models import INSEE_PATTERN, Channel, IncidentCategory, IncidentStatus
+
+# "open" / "closed" are the two groups cells ask for most; the rest are the latest status itself
+# ("new": no agency sent any status yet).
+STATUS_GROUPS = {"open": None, "closed": ("resolved", "rejected")}
+STATUSES = ("new", *(s.value for s in IncidentStatus))
+DEFAULT_DAYS = 30
+
+
+class ConsoleFilter(BaseModel):
+    """Empty municipalities = the whole territory; ``to`` is exclusive; days are local (Paris)."""
+
+    municipalities: list[str] = Field(default_factory=list)
+    start: date
+    end: date
+    category: str = ""
+    channel: str = ""
+    agency: str = ""
+    status: str = ""
+
+    @field_validator("municipalities")
+    @classmethod
+    def _insee(cls, value: list[str]) -> list[str]:
+        bad = [m for m in value if not re.match(INSEE_PATTERN, m)]
+        if bad:
+            raise ValueError(f"not INSEE codes: {bad}")
+        return sorted(set(value))
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str) -> str:
+        if value and value not in IncidentCategory.__members__:
+            raise ValueError(f"unknown category {value!r}")
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if value and value not in Channel.__members__:
+            raise ValueError(f"unknown channel {value!r}")
+        return value
+
+    @field_validator("agency")
+    @classmethod
+    def _agency(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value):
+            raise ValueError(f"not an agency id: {value!r}")
+        return value
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: str) -> str:
+        if value and value not in STATUS_GROUPS and value not in STATUSES:
+            raise ValueError(f"unknown status {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _period(self) -> ConsoleFilter:
+        if self.end <= self.start:
+            raise ValueError("'to' must be after 'from'")
+        if (self.end - self.start).days > 3660:
+            raise ValueError("period longer than ten years")
+        return self
+
+    def params(self, all_municipalities: list[str]) -> dict[str, Any]:
+        """Bound SQL parameters; an empty selection means every municipality of the territory."""
+        return {"munis": self.municipalities or all_municipalities, "start": self.start, "end": self.end,
+                "category": self.category, "channel": self.channel, "agency": self.agency,
+                "status": self.status}
+
+    def query(self) -> dict[str, str]:
+        """The query string of this view (what the page puts in its URL and its export link)."""
+        out = {"municipalities": ",".join(self.municipalities), "from": self.start.isoformat(),
+               "to": self.end.isoformat(), "category": self.category, "channel": self.channel,
+               "agency": self.agency, "status": self.status}
+        return {k: v for k, v in out.items() if v}
+
+    def query_string(self) -> str:
+        return urlencode(self.query())
+
+
+def default_period(today: date | None = None) -> tuple[date, date]:
+    today = today or datetime.now(UTC).date()
+    return today - timedelta(days=DEFAULT_DAYS - 1), today + timedelta(days=1)
+
+
+def parse_filter(qs: Mapping[str, str], today: date | None = None) -> ConsoleFilter:
+    """From a query string's last values; missing dates give the last 30 days (raises ValueError)."""
+    start, end = default_period(today)
+    munis = [m.strip() for m in qs.get("municipalities", "").split(",") if m.strip()]
+    return ConsoleFilter(
+        municipalities=munis,
+        start=date.fromisoformat(qs["from"]) if qs.get("from") else start,
+        end=date.fromisoformat(qs["to"]) if qs.get("to") else end,
+        category=qs.get("category", ""), channel=qs.get("channel", ""),
+        agency=qs.get("agency", ""), status=qs.get("status", ""))

@@ -1,0 +1,166 @@
+"""The console's HTML: one page whose script draws everything from ``/console/api/view``, and the
+printable annual report. Every text comes from the catalogue (``veille/web/locale/fr/console.json``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from veille.schemas.models import Channel, IncidentCategory
+from veille.sinks.console.filters import STATUS_GROUPS, STATUSES
+from veille.territory import Territory
+from veille.web.assets import VENDOR_PREFIX
+from veille.web.i18n import page_texts
+
+HEAD = """<!doctype html><html lang="fr"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
+<link rel="icon" href="data:,">{links}</head>"""
+
+
+def _options(values: list[tuple[str, str]], any_label: str) -> str:
+    return f'<option value="">{escape(any_label)}</option>' + "".join(
+        f'<option value="{escape(v)}">{escape(label)}</option>' for v, label in values)
+
+
+def _select(name: str, label: str, options: str) -> str:
+    return (f'<label for="f-{name}">{escape(label)}</label>'
+            f'<select id="f-{name}" name="{name}">{options}</select>')
+
+
+def console_html(territory: Territory) -> str:
+    t = page_texts("console")
+    munis = sorted(territory.municipalities.values(), key=lambda m: m.insee)
+    categories = sorted(((c.value, t.get(f"cat_{c.value}", c.value)) for c in IncidentCategory),
+                        key=lambda kv: kv[1])
+    channels = [(c.value, t.get(f"ch_{c.value}", c.value)) for c in Channel]
+    statuses = [(s, t.get(f"st_{s}", s)) for s in (*STATUS_GROUPS, *STATUSES)]
+    agencies = [(a.id, a.name) for a in sorted(territory.agencies.values(), key=lambda a: a.name)]
+    muni_boxes = "".join(
+        f'<label class="muni-box"><input type="checkbox" name="municipalities" value="{m.insee}">'
+        f'{escape(m.name)} <small>{m.insee}</small></label>' for m in munis)
+    year = datetime.now(UTC).year
+    report_options = "".join(f'<option value="{m.insee}">{escape(m.name)}</option>' for m in munis)
+    links = "".join(f'<link rel="stylesheet" href="{href}">' for href in (
+        f"{VENDOR_PREFIX}/leaflet.css", f"{VENDOR_PREFIX}/uPlot.min.css", "/static/console/console.css"))
+    texts = json.dumps(t, ensure_ascii=False).replace("</", "<\\/")
+    e = {k: escape(v) for k, v in t.items()}
+    return HEAD.format(title=e["title"], links=links) + f"""
+<body>
+<a class="skip" href="#main">{e['summary']}</a>
+<header><h1>{e['title']}</h1><p>{e['subtitle']}</p></header>
+<form id="filters" aria-label="{e['filters']}">
+  <fieldset><legend>{e['municipalities']}</legend>{muni_boxes}
+    <p class="hint">{e['all_municipalities']} : aucune case cochée</p></fieldset>
+  <div class="row">
+    <label for="f-from">{e['from']}</label><input id="f-from" name="from" type="date">
+    <label for="f-to">{e['to']}</label><input id="f-to" name="to" type="date">
+  </div>
+  <div class="row">
+    {_select("category", t["category"], _options(categories, t["any"]))}
+    {_select("channel", t["channel"], _options(channels, t["any"]))}
+    {_select("agency", t["agency"], _options(agencies, t["any"]))}
+    {_select("status", t["status"], _options(statuses, t["any"]))}
+    <button type="submit">{e['apply']}</button>
+  </div>
+  <div class="row actions">
+    <a id="export" href="export.csv" download>{e['export_csv']}</a>
+    <label for="r-muni">{e['report_municipality']}</label>
+    <select id="r-muni">{report_options}</select>
+    <label for="r-year">{e['report_year']}</label>
+    <input id="r-year" type="number" min="2000" max="2100" value="{year}">
+    <a id="report-link" href="report">{e['open_report']}</a>
+  </div>
+</form>
+<main id="main">
+  <p id="status" role="status" aria-live="polite"></p>
+  <section aria-labelledby="h-summary"><h2 id="h-summary">{e['summary']}</h2>
+    <dl class="kpis">
+      <div><dt>{e['kpi_reports']}</dt><dd id="kpi-reports">-</dd></div>
+      <div><dt>{e['kpi_open']}</dt><dd id="kpi-open">-</dd></div>
+      <div><dt>{e['kpi_cross_share']}</dt><dd id="kpi-cross">-</dd></div>
+      <div><dt>{e['kpi_overdue']}</dt><dd id="kpi-overdue">-</dd></div>
+      <div><dt>{e['kpi_alerts']}</dt><dd id="kpi-alerts">-</dd></div>
+    </dl></section>
+  <section aria-labelledby="h-map"><h2 id="h-map">{e['map']}</h2>
+    <label for="map-indicator">{e['map_indicator']}</label>
+    <select id="map-indicator">
+      <option value="reports">{e['ind_reports']}</option><option value="per_1000">{e['ind_per_1000']}</option>
+      <option value="open">{e['ind_open']}</option><option value="cross_share">{e['ind_cross_share']}</option>
+    </select>
+    <div id="map" role="region" aria-label="{e['map_label']}"></div>
+    <div id="legend" aria-label="{e['legend']}"></div>
+    <p class="hint">{e['map_privacy']} {e['map_alerts']}.</p></section>
+  <section aria-labelledby="h-trends"><h2 id="h-trends">{e['trends']}</h2>
+    <h3>{e['by_category']}</h3><div id="chart-category" class="chart"></div>
+    <h3>{e['by_channel']}</h3><div id="chart-channel" class="chart"></div></section>
+  <section aria-labelledby="h-cross"><h2 id="h-cross">{e['cross_boundary']}</h2>
+    <div class="tables">
+    <table id="muni-table"><caption>{e['cross_by_municipality']}</caption><thead><tr>
+      <th scope="col">{e['col_municipality']}</th><th scope="col">{e['col_reports']}</th>
+      <th scope="col">{e['col_open']}</th><th scope="col">{e['col_per_1000']}</th>
+      <th scope="col">{e['col_dispatches']}</th><th scope="col">{e['col_cross']}</th>
+      <th scope="col">{e['col_share']}</th></tr></thead><tbody></tbody></table>
+    <table id="agency-table"><caption>{e['cross_by_agency']}</caption><thead><tr>
+      <th scope="col">{e['col_agency']}</th><th scope="col">{e['col_dispatches']}</th>
+      <th scope="col">{e['col_cross']}</th><th scope="col">{e['col_share']}</th></tr></thead>
+      <tbody></tbody></table></div></section>
+  <section aria-labelledby="h-deadlines"><h2 id="h-deadlines">{e['deadlines']}</h2>
+    <p class="hint">{e['deadlines_hint']}</p>
+    <table id="deadline-table"><thead><tr><th scope="col">{e['col_agency']}</th>
+      <th scope="col">{e['col_category']}</th><th scope="col">{e['col_with_deadline']}</th>
+      <th scope="col">{e['col_not_acknowledged']}</th><th scope="col">{e['col_acknowledged_late']}</th>
+      <th scope="col">{e['col_open_overdue']}</th><th scope="col">{e['col_open_over_3x']}</th>
+      <th scope="col">{e['col_resolved_late']}</th></tr></thead><tbody></tbody></table></section>
+  <section aria-labelledby="h-alerts"><h2 id="h-alerts">{e['alerts']}</h2>
+    <table id="alert-table"><thead><tr><th scope="col">{e['col_sent']}</th>
+      <th scope="col">{e['col_event']}</th>
+      <th scope="col">{e['col_severity']}</th><th scope="col">{e['col_headline']}</th>
+      <th scope="col">{e['municipalities']}</th></tr></thead><tbody></tbody></table></section>
+</main>
+<script id="texts" type="application/json">{texts}</script>
+<script src="{VENDOR_PREFIX}/leaflet.js"></script>
+<script src="{VENDOR_PREFIX}/uPlot.iife.min.js"></script>
+<script src="/static/console/console.js"></script>
+</body></html>"""
+
+
+def _table(caption: str, headers: list[str], rows: list[tuple[Any, ...]], table_id: str) -> str:
+    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return (f'<table id="{table_id}"><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+def report_html(data: dict[str, Any]) -> str:
+    """``data`` is ``report.build_report``'s: every number already suppressed."""
+    t = page_texts("console")
+    title = f"{t['report_title']} {data['year']} \u2013 {data['name']} ({data['municipality']})"
+    cats = [(t.get(f"cat_{k}", k), n) for k, n in data["by_category"]]
+    chans = [(t.get(f"ch_{k}", k), n) for k, n in data["by_channel"]]
+    months = [(t[f"month_{i + 1}"], n) for i, n in enumerate(data["by_month"])]
+    cb = data["cross_boundary"]
+    links = '<link rel="stylesheet" href="/static/console/report.css">'
+    return HEAD.format(title=escape(title), links=links) + f"""
+<body><main id="main">
+<nav class="no-print"><a href="/console/">{escape(t['report_back'])}</a>
+  <button type="button" onclick="window.print()">{escape(t['report_print'])}</button></nav>
+<h1>{escape(title)}</h1>
+<p>{escape(t['report_intro'])}</p>
+<p class="total">{escape(t['report_total'])} : <strong id="report-total">{escape(data['total'])}</strong></p>
+<p>{escape(t['report_alerts'])} : <strong id="report-alerts">{escape(data['alerts'])}</strong></p>
+<div class="grid">
+{_table(t['report_by_month'], [t['col_month'], t['col_count']], months, "report-months")}
+{_table(t['report_by_category'], [t['col_category'], t['col_count']], cats, "report-categories")}
+{_table(t['report_by_channel'], [t['col_channel'], t['col_count']], chans, "report-channels")}
+</div>
+<h2>{escape(t['report_cross'])}</h2>
+<p>{escape(t['col_dispatches'])} : {escape(cb['dispatches'])} ;
+ {escape(t['col_cross'])} : {escape(cb['cross'])} ; {escape(t['col_share'])} : {escape(cb['share'])}</p>
+{_table(t['cross_by_agency'], [t['col_agency'], t['col_dispatches'], t['col_cross'], t['col_share']],
+        data['by_agency'], "report-agencies")}
+<h2>{escape(t['report_response'])}</h2>
+{_table(t['report_response'], [t['col_agency'], t['col_acknowledged'], t['col_ack_p50'], t['col_resolved'],
+                               t['col_resolve_p50']], data['response_times'], "report-response")}
+</main></body></html>"""

@@ -1,0 +1,71 @@
+"""The printable annual report of one municipality: the documented indicators over a calendar year.
+
+It is meant to be published, so small numbers are suppressed: any count below ``THRESHOLD`` is
+shown as "< 5" (0 included, so a zero cannot be told from a one), and a share or a response time
+computed from fewer than ``THRESHOLD`` incidents is not shown at all, since it would give the small
+count away. Suppression happens here, before any HTML is written: the raw numbers never reach the page.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from veille.sinks.indicators import Cell, compute
+from veille.sinks.store import Store
+from veille.territory import Territory
+
+THRESHOLD = 5
+SUPPRESSED = "< 5"
+NOT_SHOWN = "n.d."
+
+
+def shown(count: int) -> str:
+    return SUPPRESSED if count < THRESHOLD else str(count)
+
+
+def shown_share(part: int, whole: int) -> str:
+    if whole < THRESHOLD or part < THRESHOLD or whole - part < THRESHOLD:
+        return NOT_SHOWN
+    return f"{part / whole:.0%}".replace("%", "\u00a0%")
+
+
+def shown_duration(seconds: float | None, count: int) -> str:
+    if seconds is None or count < THRESHOLD:
+        return NOT_SHOWN
+    hours = seconds / 3600
+    return f"{hours:.1f}\u00a0h".replace(".", ",") if hours >= 1 else f"{seconds / 60:.0f}\u00a0min"
+
+
+def build_report(store: Store, territory: Territory, municipality: str, year: int) -> dict[str, Any]:
+    """Everything the report prints, already suppressed (strings), in the page's order."""
+    cell = Cell(municipalities=[municipality], start=date(year, 1, 1), end=date(year + 1, 1, 1))
+    ind = compute(store, cell)
+    rep = ind["reports"]
+    months = [0] * 12
+    for r in store.query(
+            f"SELECT toMonth(day) AS month, toUInt64(uniqExactMerge(reports)) AS reports "
+            f"FROM {store.database}.reports_daily WHERE municipality = {{m:String}} "
+            "AND day >= {start:Date} AND day < {end:Date} GROUP BY month ORDER BY month",
+            {"m": municipality, "start": cell.start, "end": cell.end}):
+        months[int(r["month"]) - 1] = int(r["reports"])
+    cb = ind["cross_boundary"]
+    m = territory.municipalities[municipality]
+    return {
+        "municipality": municipality, "name": m.name, "year": year,
+        "total": shown(rep["total"]),
+        "by_category": [(k, shown(n)) for k, n in sorted(rep["by_category"].items(), key=lambda kv: -kv[1])],
+        "by_channel": [(k, shown(n)) for k, n in sorted(rep["by_channel"].items(), key=lambda kv: -kv[1])],
+        "by_month": [shown(n) for n in months],
+        "cross_boundary": {"dispatches": shown(cb["dispatches"]), "cross": shown(cb["cross_boundary"]),
+                           "share": shown_share(cb["cross_boundary"], cb["dispatches"])},
+        "by_agency": [(territory.agencies[r["agency_id"]].name if r["agency_id"] in territory.agencies
+                       else r["agency_id"], shown(r["dispatches"]), shown(r["cross_boundary"]),
+                       shown_share(r["cross_boundary"], r["dispatches"])) for r in cb["by_agency"]],
+        "response_times": [(territory.agencies[r["agency_id"]].name if r["agency_id"] in territory.agencies
+                            else r["agency_id"], shown(r["acknowledged"]),
+                            shown_duration(r["ack_p50_s"], r["acknowledged"]), shown(r["resolved"]),
+                            shown_duration(r["resolve_p50_s"], r["resolved"]))
+                           for r in ind["response_times"]],
+        "alerts": shown(ind["alerts"]["total_by_municipality"].get(municipality, 0)),
+    }

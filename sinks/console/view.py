@@ -1,0 +1,104 @@
+"""What one console view shows, as JSON: the queries of ``queries.py`` run on a store."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from veille.sinks import deadlines
+from veille.sinks.console import queries
+from veille.sinks.console.filters import ConsoleFilter
+from veille.sinks.store import Store
+from veille.territory import Territory
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _series(rows: list[dict[str, Any]], days: list[str]) -> dict[str, list[int]]:
+    """{key: [count per day]} with zeros on days without reports (the charts need every day)."""
+    index = {d: i for i, d in enumerate(days)}
+    out: dict[str, list[int]] = defaultdict(lambda: [0] * len(days))
+    for r in rows:
+        day = r["day"].isoformat() if isinstance(r["day"], date) else str(r["day"])
+        if day in index:
+            out[str(r["key"])][index[day]] += int(r["reports"])
+    return dict(sorted(out.items(), key=lambda kv: -sum(kv[1])))
+
+
+def territory_geojson(territory: Territory) -> dict[str, Any]:
+    from shapely.geometry import mapping
+
+    features = [{"type": "Feature", "properties": {"insee": m.insee, "name": m.name,
+                                                   "population": m.population},
+                 "geometry": mapping(m.geometry)}
+                for m in sorted(territory.municipalities.values(), key=lambda m: m.insee)]
+    return {"type": "FeatureCollection", "name": territory.name, "features": features}
+
+
+def build_view(store: Store, territory: Territory, f: ConsoleFilter,
+               now: datetime | None = None) -> dict[str, Any]:
+    db = store.database
+    now = now or datetime.now(UTC)
+    munis = sorted(territory.municipalities)
+    selected = f.municipalities or munis
+    per_muni = {r["municipality"]: r for r in store.query(*queries.by_municipality_sql(db, f, munis))}
+    total = sum(int(r["reports"]) for r in per_muni.values())
+    days = []
+    day = f.start
+    while day < f.end:
+        days.append(day.isoformat())
+        day += timedelta(days=1)
+
+    cross = store.query(*queries.cross_boundary_sql(db, f, munis))
+    per_agency: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    cross_muni: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in cross:
+        for acc in (per_agency[r["agency_id"]], cross_muni[r["municipality"]]):
+            acc[0] += int(r["dispatches"])
+            acc[1] += int(r["cross_boundary"])
+    all_d = sum(v[0] for v in per_agency.values())
+    all_c = sum(v[1] for v in per_agency.values())
+
+    municipalities = []
+    for code in munis:
+        m = territory.municipalities[code]
+        row = per_muni.get(code)
+        reports = int(row["reports"]) if row else 0
+        d, c = cross_muni.get(code, [0, 0])
+        municipalities.append({
+            "insee": code, "name": m.name, "population": m.population, "selected": code in selected,
+            "reports": reports, "open": int(row["open"]) if row else 0,
+            "per_1000": round(reports * 1000 / m.population, 2) if m.population else None,
+            "dispatches": d, "cross_boundary": c, "cross_share": _share(c, d)})
+
+    late = deadlines.overdue_rows(store.query(*queries.overdue_sql(db, f, munis, territory.rules, now)))
+    alerts = [{"sender": a["sender"], "identifier": a["identifier"], "sent": a["sent_at"].isoformat(),
+               "event": a["alert_event"], "severity": a["alert_severity"], "headline": a["alert_headline"],
+               "municipalities": list(a["affected"])}
+              for a in store.query(*queries.alerts_sql(db, f, munis))]
+    return {
+        "filter": f.query(),
+        "period": {"from": f.start.isoformat(), "to": f.end.isoformat()},
+        "total": total,
+        "municipalities": municipalities,
+        "days": days,
+        "by_category": _series(store.query(*queries.daily_sql(db, f, munis, "category")), days),
+        "by_channel": _series(store.query(*queries.daily_sql(db, f, munis, "channel")), days),
+        "grid": {"degrees": queries.GRID_DEGREES, "sensitive": list(queries.SENSITIVE_CATEGORIES),
+                 "cells": [{"lat": float(r["lat"]), "lon": float(r["lon"]), "reports": int(r["reports"])}
+                           for r in store.query(*queries.grid_sql(db, f, munis))]},
+        "cross_boundary": {
+            "dispatches": all_d, "cross_boundary": all_c, "share": _share(all_c, all_d),
+            "by_agency": [{"agency_id": a,
+                           "name": territory.agencies[a].name if a in territory.agencies else a,
+                           "dispatches": d, "cross_boundary": c, "share": _share(c, d)}
+                          for a, (d, c) in sorted(per_agency.items())],
+        },
+        "alerts": alerts,
+        "deadlines": {"now": now.isoformat(timespec="seconds"), "rows": [
+            {**r, "name": territory.agencies[r["agency_id"]].name if r["agency_id"] in territory.agencies
+             else r["agency_id"]} for r in late if r["with_deadline"]]},
+    }

@@ -1,0 +1,100 @@
+"""The known data of the console tests: routed incidents, status updates and an alert whose every
+count is chosen (per municipality, category, channel, status), and the filter semantics computed
+here in Python, independently of the console's SQL, to compare with what the page and export show."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from veille.schemas.models import DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
+from veille.territory import load_territory
+
+# Incidents per municipality: 35403 and 35405 stay under 5 (the report suppresses them), 35406 has none.
+COUNTS = {"35401": 12, "35402": 7, "35403": 3, "35404": 5, "35405": 1}
+CATEGORIES = ("flood", "graffiti", "assault", "broken_streetlight")
+CHANNELS = ("app", "phone", "town_hall_desk", "neighbourhood_representative")
+POLICE = {"35405": "pm-plessis-tremel", "35406": "pm-plessis-tremel"}
+
+
+@dataclass(frozen=True)
+class Known:
+    incident: RoutedIncident
+    status: str  # latest status over agencies ("new" if none)
+
+
+def _point(code: str, k: int) -> tuple[float, float]:
+    geom = load_territory().municipalities[code].geometry
+    p = geom.representative_point()
+    # Spread the points a little (inside the town), with digits no grid cell centre has.
+    return round(p.y + 0.0013 * (k % 3) + 0.00017, 6), round(p.x + 0.0011 * (k % 2) + 0.00023, 6)
+
+
+def dataset(today: date | None = None) -> tuple[list[Known], list[StatusUpdate], RoutedAlert]:
+    today = today or datetime.now(UTC).date()
+    known: list[Known] = []
+    updates: list[StatusUpdate] = []
+    n = 0
+    for code, count in COUNTS.items():
+        for k in range(count):
+            category = CATEGORIES[n % len(CATEGORIES)]
+            # 10:00 UTC is the same local day in Paris: days stay unambiguous.
+            reported = datetime.combine(today - timedelta(days=n % 4), datetime.min.time(), UTC) \
+                + timedelta(hours=10, minutes=n)
+            lat, lon = _point(code, k)
+            targets = [DispatchTarget(agency_id=POLICE.get(code, f"pm-{code}"), service="municipal_police",
+                                      rule="security", cross_boundary=False)]
+            if category == "flood":
+                targets = [DispatchTarget(agency_id="syndicat-eaux-veille", service="stormwater",
+                                          rule="flooding", cross_boundary=True),
+                           DispatchTarget(agency_id="sdis35", service="fire_rescue", rule="flooding",
+                                          cross_boundary=False)]
+            inc = RoutedIncident.model_validate({
+                "id": uuid.uuid4(), "municipality": code, "category": category, "severity": "moderate",
+                "channel": CHANNELS[n % len(CHANNELS)], "location": {"lat": lat, "lon": lon},
+                "occurred_at": reported - timedelta(minutes=5), "reported_at": reported,
+                "routed_at": reported + timedelta(seconds=2), "reporter_pseudonym": f"ps-{n}",
+                "dispatches": targets})
+            status = "new"
+            agency = targets[0].agency_id
+            if n % 3 == 0:
+                updates.append(StatusUpdate(id=uuid.uuid4(), incident_id=inc.id, agency_id=agency,
+                                            status="acknowledged", at=reported + timedelta(minutes=10)))
+                status = "acknowledged"
+            if n % 5 == 0:
+                updates.append(StatusUpdate(id=uuid.uuid4(), incident_id=inc.id, agency_id=agency,
+                                            status="resolved", at=reported + timedelta(minutes=50)))
+                status = "resolved"
+            known.append(Known(inc, status))
+            n += 1
+    sent = datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=8)
+    alert = RoutedAlert(
+        identifier=f"console-{uuid.uuid4().hex[:8]}", sender="pref35@interieur.gouv.fr", sent=sent,
+        status="Actual", msg_type="Alert", event="Crue", category="Met", severity="Severe",
+        urgency="Immediate", headline="Vigilance crues sur la Veille", municipalities=["35401", "35402"],
+        routed_at=sent, dispatches=[DispatchTarget(agency_id="sdis35", service="fire_rescue",
+                                                   rule="alert-flood", cross_boundary=False)])
+    return known, updates, alert
+
+
+def selected(known: list[Known], *, municipalities: tuple[str, ...] = (), category: str = "",
+             channel: str = "", agency: str = "", status: str = "") -> list[Known]:
+    """The filter's meaning, written again without SQL."""
+    out = []
+    for k in known:
+        inc = k.incident
+        if municipalities and inc.municipality not in municipalities:
+            continue
+        if category and inc.category.value != category:
+            continue
+        if channel and inc.channel.value != channel:
+            continue
+        if agency and agency not in {t.agency_id for t in inc.dispatches}:
+            continue
+        closed = k.status in ("resolved", "rejected")
+        if status and not (status == k.status or (status == "open" and not closed)
+                           or (status == "closed" and closed)):
+            continue
+        out.append(k)
+    return out

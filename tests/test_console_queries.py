@@ -1,0 +1,151 @@
+"""The console without a broker: filters and the URL, pure SQL builders, privacy of positions,
+report suppression, CSV format and access control; then the queries on a real chDB store."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from datetime import date
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from console_data import dataset, selected
+from pydantic import ValidationError
+from sink_helpers import chdb_store
+
+from veille.sinks.console import queries
+from veille.sinks.console.access import Credentials, auth_middleware, is_loopback
+from veille.sinks.console.export import BOM, COLUMNS, export_rows, to_csv
+from veille.sinks.console.filters import ConsoleFilter, parse_filter
+from veille.sinks.console.report import build_report, shown, shown_duration, shown_share
+from veille.sinks.console.view import build_view
+from veille.sinks.rows import to_rows
+from veille.territory import load_territory
+from veille.web.i18n import page_texts
+
+TODAY = date(2026, 3, 10)
+
+
+def test_filter_round_trips_through_the_url_and_defaults_to_thirty_days() -> None:
+    f = parse_filter({"municipalities": "35402,35401,35401", "from": "2026-03-01", "to": "2026-03-08",
+                      "category": "flood", "status": "open"})
+    assert f.municipalities == ["35401", "35402"]
+    assert parse_filter(dict(f.query())) == f
+    assert f.query_string() == ("municipalities=35401%2C35402&from=2026-03-01&to=2026-03-08"
+                                "&category=flood&status=open")
+    default = parse_filter({}, today=TODAY)
+    assert (default.start, default.end) == (date(2026, 2, 9), date(2026, 3, 11))
+    for bad in ({"category": "nope"}, {"channel": "pigeon"}, {"status": "late"}, {"agency": "a b"},
+                {"municipalities": "3540"}, {"from": "2026-03-08", "to": "2026-03-01"}, {"from": "x"}):
+        with pytest.raises((ValidationError, ValueError)):
+            parse_filter(bad, today=TODAY)
+
+
+def test_builders_bind_every_value_and_hide_exact_positions() -> None:
+    f = ConsoleFilter(municipalities=["35401"], start=TODAY, end=date(2026, 3, 11), category="flood",
+                      channel="app", agency="sdis35", status="open")
+    munis = ["35401", "35402"]
+    builders = [queries.by_municipality_sql, queries.grid_sql, queries.cross_boundary_sql,
+                queries.alerts_sql, queries.export_sql,
+                lambda db, f, m: queries.daily_sql(db, f, m, "channel")]
+    for build in builders:
+        sql, params = build("vdb", f, munis)
+        assert params == {"munis": ["35401"], "start": TODAY, "end": date(2026, 3, 11), "category": "flood",
+                          "channel": "app", "agency": "sdis35", "status": "open"}
+        for literal in ("35401", "flood", "sdis35", "2026"):
+            assert literal not in sql
+        assert "vdb." in sql
+    assert ConsoleFilter(start=TODAY, end=date(2026, 3, 11)).params(munis)["munis"] == munis
+    grid, _ = queries.grid_sql("vdb", f, munis)
+    assert "NOT IN ('assault', 'burglary'" in grid and "floor(lat / 0.01)" in grid
+    export, _ = queries.export_sql("vdb", f, munis)
+    outer = export.split("FROM (", 1)[0]  # what leaves the store: the rounded cell, never lat itself
+    assert outer.count("lat") \
+        == outer.count("lat IS NULL") + outer.count("floor(lat /") + outer.count("cell_lat")
+    with pytest.raises(ValueError):
+        queries.daily_sql("vdb", f, munis, "reporter_pseudonym")
+
+
+def test_report_suppression_rules() -> None:
+    assert [shown(n) for n in (0, 1, 4, 5, 12)] == ["< 5", "< 5", "< 5", "5", "12"]
+    assert shown_share(2, 10) == "n.d." and shown_share(8, 10) == "n.d." and shown_share(5, 10) == "50\u00a0%"
+    assert shown_duration(600.0, 4) == "n.d." and shown_duration(600.0, 5) == "10\u00a0min"
+    assert shown_duration(5400.0, 9) == "1,5\u00a0h" and shown_duration(None, 9) == "n.d."
+
+
+def test_csv_has_a_bom_semicolons_and_french_headers() -> None:
+    headers = page_texts("console")
+    data = to_csv([{c: ("Saint-Méen; la Rivière" if c == "municipality_name" else "x") for c in COLUMNS}],
+                  headers)
+    assert data.startswith(BOM.encode("utf-8"))
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
+    assert rows[0][:3] == ["identifiant", "code_insee", "commune"] and rows[1][2] == "Saint-Méen; la Rivière"
+
+
+def test_credentials_and_bind_rules() -> None:
+    token = Credentials(token="s3cret")
+    assert token.accepts("Bearer s3cret") and not token.accepts("Bearer s3cre") and not token.accepts("")
+    basic = Credentials(user="cellule", password="pw:1")
+    ok = base64.b64encode(b"cellule:pw:1").decode()
+    assert basic.accepts(f"Basic {ok}") and not basic.accepts("Basic " + base64.b64encode(b"c:pw").decode())
+    assert not basic.accepts("Basic !!!") and not Credentials().configured
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+
+
+def test_access_middleware_answers(tmp_path: Path) -> None:
+    import asyncio
+
+    async def ok(_r: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def run(host: str, creds: Credentials, path: str, authorization: str) -> int:
+        mw = auth_middleware(creds, host)
+        headers = {"Authorization": authorization} if authorization else {}
+        req = make_mocked_request("GET", path, headers=headers)
+        resp = await mw(req, ok)
+        return resp.status
+
+    cases = [("127.0.0.1", Credentials(), "/console/", "", 200),
+             ("0.0.0.0", Credentials(), "/console/", "", 403),
+             ("0.0.0.0", Credentials(), "/metrics", "", 200),
+             ("0.0.0.0", Credentials(), "/healthz", "", 200),
+             ("0.0.0.0", Credentials(token="t"), "/indicators", "", 401),
+             ("0.0.0.0", Credentials(token="t"), "/console/export.csv", "Bearer t", 200),
+             ("127.0.0.1", Credentials(token="t"), "/stats", "Bearer x", 401)]
+    for host, creds, path, auth, expected in cases:
+        assert asyncio.run(run(host, creds, path, auth)) == expected, (host, creds, path, auth)
+
+
+def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
+    territory = load_territory()
+    known, updates, alert = dataset(TODAY)
+    records = [*(k.incident for k in known), *updates, alert]
+    f_all = ConsoleFilter(start=date(2026, 3, 1), end=date(2026, 3, 12))
+    with chdb_store(tmp_path / "chdb") as store:
+        for table, rows in to_rows(records, known[0].incident.routed_at).items():
+            store.insert(table, rows, f"{table}|console")
+        view = build_view(store, territory, f_all)
+        flood_open = ConsoleFilter(start=f_all.start, end=f_all.end, category="flood", status="open")
+        exported = export_rows(store, territory, flood_open)
+        by_agency = export_rows(store, territory, f_all.model_copy(update={"agency": "syndicat-eaux-veille"}))
+        report = build_report(store, territory, "35401", 2026)
+        small = build_report(store, territory, "35405", 2026)
+    assert view["total"] == len(known)
+    assert {m["insee"]: m["reports"] for m in view["municipalities"]} == {
+        code: len(selected(known, municipalities=(code,))) for code in territory.municipalities}
+    assert sum(view["by_category"]["flood"]) == len(selected(known, category="flood"))
+    assert sum(sum(v) for v in view["by_channel"].values()) == len(known)
+    assert len(view["days"]) == 11 and len(view["alerts"]) == 1
+    # No cell for the sensitive category, and every cell is a grid centre.
+    assaults = len(selected(known, category="assault"))
+    assert sum(c["reports"] for c in view["grid"]["cells"]) == len(known) - assaults
+    assert {r["id"] for r in exported} == {str(k.incident.id) for k in selected(known, category="flood",
+                                                                                 status="open")}
+    assert {r["id"] for r in by_agency} == {str(k.incident.id) for k in selected(known, category="flood")}
+    assert report["total"] == "12" and small["total"] == "< 5" and small["by_month"][2] == "< 5"

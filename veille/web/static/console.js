@@ -1,0 +1,234 @@
+/* The monitoring cells' console: filters in the URL, a Leaflet map of the municipalities (no tile
+   server: the territory's own boundaries on a plain background) and uPlot charts, all drawn from
+   /console/api/view with the page's query string. Texts come from the catalogue in #texts. */
+(function () {
+  'use strict';
+  const T = JSON.parse(document.getElementById('texts').textContent);
+  const form = document.getElementById('filters');
+  const statusLine = document.getElementById('status');
+  const nf = new Intl.NumberFormat('fr-FR');
+  const pf = new Intl.NumberFormat('fr-FR', {style: 'percent', maximumFractionDigits: 1});
+  const FIELDS = ['from', 'to', 'category', 'channel', 'agency', 'status'];
+  // Sequential (ColorBrewer OrRd, 5 classes) for the choropleth; qualitative (Tableau 10) for series.
+  const RAMP = ['#fef0d9', '#fdcc8a', '#fc8d59', '#e34a33', '#b30000'];
+  const SERIES = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1',
+                  '#ff9da7', '#9c755f', '#bab0ac'];
+  const MAX_SERIES = 8;
+  const DAY_STEPS = [1, 2, 7, 14, 28, 91, 182, 364].map((d) => d * 86400);
+  let geo = null;
+  let map = null;
+  let muniLayer = null;
+  let cellLayer = null;
+  let view = null;
+  const charts = {};
+
+  const label = (prefix, key) => T[prefix + key] || key;
+  const fmtShare = (v) => (v === null || v === undefined ? '-' : pf.format(v));
+  const fmtNum = (v) => (v === null || v === undefined ? '-' : nf.format(v));
+
+  function readForm() {
+    const params = new URLSearchParams();
+    const munis = Array.from(form.querySelectorAll('input[name=municipalities]:checked')).map((i) => i.value);
+    if (munis.length) params.set('municipalities', munis.join(','));
+    for (const name of FIELDS) {
+      const value = form.elements[name].value;
+      if (value) params.set(name, value);
+    }
+    return params;
+  }
+
+  function fillForm(params) {
+    const munis = (params.get('municipalities') || '').split(',').filter(Boolean);
+    form.querySelectorAll('input[name=municipalities]').forEach((i) => { i.checked = munis.includes(i.value); });
+    for (const name of FIELDS) form.elements[name].value = params.get(name) || '';
+  }
+
+  function td(text, cls) {
+    const cell = document.createElement('td');
+    cell.textContent = text;
+    if (cls) cell.className = cls;
+    return cell;
+  }
+
+  function fillTable(id, rows, build) {
+    const body = document.querySelector('#' + id + ' tbody');
+    body.replaceChildren(...rows.map((r) => {
+      const tr = document.createElement('tr');
+      build(tr, r);
+      return tr;
+    }));
+  }
+
+  function indicatorValue(m, indicator) {
+    return m[indicator] === undefined ? null : m[indicator];
+  }
+
+  function colourOf(value, max) {
+    if (value === null) return '#d9d9d9';
+    if (max <= 0) return RAMP[0];
+    return RAMP[Math.min(RAMP.length - 1, Math.floor((value / max) * RAMP.length))];
+  }
+
+  function drawMap() {
+    const indicator = document.getElementById('map-indicator').value;
+    const byInsee = Object.fromEntries(view.municipalities.map((m) => [m.insee, m]));
+    const alerted = new Set(view.alerts.flatMap((a) => a.municipalities));
+    const values = view.municipalities.filter((m) => m.selected).map((m) => indicatorValue(m, indicator))
+      .filter((v) => v !== null);
+    const max = values.length ? Math.max(...values) : 0;
+    if (!map) {
+      map = L.map('map', {attributionControl: false, zoomSnap: 0.25, scrollWheelZoom: false});
+    }
+    if (muniLayer) muniLayer.remove();
+    muniLayer = L.geoJSON(geo, {
+      style: (feature) => {
+        const m = byInsee[feature.properties.insee];
+        const v = m && m.selected ? indicatorValue(m, indicator) : null;
+        const warned = alerted.has(feature.properties.insee);
+        return {className: 'muni muni-' + feature.properties.insee, color: warned ? '#c00000' : '#444',
+                weight: warned ? 3 : 1, dashArray: warned ? '6 4' : null,
+                fillColor: m && m.selected ? colourOf(v, max) : '#f4f4f4', fillOpacity: 0.85};
+      },
+      onEachFeature: (feature, layer) => {
+        const m = byInsee[feature.properties.insee];
+        const v = m ? indicatorValue(m, indicator) : null;
+        const shown = indicator === 'cross_share' ? fmtShare(v) : fmtNum(v);
+        layer.bindTooltip(feature.properties.name + ' (' + feature.properties.insee + ') : ' + shown);
+      },
+    }).addTo(map);
+    if (cellLayer) cellLayer.remove();
+    cellLayer = L.layerGroup(view.grid.cells.map((c) => L.circleMarker([c.lat, c.lon], {
+      className: 'cell', radius: 3 + 2.5 * Math.sqrt(c.reports), color: '#1f3b73', weight: 1,
+      fillColor: '#3a6fd8', fillOpacity: 0.55,
+    }).bindTooltip(T.map_cells + ' : ' + fmtNum(c.reports)))).addTo(map);
+    if (!map._fitted) {
+      map.fitBounds(muniLayer.getBounds(), {padding: [8, 8]});
+      map._fitted = true;
+    }
+    drawLegend(max, indicator);
+  }
+
+  function drawLegend(max, indicator) {
+    const legend = document.getElementById('legend');
+    const items = RAMP.map((colour, i) => {
+      const lo = (max * i) / RAMP.length;
+      const hi = (max * (i + 1)) / RAMP.length;
+      const fmt = indicator === 'cross_share' ? fmtShare : (v) => nf.format(Math.round(v * 10) / 10);
+      const span = document.createElement('span');
+      span.innerHTML = '<i style="background:' + colour + '"></i>';
+      span.append(fmt(lo) + ' – ' + fmt(hi));
+      return span;
+    });
+    const none = document.createElement('span');
+    none.innerHTML = '<i style="background:#d9d9d9"></i>';
+    none.append(T.no_data);
+    legend.replaceChildren(...items, none);
+  }
+
+  const dayFormat = new Intl.DateTimeFormat('fr-FR', {day: 'numeric', month: 'short', timeZone: 'UTC'});
+  const dayLabel = (seconds) => dayFormat.format(new Date(seconds * 1000));
+
+  function drawChart(id, series, prefix) {
+    const el = document.getElementById(id);
+    if (charts[id]) charts[id].destroy();
+    const xs = view.days.map((d) => Date.parse(d + 'T12:00:00Z') / 1000);
+    const keys = Object.keys(series);
+    const shownKeys = keys.slice(0, MAX_SERIES);
+    const data = [xs, ...shownKeys.map((k) => series[k])];
+    const rest = keys.slice(MAX_SERIES);
+    if (rest.length) data.push(xs.map((_, i) => rest.reduce((s, k) => s + series[k][i], 0)));
+    const names = shownKeys.map((k) => label(prefix, k)).concat(rest.length ? [T.others] : []);
+    const opts = {
+      width: Math.max(320, el.clientWidth), height: 240,
+      scales: {x: {time: true}, y: {range: (u, lo, hi) => [0, Math.max(1, hi)]}},
+      // Ticks on whole days only: the series are daily counts.
+      axes: [{values: (u, ticks) => ticks.map(dayLabel), incrs: DAY_STEPS, space: 60},
+             {label: T.col_reports, values: (u, ticks) => ticks.map((v) => nf.format(v))}],
+      series: [{label: T.col_day, value: (u, v) => (v === null ? '-' : dayLabel(v))}, ...names.map((n, i) => ({label: n, stroke: SERIES[i % SERIES.length], width: 2}))],
+    };
+    charts[id] = new uPlot(opts, data, el);
+  }
+
+  function render() {
+    const selected = view.municipalities.filter((m) => m.selected);
+    document.getElementById('kpi-reports').textContent = fmtNum(view.total);
+    document.getElementById('kpi-open').textContent = fmtNum(selected.reduce((s, m) => s + m.open, 0));
+    document.getElementById('kpi-cross').textContent = fmtShare(view.cross_boundary.share);
+    document.getElementById('kpi-alerts').textContent = fmtNum(view.alerts.length);
+    fillTable('muni-table', selected, (tr, m) => {
+      tr.dataset.insee = m.insee;
+      tr.append(td(m.name + ' (' + m.insee + ')'), td(fmtNum(m.reports), 'reports'), td(fmtNum(m.open), 'open'),
+        td(fmtNum(m.per_1000), 'per1000'), td(fmtNum(m.dispatches), 'dispatches'),
+        td(fmtNum(m.cross_boundary), 'cross'), td(fmtShare(m.cross_share), 'share'));
+    });
+    fillTable('agency-table', view.cross_boundary.by_agency, (tr, a) => {
+      tr.dataset.agency = a.agency_id;
+      tr.append(td(a.name), td(fmtNum(a.dispatches), 'dispatches'), td(fmtNum(a.cross_boundary), 'cross'),
+        td(fmtShare(a.share), 'share'));
+    });
+    document.getElementById('kpi-overdue').textContent =
+      fmtNum(view.deadlines.rows.reduce((s, r) => s + r.open_overdue, 0));
+    fillTable('deadline-table', view.deadlines.rows, (tr, r) => {
+      tr.dataset.key = r.agency_id + '|' + r.category;
+      tr.append(td(r.name), td(label('cat_', r.category)), td(fmtNum(r.with_deadline), 'dispatches'),
+        td(fmtNum(r.not_acknowledged), 'not_acknowledged'), td(fmtNum(r.acknowledged_late), 'acknowledged_late'),
+        td(fmtNum(r.open_overdue), 'open_overdue'), td(fmtNum(r.open_over_3x), 'open_over_3x'),
+        td(fmtNum(r.resolved_late), 'resolved_late'));
+    });
+    const names = Object.fromEntries(view.municipalities.map((m) => [m.insee, m.name]));
+    fillTable('alert-table', view.alerts, (tr, a) => {
+      tr.append(td(new Date(a.sent).toLocaleString('fr-FR', {timeZone: 'Europe/Paris'})), td(a.event),
+        td(label('sev_', a.severity)), td(a.headline || ''), td(a.municipalities.map((c) => names[c] || c).join(', ')));
+    });
+    drawMap();
+    drawChart('chart-category', view.by_category, 'cat_');
+    drawChart('chart-channel', view.by_channel, 'ch_');
+  }
+
+  async function load(params, push) {
+    const qs = params.toString();
+    const suffix = qs ? '?' + qs : '';
+    if (push) history.pushState(null, '', location.pathname + suffix);
+    document.getElementById('export').href = 'export.csv' + suffix;
+    statusLine.textContent = T.loading;
+    document.body.dataset.ready = '';
+    const resp = await fetch('api/view' + suffix);
+    const body = await resp.json();
+    if (!resp.ok) {
+      statusLine.textContent = T.error_filter + ' : ' + body.error;
+      return;
+    }
+    view = body;
+    if (!params.get('from')) form.elements.from.value = view.period.from;
+    if (!params.get('to')) form.elements.to.value = view.period.to;
+    render();
+    statusLine.textContent = T.updated;
+    document.body.dataset.ready = qs || 'default';
+  }
+
+  function updateReportLink() {
+    const muni = document.getElementById('r-muni').value;
+    const year = document.getElementById('r-year').value;
+    document.getElementById('report-link').href = 'report?' + new URLSearchParams({municipality: muni, year});
+  }
+
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); load(readForm(), true); });
+  form.addEventListener('change', (ev) => {
+    if (ev.target.id === 'r-muni' || ev.target.id === 'r-year') { updateReportLink(); return; }
+    load(readForm(), true);
+  });
+  document.getElementById('map-indicator').addEventListener('change', () => view && drawMap());
+  window.addEventListener('popstate', () => {
+    const params = new URLSearchParams(location.search);
+    fillForm(params);
+    load(params, false);
+  });
+
+  (async () => {
+    const params = new URLSearchParams(location.search);
+    fillForm(params);
+    updateReportLink();
+    geo = await (await fetch('api/territory')).json();
+    await load(params, false);
+  })();
+}());
