@@ -25,6 +25,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.csrf.session import SessionCSRF
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp, ValidationError
 
 from veille.producers.open311_catalog import DEFAULT_SEVERITY, SERVICES, group_of
@@ -124,7 +125,9 @@ def _coordinate(low: float, high: float) -> Any:
 
 class ReportForm(RelayForm):
     report_id = HiddenField(validators=[DataRequired(text("error.report_id")), _uuid])
-    category = SelectField(text("category"), choices=category_choices(), validate_choice=False,
+    category = SelectField(text("category"), choices=[
+        SelectChoice(value, label, optgroup=group) for group, items in category_choices().items()
+        for value, label in items], validate_choice=False,
                            validators=[InputRequired(text("error.category")),
                                        _one_of({c.value for c in IncidentCategory}, "error.category")])
     severity = SelectField(text("severity"), default=DEFAULT_SEVERITY.value, validate_choice=False,
@@ -151,8 +154,8 @@ class ReportForm(RelayForm):
     consent = BooleanField(text("consent"))
 
     def setup(self, municipalities: Mapping[str, str]) -> ReportForm:
-        self.severity.choices = [(s.value, TEXTS.get(f"severity.{s.value}", s.value)) for s in Severity]
-        self.municipality.choices = list(municipalities.items())
+        self.severity.choices = [SelectChoice(s.value, text(f"severity.{s.value}")) for s in Severity]
+        self.municipality.choices = [SelectChoice(code, name) for code, name in municipalities.items()]
         return self
 
     def validate_consent(self, field: Any) -> None:
