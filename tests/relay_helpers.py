@@ -33,7 +33,10 @@ def accounts(settings: Settings) -> AccountStore:
     return AccountStore(settings.state_dir / f"relay-{uuid.uuid4().hex[:6]}.json")
 
 
-def run(settings: Settings, store: AccountStore, scenario: Callable[[Client, RequestBook], Awaitable[None]]) -> None:
+Scenario = Callable[[Client, RequestBook], Awaitable[None]]
+
+
+def run(settings: Settings, store: AccountStore, scenario: Scenario) -> None:
     """The intake app with Open311 and the relays' pages, in this process, on the real broker."""
     config = replace(intake_config(settings, KeyStore(settings.state_dir / "no-keys.json")), ack_timeout=10)
 
@@ -68,7 +71,8 @@ async def form_tokens(client: Client) -> tuple[str, str]:
 
 def report(csrf: str, report_id: str, **overrides: Any) -> dict[str, str]:
     now = datetime.now(LOCAL_TZ).strftime("%Y-%m-%dT%H:%M")
-    data = {"csrf_token": csrf, "report_id": report_id, "category": "broken_streetlight", "severity": "moderate",
+    data = {"csrf_token": csrf, "report_id": report_id, "category": "broken_streetlight",
+            "severity": "moderate",
             "description": "Le lampadaire devant l'école est éteint depuis trois jours", "occurred_at": now,
             "municipality": "35401", "lat": str(IN_35401[0]), "lon": str(IN_35401[1]), "address": "",
             "contact_name": "", "contact_phone": "", "contact_email": ""}

@@ -101,8 +101,8 @@ def test_report_published_on_the_relay_channel_then_status(base: Settings) -> No
     first, second = consume(settings, [topic], 2)
     assert first.value() == second.value()  # byte-identical: the router drops the re-send
     got = Incident.decode(first.value())
-    assert str(got.id) == answer["id"] and answer["reference"] == answer["id"][:9].replace("-", "")[:4].upper() \
-        + "-" + answer["id"].replace("-", "")[4:8].upper()
+    short = answer["id"].replace("-", "")[:8].upper()
+    assert str(got.id) == answer["id"] and answer["reference"] == f"{short[:4]}-{short[4:]}"
     assert got.channel == Channel.phone and got.municipality == "35401"
     assert got.reporter is not None and got.reporter.phone == "06 12 34 56 78"
     assert got.location is not None and got.address == "12 rue des Lilas"
@@ -126,14 +126,16 @@ def test_field_errors_in_french_next_to_each_field_nothing_sent(base: Settings) 
                           "description": "Ce champ est obligatoire.",
                           "occurred_at": "Cette date est dans le futur.",
                           "place": "Le point placé sur la carte n'est pas valable.",
-                          "contact_email": "Indiquez une adresse de courriel valable, par exemple nom@exemple.fr.",
+                          "contact_email":
+                              "Indiquez une adresse de courriel valable, par exemple nom@exemple.fr.",
                           "consent": "Sans l'accord de l'habitant, laissez ses coordonnées vides."}
         # Without the page's script: the same page again, each message next to its field.
         resp = await client.post("/relais/signalements", data=bad)
         page = await resp.text()
         assert resp.status == 422
         assert 'id="description-error" data-error-for="description">Ce champ est obligatoire.' in page
-        assert 'aria-describedby="description-hint description-error"' in page and 'aria-invalid="true"' in page
+        assert 'aria-describedby="description-hint description-error"' in page
+        assert 'aria-invalid="true"' in page
         assert 'value="pas-un-courriel"' in page  # what was typed is kept
 
     run(settings, store, scenario)

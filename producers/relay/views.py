@@ -147,8 +147,8 @@ def _new_form(request: web.Request, session: Session, account: RelayAccount, dat
 def _page(request: web.Request, account: RelayAccount, form: ReportForm, *, status: int = 200,
           errors: dict[str, str] | None = None, sent: str | None = None) -> web.Response:
     return render(request, "form.html", status=status, form=form, account=account, errors=errors or {},
-                  sent=sent, towns=_towns(request, account), keywords=category_keywords(), groups=category_choices(),
-                  kind=text(f"kind.{account.kind}"))
+                  sent=sent, towns=_towns(request, account), keywords=category_keywords(),
+                  groups=category_choices(), kind=text(f"kind.{account.kind}"))
 
 
 async def form_page(request: web.Request) -> web.Response:
