@@ -148,7 +148,7 @@ def _page(request: web.Request, account: RelayAccount, form: ReportForm, *, stat
           errors: dict[str, str] | None = None, sent: str | None = None) -> web.Response:
     return render(request, "form.html", status=status, form=form, account=account, errors=errors or {},
                   sent=sent, towns=_towns(request, account), keywords=category_keywords(),
-                  groups=category_choices(), kind=text(f"kind.{account.kind}"))
+                  groups=category_choices(), kind=text(f"kind.{account.kind}"), timezone=LOCAL_TZ.key)
 
 
 async def form_page(request: web.Request) -> web.Response:

@@ -19,6 +19,14 @@
     return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
   }
 
+  function localNow() {  // the territory's civil time, whatever the device's time zone
+    var parts = {};
+    new Intl.DateTimeFormat("fr-FR", {timeZone: config.timezone, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23"}).formatToParts(new Date())
+      .forEach(function (p) { parts[p.type] = p.value; });
+    return parts.year + "-" + parts.month + "-" + parts.day + "T" + parts.hour + ":" + parts.minute;
+  }
+
   function reference(id) {
     var s = id.replace(/-/g, "").slice(0, 8).toUpperCase();
     return s.slice(0, 4) + "-" + s.slice(4);
@@ -47,7 +55,8 @@
       g.hidden = !g.querySelector("option:not([hidden])");
     });
     if (first && words.length) { select.value = first.value; }
-    count.textContent = words.length ? (shown ? shown + " / " + (select.options.length - 1) : T.category_no_match) : "";
+    count.textContent = !words.length ? "" : shown ? fmt(T.category_count, {shown: shown, total: select.options.length - 1})
+      : T.category_no_match;
   });
 
   /* ------------------------------------------------------------ map */
@@ -57,6 +66,7 @@
   var clear = document.getElementById("place-clear");
   var map = L.map("map", {keyboard: true, zoomSnap: 0.5, attributionControl: false});
   var marker = null, towns = null;
+  window.relayMap = map;  // for the browser tests, which click on given coordinates
 
   function showPlace(latlng, feature) {
     if (marker) { marker.setLatLng(latlng); } else {
@@ -180,9 +190,9 @@
     renderHistory();
   }
 
-  function announceSent(ref, text) {
+  function announceSent(ref, text, title) {
     sent.textContent = "";
-    var h = document.createElement("h2"); h.textContent = T.sent_title;
+    var h = document.createElement("h2"); h.textContent = title || T.sent_title;
     var p = document.createElement("p"); p.className = "reference"; p.textContent = text || fmt(T.sent_reference, {reference: ref});
     sent.appendChild(h); sent.appendChild(p); sent.hidden = false;
   }
@@ -193,9 +203,7 @@
     form.elements.csrf_token.value = keep.csrf_token;
     form.elements.report_id.value = uuid4();
     municipality.value = keep.municipality;
-    var now = new Date(); now.setSeconds(0, 0);
-    var local = new Date(now.getTime() - now.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
-    form.elements.occurred_at.value = local;
+    form.elements.occurred_at.value = localNow();
     select.value = "";
     search.dispatchEvent(new Event("input"));
     if (marker) { map.removeLayer(marker); marker = null; }
@@ -243,7 +251,7 @@
       } else if (!outcome || outcome.status >= 500 || outcome.status === 429) {
         queue.add({id: id, fields: entries, queued_at: new Date().toISOString()});
         showErrors({});
-        announceSent(reference(id), fmt(T.queued, {reference: reference(id)}));
+        announceSent(reference(id), fmt(T.queued, {reference: reference(id)}), T.queued_title);
         remember(id, reference(id)); resetForm(); sent.focus();
       } else if (outcome.status === 401) {
         queue.add({id: id, fields: entries, queued_at: new Date().toISOString()});
@@ -270,7 +278,7 @@
     list.forEach(function (e) {
       var li = document.createElement("li");
       var when = new Date(e.at).toLocaleString("fr-FR", {dateStyle: "short", timeStyle: "short"});
-      var state = waiting.indexOf(e.id) >= 0 ? "⏳" : ((statuses && statuses[e.id]) || "");
+      var state = waiting.indexOf(e.id) >= 0 ? T.history_waiting : ((statuses && statuses[e.id]) || "");
       li.textContent = e.reference + " · " + when + (state ? " · " + state : "");
       li.dataset.id = e.id;
       history.appendChild(li);
