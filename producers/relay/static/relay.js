@@ -146,6 +146,12 @@
     }
   }
 
+  var labels = {place: T.section_where};
+  Array.from(form.querySelectorAll("label[for]")).forEach(function (l) {
+    labels[l.htmlFor] = l.textContent.replace(/\s*\*\s*$/, "");
+  });
+  labels.consent = T.section_contact;
+
   function showErrors(errors) {
     form.querySelectorAll("[data-error-for]").forEach(function (p) { setError(p.dataset.errorFor, ""); });
     var summary = document.getElementById("summary");
@@ -154,7 +160,8 @@
     Object.keys(errors).forEach(function (name) {
       setError(name, errors[name]);
       var li = document.createElement("li"), a = document.createElement("a");
-      a.href = "#" + (name === "place" ? "map" : name); a.textContent = errors[name];
+      a.href = "#" + (name === "place" ? "map" : name);
+      a.textContent = (labels[name] ? labels[name] + " : " : "") + errors[name];
       li.appendChild(a); list.appendChild(li);
     });
     summary.hidden = !Object.keys(errors).length;
