@@ -15,6 +15,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +26,9 @@ from hub_helpers import HubProcess, get_json, hub_settings, read_topics, wait_fo
 
 from veille.config import Settings
 from veille.producers.relay.accounts import ACCOUNTS_FILE, AccountStore
-from veille.schemas.models import Channel, Incident
+from veille.producers.sdk import Publisher
+from veille.schemas.models import Channel, EventType, Incident, IncidentStatus, RoutedIncident, StatusUpdate
+from veille.streams.router import dispatch_id
 from veille.topics import Topics
 
 TABLET = {"viewport": {"width": 1024, "height": 1366}, "locale": "fr-FR", "timezone_id": "Europe/Paris"}
@@ -118,6 +121,22 @@ def incidents_of(settings: Settings, ids: set[str], timeout: float = 20) -> list
     return [Incident.from_avro(r.value) for _, r in records if str(r.value["id"]) in ids]
 
 
+def dispatch_status(settings: Settings, incident_id: str, status: IncidentStatus) -> None:
+    """The first agency the router dispatched the incident to posts ``status`` about it."""
+    routed = read_topics(settings, [Topics(settings.topic_prefix).routed], timeout=60, until=lambda rs: any(
+        r.record_type == "RoutedIncident" and str(r.value["id"]) == incident_id for _, r in rs))
+    (record,) = [RoutedIncident.from_avro(r.value) for _, r in routed
+                 if r.record_type == "RoutedIncident" and str(r.value["id"]) == incident_id]
+    target = record.dispatches[0]
+    ref = dispatch_id(settings.dispatch_key.get_secret_value().encode(), EventType.incident, incident_id,
+                      target.agency_id, target.service)
+    with Publisher(settings, client_id="test-agency") as publisher:
+        publisher.publish(StatusUpdate(id=uuid.uuid4(), incident_id=uuid.UUID(incident_id),
+                                       agency_id=target.agency_id, dispatch_id=ref, status=status,
+                                       at=datetime.now(UTC)))
+        assert publisher.flush(30).ok
+
+
 def test_keyboard_only_report_reaches_kafka_and_the_store(hub: Hub) -> None:
     settings, intake, logins = hub
     sink = HubProcess(settings, "sink", "run", "--port", "0").start()
@@ -149,19 +168,35 @@ def test_keyboard_only_report_reaches_kafka_and_the_store(hub: Hub) -> None:
             history = page.inner_text("#history")
             assert reference in history
             assert errors.messages == []
-        topic = Topics(settings.topic_prefix).intake("35401")
-        records = read_topics(settings, [topic], timeout=20, until=lambda rs: len(rs) >= 1)
-        (incident,) = [Incident.from_avro(r.value) for _, r in records]
-        assert str(incident.id).replace("-", "")[:8].upper() == reference.replace("-", "")
-        assert incident.channel == Channel.town_hall_desk and incident.municipality == "35401"
-        assert incident.category.value == "broken_streetlight" and incident.location is not None
-        # The store shows it, counted under the desk's channel.
-        sink_url = sink.info("sink.json")["url"]
-        day = datetime.now(UTC).date()
-        query = (f"{sink_url}/indicators?municipalities=35401"
-                 f"&from={day - timedelta(days=1)}&to={day + timedelta(days=1)}")
-        wait_for(lambda: get_json(query)["reports"]["total"] >= 1, 90, "the report in the store")
-        assert get_json(query)["reports"]["by_channel"] == {"town_hall_desk": 1}
+            topic = Topics(settings.topic_prefix).intake("35401")
+            records = read_topics(settings, [topic], timeout=20, until=lambda rs: len(rs) >= 1)
+            (incident,) = [Incident.from_avro(r.value) for _, r in records]
+            assert str(incident.id).replace("-", "")[:8].upper() == reference.replace("-", "")
+            assert incident.channel == Channel.town_hall_desk and incident.municipality == "35401"
+            assert incident.category.value == "broken_streetlight" and incident.location is not None
+            # The store shows it, counted under the desk's channel.
+            sink_url = sink.info("sink.json")["url"]
+            day = datetime.now(UTC).date()
+            query = (f"{sink_url}/indicators?municipalities=35401"
+                     f"&from={day - timedelta(days=1)}&to={day + timedelta(days=1)}")
+            wait_for(lambda: get_json(query)["reports"]["total"] >= 1, 90, "the report in the store")
+            assert get_json(query)["reports"]["by_channel"] == {"town_hall_desk": 1}
+            # The agency it was dispatched to says it is on it: the relay sees it by its reference.
+            dispatch_status(settings, str(incident.id), IncidentStatus.dispatched)
+            page.goto(intake.url + "/relais/suivi")
+            tab_to(page, "reference")
+            page.keyboard.type(reference)
+            page.keyboard.press("Enter")
+
+            def shows_dispatched() -> bool:
+                if "Transmis au service compétent" in page.inner_text("main"):
+                    return True
+                page.reload()  # the read model follows the routed topic: ask again
+                return False
+
+            wait_for(shows_dispatched, 60, "the dispatched status on the status page")
+            assert axe_violations(page) == []
+            screenshot(page, "relay-status")
     finally:
         router.stop()
         sink.stop()
