@@ -358,10 +358,11 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
                           known_agencies=known_agencies)
     app = make_app(publisher, intake_config(settings))
     if territory is not None:
-        from veille.producers import open311
+        from veille.producers import open311, relay
         from veille.producers.open311_requests import RequestBook
 
         open311.register(app, territory, RequestBook(settings))
+        relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/
     # keepalive_timeout: an idle connection is closed after 15 s (slow clients hold no slot).
     web.run_app(app, host=host, port=settings.intake_port if port is None else port,
                 keepalive_timeout=15, print=lambda msg: log.info("%s", msg))

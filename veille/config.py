@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     intake_burst: int = 200
     intake_anonymous_rate_per_second: float = 1.0
     intake_anonymous_burst: int = 20
+    # The relays' form (producers/relay): the key encrypting its session cookies (Fernet, 32
+    # url-safe base64 bytes; "" = one generated in state_dir, so sessions survive restarts),
+    # whether the cookie is sent over HTTPS only (true in production), and a session's length.
+    relay_session_key: SecretStr = SecretStr("")
+    relay_cookie_secure: bool = False
+    relay_session_hours: float = 12.0
 
     @property
     def broker_dir(self) -> Path:

@@ -289,6 +289,36 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
     return 0 if ok else 1
 
 
+@contextmanager
+def relay_form(settings: Settings, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[list[str]]:
+    """For ``--keep-running``: the HTTP intake (it serves the relays' form) and a demo relay.
+
+    Yields the lines to print: the form's URL and the demo relay's login. The intake is
+    stopped by PID on exit, like the demo's other processes.
+    """
+    import socket
+
+    from veille.producers.relay.demo import demo_account
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    login, password, town = demo_account(settings, load_territory(settings.territory_dir))
+    with _process("intake", ["intake", "serve", "--port", str(port)], log_dir, env) as intake:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _get_json(f"{url}/healthz")
+                break
+            except OSError:
+                if intake.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the intake did not start; log: {log_dir / 'intake.log'}") from None
+                time.sleep(0.3)
+        yield [f"Relays' form (town-hall desk of {town}): {url}/relais/",
+               f"  login {login}  password {password}"]
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     seed = args.seed if args.seed is not None else int(time.time())
