@@ -194,7 +194,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         prepare(settings, args)
         return import_vigicrues(settings, args.source, sent=args.sent, sender=args.sender or SENDER)
     if args.source:
-        print("usage: veille import FILE | veille import cap FILE|URL", file=sys.stderr)
+        print("usage: veille import FILE | veille import cap|vigicrues FILE|URL", file=sys.stderr)
         return EXIT_REJECTED
     if args.format == "cap":
         return _cmd_import_cap(settings, args, args.file)

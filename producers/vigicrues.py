@@ -287,6 +287,9 @@ def import_vigicrues(settings: Settings, source: str, *, sent: datetime | None =
     from veille.producers.sdk import DeliveryReport, Publisher
     from veille.territory import load_territory
 
+    if sent is not None and sent.tzinfo is None:
+        print("--sent needs its UTC offset (e.g. 2026-11-29T16:00:00+01:00)", file=err)
+        return EXIT_REJECTED
     sent = (sent or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     state = State(Path(settings.state_dir) / STATE_FILE)
     try:

@@ -57,15 +57,19 @@ def test_update_cancel_expiry_and_the_feed(kafka: Any, tmp_path: Path) -> None:
         "other": cap_alert(ids["other"], municipalities=("35406",)),
         "exercise": cap_alert(ids["exercise"], status="Exercise"),
     }
+    # Another sender cannot withdraw the prefecture's alert: "kept" stays in force.
+    foreign = new_id("foreign")
+    docs["foreign"] = cap_alert(foreign, msg_type="Cancel", sender="someone@else.example",
+                                references=[reference(ids["kept"], sent - timedelta(minutes=1))])
     with routed_hub(kafka.settings, tmp_path) as settings:
         publish_cap(settings, *docs.values())
-        routed = routed_alerts(settings, set(ids.values()))
+        routed = routed_alerts(settings, {*ids.values(), foreign})
         # The same alert again (same identifier, sender, sent): routed once, stored once.
         publish_cap(settings, docs["first"])
         marker = new_id("marker")
         publish_cap(settings, cap_alert(marker, municipalities=("35406",)))
         time.sleep(1.0)
-        routed = routed_alerts(settings, {*ids.values(), marker})
+        routed = routed_alerts(settings, {*ids.values(), foreign, marker})
         assert sum(a["identifier"] == ids["first"] for a in routed) == 1
         update = next(a for a in routed if a["identifier"] == ids["update"])
         assert update["references"] == [reference(ids["first"], sent)] and update["cap_json"]
@@ -82,6 +86,7 @@ def test_update_cancel_expiry_and_the_feed(kafka: Any, tmp_path: Path) -> None:
             assert states == {"first": "superseded", "cancelled": "cancelled", "expired": "expired",
                               "update": "active", "cancel": "closing", "kept": "active", "other": "active",
                               "exercise": "active"}
+            assert alert_state.state(store, "someone@else.example", foreign) == "closing"
             active = alert_state.active_alerts(store, "35401")
             assert [r["identifier"] for r in active] == [ids["update"], ids["kept"]]  # newest first
 

@@ -191,3 +191,10 @@ def test_import_through_the_router_once_then_update_and_cancel(kafka: Any, tmp_p
         cancel = next(a for a in routed if a["identifier"] == f"vigicrues.VE1.{later_stamp}")
         assert cancel["msg_type"] == "Cancel"
         assert cancel["references"] == [f"{SENDER},vigicrues.VE1.{stamp},{sent.isoformat()}"]
+
+
+def test_sent_without_offset_is_refused(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    err = io.StringIO()
+    assert import_vigicrues(settings, str(FIXTURE), sent=datetime(2026, 1, 1, 10), err=err) == 2
+    assert "needs its UTC offset" in err.getvalue()
