@@ -38,6 +38,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 CAP_TYPE = "application/cap+xml"
 ATOM_TYPE = "application/atom+xml"
 STORE_KEY: web.AppKey[Store] = web.AppKey("cap_store", Store)
+PREFIX_KEY: web.AppKey[str] = web.AppKey("cap_prefix", str)
 INSEE_RE = r"^(?:\d{5}|2[AB]\d{3})$"
 
 # Prefixes are process-wide in ElementTree: Atom as the default namespace (its link
@@ -175,7 +176,7 @@ def atom_feed(rows: list[dict[str, Any]], *, title: str, feed_id: str, self_url:
 
 
 def _base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+    return f"{request.scheme}://{request.host}{request.app[PREFIX_KEY]}"
 
 
 async def feed_handler(request: web.Request) -> web.Response:
@@ -202,8 +203,10 @@ async def alert_handler(request: web.Request) -> web.Response:
     return web.Response(body=alert_xml(row_alert(row)), content_type=CAP_TYPE, charset="utf-8")
 
 
-def add_cap_routes(app: web.Application, store: Store) -> None:
-    """Registers ``/cap/feed.atom`` and ``/cap/alerts/{key}.xml`` on an aiohttp application."""
+def add_cap_routes(app: web.Application, store: Store, prefix: str = "") -> None:
+    """Registers ``{prefix}/cap/feed.atom`` and ``{prefix}/cap/alerts/{key}.xml`` on an aiohttp
+    application (the console mounts them under ``/console``)."""
     app[STORE_KEY] = store
-    app.router.add_get("/cap/feed.atom", feed_handler)
-    app.router.add_get(r"/cap/alerts/{key:[A-Za-z0-9_-]+}.xml", alert_handler)
+    app[PREFIX_KEY] = prefix
+    app.router.add_get(f"{prefix}/cap/feed.atom", feed_handler)
+    app.router.add_get(prefix + r"/cap/alerts/{key:[A-Za-z0-9_-]+}.xml", alert_handler)

@@ -250,3 +250,26 @@ def test_console_routes_answer_and_reject_bad_filters(hub: Hub) -> None:
     started = time.monotonic()
     assert httpx.get(f"{hub.url}/console/api/view", timeout=30).status_code == 200
     assert time.monotonic() - started < 10
+
+
+def test_the_console_serves_cap_feeds_per_municipality(hub: Hub) -> None:
+    """Agencies' CAP readers subscribe under the console's URL: one Atom feed per municipality."""
+    from defusedxml.ElementTree import fromstring
+
+    from veille.producers.cap_xml import parse_cap
+
+    feed = httpx.get(f"{hub.url}/console/cap/feed.atom", params={"municipality": "35401"}, timeout=30)
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/atom+xml")
+    (alert,) = parse_cap(feed.content)
+    assert alert["infos"][0]["headline"] == "Vigilance crues sur la Veille"
+    links = [e.get("href") for e in fromstring(feed.content).iter("{http://www.w3.org/2005/Atom}link")]
+    alert_links = [h for h in links if h and "/console/cap/alerts/" in h]
+    assert len(alert_links) == 1 and alert_links[0].startswith(hub.url)
+    one = httpx.get(alert_links[0], timeout=30)
+    assert one.status_code == 200 and parse_cap(one.content) == [alert]
+    # A town the alert does not cover has an empty feed; a bad code is refused.
+    empty = httpx.get(f"{hub.url}/console/cap/feed.atom", params={"municipality": "35406"}, timeout=30)
+    assert empty.status_code == 200
+    assert list(fromstring(empty.content).iter("{http://www.w3.org/2005/Atom}entry")) == []
+    bad = httpx.get(f"{hub.url}/console/cap/feed.atom", params={"municipality": "x"}, timeout=30)
+    assert bad.status_code == 400

@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
 
+from veille.sinks.cap_feed import add_cap_routes
 from veille.sinks.console import pages
 from veille.sinks.console.access import Credentials, auth_middleware
 from veille.sinks.console.export import export_rows, to_csv
@@ -184,6 +185,7 @@ def make_app(store: Store, territory: Territory, credentials: Credentials, host:
     r.add_get("/console/api/territory", console_territory)
     r.add_get("/console/export.csv", export_csv)
     r.add_get("/console/report", report)
+    add_cap_routes(app, store, prefix="/console")  # CAP 1.2 and Atom for agencies' CAP readers
     add_vendor_routes(app)
     r.add_static("/static/console", _static_dir(), append_version=False)
     r.add_route("*", "/{tail:.*}", not_found)
