@@ -235,6 +235,16 @@ def test_a_relay_cannot_place_a_report_in_another_town(hub: Hub) -> None:
         assert page.inner_text("#category-error") == "Choisissez un type de problème dans la liste."
         assert axe_violations(page) == []
         screenshot(page, "relay-form-errors")
+        # On a phone held upright: one column, nothing wider than the screen, targets >= 44 px.
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        small = page.evaluate("""() => Array.from(document.querySelectorAll(
+            'main input:not([type=hidden]), main select, main textarea, main button, .bar a, .bar button'))
+            .filter(e => e.offsetParent !== null)
+            .filter(e => e.getBoundingClientRect().height < 44 && e.type !== 'checkbox')
+            .map(e => e.id || e.textContent)""")
+        assert small == []
+        screenshot(page, "relay-form-phone")
         # Only the refusals themselves were logged (Chromium logs every 4xx answer it receives).
         assert all("403" in m or "422" in m for m in errors.messages), errors.messages
     topics = Topics(settings.topic_prefix)

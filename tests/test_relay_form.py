@@ -165,3 +165,17 @@ def test_a_relay_cannot_report_for_another_municipality(base: Settings) -> None:
 
     run(settings, store, scenario)
     assert message_count(settings, [Topics(settings.topic_prefix).intake(m) for m in ("35401", "35406")]) == 0
+
+
+def test_password_guessing_is_throttled_per_address(base: Settings) -> None:
+    settings = isolated_settings(base, "relaythrottle")
+    store = accounts(settings)
+    account, password = store.issue("Accueil", kind="town_hall_desk", municipalities=["35401"])
+
+    async def scenario(client: Client, book: RequestBook) -> None:
+        statuses = [(await log_in(client, account.login, f"guess-{i}")).status for i in range(10)]
+        assert statuses == [403] * 10
+        resp = await log_in(client, account.login, password)  # even the right one must wait now
+        assert resp.status == 429 and "Attendez une minute" in await resp.text()
+
+    run(settings, store, scenario)

@@ -244,9 +244,23 @@
     });
   }
 
+  /* What can be checked here is checked before anything is sent or kept: a report queued
+   * offline must not turn out, an hour later, to lack its description. The intake checks all. */
+  function missing() {
+    var out = {}, el = form.elements;
+    if (!select.value) { out.category = T["error.category"]; }
+    if (!el.description.value.trim()) { out.description = T["error.required"]; }
+    if (!el.occurred_at.value) { out.occurred_at = T["error.occurred_at"]; }
+    var contact = ["contact_name", "contact_phone", "contact_email"].some(function (n) { return el[n].value.trim(); });
+    if (contact && !el.consent.checked) { out.consent = T["error.consent"]; }
+    return out;
+  }
+
   form.addEventListener("submit", async function (e) {
     e.preventDefault();
     if (submit.disabled) { return; }
+    var local = missing();
+    if (Object.keys(local).length) { showErrors(local); return; }
     var entries = fields(), id = form.elements.report_id.value;
     submit.disabled = true; submit.textContent = T.sending;
     try {
