@@ -49,11 +49,9 @@ def territory_municipalities(settings: Settings) -> set[str] | None:
 def prepare(settings: Settings, args: argparse.Namespace) -> set[str] | None:
     """Create missing topics (unless told not to); the territory's municipalities."""
     if getattr(args, "create_topics", True):
-        from confluent_kafka.admin import AdminClient
+        from veille.topics import ensure_territory_topics
 
-        from veille.topics import ensure_topics, territory_topic_specs
-
-        ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
+        ensure_territory_topics(settings)
     return territory_municipalities(settings)
 
 

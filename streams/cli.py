@@ -9,9 +9,6 @@ import os
 import sys
 import threading
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
-
 from veille.config import get_settings
 from veille.streams import metrics
 from veille.streams.lag import CommittedLag
@@ -56,21 +53,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import faust
 
     from veille.streams.app import create_app, router_source_topics
-    from veille.topics import ensure_topics, territory_topic_specs
+    from veille.topics import ensure_territory_topics
 
     settings = get_settings()
     problem = check_stall_window(settings)
     if problem:
         print(f"veille router run: refusing to start: {problem}", file=sys.stderr, flush=True)
         return EXIT_BAD_CONFIG
-    try:
-        ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
-    except KafkaException as exc:
-        # The router's own Kafka user may not manage topics (ACLs): an admin created them.
-        if exc.args[0].code() not in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                                      KafkaError.CLUSTER_AUTHORIZATION_FAILED):
-            raise
-        log.warning("not allowed to create/align topics (%s): using them as they are", exc.args[0].str())
+    ensure_territory_topics(settings)
     app = create_app(settings)
     _server, port = serve_metrics(args.metrics_port if args.metrics_port is not None
                                   else settings.metrics_port)

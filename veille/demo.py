@@ -277,7 +277,11 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
             ok = stored + dead.get("unroutable", 0) >= incidents_sent and not summary.failed
             console = _console_url(sink_url, span_start, end)
             if keep_running:
-                _keep_running(console)
+                # The relays' form is served by the HTTP intake, which runs as its own Kafka user.
+                intake_env = user_env(settings, "intake") if settings.kafka_credentials().mechanism else None
+                with relay_form(settings, logs, intake_env) as lines:
+                    print(*lines, sep="\n")
+                    _keep_running(console)
             else:
                 print(f"console: {console}  (open while the demo runs; `veille demo --keep-running` "
                       "keeps it up until Ctrl-C)")

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -209,6 +209,21 @@ def _not_lowered(spec: TopicSpec, current: dict[str, str]) -> dict[str, str]:
                         spec.name, key, current[key], config[key])
             config.pop(key)
     return config
+
+
+def ensure_territory_topics(settings: Settings) -> bool:
+    """Create or align the territory's topics; False (with a warning) when this process's Kafka
+    user may not manage topics: in production an admin created them, and each component runs
+    as a user whose ACLs only let it read and write its own topics."""
+    try:
+        ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
+    except KafkaException as exc:
+        if exc.args[0].code() not in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                      KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+            raise
+        log.warning("not allowed to create/align topics (%s): using them as they are", exc.args[0].str())
+        return False
+    return True
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
