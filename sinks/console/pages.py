@@ -71,6 +71,7 @@ def console_html(territory: Territory) -> str:
     <label for="r-year">{e['report_year']}</label>
     <input id="r-year" type="number" min="2000" max="2100" value="{year}">
     <a id="report-link" href="report">{e['open_report']}</a>
+    <a id="ops-link" href="ops">{e['ops_link']}</a>
   </div>
 </form>
 <main id="main">
@@ -164,3 +165,37 @@ def report_html(data: dict[str, Any]) -> str:
 {_table(t['report_response'], [t['col_agency'], t['col_acknowledged'], t['col_ack_p50'], t['col_resolved'],
                                t['col_resolve_p50']], data['response_times'], "report-response")}
 </main></body></html>"""
+
+
+def ops_html() -> str:
+    t = page_texts("console")
+    e = {k: escape(v) for k, v in t.items()}
+    links = "".join(f'<link rel="stylesheet" href="{href}">' for href in (
+        f"{VENDOR_PREFIX}/uPlot.min.css", "/static/console/console.css"))
+    texts = json.dumps(t, ensure_ascii=False).replace("</", "<\\/")
+    hours = "".join(f'<option value="{h}">{h}</option>' for h in (6, 24, 72, 168, 720))
+    return HEAD.format(title=e["ops_title"], links=links) + f"""
+<body>
+<header><h1>{e['ops_title']}</h1><p>{e['ops_intro']}</p></header>
+<form id="ops-filters" class="row" aria-label="{e['filters']}">
+  <label for="f-hours">{e['ops_hours']}</label>
+  <select id="f-hours" name="hours">{hours}</select>
+  <a href="/console/">{e['console_link']}</a>
+</form>
+<main id="main" class="ops">
+  <p id="status" role="status" aria-live="polite"></p>
+  <section aria-labelledby="h-router"><h2 id="h-router">{e['ops_router']}</h2>
+    <div id="chart-router" class="chart"></div></section>
+  <section aria-labelledby="h-unroutable"><h2 id="h-unroutable">{e['ops_unroutable']}</h2>
+    <div id="chart-unroutable" class="chart"></div></section>
+  <section aria-labelledby="h-sink"><h2 id="h-sink">{e['ops_sink']}</h2>
+    <div id="chart-sink" class="chart"></div></section>
+  <section aria-labelledby="h-totals"><h2 id="h-totals">{e['ops_totals']}</h2>
+    <table id="ops-totals"><thead><tr><th scope="col">{e['col_source']}</th>
+      <th scope="col">{e['col_reason']}</th><th scope="col">{e['col_count']}</th></tr></thead>
+      <tbody></tbody></table></section>
+</main>
+<script id="texts" type="application/json">{texts}</script>
+<script src="{VENDOR_PREFIX}/uPlot.iife.min.js"></script>
+<script src="/static/console/ops.js"></script>
+</body></html>"""
