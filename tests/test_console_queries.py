@@ -149,3 +149,18 @@ def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
                                                                                  status="open")}
     assert {r["id"] for r in by_agency} == {str(k.incident.id) for k in selected(known, category="flood")}
     assert report["total"] == "12" and small["total"] == "< 5" and small["by_month"][2] == "< 5"
+
+
+def test_ops_increments_count_a_new_reason_from_zero_and_survive_restarts() -> None:
+    from veille.sinks.console.ops import increments, step_for
+
+    ts = [0, 60, 120, 180]
+    result = [
+        {"metric": {"reason": "invalid"}, "values": [[0, "5"], [60, "7"], [120, "2"], [180, "2"]]},
+        # Created by its first dead letter at t=120: that first one counts.
+        {"metric": {"reason": "unroutable"}, "values": [[120, "1"], [180, "3"]]},
+        {"metric": {}, "values": [[0, "0"], [180, "NaN"]]},
+    ]
+    assert increments(result, ts, "reason") == {"invalid": [0.0, 2.0, 2.0, 0.0],
+                                                "unroutable": [0.0, 0.0, 1.0, 2.0], "total": [0.0] * 4}
+    assert step_for(1) == 60 and step_for(24) == 480 and step_for(720) == 12960

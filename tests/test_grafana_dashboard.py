@@ -180,3 +180,38 @@ def test_every_panel_query_returns_data(prometheus: str) -> None:
     assert any(r["metric"].get("reason") for r in reasons)
     assert any(r["metric"].get("group") for r in _query(prometheus, "sum by (group) (veille_consumer_lag)"))
     assert float(_query(prometheus, "min(veille_kafka_brokers_up{job=\"veille-sink\"})")[0]["value"][1]) >= 1
+
+
+def test_ops_page_shows_dead_letters_over_time(prometheus: str, tmp_path: Path) -> None:
+    from browser_helpers import ConsoleErrors, axe_violations, launch_browser, screenshot
+    from sink_helpers import chdb_store
+
+    from veille.sinks.console.access import Credentials
+    from veille.sinks.service import serve
+
+    with chdb_store(tmp_path / "chdb") as store:
+        server = serve(store, 0, credentials=Credentials(), prometheus_url=prometheus)
+        unconfigured = serve(store, 0, credentials=Credentials(), prometheus_url="")
+        try:
+            data = httpx.get(f"{server.url}/console/api/ops", params={"hours": 1}, timeout=30).json()
+            router = data["totals"]["router_dead_letters"]
+            assert router and sum(router.values()) >= 1  # the garbage message, counted from its first
+            assert set(data["totals"]["unroutable"]) == {"total"}
+            assert len(data["timestamps"]) == len(data["unroutable"]["total"]) == 61
+            assert httpx.get(f"{unconfigured.url}/console/api/ops").status_code == 503
+            assert httpx.get(f"{server.url}/console/api/ops", params={"hours": "x"}).status_code == 400
+            with launch_browser() as browser:
+                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                errors = ConsoleErrors(page)
+                page.goto(f"{server.url}/console/ops?hours=6")
+                page.wait_for_function("document.body.dataset.ready === '6'")
+                reasons = page.eval_on_selector_all("#ops-totals tr[data-source=router_dead_letters]",
+                                                    "rows => rows.map(r => r.dataset.reason)")
+                assert sorted(reasons) == sorted(router)
+                assert page.locator("#chart-router .uplot").count() == 1
+                screenshot(page, "console-ops")
+                assert axe_violations(page) == [] and errors.messages == []
+        finally:
+            for s in (server, unconfigured):
+                s.shutdown()
+                s.server_close()

@@ -14,10 +14,12 @@ from typing import Any
 import aiohttp
 
 MAX_POINTS = 200
+# Raw counters, differenced here rather than with increase(): a reason's counter is created by
+# its first dead letter, at 1, and increase() would never count that first one.
 QUERIES = {
-    "router_dead_letters": "sum by (reason) (increase(veille_router_dead_lettered_total[{step}s]))",
-    "sink_dead_letters": "sum by (reason) (increase(veille_sink_dead_lettered_total[{step}s]))",
-    "unroutable": "sum(increase(veille_router_unroutable_total[{step}s]))",
+    "router_dead_letters": "sum by (reason) (veille_router_dead_lettered_total)",
+    "sink_dead_letters": "sum by (reason) (veille_sink_dead_lettered_total)",
+    "unroutable": "sum(veille_router_unroutable_total)",
 }
 
 
@@ -30,18 +32,27 @@ def step_for(hours: int) -> int:
     return max(60, math.ceil(hours * 3600 / MAX_POINTS / 60) * 60)
 
 
-def align(result: list[dict[str, Any]], timestamps: list[int], label: str) -> dict[str, list[float | None]]:
-    """Prometheus matrix → {label value: values on the common timestamps} (gaps are None)."""
+def increments(result: list[dict[str, Any]], timestamps: list[int], label: str) -> dict[str, list[float]]:
+    """Counter samples (Prometheus matrix) → {label value: events per step on the timestamps}.
+
+    A series first seen after the range's start began at 0 (its first sample is all increase); a
+    drop is a restart (the counter began again at 0)."""
     index = {t: i for i, t in enumerate(timestamps)}
-    out: dict[str, list[float | None]] = {}
+    out: dict[str, list[float]] = {}
     for series in result:
         key = series["metric"].get(label, "total")
-        values: list[float | None] = [None] * len(timestamps)
-        for t, v in series["values"]:
+        steps = [0.0] * len(timestamps)
+        previous: float | None = None
+        for t, raw in series["values"]:
             i = index.get(int(float(t)))
-            if i is not None and math.isfinite(float(v)):
-                values[i] = round(float(v), 3)
-        out[key] = values
+            value = float(raw)
+            if i is None or not math.isfinite(value):
+                continue
+            if previous is None:
+                previous = value if i == 0 else 0.0
+            steps[i] = round(value - previous if value >= previous else value, 3)
+            previous = value
+        out[key] = steps
     return out
 
 
@@ -56,7 +67,7 @@ async def ops_series(prometheus_url: str, hours: int, now: float | None = None) 
     timeout = aiohttp.ClientTimeout(total=20)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for name, query in QUERIES.items():
-            params = {"query": query.format(step=step), "start": str(start), "end": str(end),
+            params = {"query": query, "start": str(start), "end": str(end),
                       "step": str(step)}
             url = f"{prometheus_url.rstrip('/')}/api/v1/query_range"
             try:
@@ -66,7 +77,6 @@ async def ops_series(prometheus_url: str, hours: int, now: float | None = None) 
                 raise PrometheusUnavailable(f"{prometheus_url}: {exc}") from exc
             if body.get("status") != "success":
                 raise PrometheusUnavailable(f"{prometheus_url}: {body.get('error', body)}")
-            out[name] = align(body["data"]["result"], timestamps, "reason")
-    out["totals"] = {name: {k: round(sum(v for v in vals if v is not None), 1)
-                            for k, vals in out[name].items()} for name in QUERIES}
+            out[name] = increments(body["data"]["result"], timestamps, "reason")
+    out["totals"] = {name: {k: round(sum(vals), 1) for k, vals in out[name].items()} for name in QUERIES}
     return out
