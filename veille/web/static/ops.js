@@ -9,6 +9,7 @@
   const COLORS = ['#e15759', '#4e79a7', '#f28e2b', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#9c755f'];
   const timeFormat = new Intl.DateTimeFormat('fr-FR', {day: 'numeric', month: 'short', hour: '2-digit',
                                                        minute: '2-digit', timeZone: 'Europe/Paris'});
+  const tickFormat = new Intl.DateTimeFormat('fr-FR', {hour: '2-digit', minute: '2-digit', timeZone: 'Europe/Paris'});
   const charts = {};
 
   function draw(id, xs, series) {
@@ -18,7 +19,7 @@
     const opts = {
       width: Math.max(320, el.clientWidth), height: 220,
       scales: {x: {time: true}, y: {range: (u, lo, hi) => [0, Math.max(1, hi)]}},
-      axes: [{values: (u, ticks) => ticks.map((t) => timeFormat.format(new Date(t * 1000)))},
+      axes: [{values: (u, ticks) => ticks.map((t) => tickFormat.format(new Date(t * 1000))), space: 70},
              {values: (u, ticks) => ticks.map((v) => nf.format(v))}],
       series: [{label: T.col_time, value: (u, v) => (v === null ? '-' : timeFormat.format(new Date(v * 1000)))},
                ...keys.map((k, i) => ({label: k === 'total' ? T.ops_unroutable : k,
