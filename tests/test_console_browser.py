@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -237,6 +238,19 @@ def test_annual_report_suppresses_counts_below_five(hub: Hub, browser: Any) -> N
     assert all(n < 5 for n in cats.values()) and big.count("<td>&lt; 5</td>") >= len(cats)
     unknown = httpx.get(f"{hub.url}/console/report", params={"municipality": "99999", "year": year})
     assert unknown.status_code == 400
+
+
+def test_veille_indicators_prints_the_deadlines(hub: Hub, capsys: pytest.CaptureFixture[str]) -> None:
+    from veille import cli
+
+    args = ["indicators", "--url", hub.url, "--municipalities", "35401,35402",
+            "--from", hub.start.isoformat(), "--to", hub.end.isoformat()]
+    assert cli.main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reports"]["total"] == 19
+    assert {r["agency_id"] for r in result["deadlines"]["rows"]} >= {"pm-35401", "sdis35"}
+    assert cli.main(args) == 0
+    assert "Response deadlines per agency and category" in capsys.readouterr().out
 
 
 def test_console_routes_answer_and_reject_bad_filters(hub: Hub) -> None:
