@@ -164,3 +164,41 @@ def test_ops_increments_count_a_new_reason_from_zero_and_survive_restarts() -> N
     assert increments(result, ts, "reason") == {"invalid": [0.0, 2.0, 2.0, 0.0],
                                                 "unroutable": [0.0, 0.0, 1.0, 2.0], "total": [0.0] * 4}
     assert step_for(1) == 60 and step_for(24) == 480 and step_for(720) == 12960
+
+
+def test_console_serve_without_a_sink(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    known, updates, alert = dataset(TODAY)
+    with chdb_store(tmp_path / "chdb") as store:
+        records = [*(k.incident for k in known), *updates, alert]
+        for table, rows in to_rows(records, known[0].incident.routed_at).items():
+            store.insert(table, rows, f"{table}|serve")
+    env = {**os.environ, "VEILLE_STATE_DIR": str(tmp_path), "VEILLE_CLICKHOUSE_URL": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "veille.cli", "console", "serve", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while not line.startswith("console: "):
+            line = proc.stdout.readline()
+            assert line, "console serve exited without serving"
+        url = line.split()[1]
+        period = {"from": "2026-03-01", "to": "2026-03-12"}
+        view = httpx.get(f"{url}api/view", params=period, timeout=30).json()
+        assert view["total"] == len(known)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    # A live sink owns the embedded store: serve refuses and names the sink's console.
+    (tmp_path / "sink.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": os.getpid()}))
+    refused = subprocess.run([sys.executable, "-m", "veille.cli", "console", "serve"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "http://127.0.0.1:9/console/" in refused.stderr
