@@ -228,7 +228,7 @@ def test_annual_report_suppresses_counts_below_five(hub: Hub, browser: Any) -> N
             "cs => cs.map(c => c.textContent)")
         assert cells and set(cells) == {"< 5"}
         screenshot(page, "console-report-small-town")
-        assert errors.messages == []
+        assert axe_violations(page) == [] and errors.messages == []
     finally:
         page.close()
     big = httpx.get(f"{hub.url}/console/report", params={"municipality": "35401", "year": year}).text
