@@ -83,7 +83,8 @@ def number(text: str) -> int:
 
 
 def open_page(browser: Any, url: str) -> tuple[Any, ConsoleErrors, list[str]]:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="fr-FR",
+                            timezone_id="Europe/Paris")
     errors = ConsoleErrors(page)
     failed: list[str] = []
     page.on("requestfailed", lambda req: failed.append(req.url))

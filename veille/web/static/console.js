@@ -113,7 +113,9 @@
     const items = RAMP.map((colour, i) => {
       const lo = (max * i) / RAMP.length;
       const hi = (max * (i + 1)) / RAMP.length;
-      const fmt = indicator === 'cross_share' ? fmtShare : (v) => nf.format(Math.round(v * 10) / 10);
+      // Counts are whole numbers; a rate per 1,000 inhabitants keeps one decimal.
+      const fmt = indicator === 'cross_share' ? fmtShare
+        : indicator === 'per_1000' ? (v) => nf.format(Math.round(v * 10) / 10) : (v) => nf.format(Math.round(v));
       const span = document.createElement('span');
       span.innerHTML = '<i style="background:' + colour + '"></i>';
       span.append(fmt(lo) + ' – ' + fmt(hi));
