@@ -63,10 +63,23 @@
     return m[indicator] === undefined ? null : m[indicator];
   }
 
-  function colourOf(value, max) {
-    if (value === null) return '#d9d9d9';
-    if (max <= 0) return RAMP[0];
-    return RAMP[Math.min(RAMP.length - 1, Math.floor((value / max) * RAMP.length))];
+  // Classes of the choropleth: five equal intervals of [0, max]; for counts (whole numbers) no
+  // more classes than values, with integer bounds, so the legend never shows "1 – 1".
+  const COUNT_INDICATORS = new Set(['reports', 'open']);
+
+  function classes(max, indicator) {
+    const counts = COUNT_INDICATORS.has(indicator);
+    const k = counts ? Math.max(1, Math.min(RAMP.length, Math.ceil(max))) : RAMP.length;
+    const colours = Array.from({length: k}, (_, i) => RAMP[k === 1 ? 0 : Math.round((i * (RAMP.length - 1)) / (k - 1))]);
+    const index = (v) => (max <= 0 ? 0 : Math.min(k - 1, Math.floor((v / max) * k)));
+    const bounds = colours.map((_, i) => (counts
+      ? [Math.ceil((i * max) / k), i === k - 1 ? max : Math.ceil(((i + 1) * max) / k) - 1]
+      : [(i * max) / k, ((i + 1) * max) / k]));
+    return {colours, index, bounds};
+  }
+
+  function colourOf(value, scale) {
+    return value === null ? '#d9d9d9' : scale.colours[scale.index(value)];
   }
 
   function drawMap() {
@@ -76,6 +89,7 @@
     const values = view.municipalities.filter((m) => m.selected).map((m) => indicatorValue(m, indicator))
       .filter((v) => v !== null);
     const max = values.length ? Math.max(...values) : 0;
+    const scale = classes(max, indicator);
     if (!map) {
       map = L.map('map', {attributionControl: false, zoomSnap: 0.25, scrollWheelZoom: false});
     }
@@ -87,7 +101,7 @@
         const warned = alerted.has(feature.properties.insee);
         return {className: 'muni muni-' + feature.properties.insee, color: warned ? '#c00000' : '#444',
                 weight: warned ? 3 : 1, dashArray: warned ? '6 4' : null,
-                fillColor: m && m.selected ? colourOf(v, max) : '#f4f4f4', fillOpacity: 0.85};
+                fillColor: m && m.selected ? colourOf(v, scale) : '#f4f4f4', fillOpacity: 0.85};
       },
       onEachFeature: (feature, layer) => {
         const m = byInsee[feature.properties.insee];
@@ -105,20 +119,18 @@
       map.fitBounds(muniLayer.getBounds(), {padding: [8, 8]});
       map._fitted = true;
     }
-    drawLegend(max, indicator);
+    drawLegend(scale, indicator);
   }
 
-  function drawLegend(max, indicator) {
+  function drawLegend(scale, indicator) {
     const legend = document.getElementById('legend');
-    const items = RAMP.map((colour, i) => {
-      const lo = (max * i) / RAMP.length;
-      const hi = (max * (i + 1)) / RAMP.length;
-      // Counts are whole numbers; a rate per 1,000 inhabitants keeps one decimal.
-      const fmt = indicator === 'cross_share' ? fmtShare
-        : indicator === 'per_1000' ? (v) => nf.format(Math.round(v * 10) / 10) : (v) => nf.format(Math.round(v));
+    const fmt = indicator === 'cross_share' ? fmtShare
+      : indicator === 'per_1000' ? (v) => nf.format(Math.round(v * 10) / 10) : (v) => nf.format(v);
+    const items = scale.colours.map((colour, i) => {
+      const [lo, hi] = scale.bounds[i];
       const span = document.createElement('span');
       span.innerHTML = '<i style="background:' + colour + '"></i>';
-      span.append(fmt(lo) + ' – ' + fmt(hi));
+      span.append(fmt(lo) === fmt(hi) ? fmt(lo) : fmt(lo) + ' – ' + fmt(hi));
       return span;
     });
     const none = document.createElement('span');
