@@ -50,7 +50,13 @@ def serve(store: Store, port: int = 0, host: str = "127.0.0.1", territory: Terri
         credentials = Credentials(settings.console_token, settings.console_user, settings.console_password)
     if prometheus_url is None:
         prometheus_url = settings.prometheus_url
-    app = make_app(store, territory or load_territory(), credentials, host, prometheus_url)
+    if territory is None:
+        try:
+            # Not strict: a territory with gaps still draws; the router is the one that refuses it.
+            territory = load_territory(settings.territory_dir, strict=False)
+        except Exception:
+            log.exception("territory unreadable: /metrics, /indicators and /stats without the console")
+    app = make_app(store, territory, credentials, host, prometheus_url)
     return ConsoleServer(app, host, port)
 
 

@@ -202,3 +202,19 @@ def test_console_serve_without_a_sink(tmp_path: Path) -> None:
     refused = subprocess.run([sys.executable, "-m", "veille.cli", "console", "serve"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "http://127.0.0.1:9/console/" in refused.stderr
+
+
+def test_without_a_territory_the_sink_serves_what_it_served_before(tmp_path: Path) -> None:
+    import httpx
+
+    with chdb_store(tmp_path / "chdb") as store:
+        from veille.sinks.console.app import ConsoleServer, make_app
+
+        broken = ConsoleServer(make_app(store, None, Credentials(), "127.0.0.1"), "127.0.0.1", 0)
+        try:
+            assert httpx.get(f"{broken.url}/stats", timeout=30).json()["incidents"] == 0
+            assert httpx.get(f"{broken.url}/healthz").status_code == 200
+            assert httpx.get(f"{broken.url}/console/").status_code == 404
+        finally:
+            broken.shutdown()
+            broken.server_close()

@@ -185,17 +185,22 @@ async def root(_request: web.Request) -> web.Response:
     raise web.HTTPFound("/console/")
 
 
-def make_app(store: Store, territory: Territory, credentials: Credentials, host: str,
+def make_app(store: Store, territory: Territory | None, credentials: Credentials, host: str,
              prometheus_url: str = "") -> web.Application:
+    """Without a territory (its files unreadable) the sink still serves what it served before the
+    console: storing events must not depend on the map."""
     app = web.Application(middlewares=[auth_middleware(credentials, host)])
     app[STORE] = store
-    app[TERRITORY] = territory
     app[PROMETHEUS] = prometheus_url
     r = app.router
     r.add_get("/metrics", metrics)
     r.add_get("/healthz", healthz)
     r.add_get("/indicators", indicators)
     r.add_get("/stats", stats)
+    if territory is None:
+        r.add_route("*", "/{tail:.*}", not_found)
+        return app
+    app[TERRITORY] = territory
     r.add_get("/deadlines", deadlines)
     r.add_get("/", root)
     r.add_get("/console", root)
