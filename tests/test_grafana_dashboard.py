@@ -193,7 +193,14 @@ def test_ops_page_shows_dead_letters_over_time(prometheus: str, tmp_path: Path) 
         server = serve(store, 0, credentials=Credentials(), prometheus_url=prometheus)
         unconfigured = serve(store, 0, credentials=Credentials(), prometheus_url="")
         try:
-            data = httpx.get(f"{server.url}/console/api/ops", params={"hours": 1}, timeout=30).json()
+            def ops() -> dict[str, Any]:
+                body: dict[str, Any] = httpx.get(f"{server.url}/console/api/ops", params={"hours": 1},
+                                                 timeout=30).json()
+                return body
+
+            wait_for(lambda: bool(ops()["totals"]["router_dead_letters"]), 30,
+                     "the dead letter in Prometheus")
+            data = ops()
             router = data["totals"]["router_dead_letters"]
             assert router and sum(router.values()) >= 1  # the garbage message, counted from its first
             assert set(data["totals"]["unroutable"]) == {"total"}

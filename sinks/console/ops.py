@@ -60,7 +60,8 @@ async def ops_series(prometheus_url: str, hours: int, now: float | None = None) 
     if not prometheus_url:
         raise PrometheusUnavailable("VEILLE_PROMETHEUS_URL is not set")
     step = step_for(hours)
-    end = int((now or time.time()) // step * step)
+    # The last point at or after now: a dead letter of the last minute is on the chart.
+    end = int(math.ceil((now or time.time()) / step) * step)
     start = end - hours * 3600
     timestamps = list(range(start, end + 1, step))
     out: dict[str, Any] = {"hours": hours, "step": step, "timestamps": timestamps}
