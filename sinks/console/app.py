@@ -30,7 +30,7 @@ from veille.sinks.console.view import build_view, territory_geojson
 from veille.sinks.indicators import Cell, compute, totals
 from veille.sinks.store import Store
 from veille.territory import Territory
-from veille.web.assets import add_vendor_routes
+from veille.web.assets import AssetsMissing, add_vendor_routes
 from veille.web.i18n import page_texts
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,11 @@ def make_app(store: Store, territory: Territory | None, credentials: Credentials
     r.add_get("/console/report", report)
     r.add_get("/console/ops", ops_page)
     r.add_get("/console/api/ops", ops_data)
-    add_vendor_routes(app)
+    try:
+        add_vendor_routes(app)
+    except AssetsMissing:
+        # The sink must keep storing events: the console is then broken, and says why in the log.
+        log.exception("the console's libraries are missing")
     r.add_static("/static/console", _static_dir(), append_version=False)
     r.add_route("*", "/{tail:.*}", not_found)
     return app
