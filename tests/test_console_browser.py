@@ -125,9 +125,12 @@ def test_map_and_numbers_equal_the_store(hub: Hub, browser: Any) -> None:
         assert {a: (number(r["dispatches"]), number(r["cross"])) for a, r in agencies.items()} \
             == {r["agency_id"]: (r["dispatches"], r["cross_boundary"])
                 for r in ind["cross_boundary"]["by_agency"]}
+        # The page's "now" is when it loaded: pass it, so a deadline passing meanwhile changes nothing.
+        now = page.evaluate("document.body.dataset.now")
         late = httpx.get(f"{hub.url}/deadlines", timeout=30, params={
             "municipalities": ",".join(sorted(territory.municipalities)), "from": hub.start.isoformat(),
-            "to": hub.end.isoformat()}).json()
+            "to": hub.end.isoformat(), "now": now}).json()
+        assert late["now"] == now
         shown = table(page, "#deadline-table", "key")
         assert {k: (number(r["dispatches"]), number(r["not_acknowledged"]), number(r["open_overdue"]))
                 for k, r in shown.items()} \

@@ -41,7 +41,8 @@ def territory_geojson(territory: Territory) -> dict[str, Any]:
 def build_view(store: Store, territory: Territory, f: ConsoleFilter,
                now: datetime | None = None) -> dict[str, Any]:
     db = store.database
-    now = now or datetime.now(UTC)
+    # Whole seconds: the page shows it and /deadlines?now= reproduces the same counts.
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     munis = sorted(territory.municipalities)
     selected = f.municipalities or munis
     per_muni = {r["municipality"]: r for r in store.query(*queries.by_municipality_sql(db, f, munis))}

@@ -217,6 +217,7 @@
     if (!params.get('to')) form.elements.to.value = view.period.to;
     render();
     statusLine.textContent = T.updated;
+    document.body.dataset.now = view.deadlines.now;
     document.body.dataset.ready = qs || 'default';
   }
 
