@@ -140,6 +140,12 @@ def test_map_and_numbers_equal_the_store(hub: Hub, browser: Any) -> None:
         # Every known incident is under a deadline rule of the example territory (the last matches all).
         assert sum(r["with_deadline"] for r in late["rows"]) \
             == sum(len(k.incident.dispatches) for k in hub.known)
+        # Response times: the same agencies and counts as the indicator, for the same cell.
+        times = table(page, "#times-table", "agency")
+        assert {a: (number(r["dispatches"]), number(r["acknowledged"]), number(r["resolved"]))
+                for a, r in times.items()} \
+            == {r["agency_id"]: (r["incidents"], r["acknowledged"], r["resolved"])
+                for r in ind["response_times"]}
         assert page.locator("#alert-table tbody tr").count() == 1
         assert page.locator("#chart-category .uplot").count() == 1
         assert page.locator("#chart-channel .uplot").count() == 1

@@ -49,7 +49,7 @@ def test_builders_bind_every_value_and_hide_exact_positions() -> None:
                       channel="app", agency="sdis35", status="open")
     munis = ["35401", "35402"]
     builders = [queries.by_municipality_sql, queries.grid_sql, queries.cross_boundary_sql,
-                queries.alerts_sql, queries.export_sql,
+                queries.alerts_sql, queries.export_sql, queries.response_times_sql,
                 lambda db, f, m: queries.daily_sql(db, f, m, "channel")]
     for build in builders:
         sql, params = build("vdb", f, munis)

@@ -107,7 +107,14 @@ def console_html(territory: Territory) -> str:
       <th scope="col">{e['col_agency']}</th><th scope="col">{e['col_dispatches']}</th>
       <th scope="col">{e['col_cross']}</th><th scope="col">{e['col_share']}</th></tr></thead>
       <tbody></tbody></table></div></section>
-  <section aria-labelledby="h-deadlines"><h2 id="h-deadlines">{e['deadlines']}</h2>
+  <section aria-labelledby="h-times" tabindex="0"><h2 id="h-times">{e['times']}</h2>
+    <p class="hint">{e['times_hint']}</p>
+    <table id="times-table"><thead><tr><th scope="col">{e['col_agency']}</th>
+      <th scope="col">{e['col_incidents']}</th><th scope="col">{e['col_acknowledged']}</th>
+      <th scope="col">{e['col_ack_p50']}</th><th scope="col">{e['col_ack_p90']}</th>
+      <th scope="col">{e['col_resolved']}</th><th scope="col">{e['col_resolve_p50']}</th>
+      <th scope="col">{e['col_resolve_p90']}</th></tr></thead><tbody></tbody></table></section>
+  <section aria-labelledby="h-deadlines" tabindex="0"><h2 id="h-deadlines">{e['deadlines']}</h2>
     <p class="hint">{e['deadlines_hint']}</p>
     <table id="deadline-table"><thead><tr><th scope="col">{e['col_agency']}</th>
       <th scope="col">{e['col_category']}</th><th scope="col">{e['col_with_deadline']}</th>

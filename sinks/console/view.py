@@ -9,6 +9,7 @@ from typing import Any
 from veille.sinks import deadlines
 from veille.sinks.console import queries
 from veille.sinks.console.filters import ConsoleFilter
+from veille.sinks.indicators import _seconds
 from veille.sinks.store import Store
 from veille.territory import Territory
 
@@ -26,6 +27,11 @@ def _series(rows: list[dict[str, Any]], days: list[str]) -> dict[str, list[int]]
         if day in index:
             out[str(r["key"])][index[day]] += int(r["reports"])
     return dict(sorted(out.items(), key=lambda kv: -sum(kv[1])))
+
+
+def _agency_name(territory: Territory, agency_id: str) -> str:
+    agency = territory.agencies.get(agency_id)
+    return agency.name if agency else agency_id
 
 
 def territory_geojson(territory: Territory) -> dict[str, Any]:
@@ -76,6 +82,14 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
             "dispatches": d, "cross_boundary": c, "cross_share": _share(c, d)})
 
     late = deadlines.overdue_rows(store.query(*queries.overdue_sql(db, f, munis, territory.rules, now)))
+    times = [{"agency_id": r["agency_id"], "name": _agency_name(territory, r["agency_id"]),
+              "incidents": int(r["incidents"]), "acknowledged": int(r["acknowledged"]),
+              "ack_p50_s": _seconds(r["ack_q"], 0, int(r["acknowledged"])),
+              "ack_p90_s": _seconds(r["ack_q"], 1, int(r["acknowledged"])),
+              "resolved": int(r["resolved"]),
+              "resolve_p50_s": _seconds(r["resolve_q"], 0, int(r["resolved"])),
+              "resolve_p90_s": _seconds(r["resolve_q"], 1, int(r["resolved"]))}
+             for r in store.query(*queries.response_times_sql(db, f, munis))]
     alerts = [{"sender": a["sender"], "identifier": a["identifier"], "sent": a["sent_at"].isoformat(),
                "event": a["alert_event"], "severity": a["alert_severity"], "headline": a["alert_headline"],
                "municipalities": list(a["affected"])}
@@ -99,6 +113,7 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
                           for a, (d, c) in sorted(per_agency.items())],
         },
         "alerts": alerts,
+        "response_times": times,
         "deadlines": {"now": now.isoformat(timespec="seconds"), "rows": [
             {**r, "name": territory.agencies[r["agency_id"]].name if r["agency_id"] in territory.agencies
              else r["agency_id"]} for r in late if r["with_deadline"]]},

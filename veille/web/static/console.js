@@ -25,6 +25,9 @@
   const label = (prefix, key) => T[prefix + key] || key;
   const fmtShare = (v) => (v === null || v === undefined ? '-' : pf.format(v));
   const fmtNum = (v) => (v === null || v === undefined ? '-' : nf.format(v));
+  const nf1 = new Intl.NumberFormat('fr-FR', {maximumFractionDigits: 1});
+  const fmtDuration = (s) => (s === null || s === undefined ? '-'
+    : s < 3600 ? nf.format(Math.round(s / 60)) + '\u00a0min' : nf1.format(s / 3600) + '\u00a0h');
 
   function readForm() {
     const params = new URLSearchParams();
@@ -188,6 +191,13 @@
         td(fmtNum(r.not_acknowledged), 'not_acknowledged'), td(fmtNum(r.acknowledged_late), 'acknowledged_late'),
         td(fmtNum(r.open_overdue), 'open_overdue'), td(fmtNum(r.open_over_3x), 'open_over_3x'),
         td(fmtNum(r.resolved_late), 'resolved_late'));
+    });
+    fillTable('times-table', view.response_times, (tr, r) => {
+      tr.dataset.agency = r.agency_id;
+      tr.append(td(r.name), td(fmtNum(r.incidents), 'dispatches'), td(fmtNum(r.acknowledged), 'acknowledged'),
+        td(fmtDuration(r.ack_p50_s), 'ack_p50'), td(fmtDuration(r.ack_p90_s), 'ack_p90'),
+        td(fmtNum(r.resolved), 'resolved'), td(fmtDuration(r.resolve_p50_s), 'resolve_p50'),
+        td(fmtDuration(r.resolve_p90_s), 'resolve_p90'));
     });
     const names = Object.fromEntries(view.municipalities.map((m) => [m.insee, m.name]));
     fillTable('alert-table', view.alerts, (tr, a) => {
