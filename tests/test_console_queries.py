@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -130,13 +130,18 @@ def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
     with chdb_store(tmp_path / "chdb") as store:
         for table, rows in to_rows(records, known[0].incident.routed_at).items():
             store.insert(table, rows, f"{table}|console")
-        view = build_view(store, territory, f_all)
+        view = build_view(store, territory, f_all, now=datetime(2026, 3, 11, tzinfo=UTC))
+        later = build_view(store, territory, f_all, now=datetime(2026, 3, 18, 12, tzinfo=UTC))
         flood_open = ConsoleFilter(start=f_all.start, end=f_all.end, category="flood", status="open")
         exported = export_rows(store, territory, flood_open)
         by_agency = export_rows(store, territory, f_all.model_copy(update={"agency": "syndicat-eaux-veille"}))
         report = build_report(store, territory, "35401", 2026)
         small = build_report(store, territory, "35405", 2026)
     assert view["total"] == len(known)
+    resolved = len(selected(known, status="resolved"))
+    assert resolved and view["handled"] == {"last_7_days": resolved, "previous_7_days": 0}
+    # A week later, the same resolutions are the previous week's.
+    assert later["handled"] == {"last_7_days": 0, "previous_7_days": resolved}
     assert {m["insee"]: m["reports"] for m in view["municipalities"]} == {
         code: len(selected(known, municipalities=(code,))) for code in territory.municipalities}
     assert sum(view["by_category"]["flood"]) == len(selected(known, category="flood"))

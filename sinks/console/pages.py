@@ -82,6 +82,7 @@ def console_html(territory: Territory) -> str:
       <div><dt>{e['kpi_open']}</dt><dd id="kpi-open">-</dd></div>
       <div><dt>{e['kpi_cross_share']}</dt><dd id="kpi-cross">-</dd></div>
       <div><dt>{e['kpi_overdue']}</dt><dd id="kpi-overdue">-</dd></div>
+      <div><dt>{e['kpi_handled']}</dt><dd id="kpi-handled">-</dd></div>
       <div><dt>{e['kpi_alerts']}</dt><dd id="kpi-alerts">-</dd></div>
     </dl></section>
   <section aria-labelledby="h-map"><h2 id="h-map">{e['map']}</h2>

@@ -167,3 +167,28 @@ FROM
 ) AS l
 INNER JOIN (SELECT id, reported_at FROM ({filtered_incidents(db)})) AS i ON l.incident_id = i.id
 GROUP BY agency_id ORDER BY agency_id""", f, munis)
+
+
+def handled_weeks_sql(db: str, f: ConsoleFilter, munis: list[str], now: datetime) -> Query:
+    """Signalen's comparison: incidents first resolved in the 7 days before ``now`` and in the 7
+    days before those, whatever the period filter (municipalities, category, channel, agency apply)."""
+    return (f"""
+SELECT toUInt64(countIf(resolved_at >= {{now:DateTime64(3, 'UTC')}} - INTERVAL 7 DAY)) AS last_7_days,
+       toUInt64(countIf(resolved_at < {{now:DateTime64(3, 'UTC')}} - INTERVAL 7 DAY)) AS previous_7_days
+FROM
+(
+    SELECT incident_id, min(first_resolved) AS resolved_at
+    FROM (SELECT incident_id, agency_id, minMerge(resolved_at) AS first_resolved
+          FROM {db}.incident_lifecycle GROUP BY incident_id, agency_id)
+    WHERE {{agency:String}} = '' OR agency_id = {{agency:String}}
+    GROUP BY incident_id
+) AS l
+INNER JOIN
+(
+    SELECT id FROM {db}.incidents FINAL
+    WHERE has({{munis:Array(String)}}, municipality)
+      AND ({{category:String}} = '' OR category = {{category:String}})
+      AND ({{channel:String}} = '' OR channel = {{channel:String}})
+) AS i ON l.incident_id = i.id
+WHERE resolved_at >= {{now:DateTime64(3, 'UTC')}} - INTERVAL 14 DAY
+  AND resolved_at < {{now:DateTime64(3, 'UTC')}}""", {**f.params(munis), "now": now})

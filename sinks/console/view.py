@@ -90,6 +90,8 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
               "resolve_p50_s": _seconds(r["resolve_q"], 0, int(r["resolved"])),
               "resolve_p90_s": _seconds(r["resolve_q"], 1, int(r["resolved"]))}
              for r in store.query(*queries.response_times_sql(db, f, munis))]
+    (weeks,) = store.query(*queries.handled_weeks_sql(db, f, munis, now))
+    handled = {k: int(v) for k, v in weeks.items()}
     alerts = [{"sender": a["sender"], "identifier": a["identifier"], "sent": a["sent_at"].isoformat(),
                "event": a["alert_event"], "severity": a["alert_severity"], "headline": a["alert_headline"],
                "municipalities": list(a["affected"])}
@@ -114,6 +116,7 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
         },
         "alerts": alerts,
         "response_times": times,
+        "handled": handled,
         "deadlines": {"now": now.isoformat(timespec="seconds"), "rows": [
             {**r, "name": territory.agencies[r["agency_id"]].name if r["agency_id"] in territory.agencies
              else r["agency_id"]} for r in late if r["with_deadline"]]},

@@ -172,6 +172,8 @@
     document.getElementById('kpi-open').textContent = fmtNum(selected.reduce((s, m) => s + m.open, 0));
     document.getElementById('kpi-cross').textContent = fmtShare(view.cross_boundary.share);
     document.getElementById('kpi-alerts').textContent = fmtNum(view.alerts.length);
+    document.getElementById('kpi-handled').textContent =
+      fmtNum(view.handled.last_7_days) + ' (' + fmtNum(view.handled.previous_7_days) + ')';
     fillTable('muni-table', selected, (tr, m) => {
       tr.dataset.insee = m.insee;
       tr.append(td(m.name + ' (' + m.insee + ')'), td(fmtNum(m.reports), 'reports'), td(fmtNum(m.open), 'open'),
