@@ -10,6 +10,7 @@ from typing import Any
 
 from veille.schemas.models import Channel, IncidentCategory
 from veille.sinks.console.filters import STATUS_GROUPS, STATUSES
+from veille.sinks.console.report import NOT_SHOWN
 from veille.territory import Territory
 from veille.web.assets import VENDOR_PREFIX
 from veille.web.i18n import page_texts
@@ -135,9 +136,14 @@ def console_html(territory: Territory) -> str:
 </body></html>"""
 
 
+def _shown(value: Any) -> str:
+    """A report value for the page: the "not published" marker in the page's language."""
+    return page_texts("console")["not_shown"] if value == NOT_SHOWN else str(value)
+
+
 def _table(caption: str, headers: list[str], rows: list[tuple[Any, ...]], table_id: str) -> str:
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_shown(c))}</td>" for c in r) + "</tr>" for r in rows)
     return (f'<table id="{table_id}"><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
 
@@ -166,7 +172,8 @@ def report_html(data: dict[str, Any]) -> str:
 </div>
 <h2>{escape(t['report_cross'])}</h2>
 <p>{escape(t['col_dispatches'])} : {escape(cb['dispatches'])} ;
- {escape(t['col_cross'])} : {escape(cb['cross'])} ; {escape(t['col_share'])} : {escape(cb['share'])}</p>
+ {escape(t['col_cross'])} : {escape(cb['cross'])} ;
+ {escape(t['col_share'])} : {escape(_shown(cb['share']))}</p>
 {_table(t['cross_by_agency'], [t['col_agency'], t['col_dispatches'], t['col_cross'], t['col_share']],
         data['by_agency'], "report-agencies")}
 <h2>{escape(t['report_response'])}</h2>
