@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -103,6 +104,35 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_console_serve(args: argparse.Namespace) -> int:
+    """The console without a sink: for a ClickHouse server (any process may query it), or for the
+    embedded store when no sink owns it (a read-only look at a stopped hub's data)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    sink = running_sink_url(settings.state_dir)
+    if not settings.clickhouse_url and sink:
+        print(f"a sink owns the embedded store and serves the console: {sink}/console/", file=sys.stderr)
+        return 1
+    store = open_store(settings)
+    try:
+        store.migrate()
+        server = serve(store, args.port, args.host)
+    except Exception:
+        store.close()
+        raise
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
+    print(f"console: {server.url}/console/", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.close()
+    return 0
+
+
 def _cmd_store_migrate(args: argparse.Namespace) -> int:
     settings = get_settings()
     if not settings.clickhouse_url and running_sink_url(settings.state_dir):
@@ -139,6 +169,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ind.add_argument("--json", action="store_true", help="print JSON")
     ind.add_argument("--url", default=None, help="sink HTTP address (default: from state_dir/sink.json)")
     ind.set_defaults(func=_cmd_indicators)
+
+    con = sub.add_parser("console", help="the monitoring cells' web console",
+                         description="The sink serves the console on its HTTP port; `console serve` "
+                                     "serves it alone, on a ClickHouse server's data or on the embedded "
+                                     "store when no sink runs.")
+    consub = con.add_subparsers(dest="console_command", metavar="ACTION", required=True)
+    cs = consub.add_parser("serve", help="serve the console until SIGTERM/SIGINT")
+    cs.add_argument("--port", type=int, default=0, help="HTTP port (default: any free port)")
+    cs.add_argument("--host", default="127.0.0.1", help="bind address (elsewhere than loopback: set "
+                                                         "VEILLE_CONSOLE_TOKEN or USER/PASSWORD)")
+    cs.set_defaults(func=_cmd_console_serve)
 
     st = sub.add_parser("store", help="the analytical store (chDB or ClickHouse)")
     stsub = st.add_subparsers(dest="store_command", metavar="ACTION", required=True)

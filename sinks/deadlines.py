@@ -117,6 +117,6 @@ def render_text(deadlines: dict[str, Any]) -> str:
 
 
 def compute(store: Store, cell: Cell, rules: RoutingRules, now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     sql, params = overdue_sql(store.database, cell_selection(), cell.params(), rules, now)
     return {"now": now.isoformat(timespec="seconds"), "rows": overdue_rows(store.query(sql, params))}

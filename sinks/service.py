@@ -42,13 +42,21 @@ def parse_cell(query: str) -> Cell:
 
 
 def serve(store: Store, port: int = 0, host: str = "127.0.0.1", territory: Territory | None = None,
-          credentials: Credentials | None = None) -> ConsoleServer:
+          credentials: Credentials | None = None, prometheus_url: str | None = None) -> ConsoleServer:
     """Start the HTTP side (aiohttp, see ``veille.sinks.console.app``) in a daemon thread;
-    ``shutdown()`` + ``server_close()`` to stop it. Credentials default to the settings'."""
+    ``shutdown()`` + ``server_close()`` to stop it. Credentials and Prometheus default to the settings'."""
+    settings = get_settings()
     if credentials is None:
-        settings = get_settings()
         credentials = Credentials(settings.console_token, settings.console_user, settings.console_password)
-    app = make_app(store, territory or load_territory(), credentials, host)
+    if prometheus_url is None:
+        prometheus_url = settings.prometheus_url
+    if territory is None:
+        try:
+            # Not strict: a territory with gaps still draws; the router is the one that refuses it.
+            territory = load_territory(settings.territory_dir, strict=False)
+        except Exception:
+            log.exception("territory unreadable: /metrics, /indicators and /stats without the console")
+    app = make_app(store, territory, credentials, host, prometheus_url)
     return ConsoleServer(app, host, port)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -82,7 +83,8 @@ def number(text: str) -> int:
 
 
 def open_page(browser: Any, url: str) -> tuple[Any, ConsoleErrors, list[str]]:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="fr-FR",
+                            timezone_id="Europe/Paris")
     errors = ConsoleErrors(page)
     failed: list[str] = []
     page.on("requestfailed", lambda req: failed.append(req.url))
@@ -123,9 +125,12 @@ def test_map_and_numbers_equal_the_store(hub: Hub, browser: Any) -> None:
         assert {a: (number(r["dispatches"]), number(r["cross"])) for a, r in agencies.items()} \
             == {r["agency_id"]: (r["dispatches"], r["cross_boundary"])
                 for r in ind["cross_boundary"]["by_agency"]}
+        # The page's "now" is when it loaded: pass it, so a deadline passing meanwhile changes nothing.
+        now = page.evaluate("document.body.dataset.now")
         late = httpx.get(f"{hub.url}/deadlines", timeout=30, params={
             "municipalities": ",".join(sorted(territory.municipalities)), "from": hub.start.isoformat(),
-            "to": hub.end.isoformat()}).json()
+            "to": hub.end.isoformat(), "now": now}).json()
+        assert late["now"] == now
         shown = table(page, "#deadline-table", "key")
         assert {k: (number(r["dispatches"]), number(r["not_acknowledged"]), number(r["open_overdue"]))
                 for k, r in shown.items()} \
@@ -135,6 +140,12 @@ def test_map_and_numbers_equal_the_store(hub: Hub, browser: Any) -> None:
         # Every known incident is under a deadline rule of the example territory (the last matches all).
         assert sum(r["with_deadline"] for r in late["rows"]) \
             == sum(len(k.incident.dispatches) for k in hub.known)
+        # Response times: the same agencies and counts as the indicator, for the same cell.
+        times = table(page, "#times-table", "agency")
+        assert {a: (number(r["dispatches"]), number(r["acknowledged"]), number(r["resolved"]))
+                for a, r in times.items()} \
+            == {r["agency_id"]: (r["incidents"], r["acknowledged"], r["resolved"])
+                for r in ind["response_times"]}
         assert page.locator("#alert-table tbody tr").count() == 1
         assert page.locator("#chart-category .uplot").count() == 1
         assert page.locator("#chart-channel .uplot").count() == 1
@@ -227,7 +238,7 @@ def test_annual_report_suppresses_counts_below_five(hub: Hub, browser: Any) -> N
             "cs => cs.map(c => c.textContent)")
         assert cells and set(cells) == {"< 5"}
         screenshot(page, "console-report-small-town")
-        assert errors.messages == []
+        assert axe_violations(page) == [] and errors.messages == []
     finally:
         page.close()
     big = httpx.get(f"{hub.url}/console/report", params={"municipality": "35401", "year": year}).text
@@ -237,6 +248,19 @@ def test_annual_report_suppresses_counts_below_five(hub: Hub, browser: Any) -> N
     assert all(n < 5 for n in cats.values()) and big.count("<td>&lt; 5</td>") >= len(cats)
     unknown = httpx.get(f"{hub.url}/console/report", params={"municipality": "99999", "year": year})
     assert unknown.status_code == 400
+
+
+def test_veille_indicators_prints_the_deadlines(hub: Hub, capsys: pytest.CaptureFixture[str]) -> None:
+    from veille import cli
+
+    args = ["indicators", "--url", hub.url, "--municipalities", "35401,35402",
+            "--from", hub.start.isoformat(), "--to", hub.end.isoformat()]
+    assert cli.main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reports"]["total"] == 19
+    assert {r["agency_id"] for r in result["deadlines"]["rows"]} >= {"pm-35401", "sdis35"}
+    assert cli.main(args) == 0
+    assert "Response deadlines per agency and category" in capsys.readouterr().out
 
 
 def test_console_routes_answer_and_reject_bad_filters(hub: Hub) -> None:

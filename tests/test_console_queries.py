@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -49,7 +49,7 @@ def test_builders_bind_every_value_and_hide_exact_positions() -> None:
                       channel="app", agency="sdis35", status="open")
     munis = ["35401", "35402"]
     builders = [queries.by_municipality_sql, queries.grid_sql, queries.cross_boundary_sql,
-                queries.alerts_sql, queries.export_sql,
+                queries.alerts_sql, queries.export_sql, queries.response_times_sql,
                 lambda db, f, m: queries.daily_sql(db, f, m, "channel")]
     for build in builders:
         sql, params = build("vdb", f, munis)
@@ -130,13 +130,18 @@ def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
     with chdb_store(tmp_path / "chdb") as store:
         for table, rows in to_rows(records, known[0].incident.routed_at).items():
             store.insert(table, rows, f"{table}|console")
-        view = build_view(store, territory, f_all)
+        view = build_view(store, territory, f_all, now=datetime(2026, 3, 11, tzinfo=UTC))
+        later = build_view(store, territory, f_all, now=datetime(2026, 3, 18, 12, tzinfo=UTC))
         flood_open = ConsoleFilter(start=f_all.start, end=f_all.end, category="flood", status="open")
         exported = export_rows(store, territory, flood_open)
         by_agency = export_rows(store, territory, f_all.model_copy(update={"agency": "syndicat-eaux-veille"}))
         report = build_report(store, territory, "35401", 2026)
         small = build_report(store, territory, "35405", 2026)
     assert view["total"] == len(known)
+    resolved = len(selected(known, status="resolved"))
+    assert resolved and view["handled"] == {"last_7_days": resolved, "previous_7_days": 0}
+    # A week later, the same resolutions are the previous week's.
+    assert later["handled"] == {"last_7_days": 0, "previous_7_days": resolved}
     assert {m["insee"]: m["reports"] for m in view["municipalities"]} == {
         code: len(selected(known, municipalities=(code,))) for code in territory.municipalities}
     assert sum(view["by_category"]["flood"]) == len(selected(known, category="flood"))
@@ -149,3 +154,72 @@ def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
                                                                                  status="open")}
     assert {r["id"] for r in by_agency} == {str(k.incident.id) for k in selected(known, category="flood")}
     assert report["total"] == "12" and small["total"] == "< 5" and small["by_month"][2] == "< 5"
+
+
+def test_ops_increments_count_a_new_reason_from_zero_and_survive_restarts() -> None:
+    from veille.sinks.console.ops import increments, step_for
+
+    ts = [0, 60, 120, 180]
+    result = [
+        {"metric": {"reason": "invalid"}, "values": [[0, "5"], [60, "7"], [120, "2"], [180, "2"]]},
+        # Created by its first dead letter at t=120: that first one counts.
+        {"metric": {"reason": "unroutable"}, "values": [[120, "1"], [180, "3"]]},
+        {"metric": {}, "values": [[0, "0"], [180, "NaN"]]},
+    ]
+    assert increments(result, ts, "reason") == {"invalid": [0.0, 2.0, 2.0, 0.0],
+                                                "unroutable": [0.0, 0.0, 1.0, 2.0], "total": [0.0] * 4}
+    assert step_for(1) == 60 and step_for(24) == 480 and step_for(720) == 12960
+
+
+def test_console_serve_without_a_sink(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    known, updates, alert = dataset(TODAY)
+    with chdb_store(tmp_path / "chdb") as store:
+        records = [*(k.incident for k in known), *updates, alert]
+        for table, rows in to_rows(records, known[0].incident.routed_at).items():
+            store.insert(table, rows, f"{table}|serve")
+    env = {**os.environ, "VEILLE_STATE_DIR": str(tmp_path), "VEILLE_CLICKHOUSE_URL": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "veille.cli", "console", "serve", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while not line.startswith("console: "):
+            line = proc.stdout.readline()
+            assert line, "console serve exited without serving"
+        url = line.split()[1]
+        period = {"from": "2026-03-01", "to": "2026-03-12"}
+        view = httpx.get(f"{url}api/view", params=period, timeout=30).json()
+        assert view["total"] == len(known)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    # A live sink owns the embedded store: serve refuses and names the sink's console.
+    (tmp_path / "sink.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": os.getpid()}))
+    refused = subprocess.run([sys.executable, "-m", "veille.cli", "console", "serve"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "http://127.0.0.1:9/console/" in refused.stderr
+
+
+def test_without_a_territory_the_sink_serves_what_it_served_before(tmp_path: Path) -> None:
+    import httpx
+
+    with chdb_store(tmp_path / "chdb") as store:
+        from veille.sinks.console.app import ConsoleServer, make_app
+
+        broken = ConsoleServer(make_app(store, None, Credentials(), "127.0.0.1"), "127.0.0.1", 0)
+        try:
+            assert httpx.get(f"{broken.url}/stats", timeout=30).json()["incidents"] == 0
+            assert httpx.get(f"{broken.url}/healthz").status_code == 200
+            assert httpx.get(f"{broken.url}/console/").status_code == 404
+        finally:
+            broken.shutdown()
+            broken.server_close()

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     console_token: str = ""
     console_user: str = ""
     console_password: str = ""
+    # The console's ops page reads dead letters and unroutable events over time from this
+    # Prometheus (the router's counters; the store never sees refused events). Empty: page disabled.
+    prometheus_url: str = ""
     intake_port: int = 8080
     # HTTP intake: anonymous incident reports only for these INSEE codes (comma-separated;
     # empty = every request needs an API key); request quotas per key and per anonymous client.

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
 
 from veille.sinks.cap_feed import add_cap_routes
-from veille.sinks.console import pages
+from veille.sinks.console import ops, pages
 from veille.sinks.console.access import Credentials, auth_middleware
 from veille.sinks.console.export import export_rows, to_csv
 from veille.sinks.console.filters import ConsoleFilter, parse_filter
@@ -31,13 +31,14 @@ from veille.sinks.console.view import build_view, territory_geojson
 from veille.sinks.indicators import Cell, compute, totals
 from veille.sinks.store import Store
 from veille.territory import Territory
-from veille.web.assets import add_vendor_routes
+from veille.web.assets import AssetsMissing, add_vendor_routes
 from veille.web.i18n import page_texts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STORE = web.AppKey("store", Store)
 TERRITORY = web.AppKey("territory", Territory)
+PROMETHEUS = web.AppKey("prometheus", str)
 
 
 def _static_dir() -> Path:
@@ -160,6 +161,23 @@ async def report(request: web.Request) -> web.Response:
     return web.Response(text=pages.report_html(data), content_type="text/html")
 
 
+async def ops_page(_request: web.Request) -> web.Response:
+    return web.Response(text=pages.ops_html(), content_type="text/html")
+
+
+async def ops_data(request: web.Request) -> web.Response:
+    try:
+        hours = int(request.query.get("hours", "24"))
+    except ValueError:
+        return _error(400, "hours must be a number")
+    if not 1 <= hours <= 24 * 90:
+        return _error(400, "hours must be between 1 and 2160")
+    try:
+        return _json(await ops.ops_series(request.app[PROMETHEUS], hours))
+    except ops.PrometheusUnavailable as exc:
+        return _error(503, str(exc))
+
+
 async def not_found(_request: web.Request) -> web.Response:
     return _error(404, "try /console/, /metrics, /indicators, /deadlines or /stats")
 
@@ -168,15 +186,22 @@ async def root(_request: web.Request) -> web.Response:
     raise web.HTTPFound("/console/")
 
 
-def make_app(store: Store, territory: Territory, credentials: Credentials, host: str) -> web.Application:
+def make_app(store: Store, territory: Territory | None, credentials: Credentials, host: str,
+             prometheus_url: str = "") -> web.Application:
+    """Without a territory (its files unreadable) the sink still serves what it served before the
+    console: storing events must not depend on the map."""
     app = web.Application(middlewares=[auth_middleware(credentials, host)])
     app[STORE] = store
-    app[TERRITORY] = territory
+    app[PROMETHEUS] = prometheus_url
     r = app.router
     r.add_get("/metrics", metrics)
     r.add_get("/healthz", healthz)
     r.add_get("/indicators", indicators)
     r.add_get("/stats", stats)
+    if territory is None:
+        r.add_route("*", "/{tail:.*}", not_found)
+        return app
+    app[TERRITORY] = territory
     r.add_get("/deadlines", deadlines)
     r.add_get("/", root)
     r.add_get("/console", root)
@@ -185,8 +210,14 @@ def make_app(store: Store, territory: Territory, credentials: Credentials, host:
     r.add_get("/console/api/territory", console_territory)
     r.add_get("/console/export.csv", export_csv)
     r.add_get("/console/report", report)
+    r.add_get("/console/ops", ops_page)
+    r.add_get("/console/api/ops", ops_data)
+    try:
+        add_vendor_routes(app)
+    except AssetsMissing:
+        # The sink must keep storing events: the console is then broken, and says why in the log.
+        log.exception("the console's libraries are missing")
     add_cap_routes(app, store, prefix="/console")  # CAP 1.2 and Atom for agencies' CAP readers
-    add_vendor_routes(app)
     r.add_static("/static/console", _static_dir(), append_version=False)
     r.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 from veille.schemas.models import Channel, IncidentCategory
 from veille.sinks.console.filters import STATUS_GROUPS, STATUSES
+from veille.sinks.console.report import NOT_SHOWN
 from veille.territory import Territory
 from veille.web.assets import VENDOR_PREFIX
 from veille.web.i18n import page_texts
@@ -71,6 +72,7 @@ def console_html(territory: Territory) -> str:
     <label for="r-year">{e['report_year']}</label>
     <input id="r-year" type="number" min="2000" max="2100" value="{year}">
     <a id="report-link" href="report">{e['open_report']}</a>
+    <a id="ops-link" href="ops">{e['ops_link']}</a>
   </div>
 </form>
 <main id="main">
@@ -81,6 +83,7 @@ def console_html(territory: Territory) -> str:
       <div><dt>{e['kpi_open']}</dt><dd id="kpi-open">-</dd></div>
       <div><dt>{e['kpi_cross_share']}</dt><dd id="kpi-cross">-</dd></div>
       <div><dt>{e['kpi_overdue']}</dt><dd id="kpi-overdue">-</dd></div>
+      <div><dt>{e['kpi_handled']}</dt><dd id="kpi-handled">-</dd></div>
       <div><dt>{e['kpi_alerts']}</dt><dd id="kpi-alerts">-</dd></div>
     </dl></section>
   <section aria-labelledby="h-map"><h2 id="h-map">{e['map']}</h2>
@@ -106,7 +109,14 @@ def console_html(territory: Territory) -> str:
       <th scope="col">{e['col_agency']}</th><th scope="col">{e['col_dispatches']}</th>
       <th scope="col">{e['col_cross']}</th><th scope="col">{e['col_share']}</th></tr></thead>
       <tbody></tbody></table></div></section>
-  <section aria-labelledby="h-deadlines"><h2 id="h-deadlines">{e['deadlines']}</h2>
+  <section aria-labelledby="h-times" tabindex="0"><h2 id="h-times">{e['times']}</h2>
+    <p class="hint">{e['times_hint']}</p>
+    <table id="times-table"><thead><tr><th scope="col">{e['col_agency']}</th>
+      <th scope="col">{e['col_incidents']}</th><th scope="col">{e['col_acknowledged']}</th>
+      <th scope="col">{e['col_ack_p50']}</th><th scope="col">{e['col_ack_p90']}</th>
+      <th scope="col">{e['col_resolved']}</th><th scope="col">{e['col_resolve_p50']}</th>
+      <th scope="col">{e['col_resolve_p90']}</th></tr></thead><tbody></tbody></table></section>
+  <section aria-labelledby="h-deadlines" tabindex="0"><h2 id="h-deadlines">{e['deadlines']}</h2>
     <p class="hint">{e['deadlines_hint']}</p>
     <table id="deadline-table"><thead><tr><th scope="col">{e['col_agency']}</th>
       <th scope="col">{e['col_category']}</th><th scope="col">{e['col_with_deadline']}</th>
@@ -126,9 +136,14 @@ def console_html(territory: Territory) -> str:
 </body></html>"""
 
 
+def _shown(value: Any) -> str:
+    """A report value for the page: the "not published" marker in the page's language."""
+    return page_texts("console")["not_shown"] if value == NOT_SHOWN else str(value)
+
+
 def _table(caption: str, headers: list[str], rows: list[tuple[Any, ...]], table_id: str) -> str:
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_shown(c))}</td>" for c in r) + "</tr>" for r in rows)
     return (f'<table id="{table_id}"><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
 
@@ -157,10 +172,45 @@ def report_html(data: dict[str, Any]) -> str:
 </div>
 <h2>{escape(t['report_cross'])}</h2>
 <p>{escape(t['col_dispatches'])} : {escape(cb['dispatches'])} ;
- {escape(t['col_cross'])} : {escape(cb['cross'])} ; {escape(t['col_share'])} : {escape(cb['share'])}</p>
+ {escape(t['col_cross'])} : {escape(cb['cross'])} ;
+ {escape(t['col_share'])} : {escape(_shown(cb['share']))}</p>
 {_table(t['cross_by_agency'], [t['col_agency'], t['col_dispatches'], t['col_cross'], t['col_share']],
         data['by_agency'], "report-agencies")}
 <h2>{escape(t['report_response'])}</h2>
 {_table(t['report_response'], [t['col_agency'], t['col_acknowledged'], t['col_ack_p50'], t['col_resolved'],
                                t['col_resolve_p50']], data['response_times'], "report-response")}
 </main></body></html>"""
+
+
+def ops_html() -> str:
+    t = page_texts("console")
+    e = {k: escape(v) for k, v in t.items()}
+    links = "".join(f'<link rel="stylesheet" href="{href}">' for href in (
+        f"{VENDOR_PREFIX}/uPlot.min.css", "/static/console/console.css"))
+    texts = json.dumps(t, ensure_ascii=False).replace("</", "<\\/")
+    hours = "".join(f'<option value="{h}">{h}</option>' for h in (6, 24, 72, 168, 720))
+    return HEAD.format(title=e["ops_title"], links=links) + f"""
+<body>
+<header><h1>{e['ops_title']}</h1><p>{e['ops_intro']}</p></header>
+<form id="ops-filters" class="row" aria-label="{e['filters']}">
+  <label for="f-hours">{e['ops_hours']}</label>
+  <select id="f-hours" name="hours">{hours}</select>
+  <a href="/console/">{e['console_link']}</a>
+</form>
+<main id="main" class="ops">
+  <p id="status" role="status" aria-live="polite"></p>
+  <section aria-labelledby="h-router"><h2 id="h-router">{e['ops_router']}</h2>
+    <div id="chart-router" class="chart"></div></section>
+  <section aria-labelledby="h-unroutable"><h2 id="h-unroutable">{e['ops_unroutable']}</h2>
+    <div id="chart-unroutable" class="chart"></div></section>
+  <section aria-labelledby="h-sink"><h2 id="h-sink">{e['ops_sink']}</h2>
+    <div id="chart-sink" class="chart"></div></section>
+  <section aria-labelledby="h-totals"><h2 id="h-totals">{e['ops_totals']}</h2>
+    <table id="ops-totals"><thead><tr><th scope="col">{e['col_source']}</th>
+      <th scope="col">{e['col_reason']}</th><th scope="col">{e['col_count']}</th></tr></thead>
+      <tbody></tbody></table></section>
+</main>
+<script id="texts" type="application/json">{texts}</script>
+<script src="{VENDOR_PREFIX}/uPlot.iife.min.js"></script>
+<script src="/static/console/ops.js"></script>
+</body></html>"""

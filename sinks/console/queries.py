@@ -143,3 +143,52 @@ def overdue_sql(db: str, f: ConsoleFilter, munis: list[str], rules: RoutingRules
     selection = (f"event_id IN (SELECT toString(id) FROM ({filtered_incidents(db)})) "
                  "AND ({agency:String} = '' OR agency_id = {agency:String})")
     return deadlines.overdue_sql(db, selection, f.params(munis), rules, now)
+
+
+def response_times_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
+    """Per agency, over the filtered incidents it answered: time from the report to its first action
+    and to its first resolution, median and 90th percentile (the indicator's definition, with
+    the console's filters; with an agency filter, that agency only)."""
+    ack = "(toUnixTimestamp64Milli(l.acknowledged_at) - toUnixTimestamp64Milli(i.reported_at)) / 1000"
+    res = "(toUnixTimestamp64Milli(l.resolved_at) - toUnixTimestamp64Milli(i.reported_at)) / 1000"
+    return _q(f"""
+SELECT l.agency_id AS agency_id, count() AS incidents,
+       countIf(l.acknowledged_at IS NOT NULL) AS acknowledged,
+       quantilesExactIf(0.5, 0.9)(greatest(0, ifNull({ack}, 0)), l.acknowledged_at IS NOT NULL) AS ack_q,
+       countIf(l.resolved_at IS NOT NULL) AS resolved,
+       quantilesExactIf(0.5, 0.9)(greatest(0, ifNull({res}, 0)), l.resolved_at IS NOT NULL) AS resolve_q
+FROM
+(
+    SELECT incident_id, agency_id,
+           minMerge(acknowledged_at) AS acknowledged_at, minMerge(resolved_at) AS resolved_at
+    FROM {db}.incident_lifecycle
+    WHERE {{agency:String}} = '' OR agency_id = {{agency:String}}
+    GROUP BY incident_id, agency_id
+) AS l
+INNER JOIN (SELECT id, reported_at FROM ({filtered_incidents(db)})) AS i ON l.incident_id = i.id
+GROUP BY agency_id ORDER BY agency_id""", f, munis)
+
+
+def handled_weeks_sql(db: str, f: ConsoleFilter, munis: list[str], now: datetime) -> Query:
+    """Signalen's comparison: incidents first resolved in the 7 days before ``now`` and in the 7
+    days before those, whatever the period filter (municipalities, category, channel, agency apply)."""
+    return (f"""
+SELECT toUInt64(countIf(resolved_at >= {{now:DateTime64(3, 'UTC')}} - INTERVAL 7 DAY)) AS last_7_days,
+       toUInt64(countIf(resolved_at < {{now:DateTime64(3, 'UTC')}} - INTERVAL 7 DAY)) AS previous_7_days
+FROM
+(
+    SELECT incident_id, min(first_resolved) AS resolved_at
+    FROM (SELECT incident_id, agency_id, minMerge(resolved_at) AS first_resolved
+          FROM {db}.incident_lifecycle GROUP BY incident_id, agency_id)
+    WHERE {{agency:String}} = '' OR agency_id = {{agency:String}}
+    GROUP BY incident_id
+) AS l
+INNER JOIN
+(
+    SELECT id FROM {db}.incidents FINAL
+    WHERE has({{munis:Array(String)}}, municipality)
+      AND ({{category:String}} = '' OR category = {{category:String}})
+      AND ({{channel:String}} = '' OR channel = {{channel:String}})
+) AS i ON l.incident_id = i.id
+WHERE resolved_at >= {{now:DateTime64(3, 'UTC')}} - INTERVAL 14 DAY
+  AND resolved_at < {{now:DateTime64(3, 'UTC')}}""", {**f.params(munis), "now": now})

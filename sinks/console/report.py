@@ -17,7 +17,7 @@ from veille.territory import Territory
 
 THRESHOLD = 5
 SUPPRESSED = "< 5"
-NOT_SHOWN = "n.d."
+NOT_SHOWN = "n.d."  # a marker; the page writes the catalogue's "not_shown" text
 
 
 def shown(count: int) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from veille.sinks import deadlines
 from veille.sinks.console import queries
 from veille.sinks.console.filters import ConsoleFilter
+from veille.sinks.indicators import _seconds
 from veille.sinks.store import Store
 from veille.territory import Territory
 
@@ -28,6 +29,11 @@ def _series(rows: list[dict[str, Any]], days: list[str]) -> dict[str, list[int]]
     return dict(sorted(out.items(), key=lambda kv: -sum(kv[1])))
 
 
+def _agency_name(territory: Territory, agency_id: str) -> str:
+    agency = territory.agencies.get(agency_id)
+    return agency.name if agency else agency_id
+
+
 def territory_geojson(territory: Territory) -> dict[str, Any]:
     from shapely.geometry import mapping
 
@@ -41,7 +47,8 @@ def territory_geojson(territory: Territory) -> dict[str, Any]:
 def build_view(store: Store, territory: Territory, f: ConsoleFilter,
                now: datetime | None = None) -> dict[str, Any]:
     db = store.database
-    now = now or datetime.now(UTC)
+    # Whole seconds: the page shows it and /deadlines?now= reproduces the same counts.
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     munis = sorted(territory.municipalities)
     selected = f.municipalities or munis
     per_muni = {r["municipality"]: r for r in store.query(*queries.by_municipality_sql(db, f, munis))}
@@ -75,6 +82,16 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
             "dispatches": d, "cross_boundary": c, "cross_share": _share(c, d)})
 
     late = deadlines.overdue_rows(store.query(*queries.overdue_sql(db, f, munis, territory.rules, now)))
+    times = [{"agency_id": r["agency_id"], "name": _agency_name(territory, r["agency_id"]),
+              "incidents": int(r["incidents"]), "acknowledged": int(r["acknowledged"]),
+              "ack_p50_s": _seconds(r["ack_q"], 0, int(r["acknowledged"])),
+              "ack_p90_s": _seconds(r["ack_q"], 1, int(r["acknowledged"])),
+              "resolved": int(r["resolved"]),
+              "resolve_p50_s": _seconds(r["resolve_q"], 0, int(r["resolved"])),
+              "resolve_p90_s": _seconds(r["resolve_q"], 1, int(r["resolved"]))}
+             for r in store.query(*queries.response_times_sql(db, f, munis))]
+    (weeks,) = store.query(*queries.handled_weeks_sql(db, f, munis, now))
+    handled = {k: int(v) for k, v in weeks.items()}
     alerts = [{"sender": a["sender"], "identifier": a["identifier"], "sent": a["sent_at"].isoformat(),
                "event": a["alert_event"], "severity": a["alert_severity"], "headline": a["alert_headline"],
                "municipalities": list(a["affected"])}
@@ -98,6 +115,8 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
                           for a, (d, c) in sorted(per_agency.items())],
         },
         "alerts": alerts,
+        "response_times": times,
+        "handled": handled,
         "deadlines": {"now": now.isoformat(timespec="seconds"), "rows": [
             {**r, "name": territory.agencies[r["agency_id"]].name if r["agency_id"] in territory.agencies
              else r["agency_id"]} for r in late if r["with_deadline"]]},

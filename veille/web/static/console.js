@@ -25,6 +25,9 @@
   const label = (prefix, key) => T[prefix + key] || key;
   const fmtShare = (v) => (v === null || v === undefined ? '-' : pf.format(v));
   const fmtNum = (v) => (v === null || v === undefined ? '-' : nf.format(v));
+  const nf1 = new Intl.NumberFormat('fr-FR', {maximumFractionDigits: 1});
+  const fmtDuration = (s) => (s === null || s === undefined ? '-'
+    : s < 3600 ? nf.format(Math.round(s / 60)) + '\u00a0min' : nf1.format(s / 3600) + '\u00a0h');
 
   function readForm() {
     const params = new URLSearchParams();
@@ -63,10 +66,23 @@
     return m[indicator] === undefined ? null : m[indicator];
   }
 
-  function colourOf(value, max) {
-    if (value === null) return '#d9d9d9';
-    if (max <= 0) return RAMP[0];
-    return RAMP[Math.min(RAMP.length - 1, Math.floor((value / max) * RAMP.length))];
+  // Classes of the choropleth: five equal intervals of [0, max]; for counts (whole numbers) no
+  // more classes than values, with integer bounds, so the legend never shows "1 – 1".
+  const COUNT_INDICATORS = new Set(['reports', 'open']);
+
+  function classes(max, indicator) {
+    const counts = COUNT_INDICATORS.has(indicator);
+    const k = counts ? Math.max(1, Math.min(RAMP.length, Math.ceil(max))) : RAMP.length;
+    const colours = Array.from({length: k}, (_, i) => RAMP[k === 1 ? 0 : Math.round((i * (RAMP.length - 1)) / (k - 1))]);
+    const index = (v) => (max <= 0 ? 0 : Math.min(k - 1, Math.floor((v / max) * k)));
+    const bounds = colours.map((_, i) => (counts
+      ? [Math.ceil((i * max) / k), i === k - 1 ? max : Math.ceil(((i + 1) * max) / k) - 1]
+      : [(i * max) / k, ((i + 1) * max) / k]));
+    return {colours, index, bounds};
+  }
+
+  function colourOf(value, scale) {
+    return value === null ? '#d9d9d9' : scale.colours[scale.index(value)];
   }
 
   function drawMap() {
@@ -76,6 +92,7 @@
     const values = view.municipalities.filter((m) => m.selected).map((m) => indicatorValue(m, indicator))
       .filter((v) => v !== null);
     const max = values.length ? Math.max(...values) : 0;
+    const scale = classes(max, indicator);
     if (!map) {
       map = L.map('map', {attributionControl: false, zoomSnap: 0.25, scrollWheelZoom: false});
     }
@@ -87,7 +104,7 @@
         const warned = alerted.has(feature.properties.insee);
         return {className: 'muni muni-' + feature.properties.insee, color: warned ? '#c00000' : '#444',
                 weight: warned ? 3 : 1, dashArray: warned ? '6 4' : null,
-                fillColor: m && m.selected ? colourOf(v, max) : '#f4f4f4', fillOpacity: 0.85};
+                fillColor: m && m.selected ? colourOf(v, scale) : '#f4f4f4', fillOpacity: 0.85};
       },
       onEachFeature: (feature, layer) => {
         const m = byInsee[feature.properties.insee];
@@ -105,18 +122,18 @@
       map.fitBounds(muniLayer.getBounds(), {padding: [8, 8]});
       map._fitted = true;
     }
-    drawLegend(max, indicator);
+    drawLegend(scale, indicator);
   }
 
-  function drawLegend(max, indicator) {
+  function drawLegend(scale, indicator) {
     const legend = document.getElementById('legend');
-    const items = RAMP.map((colour, i) => {
-      const lo = (max * i) / RAMP.length;
-      const hi = (max * (i + 1)) / RAMP.length;
-      const fmt = indicator === 'cross_share' ? fmtShare : (v) => nf.format(Math.round(v * 10) / 10);
+    const fmt = indicator === 'cross_share' ? fmtShare
+      : indicator === 'per_1000' ? (v) => nf.format(Math.round(v * 10) / 10) : (v) => nf.format(v);
+    const items = scale.colours.map((colour, i) => {
+      const [lo, hi] = scale.bounds[i];
       const span = document.createElement('span');
       span.innerHTML = '<i style="background:' + colour + '"></i>';
-      span.append(fmt(lo) + ' – ' + fmt(hi));
+      span.append(fmt(lo) === fmt(hi) ? fmt(lo) : fmt(lo) + ' – ' + fmt(hi));
       return span;
     });
     const none = document.createElement('span');
@@ -155,6 +172,8 @@
     document.getElementById('kpi-open').textContent = fmtNum(selected.reduce((s, m) => s + m.open, 0));
     document.getElementById('kpi-cross').textContent = fmtShare(view.cross_boundary.share);
     document.getElementById('kpi-alerts').textContent = fmtNum(view.alerts.length);
+    document.getElementById('kpi-handled').textContent =
+      fmtNum(view.handled.last_7_days) + ' (' + fmtNum(view.handled.previous_7_days) + ')';
     fillTable('muni-table', selected, (tr, m) => {
       tr.dataset.insee = m.insee;
       tr.append(td(m.name + ' (' + m.insee + ')'), td(fmtNum(m.reports), 'reports'), td(fmtNum(m.open), 'open'),
@@ -174,6 +193,13 @@
         td(fmtNum(r.not_acknowledged), 'not_acknowledged'), td(fmtNum(r.acknowledged_late), 'acknowledged_late'),
         td(fmtNum(r.open_overdue), 'open_overdue'), td(fmtNum(r.open_over_3x), 'open_over_3x'),
         td(fmtNum(r.resolved_late), 'resolved_late'));
+    });
+    fillTable('times-table', view.response_times, (tr, r) => {
+      tr.dataset.agency = r.agency_id;
+      tr.append(td(r.name), td(fmtNum(r.incidents), 'dispatches'), td(fmtNum(r.acknowledged), 'acknowledged'),
+        td(fmtDuration(r.ack_p50_s), 'ack_p50'), td(fmtDuration(r.ack_p90_s), 'ack_p90'),
+        td(fmtNum(r.resolved), 'resolved'), td(fmtDuration(r.resolve_p50_s), 'resolve_p50'),
+        td(fmtDuration(r.resolve_p90_s), 'resolve_p90'));
     });
     const names = Object.fromEntries(view.municipalities.map((m) => [m.insee, m.name]));
     fillTable('alert-table', view.alerts, (tr, a) => {
@@ -203,6 +229,7 @@
     if (!params.get('to')) form.elements.to.value = view.period.to;
     render();
     statusLine.textContent = T.updated;
+    document.body.dataset.now = view.deadlines.now;
     document.body.dataset.ready = qs || 'default';
   }
 
