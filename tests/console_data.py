@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from veille.schemas.models import DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
+from veille.schemas.models import Alert, DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
 from veille.territory import load_territory
 
 # Incidents per municipality: 35403 and 35405 stay under 5 (the report suppresses them), 35406 has none.
@@ -69,13 +69,30 @@ def dataset(today: date | None = None) -> tuple[list[Known], list[StatusUpdate],
             known.append(Known(inc, status))
             n += 1
     sent = datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=8)
-    alert = RoutedAlert(
-        identifier=f"console-{uuid.uuid4().hex[:8]}", sender="pref35@interieur.gouv.fr", sent=sent,
-        status="Actual", msg_type="Alert", event="Crue", category="Met", severity="Severe",
-        urgency="Immediate", headline="Vigilance crues sur la Veille", municipalities=["35401", "35402"],
-        routed_at=sent, dispatches=[DispatchTarget(agency_id="sdis35", service="fire_rescue",
-                                                   rule="alert-flood", cross_boundary=False)])
-    return known, updates, alert
+    return known, updates, routed_alert(f"console-{uuid.uuid4().hex[:8]}", sent)
+
+
+def routed_alert(identifier: str, sent: datetime, msg_type: str = "Alert", references: tuple[str, ...] = (),
+                 expires: datetime | None = None) -> RoutedAlert:
+    """A flood alert on 35401 and 35402 whose CAP area is a square around Montveille's centre,
+    stored as the router stores it (with the whole alert as JSON)."""
+    lat, lon = _point("35401", 0)
+    ring = [{"lat": lat + dy, "lon": lon + dx} for dy, dx in
+            ((-0.01, -0.01), (-0.01, 0.01), (0.01, 0.01), (0.01, -0.01), (-0.01, -0.01))]
+    sender = "pref35@interieur.gouv.fr"
+    cap = Alert.model_validate({
+        "identifier": identifier, "sender": sender, "sent": sent, "status": "Actual", "msg_type": msg_type,
+        "scope": "Public", "references": list(references),
+        "infos": [{"category": ["Met"], "event": "Crue", "urgency": "Immediate", "severity": "Severe",
+                   "certainty": "Likely", "headline": "Vigilance crues sur la Veille", "expires": expires,
+                   "areas": [{"area_desc": "Bords de la Veille", "polygons": [ring]}]}]})
+    return RoutedAlert(
+        identifier=identifier, sender=sender, sent=sent, status="Actual", msg_type=msg_type, event="Crue",
+        category="Met", severity="Severe", urgency="Immediate", headline="Vigilance crues sur la Veille",
+        municipalities=["35401", "35402"], scope="Public", references=list(references), expires=expires,
+        cap_json=cap.model_dump_json(), routed_at=sent,
+        dispatches=[DispatchTarget(agency_id="sdis35", service="fire_rescue", rule="alert-flood",
+                                   cross_boundary=False)])
 
 
 def selected(known: list[Known], *, municipalities: tuple[str, ...] = (), category: str = "",

@@ -147,6 +147,9 @@ def test_map_and_numbers_equal_the_store(hub: Hub, browser: Any) -> None:
             == {r["agency_id"]: (r["incidents"], r["acknowledged"], r["resolved"])
                 for r in ind["response_times"]}
         assert page.locator("#alert-table tbody tr").count() == 1
+        # The alert is in force: its row says so and its CAP area is drawn on the map.
+        assert page.locator("#alert-table tbody tr[data-state=active]").count() == 1
+        assert page.locator("#map path.alert-area").count() == 1
         assert page.locator("#chart-category .uplot").count() == 1
         assert page.locator("#chart-channel .uplot").count() == 1
         screenshot(page, "console-overview")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from console_data import dataset, selected
+from console_data import dataset, routed_alert, selected
 from pydantic import ValidationError
 from sink_helpers import chdb_store
 
@@ -223,3 +223,29 @@ def test_without_a_territory_the_sink_serves_what_it_served_before(tmp_path: Pat
         finally:
             broken.shutdown()
             broken.server_close()
+
+
+def test_alerts_show_their_state_and_only_alerts_in_force_are_drawn(tmp_path: Path) -> None:
+    """An Update supersedes, a Cancel closes, expiry ends: the console's table says which, and
+    only alerts in force keep their area on the map."""
+    territory = load_territory()
+    at = datetime(2026, 3, 9, 8, tzinfo=UTC)
+    sender = "pref35@interieur.gouv.fr"
+    first, updated, cancelled = (routed_alert(n, at + timedelta(hours=i)) for i, n in enumerate("abc"))
+    update = routed_alert("a2", at + timedelta(hours=3), "Update", (f"{sender},a,{at.isoformat()}",))
+    cancel = routed_alert("c2", at + timedelta(hours=4), "Cancel", (f"{sender},c,{at.isoformat()}",))
+    expired = routed_alert("d", at, expires=at + timedelta(hours=1))
+    with chdb_store(tmp_path / "chdb") as store:
+        for table, rows in to_rows([first, updated, cancelled, update, cancel, expired], at).items():
+            store.insert(table, rows, f"{table}|alerts")
+        view = build_view(store, territory, ConsoleFilter(start=date(2026, 3, 1), end=date(2026, 3, 12)),
+                          now=datetime(2026, 3, 11, tzinfo=UTC))
+    states = {a["identifier"]: a["state"] for a in view["alerts"]}
+    assert states == {"a": "superseded", "b": "active", "c": "cancelled", "a2": "active", "c2": "closing",
+                      "d": "expired"}
+    drawn = {a["identifier"]: a["shapes"] for a in view["alerts"] if a["shapes"]}
+    assert set(drawn) == {"b", "a2"}
+    (ring,) = drawn["b"]["polygons"]
+    assert len(ring) == 5 and ring[0] == ring[-1] and drawn["b"]["circles"] == []
+    texts = page_texts("console")
+    assert all(f"alert_state_{s}" in texts for s in set(states.values()))

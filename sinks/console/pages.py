@@ -127,7 +127,8 @@ def console_html(territory: Territory) -> str:
     <table id="alert-table"><thead><tr><th scope="col">{e['col_sent']}</th>
       <th scope="col">{e['col_event']}</th>
       <th scope="col">{e['col_severity']}</th><th scope="col">{e['col_headline']}</th>
-      <th scope="col">{e['municipalities']}</th></tr></thead><tbody></tbody></table></section>
+      <th scope="col">{e['municipalities']}</th><th scope="col">{e['col_alert_state']}</th></tr></thead>
+      <tbody></tbody></table></section>
 </main>
 <script id="texts" type="application/json">{texts}</script>
 <script src="{VENDOR_PREFIX}/leaflet.js"></script>

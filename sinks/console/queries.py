@@ -108,10 +108,18 @@ GROUP BY agency_id, municipality ORDER BY agency_id, municipality""", f, munis)
 
 
 def alerts_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
-    """Actual CAP alerts sent in the period that affect a selected municipality."""
+    """Actual CAP alerts sent in the period that affect a selected municipality, with their
+    state from the lifecycle views of ``migrations/0003`` (as ``sinks/alert_state.state``)."""
+    pair = "(sender, identifier)"
     return _q(f"""
 SELECT sender, identifier, any(sent) AS sent_at, any(event) AS alert_event, any(severity) AS alert_severity,
-       any(headline) AS alert_headline, any(municipalities) AS affected
+       any(headline) AS alert_headline, any(municipalities) AS affected, any(cap_json) AS cap,
+       multiIf({pair} IN (SELECT sender, identifier FROM {db}.alert_closures WHERE by_msg_type = 'Cancel'),
+               'cancelled',
+               {pair} IN (SELECT sender, identifier FROM {db}.alert_closures), 'superseded',
+               any(msg_type) NOT IN ('Alert', 'Update'), 'closing',
+               {pair} IN (SELECT sender, identifier FROM {db}.active_alerts), 'active',
+               'expired') AS alert_state
 FROM {db}.alerts FINAL
 WHERE status = 'Actual' AND hasAny(municipalities, {{munis:Array(String)}})
   AND toDate(sent, '{LOCAL_TZ}') >= {{start:Date}} AND toDate(sent, '{LOCAL_TZ}') < {{end:Date}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -42,6 +43,21 @@ def territory_geojson(territory: Territory) -> dict[str, Any]:
                  "geometry": mapping(m.geometry)}
                 for m in sorted(territory.municipalities.values(), key=lambda m: m.insee)]
     return {"type": "FeatureCollection", "name": territory.name, "features": features}
+
+
+def alert_shapes(cap_json: str | None) -> dict[str, list[Any]] | None:
+    """The polygons and circles of a stored alert (its CAP areas), for the map; None when the
+    row predates migration 0003 or its areas are geocodes only."""
+    if not cap_json:
+        return None
+    polygons: list[Any] = []
+    circles: list[Any] = []
+    for info in json.loads(cap_json).get("infos", []):
+        for area in info.get("areas", []):
+            polygons += [[[p["lat"], p["lon"]] for p in ring] for ring in area.get("polygons", [])]
+            circles += [{"lat": c["center"]["lat"], "lon": c["center"]["lon"],
+                         "radius_m": c["radius_km"] * 1000} for c in area.get("circles", [])]
+    return {"polygons": polygons, "circles": circles} if polygons or circles else None
 
 
 def build_view(store: Store, territory: Territory, f: ConsoleFilter,
@@ -94,7 +110,9 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
     handled = {k: int(v) for k, v in weeks.items()}
     alerts = [{"sender": a["sender"], "identifier": a["identifier"], "sent": a["sent_at"].isoformat(),
                "event": a["alert_event"], "severity": a["alert_severity"], "headline": a["alert_headline"],
-               "municipalities": list(a["affected"])}
+               "municipalities": list(a["affected"]), "state": a["alert_state"],
+               # Only alerts in force are drawn: a cancelled or superseded area would mislead.
+               "shapes": alert_shapes(a["cap"]) if a["alert_state"] == "active" else None}
               for a in store.query(*queries.alerts_sql(db, f, munis))]
     return {
         "filter": f.query(),

@@ -19,6 +19,7 @@
   let map = null;
   let muniLayer = null;
   let cellLayer = null;
+  let alertLayer = null;
   let view = null;
   const charts = {};
 
@@ -88,7 +89,8 @@
   function drawMap() {
     const indicator = document.getElementById('map-indicator').value;
     const byInsee = Object.fromEntries(view.municipalities.map((m) => [m.insee, m]));
-    const alerted = new Set(view.alerts.flatMap((a) => a.municipalities));
+    const active = view.alerts.filter((a) => a.state === 'active');
+    const alerted = new Set(active.flatMap((a) => a.municipalities));
     const values = view.municipalities.filter((m) => m.selected).map((m) => indicatorValue(m, indicator))
       .filter((v) => v !== null);
     const max = values.length ? Math.max(...values) : 0;
@@ -113,6 +115,14 @@
         layer.bindTooltip(feature.properties.name + ' (' + feature.properties.insee + ') : ' + shown);
       },
     }).addTo(map);
+    if (alertLayer) alertLayer.remove();
+    alertLayer = L.layerGroup(active.filter((a) => a.shapes).flatMap((a) => {
+      const style = {className: 'alert-area', color: '#c00000', weight: 2, fillColor: '#c00000',
+        fillOpacity: 0.08, interactive: true};
+      const tip = (a.headline || a.event) + ' (' + label('sev_', a.severity) + ')';
+      return [...a.shapes.polygons.map((ring) => L.polygon(ring, style).bindTooltip(tip)),
+        ...a.shapes.circles.map((c) => L.circle([c.lat, c.lon], {...style, radius: c.radius_m}).bindTooltip(tip))];
+    })).addTo(map);
     if (cellLayer) cellLayer.remove();
     cellLayer = L.layerGroup(view.grid.cells.map((c) => L.circleMarker([c.lat, c.lon], {
       className: 'cell', radius: 3 + 2.5 * Math.sqrt(c.reports), color: '#1f3b73', weight: 1,
@@ -203,8 +213,10 @@
     });
     const names = Object.fromEntries(view.municipalities.map((m) => [m.insee, m.name]));
     fillTable('alert-table', view.alerts, (tr, a) => {
+      tr.dataset.state = a.state;
       tr.append(td(new Date(a.sent).toLocaleString('fr-FR', {timeZone: 'Europe/Paris'})), td(a.event),
-        td(label('sev_', a.severity)), td(a.headline || ''), td(a.municipalities.map((c) => names[c] || c).join(', ')));
+        td(label('sev_', a.severity)), td(a.headline || ''), td(a.municipalities.map((c) => names[c] || c).join(', ')),
+        td(label('alert_state_', a.state), 'state'));
     });
     drawMap();
     drawChart('chart-category', view.by_category, 'cat_');
