@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from veille.kafka import Message
 from veille.schemas.models import DispatchTarget, RoutedIncident
-from veille.sinks.pipeline import SourceMessage, decode
+from veille.sinks.pipeline import decode
 from veille.sinks.rows import to_rows
 from veille.sinks.store import ChdbStore
 
@@ -73,7 +74,7 @@ def measure(total: int = 200_000, batch: int = 10_000, passes: int = 3, workdir:
     sample = [r.encode() for r in records[:20_000]]
     t0 = time.perf_counter()
     for value in sample:
-        decode(SourceMessage("bench", 0, 0, None, value))
+        decode(Message("bench", 0, 0, None, value))
     decode_rate = len(sample) / (time.perf_counter() - t0)
 
     rates: list[float] = []

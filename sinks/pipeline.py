@@ -28,11 +28,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
 from pydantic import ValidationError
 
 from veille.config import Settings
 from veille.deadletter import DeadLetterLimit, make_dead_letter
+from veille.kafka import (
+    Message,
+    Output,
+    committed_lag,
+    consumer_config,
+    new_producer,
+    produce_and_confirm,
+    producer_config,
+)
 from veille.schemas import codec
 from veille.schemas.models import MODELS, DeadLetter, Record, RoutedIncident
 from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable, resolver_from_settings
@@ -48,21 +58,6 @@ COMPONENT = "sink"
 STORE_TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC))
 
 
-@dataclass(frozen=True)
-class SourceMessage:
-    """What the pipeline needs of a Kafka message (tests build these without a broker)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-    @classmethod
-    def of(cls, msg: Message) -> SourceMessage:
-        return cls(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value())
-
-
 def _out_of_store_range(record: Record) -> str | None:
     """A time the store cannot hold would fail every insert of its batch, forever: refuse it here."""
     for name, value in record:
@@ -72,7 +67,7 @@ def _out_of_store_range(record: Record) -> str | None:
     return None
 
 
-def decode(msg: SourceMessage, now: datetime | None = None,
+def decode(msg: Message, now: datetime | None = None,
            resolver: codec.Resolver | None = None) -> Record | DeadLetter:
     """A routed record, or the dead letter explaining why the message is not one.
 
@@ -104,7 +99,7 @@ class Batch:
     ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     messages: int = 0
 
-    def add(self, msg: SourceMessage, item: Record | DeadLetter) -> None:
+    def add(self, msg: Message, item: Record | DeadLetter) -> None:
         if isinstance(item, DeadLetter):
             self.dead_letters.append(item)
         else:
@@ -133,7 +128,7 @@ class Batcher:
         self._clock = clock
         self.batch: Batch | None = None
 
-    def add(self, msg: SourceMessage, item: Record | DeadLetter) -> None:
+    def add(self, msg: Message, item: Record | DeadLetter) -> None:
         if self.batch is None:
             self.batch = Batch(started=self._clock())
         self.batch.add(msg, item)
@@ -187,24 +182,13 @@ class Writer:
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         if self.producer is None:
             raise DeliveryFailed("no dead-letter producer configured")
-        errors: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for letter in letters:
-            while True:
-                try:
-                    self.producer.produce(self.dead_letter_topic, key=letter.original_key,
-                                          value=letter.encode(), on_delivery=on_delivery)
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    self.producer.poll(0.05)
+        outputs = [(i, Output(self.dead_letter_topic, letter.original_key, letter.encode()))
+                   for i, letter in enumerate(letters)]
         # Committing past a dead-lettered message is only safe once its letter is durable.
-        left = self.producer.flush(self.flush_timeout)
-        if left or errors:
-            raise DeliveryFailed(f"dead letters not delivered: {left} pending, errors {errors[:3]}")
+        result = produce_and_confirm(self.producer, outputs, self.flush_timeout)
+        if not result.ok:
+            errors = [*result.permanent.values(), *result.transient]
+            raise DeliveryFailed(f"dead letters not delivered: errors {errors[:3]}")
 
 
 @dataclass(frozen=True)
@@ -227,26 +211,6 @@ class Stats:
     batches_dropped: int = 0
 
 
-def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
-    return {
-        **settings.kafka_client_config(),
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": False,
-    }
-
-
-def dead_letter_producer_config(settings: Settings) -> dict[str, Any]:
-    return {
-        **settings.kafka_client_config(),
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": settings.linger_ms,
-        "delivery.timeout.ms": settings.delivery_timeout_ms,
-    }
-
-
 class SinkPipeline:
     """The consumer loop. ``run`` returns on ``stop()``, on ``until()`` or after ``max_idle`` s idle."""
 
@@ -264,13 +228,13 @@ class SinkPipeline:
         self.store = store
         self.consumer = Consumer({**consumer_config(settings, self.group_id),
                                   **(extra_consumer_config or {})})
-        self.producer = Producer(dead_letter_producer_config(settings))
+        self.producer = new_producer(producer_config(settings))
         self.writer = Writer(store, self.producer, dead_letter_topic or topics.dead_letter)
         self.dead_letter_limit = DeadLetterLimit()
         self.resolver = resolver_from_settings(settings)  # None: single-object encoding only
         self.stats = Stats()
         self._stop = threading.Event()
-        self._stash: list[Message] = []
+        self._stash: list[KafkaMessage] = []
         self._assigned: list[TopicPartition] = []
         self._writing = False
         self._revoked_while_writing = False
@@ -311,14 +275,14 @@ class SinkPipeline:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _next_messages(self) -> list[Message]:
+    def _next_messages(self) -> list[KafkaMessage]:
         if self._stash:
             msgs, self._stash = self._stash, []
             return msgs
         timeout = min(0.2, self.batcher.remaining_seconds()) if not self.batcher.empty else 0.2
         return list(self.consumer.consume(num_messages=min(self.batcher.max_rows, 1000), timeout=timeout))
 
-    def _ingest(self, msg: Message) -> None:
+    def _ingest(self, msg: KafkaMessage) -> None:
         err = msg.error()
         if err is not None:
             # A fenced static member (FENCED_INSTANCE_ID after a broker restart, seen in
@@ -328,7 +292,7 @@ class SinkPipeline:
                 raise KafkaException(err)
             log.warning("consumer error: %s", err)
             return
-        source = SourceMessage.of(msg)
+        source = Message.of(msg)
         item = self._decode(source)
         # Raises TooManyInvalid before the batch is written: its offsets stay uncommitted.
         self.dead_letter_limit.record(isinstance(item, DeadLetter))
@@ -338,7 +302,7 @@ class SinkPipeline:
         self.batcher.add(source, item)
         self.stats.messages += 1
 
-    def _decode(self, source: SourceMessage) -> Record | DeadLetter:
+    def _decode(self, source: Message) -> Record | DeadLetter:
         """decode(); while the registry is unreachable, retried with backoff (never dead-lettered)."""
         try:
             return decode(source, resolver=self.resolver)
@@ -446,16 +410,11 @@ class SinkPipeline:
         if not self._assigned:
             return
         try:
-            committed = self.consumer.committed(list(self._assigned), timeout=5)
+            lags = committed_lag(self.consumer, self._assigned, timeout=5)
         except KafkaException:
             return
-        for tp in committed:
-            try:
-                low, high = self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-            except KafkaException:
-                continue
-            done = tp.offset if tp.offset >= 0 else low
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+        for (topic, partition), lag in lags.items():
+            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
 
     # -- rebalance -----------------------------------------------------------------------------
 

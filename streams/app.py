@@ -22,6 +22,7 @@ from faust.types import StreamT
 
 from veille.config import Settings
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
+from veille.kafka import Message
 from veille.schemas.catalog import catalog
 from veille.schemas.registry import confluent_writer, resolver_from_settings
 from veille.streams import metrics
@@ -30,7 +31,7 @@ from veille.streams.batch import BatchFailed, BatchHandler, Prepared
 from veille.streams.dedup import DedupWindow
 from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
-from veille.streams.router import Message, Router
+from veille.streams.router import Router
 from veille.territory import load_territory
 from veille.topics import Topics
 

@@ -18,12 +18,13 @@ import time
 from dataclasses import dataclass
 
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
+from veille.kafka import Message, Output
 from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog, Key
 from veille.streams.dedup import BatchDedup, DedupWindow
 from veille.streams.output import OutputSender
-from veille.streams.router import Message, Outcome, Output, Router
+from veille.streams.router import Outcome, Router
 from veille.topics import Topics
 
 log = logging.getLogger("veille.router")

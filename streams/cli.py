@@ -13,8 +13,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from veille.config import get_settings
+from veille.kafka import CommittedLag
 from veille.streams import metrics
-from veille.streams.lag import CommittedLag
 from veille.streams.membership import check_stall_window, stall_reason
 from veille.telemetry import serve_metrics
 

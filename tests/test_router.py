@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from veille.config import Settings
+from veille.kafka import Message
 from veille.producers.simulator import Simulator
 from veille.schemas import codec
 from veille.schemas.models import (
@@ -24,7 +25,7 @@ from veille.schemas.models import (
     StatusUpdate,
 )
 from veille.streams.dedup import DedupWindow
-from veille.streams.router import Message, Router
+from veille.streams.router import Router
 from veille.territory import load_territory
 from veille.topics import Topics
 

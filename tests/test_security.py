@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
 from veille.config import Settings
-from veille.producers.sdk import producer_config
+from veille.producers.sdk import publisher_config
 from veille.security import (
     COMPONENTS,
     acl_plan,
@@ -100,7 +100,7 @@ def secured(kafka: KafkaFixture) -> Secured:
 def _deliver(settings: Settings, topic: str, value: bytes = b"x", timeout: float = 15) -> KafkaError | None:
     """Publish one message the way hub producers do (idempotent, acks=all); its delivery error."""
     errors: list[KafkaError | None] = []
-    producer = Producer({**producer_config(settings, "test"), "message.timeout.ms": int(timeout * 1000)})
+    producer = Producer({**publisher_config(settings, "test"), "message.timeout.ms": int(timeout * 1000)})
     producer.produce(topic, value, on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(timeout + 5)
     assert errors, "no delivery report"
@@ -277,7 +277,7 @@ def _publish(settings: Settings, topic: str, *, size: int, count: int, pace: flo
                 out.failed += 1
         return cb
 
-    producer = Producer({**producer_config(settings, "quota-test"), "compression.type": "none",
+    producer = Producer({**publisher_config(settings, "quota-test"), "compression.type": "none",
                          "statistics.interval.ms": 100, "stats_cb": on_stats,
                          "delivery.timeout.ms": timeout_ms, "log_level": 0})
     payload = os.urandom(size)  # incompressible

@@ -31,12 +31,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from veille.broker import LocalBroker
 from veille.config import Settings, get_settings
+from veille.kafka import CommittedLag
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
 from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
 from veille.security import provision, settings_for, user_env
-from veille.streams.lag import CommittedLag
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
 from veille.topics import ROUTED_TYPES, Topics, ensure_topics, territory_topic_specs
@@ -109,7 +109,7 @@ def _caught_up(settings: Settings) -> bool:
     """Router and sink have committed everything there is to read.
 
     Read with consumers that never join the groups, not the admin API: librdkafka 2.16's
-    ListConsumerGroupOffsets can crash the process while a group is forming (see streams/lag.py).
+    ListConsumerGroupOffsets can crash the process while a group is forming (see veille/kafka.py).
     """
     conf = settings.kafka_client_config()
     topics = Topics(settings.topic_prefix)
