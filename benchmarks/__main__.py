@@ -58,8 +58,8 @@ from benchmarks.pipeline import (
 )
 from benchmarks.pure import benchmark_routing, codec_costs, router_process_rate
 from benchmarks.results import Report, Target, say
-from veille.broker import LocalBroker
 from veille.config import Settings
+from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import Incident

@@ -20,7 +20,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,15 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from veille.broker import LocalBroker
 from veille.config import Settings, get_settings
 from veille.kafka import CommittedLag
+from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
 from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
 from veille.security import provision, settings_for, user_env
+from veille.statedir import wait_for_process_info
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
 from veille.topics import ROUTED_TYPES, Topics, ensure_topics, territory_topic_specs
@@ -66,19 +67,6 @@ def _process(name: str, args: list[str], log_dir: Path,
                 proc.wait()
         log.close()
         _say(f"stopped {name} (pid {proc.pid}, exit {proc.returncode}); log: {log_dir / (name + '.log')}")
-
-
-def _wait_for_info(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{path.stem} exited early with code {proc.returncode}")
-        with suppress(FileNotFoundError, json.JSONDecodeError):
-            info: dict[str, Any] = json.loads(path.read_text())
-            if info.get("pid") == proc.pid:
-                return info
-        time.sleep(0.2)
-    raise TimeoutError(f"{path.stem} did not start within {timeout:.0f}s")
 
 
 def _get_json(url: str) -> Any:
@@ -207,8 +195,8 @@ def run_demo(seconds: float, rate: float, seed: int) -> int:
                  "router, sink and simulator log in as themselves")
         with _process("sink", ["sink", "run", "--port", "0"], logs, users["sink"]) as sink, \
                 _process("router", ["router", "run", "--metrics-port", "0"], logs, users["router"]) as router:
-            sink_url = _wait_for_info(settings.state_dir / "sink.json", sink)["url"]
-            router_metrics = _wait_for_info(settings.state_dir / "router.json", router)["metrics"]
+            sink_url = wait_for_process_info(settings.state_dir / "sink.json", sink)["url"]
+            router_metrics = wait_for_process_info(settings.state_dir / "router.json", router)["metrics"]
             _server, demo_port = serve_metrics(0)
             _say(f"sink (chDB at {settings.chdb_path}) on {sink_url}; router metrics {router_metrics}")
 

@@ -21,49 +21,48 @@ development broker and never how production is set up (deploy/kafka/).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
-import functools
-import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from veille.config import Settings, get_settings
-from veille.statedir import StateDir, process_argv
+from veille.config import ADMIN_CREDENTIALS_FILE, BROKER_STATE_FILE, Settings, get_settings
+from veille.java import JavaNotFound, find_java
+from veille.local import maven
+from veille.local.broker_config import (
+    ADMIN_USER,
+    SASL_MECHANISM,
+    BrokerError,
+    ListenerOptions,
+    log4j2_properties,
+    render_properties,
+    server_properties,
+)
+from veille.local.processes import (
+    children,
+    free_ports,
+    now,
+    pid_alive,
+    port_is_free,
+    set_parent_death_signal,
+    tail,
+)
+from veille.statedir import StateDir, process_argv, write_private
 
-POM_PATH = Path(__file__).resolve().parents[1] / "deploy" / "broker" / "pom.xml"
+POM_PATH = Path(__file__).resolve().parents[2] / "deploy" / "broker" / "pom.xml"
 MIN_JAVA = 17
 STARTUP_TIMEOUT = 60.0
 EXIT_NOT_RUNNING = 3
-_POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
-_FETCH_MARKER = ".fetched"
-ADMIN_USER = "admin"
-ADMIN_CREDENTIALS_FILE = "admin-credentials.json"
-SASL_MECHANISM = "SCRAM-SHA-512"
-AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
-# The principal of the PLAINTEXT controller listener: the broker's own connection to the
-# controller authenticates as nobody, so it must be a superuser.
-CONTROLLER_PRINCIPAL = "User:ANONYMOUS"
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be fetched, started or stopped."""
 
 
 # --------------------------------------------------------------------------- data
@@ -106,163 +105,22 @@ class BrokerStatus:
         )
 
 
-@dataclass(frozen=True)
-class ListenerOptions:
-    """What ``server.properties`` is generated from: the single place to extend.
-
-    ``client_protocol`` is PLAINTEXT (``--no-auth``) or SASL_PLAINTEXT: SCRAM on the client
-    listener, which is also the inter-broker listener (so the broker logs in as
-    ``admin_user``), and the StandardAuthorizer with deny-by-default.
-    """
-
-    port: int
-    controller_port: int
-    data_dir: Path
-    host: str = "127.0.0.1"
-    client_protocol: str = "PLAINTEXT"
-    node_id: int = 1
-    sasl_mechanism: str = SASL_MECHANISM
-    admin_user: str = ADMIN_USER
-    admin_password: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)  # last word, for tests/benchmarks
-
-
-def _jaas_quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def server_properties(opts: ListenerOptions) -> dict[str, str]:
-    """Broker + controller properties of the single-node KRaft cluster."""
-    if opts.client_protocol not in ("PLAINTEXT", "SASL_PLAINTEXT"):
-        raise BrokerError(
-            f"client listener protocol {opts.client_protocol!r} is not supported by the local "
-            "broker (PLAINTEXT or SASL_PLAINTEXT; TLS: see deploy/kafka/)"
-        )
-    client = f"CLIENT://{opts.host}:{opts.port}"
-    controller = f"CONTROLLER://{opts.host}:{opts.controller_port}"
-    props = {
-        "process.roles": "broker,controller",
-        "node.id": str(opts.node_id),
-        "controller.quorum.voters": f"{opts.node_id}@{opts.host}:{opts.controller_port}",
-        "listeners": f"{client},{controller}",
-        "advertised.listeners": client,
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "CLIENT",
-        "listener.security.protocol.map": (f"CLIENT:{opts.client_protocol},CONTROLLER:PLAINTEXT"),
-        "log.dirs": str(opts.data_dir),
-        # One node: every internal topic has a single replica.
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        # 50 partitions each by default: creating them makes the first consumer group or
-        # transactional producer wait ~3 s; one node gains nothing from that many.
-        "offsets.topic.num.partitions": "5",
-        "transaction.state.log.num.partitions": "5",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "min.insync.replicas": "1",
-        # The hub declares its topics (partitions, retention, compaction) explicitly;
-        # a typo in a topic name must fail, not create a 1-partition topic.
-        "auto.create.topics.enable": "false",
-        # Tests and demos join groups constantly: no 3 s wait for more members.
-        "group.initial.rebalance.delay.ms": "0",
-    }
-    if opts.client_protocol == "SASL_PLAINTEXT":
-        if not opts.admin_password:
-            raise BrokerError("SASL on the client listener needs the admin password")
-        mech = opts.sasl_mechanism
-        props.update({
-            "sasl.enabled.mechanisms": mech,
-            "sasl.mechanism.inter.broker.protocol": mech,
-            f"listener.name.client.{mech.lower()}.sasl.jaas.config": (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required "
-                f'username="{_jaas_quote(opts.admin_user)}" password="{_jaas_quote(opts.admin_password)}";'
-            ),
-            "authorizer.class.name": AUTHORIZER,
-            "allow.everyone.if.no.acl.found": "false",
-            "super.users": f"User:{opts.admin_user};{CONTROLLER_PRINCIPAL}",
-        })  # fmt: skip
-    props.update(opts.extra)
-    return props
-
-
-def render_properties(props: Mapping[str, str]) -> str:
-    def esc(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-    lines = ["# Generated by `veille broker start`; rewritten at every start."]
-    lines += [f"{key}={esc(value)}" for key, value in props.items()]
-    return "\n".join(lines) + "\n"
-
-
-def log4j2_properties(log_dir: Path, level: str = "WARN") -> str:
-    """Log4j 2 config: WARN and up to ``log_dir/server.log`` (10 MB x 3), nothing on stdout."""
-    log = str(log_dir).replace("\\", "\\\\")
-    return f"""\
-# Generated by `veille broker start`.
-status = error
-name = veille-local-broker
-appender.file.type = RollingFile
-appender.file.name = file
-appender.file.fileName = {log}/server.log
-appender.file.filePattern = {log}/server.log.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 10MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 3
-rootLogger.level = {level}
-rootLogger.appenderRef.file.ref = file
-# One line per start/stop, to tell restarts apart when reading the log.
-logger.server.name = kafka.server.KafkaRaftServer
-logger.server.level = INFO
-"""
-
-
 # --------------------------------------------------------------------------- helpers
 
 
 def pom_kafka_version(pom: Path = POM_PATH) -> str:
-    root = ET.parse(pom).getroot()
-    node = root.find("m:properties/m:kafka.version", _POM_NS)
-    if node is None or not (node.text or "").strip():
-        raise BrokerError(f"{pom}: no <kafka.version> property")
-    return (node.text or "").strip()
-
-
-def java_executable() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return str(Path(home) / "bin" / "java")
-    found = shutil.which("java")
-    if not found:
-        raise BrokerError(
-            f"`java` not found: the local Kafka broker needs a Java {MIN_JAVA}+ runtime "
-            "(e.g. apt-get install openjdk-17-jre-headless), or set JAVA_HOME"
-        )
-    return found
-
-
-_java_checked: dict[str, int] = {}
+    try:
+        return maven.pom_property(pom, "kafka.version")
+    except maven.FetchError as exc:
+        raise BrokerError(str(exc)) from None
 
 
 def check_java() -> str:
-    """The java executable, after checking it is at least Java 17 (cached per process)."""
-    java = java_executable()
-    if java not in _java_checked:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60, check=False)
-        match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-        if not match:
-            raise BrokerError(f"cannot read the Java version from `{java} -version`")
-        major = int(match.group(1))
-        if major == 1 and match.group(2):  # "1.8.0_392" style
-            major = int(match.group(2))
-        _java_checked[java] = major
-    if _java_checked[java] < MIN_JAVA:
-        raise BrokerError(f"{java} is Java {_java_checked[java]}; Kafka 4 needs Java {MIN_JAVA} or newer")
-    return java
+    """A Java 17+ runtime (see veille.java), or BrokerError saying what was found."""
+    try:
+        return find_java(MIN_JAVA)[0]
+    except JavaNotFound as exc:
+        raise BrokerError(f"the local Kafka broker needs {exc}") from None
 
 
 def random_cluster_id() -> str:
@@ -271,70 +129,6 @@ def random_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
         if not cid.startswith("-"):
             return cid
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Like the JVM's server sockets: a port in TIME_WAIT after a stop counts as free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct free ports (all held open together while picking)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
-            ports.append(sock.getsockname()[1])
-    return ports
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-# Popen objects of the brokers this process started: kept so they can be reaped (a dead
-# child stays a zombie, with an empty /proc cmdline, until its parent waits for it).
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _reap(pid: int) -> None:
-    proc = _children.get(pid)
-    if proc is not None and proc.poll() is not None:
-        del _children[pid]
-
-
-def _pid_alive(pid: int) -> bool:
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 # --------------------------------------------------------------------------- the broker
@@ -371,7 +165,7 @@ class LocalBroker(StateDir):
 
     @property
     def state_file(self) -> Path:
-        return self.dir / "broker.json"
+        return self.dir / BROKER_STATE_FILE
 
     @property
     def properties_file(self) -> Path:
@@ -400,7 +194,7 @@ class LocalBroker(StateDir):
         if found:
             return found
         password = secrets.token_urlsafe(24)
-        _write_private(
+        write_private(
             self.admin_credentials_file,
             json.dumps({"username": ADMIN_USER, "password": password, "mechanism": SASL_MECHANISM}),
         )
@@ -408,70 +202,40 @@ class LocalBroker(StateDir):
 
     # ---- fetch
 
-    def _pom_digest(self) -> str:
-        return hashlib.sha256(self.pom.read_bytes()).hexdigest()
-
     def is_fetched(self) -> bool:
-        marker = self.libs_dir / _FETCH_MARKER
-        try:
-            return json.loads(marker.read_text()).get("pom_sha256") == self._pom_digest()
-        except (OSError, ValueError):
-            return False
+        return maven.is_fetched(self.libs_dir, self.pom)
 
     def fetch(self, force: bool = False) -> Path:
         """Copy the broker jars into the cache (once per pom content); return the libs dir."""
         libs = self.libs_dir
         if not force and self.is_fetched():
             return libs
-        mvn = shutil.which("mvn")
-        if not mvn:
-            raise BrokerError(
-                "`mvn` not found: fetching the Kafka broker jars needs Apache Maven "
-                "(e.g. apt-get install maven)"
-            )
         check_java()
         libs.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="libs.", dir=libs.parent))
         try:
-            cmd = [
-                mvn,
-                "-q",
-                "-B",
-                "-f",
-                str(self.pom),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={tmp}",
-                "-DincludeScope=runtime",
-            ]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise BrokerError(
-                    f"Maven could not fetch the Kafka {self.kafka_version} jars "
-                    f"(exit {out.returncode}):\n{(out.stdout + out.stderr)[-4000:]}"
-                )
+            maven.copy_dependencies(self.pom, tmp, f"the Kafka {self.kafka_version} broker jars",
+                                    "-DincludeScope=runtime")
             jars = sorted(p.name for p in tmp.glob("*.jar"))
             if not any(name.startswith("kafka_2.13-") for name in jars):
                 raise BrokerError(f"Maven ran but no kafka_2.13 jar in {tmp}")
             if libs.exists():
                 shutil.rmtree(libs)
             tmp.rename(libs)
+        except maven.FetchError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BrokerError(str(exc)) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        marker = {
-            "pom_sha256": self._pom_digest(),
-            "kafka_version": self.kafka_version,
-            "jars": jars,
-            "fetched_at": _now(),
-        }
-        (libs / _FETCH_MARKER).write_text(json.dumps(marker, indent=1))
+        maven.mark_fetched(libs, self.pom, kafka_version=self.kafka_version, jars=jars)
         return libs
 
     # ---- state file
 
     def _is_our_process(self, pid: int | None) -> bool:
         """``pid`` is alive and is the ``java kafka.Kafka`` of *this* state dir."""
-        if not pid or not _pid_alive(pid):
+        if not pid or not pid_alive(pid):
             return False
         argv = process_argv(pid)
         return b"kafka.Kafka" in argv and str(self.properties_file).encode() in argv
@@ -510,11 +274,11 @@ class LocalBroker(StateDir):
         admin = AdminClient(self._client_config(bootstrap))
         deadline = time.monotonic() + timeout
         while True:
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 raise BrokerError(
                     f"the Kafka broker (pid {pid}) exited during startup; "
-                    f"{self.stdout_file}:\n{_tail(self.stdout_file)}\n"
-                    f"{self.log_dir / 'server.log'}:\n{_tail(self.log_dir / 'server.log')}"
+                    f"{self.stdout_file}:\n{tail(self.stdout_file)}\n"
+                    f"{self.log_dir / 'server.log'}:\n{tail(self.log_dir / 'server.log')}"
                 )
             try:
                 if admin.list_topics(timeout=0.5).brokers:
@@ -607,7 +371,7 @@ class LocalBroker(StateDir):
                                client_protocol="SASL_PLAINTEXT" if auth else "PLAINTEXT",
                                admin_user=user, admin_password=password)
         # It holds the admin password (inter-broker JAAS login) when auth is on.
-        _write_private(self.properties_file, render_properties(server_properties(opts)))
+        write_private(self.properties_file, render_properties(server_properties(opts)))
         self.log4j_file.write_text(log4j2_properties(self.log_dir))
         classpath = f"{libs}/*"
 
@@ -662,7 +426,7 @@ class LocalBroker(StateDir):
         ]
         spawned = time.monotonic()
         with open(self.stdout_file, "ab") as out_fh:
-            out_fh.write(f"\n--- {_now()} starting on {bootstrap}\n".encode())
+            out_fh.write(f"\n--- {now()} starting on {bootstrap}\n".encode())
             out_fh.flush()
             proc = subprocess.Popen(
                 cmd,
@@ -671,9 +435,9 @@ class LocalBroker(StateDir):
                 stdout=out_fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_set_parent_death_signal if die_with_parent else None,
+                preexec_fn=set_parent_death_signal if die_with_parent else None,
             )
-        _children[proc.pid] = proc
+        children[proc.pid] = proc
         new_state = {
             **state,
             "pid": proc.pid,
@@ -682,7 +446,9 @@ class LocalBroker(StateDir):
             "controller_port": controller_port,
             "cluster_id": cluster_id,
             "kafka_version": self.kafka_version,
-            "started_at": _now(),
+            # Kafka's admin tools for the hub's commands (Settings.kafka_tools: quotas).
+            "libs_dir": str(libs),
+            "started_at": now(),
             "startup_seconds": None,
             "log": str(self.log_dir / "server.log"),
             "auth": auth,
@@ -714,16 +480,16 @@ class LocalBroker(StateDir):
         return True
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
-        proc = _children.get(pid)
+        proc = children.get(pid)
         if proc is not None:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 return False
-            _children.pop(pid, None)
+            children.pop(pid, None)
             return True
         deadline = time.monotonic() + timeout
-        while _pid_alive(pid):
+        while pid_alive(pid):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
@@ -753,7 +519,7 @@ class LocalBroker(StateDir):
                     self._terminate(pid, timeout)
             if "pid" in state:
                 state.pop("pid")
-                state["stopped_at"] = _now()
+                state["stopped_at"] = now()
                 self._write_state(state)
             return was_running
 
@@ -792,204 +558,8 @@ def read_admin_credentials(broker_dir: Path) -> tuple[str, str] | None:
         return None
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by its owner only, never briefly wider."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)  # the umask cannot widen it, but an existing tmp file could
-    tmp.replace(path)
-
-
 def _meta_cluster_id(meta: Path) -> str:
     for line in meta.read_text().splitlines():
         if line.startswith("cluster.id="):
             return line.split("=", 1)[1].strip()
     return ""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _reporting_errors(func: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except BrokerError as exc:
-            print(f"veille broker: error: {exc}", file=sys.stderr)
-            return 1
-
-    return wrapper
-
-
-@_reporting_errors
-def _cmd_fetch(args: argparse.Namespace) -> int:
-    broker = LocalBroker(get_settings())
-    began = time.monotonic()
-    cached = not args.force and broker.is_fetched()
-    libs = broker.fetch(force=args.force)
-    verb = "already cached in" if cached else "fetched into"
-    print(f"Kafka {broker.kafka_version} jars {verb} {libs} ({time.monotonic() - began:.1f} s)")
-    return 0
-
-
-@_reporting_errors
-def _cmd_start(args: argparse.Namespace) -> int:
-    from veille import cluster
-
-    if args.nodes > 1 or cluster.LocalCluster.exists(get_settings()):
-        return cluster.cmd_start(get_settings(), max(args.nodes, 3), args.timeout, args.auth)
-    broker = LocalBroker(get_settings())
-    info = broker.start(port=args.port, timeout=args.timeout, auth=args.auth)
-    if args.json:
-        print(json.dumps(asdict(info)))
-    elif info.already_running:
-        print(f"broker already running: pid {info.pid}, {info.bootstrap}{_auth_note(info)}")
-    else:
-        print(f"broker started: pid {info.pid}, {info.bootstrap} ({info.startup_seconds or 0:.1f} s)"
-              f"{_auth_note(info)}")
-    if info.auth:
-        print(f"SASL/SCRAM ({SASL_MECHANISM}) + ACLs on; superuser '{ADMIN_USER}', password in "
-              f"{broker.admin_credentials_file} (local veille commands use it by themselves)")
-    return 0
-
-
-def _auth_note(info: BrokerInfo) -> str:
-    return ", SASL_PLAINTEXT" if info.auth else ", PLAINTEXT (no authentication)"
-
-
-@_reporting_errors
-def _cmd_stop(args: argparse.Namespace) -> int:
-    from veille import cluster
-
-    if cluster.LocalCluster.exists(get_settings()):
-        return cluster.cmd_stop(get_settings(), args.timeout)
-    stopped = LocalBroker(get_settings()).stop(timeout=args.timeout)
-    print("broker stopped" if stopped else "broker was not running")
-    return 0
-
-
-@_reporting_errors
-def _cmd_restart(args: argparse.Namespace) -> int:
-    from veille import cluster
-
-    if cluster.LocalCluster.exists(get_settings()):
-        return cluster.cmd_restart(get_settings(), args.timeout)
-    info = LocalBroker(get_settings()).restart(timeout=args.timeout)
-    print(f"broker restarted: pid {info.pid}, {info.bootstrap} ({info.startup_seconds or 0:.1f} s)")
-    return 0
-
-
-@_reporting_errors
-def _cmd_status(args: argparse.Namespace) -> int:
-    from veille import cluster
-
-    if cluster.LocalCluster.exists(get_settings()):
-        return cluster.cmd_status(get_settings(), args.json)
-    st = LocalBroker(get_settings()).status()
-    print(json.dumps(asdict(st)) if args.json else st.describe())
-    return 0 if st.running else EXIT_NOT_RUNNING
-
-
-def add_commands(sub: Any) -> None:
-    parser = sub.add_parser(
-        "broker",
-        help="run the local Kafka broker (KRaft, one node) for the demo and tests",
-        description=(
-            "Local Apache Kafka broker in KRaft mode (one node, broker+controller). Jars go "
-            "to VEILLE_CACHE_DIR, data/logs/broker.json to VEILLE_STATE_DIR/broker. Needs "
-            f"Java {MIN_JAVA}+ and Maven (for fetch)."
-        ),
-    )
-    cmds = parser.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
-
-    p = cmds.add_parser(
-        "fetch",
-        help="download the Kafka jars into the cache (skipped when cached)",
-        description="Run Maven on deploy/broker/pom.xml to copy the Kafka broker jars into "
-        "the cache dir. Done once per machine; `start` does it when needed.",
-    )
-    p.add_argument("--force", action="store_true", help="fetch again even if cached")
-    p.set_defaults(func=_cmd_fetch)
-
-    p = cmds.add_parser(
-        "start",
-        help="start the broker in the background and wait until it answers",
-        description="Start the broker detached (or report the one already running). The "
-        "storage is formatted on first start; the port of the previous start is reused.",
-    )
-    p.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help="client port on 127.0.0.1 (default: previous one, else a free one)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=STARTUP_TIMEOUT,
-        help="seconds to wait for the broker to answer (default %(default)s)",
-    )
-    p.add_argument("--json", action="store_true", help="print the broker info as JSON")
-    p.add_argument("--nodes", type=int, default=1,
-                   help="1 (default): the single-node broker; 3: a local KRaft cluster of combined "
-                        "broker+controller nodes, replication factor 3, min.insync.replicas 2")
-    p.add_argument(
-        "--no-auth",
-        dest="auth",
-        action="store_false",
-        default=None,
-        help="PLAINTEXT client listener, no SASL and no ACLs (default: VEILLE_BROKER_AUTH, on)",
-    )
-    p.set_defaults(func=_cmd_start)
-
-    p = cmds.add_parser(
-        "stop",
-        help="stop the broker gracefully (SIGTERM, then SIGKILL)",
-        description="Send SIGTERM to the recorded broker process and wait; SIGKILL after "
-        "--timeout. Data and ports are kept for the next start.",
-    )
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL (default %(default)s)")
-    p.set_defaults(func=_cmd_stop)
-
-    p = cmds.add_parser(
-        "restart",
-        help="stop and start again on the same port",
-        description="Graceful stop then start on the same ports, so clients keep working.",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        help="seconds before SIGKILL when stopping (default %(default)s)",
-    )
-    p.set_defaults(func=_cmd_restart)
-
-    p = cmds.add_parser(
-        "status",
-        help="tell whether the broker runs and answers (exit 0 running, 3 not)",
-        description="Print whether the recorded broker process runs and answers a metadata "
-        f"request. Exit status 0 when running, {EXIT_NOT_RUNNING} when not.",
-    )
-    p.add_argument("--json", action="store_true", help="print the status as JSON")
-    p.set_defaults(func=_cmd_status)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m veille.broker ...``: the broker commands alone (no other component)."""
-    parser = argparse.ArgumentParser(prog="python -m veille.broker")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["broker", *(sys.argv[1:] if argv is None else argv)])
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
