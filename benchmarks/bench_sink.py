@@ -20,7 +20,7 @@ from pathlib import Path
 
 from veille.kafka import Message
 from veille.schemas.models import DispatchTarget, RoutedIncident
-from veille.sinks.pipeline import decode
+from veille.sinks.decode import decode
 from veille.sinks.rows import to_rows
 from veille.sinks.store import ChdbStore
 

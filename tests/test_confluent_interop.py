@@ -30,7 +30,7 @@ from veille.schemas.catalog import catalog
 from veille.schemas.models import Incident
 from veille.schemas.register import register_catalog, registration_plan
 from veille.schemas.registry import RegistryClient, SchemaResolver
-from veille.sinks.pipeline import decode as sink_decode
+from veille.sinks.decode import decode as sink_decode
 from veille.territory import load_territory
 from veille.topics import Topics
 

@@ -12,8 +12,10 @@ from sink_helpers import routed_alert, routed_incident, status_update
 from veille.kafka import Message
 from veille.schemas import codec
 from veille.schemas.models import DeadLetter, RoutedIncident, StatusUpdate
-from veille.sinks.pipeline import Batch, Batcher, RetryPolicy, decode
+from veille.sinks.batching import Batch, Batcher
+from veille.sinks.decode import decode
 from veille.sinks.rows import SCHEMAS, TABLES, to_rows, version_of
+from veille.sinks.steps import RetryPolicy
 from veille.sinks.store import ClickHouseStore, insert_settings, load_migrations
 
 
