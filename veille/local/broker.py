@@ -49,13 +49,16 @@ from veille.local.broker_config import (
     server_properties,
 )
 from veille.local.processes import (
+    PortInUse,
     children,
-    free_ports,
+    choose_ports,
     now,
     pid_alive,
     port_is_free,
     set_parent_death_signal,
     tail,
+    terminate,
+    wait_gone,
 )
 from veille.statedir import StateDir, process_argv, write_private
 
@@ -330,21 +333,6 @@ class LocalBroker(StateDir):
             return self._start_locked(state, port, timeout, die_with_parent, dict(extra_properties or {}),
                                       use_auth, wait)
 
-    def _choose_ports(self, state: Mapping[str, Any], port: int | None) -> tuple[int, int]:
-        wanted = port or self.settings.broker_port or None
-        if wanted is not None and not port_is_free(wanted):
-            raise BrokerError(f"port {wanted} on 127.0.0.1 is already in use")
-        recorded, recorded_ctl = state.get("port"), state.get("controller_port")
-        if wanted is None and recorded and port_is_free(recorded):
-            wanted = recorded
-        picks = iter(free_ports(2))
-        client = wanted or next(picks)
-        if recorded_ctl and recorded_ctl != client and port_is_free(recorded_ctl):
-            controller = recorded_ctl
-        else:
-            controller = next(p for p in picks if p != client)
-        return client, controller
-
     def _start_locked(
         self,
         state: dict[str, Any],
@@ -357,7 +345,11 @@ class LocalBroker(StateDir):
     ) -> BrokerInfo:
         java = check_java()
         libs = self.fetch()
-        client_port, controller_port = self._choose_ports(state, port)
+        try:
+            client_port, controller_port = choose_ports(port or self.settings.broker_port or None,
+                                                        state.get("port"), state.get("controller_port"))
+        except PortInUse as exc:
+            raise BrokerError(str(exc)) from None
         for path in (self.data_dir, self.log_dir):
             path.mkdir(parents=True, exist_ok=True)
         needs_format = not (self.data_dir / "meta.properties").exists()
@@ -461,39 +453,12 @@ class LocalBroker(StateDir):
         try:
             self._wait_answering(proc.pid, bootstrap, timeout)
         except BaseException:
-            self._terminate(proc.pid, 10.0)
+            terminate(proc.pid, 10.0)
             self._write_state({k: v for k, v in new_state.items() if k != "pid"})
             raise
         new_state["startup_seconds"] = round(time.monotonic() - spawned, 3)
         self._write_state(new_state)
         return self._info(new_state, formatted=formatted)
-
-    def _terminate(self, pid: int, timeout: float) -> bool:
-        """SIGTERM, wait, SIGKILL. Returns whether it had to kill."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if self._wait_gone(pid, timeout):
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        self._wait_gone(pid, 10.0)
-        return True
-
-    def _wait_gone(self, pid: int, timeout: float) -> bool:
-        proc = children.get(pid)
-        if proc is not None:
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            children.pop(pid, None)
-            return True
-        deadline = time.monotonic() + timeout
-        while pid_alive(pid):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Graceful stop (SIGTERM, SIGKILL after ``timeout``). False if it was not running."""
@@ -513,10 +478,10 @@ class LocalBroker(StateDir):
                 if sig == signal.SIGKILL:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    if not self._wait_gone(pid, 10.0):
+                    if not wait_gone(pid, 10.0):
                         raise BrokerError(f"pid {pid} survived SIGKILL")
                 else:
-                    self._terminate(pid, timeout)
+                    terminate(pid, timeout)
             if "pid" in state:
                 state.pop("pid")
                 state["stopped_at"] = now()

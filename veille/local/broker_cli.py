@@ -4,11 +4,9 @@ three-node cluster when one exists (:mod:`veille.local.cluster`)."""
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -16,18 +14,9 @@ from veille.config import get_settings
 from veille.local import cluster
 from veille.local.broker import EXIT_NOT_RUNNING, MIN_JAVA, STARTUP_TIMEOUT, BrokerInfo, LocalBroker
 from veille.local.broker_config import ADMIN_USER, SASL_MECHANISM, BrokerError
+from veille.local.processes import reporting
 
-
-def _reporting_errors(func: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except BrokerError as exc:
-            print(f"veille broker: error: {exc}", file=sys.stderr)
-            return 1
-
-    return wrapper
+_reporting_errors = reporting("broker", BrokerError)
 
 
 @_reporting_errors

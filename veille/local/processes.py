@@ -1,4 +1,5 @@
-"""The processes the local servers (broker, cluster nodes, registry) run: ports, liveness, reaping.
+"""The processes the local servers (broker, cluster nodes, registry) run: ports, liveness, reaping,
+stopping, and how their commands report errors.
 
 The servers are detached JVMs whose PIDs are recorded in their state dirs; these helpers
 tell whether such a PID is still alive (not a zombie), reap the ones this process started,
@@ -7,11 +8,16 @@ and pick loopback ports.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import functools
 import os
 import signal
 import socket
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,3 +88,70 @@ def set_parent_death_signal() -> None:  # runs in the child between fork and exe
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class PortInUse(RuntimeError):
+    """The port asked for is taken."""
+
+
+def choose_ports(wanted: int | None, recorded: int | None, recorded_second: int | None) -> tuple[int, int]:
+    """A server's (main, second) loopback ports: ``wanted`` (PortInUse when taken), else the
+    ``recorded`` one of its previous start if still free (clients may have cached it), else a
+    free one; the second likewise from ``recorded_second``, never equal to the main port."""
+    if wanted is not None and not port_is_free(wanted):
+        raise PortInUse(f"port {wanted} on 127.0.0.1 is already in use")
+    if wanted is None and recorded and port_is_free(recorded):
+        wanted = recorded
+    picks = iter(free_ports(2))
+    main = wanted or next(picks)
+    if recorded_second and recorded_second != main and port_is_free(recorded_second):
+        return main, recorded_second
+    return main, next(p for p in picks if p != main)
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` is gone (reaped, when this process started it) within ``timeout``."""
+    proc = children.get(pid)
+    if proc is not None:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        children.pop(pid, None)
+        return True
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def terminate(pid: int, timeout: float) -> bool:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL (and wait 10 s more). Returns whether it
+    had to kill."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if wait_gone(pid, timeout):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    wait_gone(pid, 10.0)
+    return True
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def reporting(command: str, error: type[Exception]) -> Callable[[Command], Command]:
+    """A sub-command of ``veille <command>`` that prints ``error`` on one line and exits 1."""
+    def decorate(func: Command) -> Command:
+        @functools.wraps(func)
+        def wrapper(args: argparse.Namespace) -> int:
+            try:
+                return func(args)
+            except error as exc:
+                print(f"veille {command}: error: {exc}", file=sys.stderr)
+                return 1
+        return wrapper
+    return decorate

@@ -21,19 +21,14 @@ kafkasql) storage; the hub only needs its URL (``VEILLE_SCHEMA_REGISTRY_URL``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,13 +37,15 @@ from veille.config import Settings, get_settings
 from veille.java import JavaNotFound, find_java
 from veille.local import maven
 from veille.local.processes import (
+    PortInUse,
     children,
-    free_ports,
+    choose_ports,
     now,
     pid_alive,
-    port_is_free,
+    reporting,
     set_parent_death_signal,
     tail,
+    terminate,
 )
 from veille.statedir import StateDir, process_argv
 
@@ -189,19 +186,6 @@ class LocalRegistry(StateDir):
         argv = process_argv(pid)
         return self._marker().encode() in argv
 
-    def _ports(self, state: Mapping[str, Any], port: int | None) -> tuple[int, int]:
-        wanted = port or self.settings.registry_port or None
-        if wanted is not None and not port_is_free(wanted):
-            raise RegistryError(f"port {wanted} on 127.0.0.1 is already in use")
-        recorded, recorded_mgmt = state.get("port"), state.get("management_port")
-        if wanted is None and recorded and port_is_free(recorded):
-            wanted = recorded
-        picks = iter(free_ports(2))
-        http = wanted or next(picks)
-        if recorded_mgmt and recorded_mgmt != http and port_is_free(recorded_mgmt):
-            return http, recorded_mgmt
-        return http, next(p for p in picks if p != http)
-
     def command(self, java: str, port: int, management_port: int) -> list[str]:
         db = self.dir / "data" / "registry"
         props = {
@@ -234,7 +218,11 @@ class LocalRegistry(StateDir):
                 self._wait(state["pid"], state["url"], timeout)
                 return self._info(state, already_running=True)
             app = self.fetch()
-            http, mgmt = self._ports(state, port)
+            try:
+                http, mgmt = choose_ports(port or self.settings.registry_port or None,
+                                          state.get("port"), state.get("management_port"))
+            except PortInUse as exc:
+                raise RegistryError(str(exc)) from None
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             url = f"http://127.0.0.1:{http}{CCOMPAT_PATH}"
             spawned = time.monotonic()
@@ -276,21 +264,9 @@ class LocalRegistry(StateDir):
             time.sleep(0.2)
 
     def _terminate(self, pid: int, timeout: float) -> None:
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            proc = children.get(pid)
-            deadline = time.monotonic() + wait
-            while pid_alive(pid) and time.monotonic() < deadline:
-                if proc is not None:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(0.1)
-                else:
-                    time.sleep(0.05)
-            if not pid_alive(pid):
-                children.pop(pid, None)
-                return
-        raise RegistryError(f"pid {pid} survived SIGKILL")
+        terminate(pid, timeout)
+        if pid_alive(pid):
+            raise RegistryError(f"pid {pid} survived SIGKILL")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM (SIGKILL after ``timeout``) the recorded process. False if not running."""
@@ -324,16 +300,7 @@ class LocalRegistry(StateDir):
 # --------------------------------------------------------------------------- CLI
 
 
-def _reporting_errors(func: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except RegistryError as exc:
-            print(f"veille registry: error: {exc}", file=sys.stderr)
-            return 1
-
-    return wrapper
+_reporting_errors = reporting("registry", RegistryError)
 
 
 @_reporting_errors
