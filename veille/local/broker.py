@@ -21,11 +21,8 @@ development broker and never how production is set up (deploy/kafka/).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -47,6 +44,13 @@ from veille.local.broker_config import (
     log4j2_properties,
     render_properties,
     server_properties,
+)
+from veille.local.broker_storage import (
+    ensure_admin_credentials,
+    format_storage,
+    meta_cluster_id,
+    random_cluster_id,
+    read_admin_credentials,
 )
 from veille.local.processes import (
     PortInUse,
@@ -126,14 +130,6 @@ def check_java() -> str:
         raise BrokerError(f"the local Kafka broker needs {exc}") from None
 
 
-def random_cluster_id() -> str:
-    """Same format as ``kafka-storage random-uuid``: 16 random bytes, URL-safe base64."""
-    while True:
-        cid = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
-        if not cid.startswith("-"):
-            return cid
-
-
 # --------------------------------------------------------------------------- the broker
 
 
@@ -193,15 +189,7 @@ class LocalBroker(StateDir):
         return read_admin_credentials(self.dir)
 
     def _ensure_admin_credentials(self) -> tuple[str, str]:
-        found = self.admin_credentials()
-        if found:
-            return found
-        password = secrets.token_urlsafe(24)
-        write_private(
-            self.admin_credentials_file,
-            json.dumps({"username": ADMIN_USER, "password": password, "mechanism": SASL_MECHANISM}),
-        )
-        return ADMIN_USER, password
+        return ensure_admin_credentials(self.dir)
 
     # ---- fetch
 
@@ -372,33 +360,12 @@ class LocalBroker(StateDir):
         admin_scram = bool(state.get("admin_scram"))
         if needs_format:
             cluster_id = cluster_id or random_cluster_id()
-            cmd = [
-                java,
-                f"-Dlog4j2.configurationFile={self.log4j_file}",
-                "-cp",
-                classpath,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(self.properties_file),
-            ]
-            # Formatting always creates the superuser, so that a broker first run with
-            # --no-auth can later be restarted with auth. The password shows in this
-            # short-lived process's argv: StorageTool has no other way to take it.
-            user, password = self._ensure_admin_credentials()
-            cmd += ["--add-scram", f"{SASL_MECHANISM}=[name={user},password={password}]"]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise BrokerError(
-                    f"formatting {self.data_dir} failed:\n{out.stdout.replace(password, '***')}"
-                    f"{out.stderr.replace(password, '***')}"
-                )
+            format_storage(java, classpath, self.log4j_file, self.properties_file, self.data_dir,
+                           cluster_id, self._ensure_admin_credentials())
             formatted = True
             admin_scram = True
         else:
-            cluster_id = cluster_id or _meta_cluster_id(self.data_dir / "meta.properties")
+            cluster_id = cluster_id or meta_cluster_id(self.data_dir / "meta.properties")
 
         bootstrap = f"127.0.0.1:{client_port}"
         cmd = [
@@ -512,19 +479,3 @@ class LocalBroker(StateDir):
             broker_dir=str(self.dir),
             started_at=state.get("started_at") if running else None,
         )
-
-
-def read_admin_credentials(broker_dir: Path) -> tuple[str, str] | None:
-    """(user, password) from ``broker_dir/admin-credentials.json``, None if absent or unreadable."""
-    try:
-        data = json.loads((broker_dir / ADMIN_CREDENTIALS_FILE).read_text())
-        return str(data["username"]), str(data["password"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _meta_cluster_id(meta: Path) -> str:
-    for line in meta.read_text().splitlines():
-        if line.startswith("cluster.id="):
-            return line.split("=", 1)[1].strip()
-    return ""

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from veille.config import ADMIN_CREDENTIALS_FILE, BROKER_STATE_FILE, Settings
-from veille.local.broker import STARTUP_TIMEOUT, LocalBroker, random_cluster_id, read_admin_credentials
+from veille.local.broker import STARTUP_TIMEOUT, LocalBroker
 from veille.local.broker_config import BrokerError
+from veille.local.broker_storage import random_cluster_id, read_admin_credentials
 from veille.local.processes import free_ports, port_is_free
 from veille.statedir import write_json, write_private
 
