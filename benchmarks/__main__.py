@@ -58,8 +58,8 @@ from benchmarks.pipeline import (
 )
 from benchmarks.pure import benchmark_routing, codec_costs, router_process_rate
 from benchmarks.results import Report, Target, say
-from veille.broker import LocalBroker
 from veille.config import Settings
+from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import Incident
@@ -193,7 +193,7 @@ def bench_kafka(report: Report, settings: Settings, sizes: Sizes, territory: Ter
     produced = raw_produce(s, raw_topic, payloads, sizes.raw)
     report.add(sec, "produce, acknowledged", produced.per_second, "msg/s",
                note=f"{produced.count:,} msgs in {produced.seconds:.2f}s; idempotent, acks=all, "
-                    f"linger.ms={s.linger_ms}, zstd (the SDK's producer_config), {size:.0f}-byte values")
+                    f"linger.ms={s.linger_ms}, zstd (the SDK's publisher_config), {size:.0f}-byte values")
     say("raw consume")
     consumed = raw_consume(s, raw_topic, sizes.raw)
     report.add(sec, "consume", consumed.per_second, "msg/s",

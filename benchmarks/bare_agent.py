@@ -18,9 +18,9 @@ import faust
 from faust.types import StreamT
 
 from veille.config import get_settings
+from veille.kafka import Output
 from veille.streams.app import BATCH_MAX, BATCH_WITHIN, _credentials
 from veille.streams.output import OutputSender
-from veille.streams.router import Output
 from veille.territory import load_territory
 from veille.topics import Topics
 

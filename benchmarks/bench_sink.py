@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from veille.kafka import Message
 from veille.schemas.models import DispatchTarget, RoutedIncident
-from veille.sinks.pipeline import SourceMessage, decode
+from veille.sinks.decode import decode
 from veille.sinks.rows import plain_incident, to_rows
 from veille.sinks.store import ChdbStore
 
@@ -70,7 +71,7 @@ def measure(total: int = 200_000, batch: int = 10_000, passes: int = 3, workdir:
     stored_at = datetime.now(UTC)
     sample = [r.encode() for r in records[:20_000]]
     t0 = time.perf_counter()
-    decoded = [decode(SourceMessage("bench", 0, 0, None, value)) for value in sample]
+    decoded = [decode(Message("bench", 0, 0, None, value)) for value in sample]
     decode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(0, len(decoded), batch):

@@ -44,8 +44,9 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from benchmarks.pipeline import Child, hub_env
 from benchmarks.results import say
-from veille.broker import LocalBroker, port_is_free
 from veille.config import Settings
+from veille.local.broker import LocalBroker
+from veille.local.processes import port_is_free
 from veille.producers.sdk import DeliveryReport, Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec

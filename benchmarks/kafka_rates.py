@@ -1,6 +1,6 @@
 """Kafka rates on the local broker: raw confluent-kafka (the reference) and the SDK's Publisher.
 
-The raw producer uses exactly the SDK's librdkafka settings (``producer_config``: idempotent,
+The raw producer uses exactly the SDK's librdkafka settings (``publisher_config``: idempotent,
 acks=all, linger, zstd) and the same Avro payloads, so the difference between the two rows
 is the SDK's Python work (validation pass-through, topic/key choice, encoding, bookkeeping).
 """
@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from veille.config import Settings
-from veille.producers.sdk import Publisher, producer_config
+from veille.producers.sdk import Publisher, publisher_config
 
 _POLL_EVERY = 10_000
 
@@ -52,7 +52,7 @@ def raw_produce(settings: Settings, topic: str, payloads: Sequence[bytes], n: in
         else:
             errors.append(err)
 
-    producer = Producer(producer_config(settings, "bench-raw"))
+    producer = Producer(publisher_config(settings, "bench-raw"))
     producer.produce(topic, payloads[0], keys[0], on_delivery=on_delivery)  # connect + producer id
     producer.flush(30)
     acked = 0

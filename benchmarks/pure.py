@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from benchmarks.bench_produce import per_call_us
+from veille.kafka import Message
 from veille.schemas import codec
 from veille.schemas.models import Channel, GeoPoint, Incident, IncidentCategory, Severity
 from veille.streams.dedup import DedupWindow
-from veille.streams.router import Message, Router
+from veille.streams.router import Router
 from veille.streams.routing import route_incident
 from veille.territory import Territory, load_territory
 from veille.topics import Topics

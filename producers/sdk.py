@@ -29,9 +29,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeAlias
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 from pydantic import ValidationError
 
+from veille import kafka
 from veille.config import Settings
 from veille.producers import metrics
 from veille.schemas.codec import EncodeError
@@ -188,29 +189,21 @@ class BatchOutcome:
     rejected: list[tuple[int, Rejected]]  # (index in the input, why)
 
 
-def producer_config(settings: Settings, client_id: str, compression: str = "zstd") -> dict[str, Any]:
-    """librdkafka settings of every hub producer.
+def publisher_config(settings: Settings, client_id: str, compression: str = "zstd") -> dict[str, Any]:
+    """librdkafka settings of every publisher (idempotent, see :mod:`veille.kafka`).
 
-    librdkafka leaves idempotence off by default; with it on, retries after a lost
-    acknowledgement cannot duplicate or reorder messages. ``delivery.timeout.ms`` bounds
-    how long a message may wait for the broker before its delivery report says it failed.
     zstd is the default codec: on the hub's ~170-byte Avro incidents it sends ~15 % fewer
     bytes than lz4 (~125 vs ~148 bytes/event, 224 uncompressed) and its CPU cost is lost in
     the noise next to the Python encoding (benchmarks/bench_produce.py).
     """
-    return {
-        **settings.kafka_client_config(),
+    return kafka.producer_config(settings, **{
         "client.id": client_id,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": settings.linger_ms,
-        "delivery.timeout.ms": settings.delivery_timeout_ms,
         "compression.type": compression,
         # Source topics refuse record batches over MAX_SOURCE_MESSAGE_BYTES (veille.topics), and
         # librdkafka does not split a refused batch: keep every batch (and message) below it.
         "message.max.bytes": MAX_SOURCE_MESSAGE_BYTES,
         "batch.size": MAX_SOURCE_MESSAGE_BYTES // 2,
-    }
+    })
 
 
 class Publisher:
@@ -222,8 +215,8 @@ class Publisher:
                  extra_config: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
-        self._config = {**producer_config(settings, client_id, compression), **(extra_config or {})}
-        self._producer = Producer(self._config)
+        self._config = {**publisher_config(settings, client_id, compression), **(extra_config or {})}
+        self._producer = kafka.new_producer(self._config)
         # VEILLE_FRAMING=confluent: values framed with the registry's schema id (looked up once
         # per topic, so a publish may raise RegistryUnavailable while it is down; retriable).
         self._framer = confluent_writer(settings)
@@ -348,20 +341,15 @@ class Publisher:
 
     def _produce(self, q: Queued, value: bytes, on_result: ResultCallback | None) -> None:
         callback = functools.partial(self._on_delivery, q, on_result)
-        while True:
-            try:
-                self._producer.produce(q.topic, value, q.key.encode(), on_delivery=callback)
-                break
-            except BufferError:
-                # Local queue full: serve delivery reports to make room, then retry.
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                err = exc.args[0]
-                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    metrics.REJECTED.labels(q.record_type, "too_large").inc()
-                    raise Rejected(q.record_type, [FieldError(RECORD_FIELD, err.str())],
-                                   reason="too_large") from exc
-                raise
+        try:
+            kafka.produce(self._producer, q.topic, q.key.encode(), value, callback)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                metrics.REJECTED.labels(q.record_type, "too_large").inc()
+                raise Rejected(q.record_type, [FieldError(RECORD_FIELD, err.str())],
+                               reason="too_large") from exc
+            raise
         with self._lock:
             self._published[(q.record_type, q.channel)] += 1
         metrics.published(q.record_type, q.channel).inc()

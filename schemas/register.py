@@ -70,7 +70,7 @@ def registry_url(settings: Settings) -> str:
     """VEILLE_SCHEMA_REGISTRY_URL, else the local registry of this state dir if it runs."""
     if settings.schema_registry_url:
         return settings.schema_registry_url
-    from veille.registry import LocalRegistry
+    from veille.local.registry import LocalRegistry
 
     url = LocalRegistry(settings).url()
     if url is None:

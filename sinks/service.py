@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -20,6 +21,7 @@ from veille.sinks.console.app import ConsoleServer, make_app
 from veille.sinks.indicators import Cell
 from veille.sinks.store import Store
 from veille.territory import Territory, load_territory
+from veille.statedir import live_process_info, write_process_info
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +63,10 @@ def serve(store: Store, port: int = 0, host: str = "127.0.0.1", territory: Terri
 
 
 def write_sink_info(state_dir: Path, url: str) -> Path:
-    path = state_dir / SINK_INFO
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    tmp.replace(path)
-    return path
+    return write_process_info(state_dir / SINK_INFO, url=url)
 
 
 def running_sink_url(state_dir: Path) -> str | None:
     """URL of the sink recorded in the state dir, if its process is still alive."""
-    path = state_dir / SINK_INFO
-    try:
-        info = json.loads(path.read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return None
-    return str(info["url"])
+    info = live_process_info(state_dir / SINK_INFO)
+    return None if info is None or "url" not in info else str(info["url"])

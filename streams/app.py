@@ -10,10 +10,8 @@ service) for agencies to deduplicate on, and the store deduplicates incidents by
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -21,16 +19,18 @@ import faust
 from faust.types import StreamT
 
 from veille.config import Settings
-from veille.deadletter import DeadLetterLimit, TooManyInvalid
+from veille.deadletter import DeadLetterLimit
+from veille.kafka import Message
 from veille.schemas.catalog import catalog
 from veille.schemas.registry import confluent_writer, resolver_from_settings
 from veille.streams import metrics
+from veille.streams.agent import RouteLoop
 from veille.streams.attempts import AttemptLog
-from veille.streams.batch import BatchFailed, BatchHandler, Prepared
+from veille.streams.batch import BatchFailed, BatchHandler
 from veille.streams.dedup import DedupWindow
 from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
-from veille.streams.router import Message, Router
+from veille.streams.router import Router
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -38,8 +38,6 @@ log = logging.getLogger("veille.router")
 
 BATCH_MAX = 1000
 BATCH_WITHIN = 0.05  # seconds: bounds the latency a quiet stream adds
-EXIT_TOO_MANY_INVALID = 3
-EXIT_BATCH_FAILED = 5
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -102,50 +100,15 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(sources, name="route")
     async def route(stream_t: StreamT[Any]) -> None:
         stream = cast(faust.Stream[Any], stream_t)  # noack_take lives on the concrete class
-        in_flight: asyncio.Task[None] | None = None
-        in_flight_batch: Prepared | None = None
 
-        async def deliver(prepared: Prepared, events: Sequence[Any], started: float) -> None:
-            try:
-                await handler.deliver(prepared)
-            except Exception as exc:
-                # Never let faust restart the agent behind our back (it would ack past the
-                # batch): stop the process, nothing acked; the attempt log isolates the culprit.
-                metrics.BATCH_FAILURES.inc()
-                stop(EXIT_BATCH_FAILED, f"a batch of {len(events)} messages could not be delivered", exc)
+        async def ack(events: Sequence[Any]) -> None:
             for event in events:
                 await stream.ack(event)
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            metrics.PROGRESS.batch_done()
 
+        loop = RouteLoop(handler, ack, stop)
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN):
-            started = time.perf_counter()
-            messages = [Message(e.message.topic, e.message.partition, e.message.offset,
-                                e.message.key, e.message.value) for e in events]
-            try:
-                if handler.needs_isolation(messages):
-                    if in_flight is not None:
-                        await in_flight
-                    in_flight = in_flight_batch = None
-                    await handler.handle(messages)
-                    for event in events:
-                        await stream.ack(event)
-                    metrics.PROGRESS.batch_done()
-                    continue
-                # Pipelining: decide this batch while the previous one waits for Kafka's acks,
-                # then deliver it once the previous one is durable (acks stay in order).
-                prepared = await handler.prepare(messages, in_flight_batch)
-                if in_flight is not None:
-                    await in_flight
-                in_flight_batch = prepared
-                in_flight = asyncio.ensure_future(deliver(prepared, events, started))
-            except TooManyInvalid as exc:
-                # Nothing of this batch is acked: its offsets stay uncommitted.
-                metrics.STOPPED_INVALID.inc()
-                stop(EXIT_TOO_MANY_INVALID, "most of the stream is invalid", exc)
-            except Exception as exc:
-                metrics.BATCH_FAILURES.inc()
-                stop(EXIT_BATCH_FAILED, f"a batch of {len(messages)} messages could not be handled", exc)
+            m = [e.message for e in events]
+            await loop.take(events, [Message(x.topic, x.partition, x.offset, x.key, x.value) for x in m])
 
     return app
 

@@ -1,8 +1,9 @@
 """One batch of the router, without faust: process → deliver → remember → count.
 
-The faust agent (``streams/app.py``) hands each batch of source messages to
-``BatchHandler.handle`` and acks them only when it returns: by then every output of every
-message is acknowledged by Kafka. ``handle`` raises only when the batch could not be
+The faust agent (``streams/app.py``) hands each batch of source messages, through
+``RouteLoop`` (``streams/agent.py``), to ``BatchHandler`` and acks them only once it has
+delivered them: by then every output of every message is acknowledged by Kafka. Deciding is
+the pure :func:`process_batch`. ``handle`` raises only when the batch could not be
 handled at all (``BatchFailed``, with its offsets recorded in the ``AttemptLog``) or most of
 the stream is invalid (``TooManyInvalid``); the caller then stops the process without
 acking, so nothing of the batch is committed.
@@ -15,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from veille.deadletter import DeadLetterLimit, TooManyInvalid
+from veille.kafka import Message, Output
 from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog, Key
 from veille.streams.dedup import BatchDedup, DedupWindow
 from veille.streams.output import OutputSender
-from veille.streams.router import Message, Outcome, Output, Router
+from veille.streams.router import Outcome, Router
 from veille.topics import Topics
 
 log = logging.getLogger("veille.router")
@@ -43,6 +46,19 @@ class Prepared:
     messages: list[Message]
     outcomes: list[Outcome]
     seen: BatchDedup
+
+
+def process_batch(router: Router, messages: Sequence[Message], seen: BatchDedup, outcomes: list[Outcome],
+                  observe: Callable[[float], None] = lambda _seconds: None) -> None:
+    """Decide ``messages`` from the first without an outcome on, appending to ``outcomes``: no
+    Kafka, no metrics but ``observe`` (seconds per message). The ids routed stay pending in
+    ``seen`` until the batch is delivered. Raises ``RegistryUnavailable`` where a message needs
+    a schema id the registry cannot give now; the caller waits, then carries on."""
+    for i in range(len(outcomes), len(messages)):
+        seen.owner = i
+        t0 = time.perf_counter()
+        outcomes.append(router.process(messages[i], seen))
+        observe(time.perf_counter() - t0)
 
 
 def key_of(msg: Message) -> Key:
@@ -78,16 +94,14 @@ class BatchHandler:
         try:
             seen = self.seen.batch(previous.seen if previous is not None else None)
             outcomes: list[Outcome] = []
-            for i, msg in enumerate(messages):
-                seen.owner = i
-                t0 = time.perf_counter()
+            while len(outcomes) < len(messages):
                 try:
-                    outcome = self.router.process(msg, seen)
+                    process_batch(self.router, messages, seen, outcomes, metrics.ROUTING_SECONDS.observe)
                 except RegistryUnavailable as exc:
-                    outcome = await self._wait_for_registry(msg, seen, exc)
-                metrics.ROUTING_SECONDS.observe(time.perf_counter() - t0)
+                    seen.owner = len(outcomes)
+                    outcomes.append(await self._wait_for_registry(messages[len(outcomes)], seen, exc))
+            for outcome in outcomes:
                 self.limit.record(outcome.kind == "dead_letter")  # TooManyInvalid stops the router
-                outcomes.append(outcome)
             return Prepared(messages, outcomes, seen)
         except (TooManyInvalid, asyncio.CancelledError):
             raise

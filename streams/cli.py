@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import threading
 
 from veille.config import get_settings
+from veille.kafka import CommittedLag
+from veille.statedir import write_process_info
 from veille.streams import metrics
-from veille.streams.lag import CommittedLag
 from veille.streams.membership import check_stall_window, stall_reason
 from veille.telemetry import serve_metrics
 
@@ -19,6 +19,7 @@ log = logging.getLogger("veille.router")
 LAG_INTERVAL = 5.0
 EXIT_STALLED = 4
 EXIT_BAD_CONFIG = 2
+ROUTER_INFO = "router.json"  # in the state dir: PID and metrics URL, for the demo and tests
 
 
 def _lag_probe(conf: dict[str, str | int | float | bool], group: str, topics: list[str],
@@ -64,10 +65,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     app = create_app(settings)
     _server, port = serve_metrics(args.metrics_port if args.metrics_port is not None
                                   else settings.metrics_port)
-    info = {"pid": os.getpid(), "metrics": f"http://127.0.0.1:{port}/metrics"}
-    (settings.state_dir).mkdir(parents=True, exist_ok=True)
-    (settings.state_dir / "router.json").write_text(json.dumps(info))
-    print(f"router: consuming intake/alerts/status; metrics on {info['metrics']}", flush=True)
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    write_process_info(settings.state_dir / ROUTER_INFO, metrics=metrics_url)
+    print(f"router: consuming intake/alerts/status; metrics on {metrics_url}", flush=True)
     stop = threading.Event()
     # A join may legitimately wait for a session timeout and a whole rebalance; beyond that
     # plus the stall window, with a backlog, the consumer is stuck and a restart is better.

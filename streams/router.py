@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from veille.deadletter import make_dead_letter
+from veille.kafka import Message, Output
 from veille.schemas import codec
 from veille.schemas.models import (
     Alert,
@@ -41,22 +42,6 @@ from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
 
 R = TypeVar("R", bound=Record)
 log = logging.getLogger("veille.router")
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
 
 
 @dataclass(frozen=True)
@@ -362,4 +347,4 @@ def _alert_expires(alert: Alert) -> datetime | None:
     return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
 
 
-__all__ = ["DispatchTarget", "Message", "Outcome", "Output", "Rejected", "Router", "dispatch_id"]
+__all__ = ["DispatchTarget", "Outcome", "Rejected", "Router", "dispatch_id"]

@@ -53,8 +53,8 @@ alert carry the same flag.
 Alerts (CAP)
     The alert area is the union, per ``info``, of its polygons, circles and INSEE geocodes
     (``valueName`` "INSEE"; other geocode schemes are ignored). A circle is built
-    geodesically on the WGS84 ellipsoid: :data:`CIRCLE_SEGMENTS` points at the circle's
-    distance from the centre (``pyproj.Geod.fwd``), so every vertex is exactly on the
+    geodesically on the WGS84 ellipsoid (:mod:`veille.streams.alert_area`): ``CIRCLE_SEGMENTS``
+    points at the circle's distance from the centre (``pyproj.Geod.fwd``), so every vertex is exactly on the
     circle and the chords sag by r·(1 - cos(π/N)) = 0.03 % of the radius at most, at any
     latitude. ``alert_rules`` select services by CAP category or by event code
     (``valueName`` "veille", value an incident category). An alert is a **broadcast**:
@@ -76,17 +76,14 @@ place yields a warning; the decision is unroutable (``no_agency``) only if no ta
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
-import numpy as np
 import shapely
-from pyproj import Geod
 from shapely.geometry.base import BaseGeometry
 
 from veille.schemas.models import (
     Alert,
-    AlertArea,
     AlertInfo,
     DispatchTarget,
     Incident,
@@ -94,6 +91,7 @@ from veille.schemas.models import (
     ServiceKind,
     Severity,
 )
+from veille.streams.alert_area import alert_area
 from veille.territory import AREA_TOLERANCE, Agency, AgencyLevel, ServiceArea, Territory
 
 # Codes of unroutable decisions (RoutingDecision.unroutable).
@@ -102,16 +100,11 @@ OUTSIDE_TERRITORY = "outside_territory"
 NO_RULE = "no_rule"
 NO_AGENCY = "no_agency"
 
-INSEE_GEOCODE = "INSEE"
 VEILLE_EVENT_CODE = "veille"
 # Suffix of a target's rule when no service area covers the whole municipality and the one
 # covering its largest share was used (no coordinates, or the PCS chain). Rule ids cannot
 # contain "+", so a suffixed rule never collides with a real one.
 LARGEST_SHARE_SUFFIX = "+largest_share"
-# A regular N-gon inscribed in a circle of radius r is at least r*cos(pi/N) from the centre:
-# N = 128 keeps the whole boundary within 0.03 % of the radius (0.1 % is the requirement).
-CIRCLE_SEGMENTS = 128
-_GEOD = Geod(ellps="WGS84")
 _CACHE_LIMIT = 200_000
 
 
@@ -314,53 +307,6 @@ def _incident_decision(plan: _Plan, where: str, declared: str, needs: tuple[tupl
 # --------------------------------------------------------------------------- alerts
 
 
-def circle_polygon(lat: float, lon: float, radius_km: float, segments: int = CIRCLE_SEGMENTS) -> BaseGeometry:
-    """A circle of ``radius_km`` around (lat, lon) as a WGS84 polygon (see module docstring).
-
-    The vertices are the points at ``radius_km`` along the geodesics leaving the centre at
-    ``segments`` evenly spaced azimuths (WGS84 ellipsoid), so the polygon is a circle on the
-    ground at any latitude, not an ellipse in degrees.
-    """
-    azimuths = np.linspace(0.0, 360.0, segments, endpoint=False)
-    lons, lats, _ = _GEOD.fwd(np.full(segments, lon), np.full(segments, lat), azimuths,
-                              np.full(segments, radius_km * 1000.0))
-    # Keep the ring continuous next to the antimeridian (Wallis-et-Futuna): around the centre.
-    lons = lon + (np.asarray(lons) - lon + 180.0) % 360.0 - 180.0
-    return shapely.Polygon(np.column_stack([lons, lats]))
-
-
-def _polygonal(geom: BaseGeometry) -> BaseGeometry:
-    if geom.is_valid:
-        return geom
-    # "structure" keeps what the ring encloses (a broadcast informs rather too many than too
-    # few) and costs milliseconds where "linework" took minutes on a few hundred crossings;
-    # the models refuse invalid rings beyond MAX_INVALID_POLYGON_VERTICES anyway.
-    repaired = shapely.make_valid(geom, method="structure")
-    parts = [p for p in shapely.get_parts(repaired) if p.geom_type in ("Polygon", "MultiPolygon")]
-    return shapely.union_all(parts) if parts else shapely.Polygon()
-
-
-def alert_area(area: AlertArea | Iterable[AlertArea],
-               territory: Territory) -> tuple[BaseGeometry, tuple[str, ...]]:
-    """Union of the areas' shapes, and the INSEE geocodes that are not in the territory."""
-    areas = [area] if isinstance(area, AlertArea) else list(area)
-    shapes: list[BaseGeometry] = []
-    unknown: list[str] = []
-    for a in areas:
-        shapes += [_polygonal(shapely.Polygon([(p.lon, p.lat) for p in ring])) for ring in a.polygons]
-        shapes += [circle_polygon(c.center.lat, c.center.lon, c.radius_km) for c in a.circles]
-        for code in a.geocodes:
-            if code.value_name.upper() != INSEE_GEOCODE:
-                continue
-            m = territory.municipalities.get(code.value)
-            if m is None:
-                unknown.append(code.value)
-            else:
-                shapes.append(m.geometry)
-    geom = shapely.union_all(shapes) if shapes else shapely.Polygon()
-    return geom, tuple(dict.fromkeys(unknown))
-
-
 def _meets(prepared: BaseGeometry, geom: BaseGeometry) -> bool:
     # Sharing ground, not just a border line: a shared edge recomputed by GEOS (an area
     # minus a higher-ranked one) leaves float slivers, hence an area test, not touches().
@@ -463,5 +409,5 @@ def route_alert(alert: Alert, territory: Territory) -> RoutingDecision:
 
 __all__ = [
     "LARGEST_SHARE_SUFFIX", "NO_AGENCY", "NO_RULE", "OUTSIDE_TERRITORY", "UNKNOWN_MUNICIPALITY",
-    "RoutingDecision", "alert_area", "circle_polygon", "cross_boundary", "route_alert", "route_incident",
+    "RoutingDecision", "cross_boundary", "route_alert", "route_incident",
 ]

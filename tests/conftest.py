@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 from pydantic import SecretStr
 
-from veille.broker import BrokerInfo, LocalBroker
 from veille.config import Settings, get_settings
-from veille.registry import LocalRegistry, RegistryError, RegistryInfo, registry_java
+from veille.local.broker import BrokerInfo, LocalBroker
+from veille.local.registry import LocalRegistry, RegistryError, RegistryInfo, registry_java
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from veille.config import Settings
 from veille.schemas import codec
+from veille.statedir import wait_for_process_info
 from veille.topics import ensure_topics, territory_topic_specs
 
 
@@ -79,17 +79,11 @@ class HubProcess:
 
     def info(self, name: str, timeout: float = 60) -> dict[str, Any]:
         """Wait for the JSON file the process writes in the state dir once it serves."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.args} exited {self.proc.returncode}:\n{self.log()}")
-            with suppress(FileNotFoundError, json.JSONDecodeError):
-                data: dict[str, Any] = json.loads((self.settings.state_dir / name).read_text())
-                if data.get("pid") == self.proc.pid:
-                    return data
-            time.sleep(0.2)
-        raise AssertionError(f"{self.args} not ready after {timeout}s:\n{self.log()}")
+        assert self.proc is not None
+        try:
+            return wait_for_process_info(self.settings.state_dir / name, self.proc, timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(f"{self.args}: {exc}:\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

@@ -19,11 +19,12 @@ import pytest
 from confluent_kafka import Producer
 from hub_helpers import HubProcess, committed_offsets, hub_settings, read_topics, wait_for
 
+from veille.kafka import Message
 from veille.producers.simulator import Simulator
 from veille.schemas import codec
 from veille.schemas.models import Alert, Attachment, DeadLetter, Incident
 from veille.streams.dedup import DedupWindow
-from veille.streams.router import Message, Router
+from veille.streams.router import Router
 from veille.territory import load_territory
 from veille.topics import Topics
 

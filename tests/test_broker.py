@@ -15,13 +15,9 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import SecretStr
 
-from veille.broker import (
-    ListenerOptions,
-    LocalBroker,
-    render_properties,
-    server_properties,
-)
 from veille.config import Settings
+from veille.local.broker import LocalBroker
+from veille.local.broker_config import ListenerOptions, render_properties, server_properties
 
 if TYPE_CHECKING:
     from conftest import KafkaFixture

@@ -21,7 +21,8 @@ from sink_helpers import chdb_store
 from veille.producers.cap_xml import parse_cap
 from veille.sinks import alert_state
 from veille.sinks.cap_feed import add_cap_routes, alert_key
-from veille.sinks.pipeline import RetryPolicy, SinkPipeline
+from veille.sinks.pipeline import SinkPipeline
+from veille.sinks.steps import RetryPolicy
 from veille.sinks.store import ChdbStore
 
 pytestmark = pytest.mark.kafka

@@ -24,8 +24,8 @@ from pydantic import SecretStr
 from test_faults import LiveHub, _check_store_and_dispatches
 from test_http_intake import jsonable, run
 
-from veille.cluster import LocalCluster
 from veille.config import Settings
+from veille.local.cluster import LocalCluster
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.territory import load_territory

@@ -22,6 +22,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from hub_helpers import HubProcess, expected_dispatches, hub_settings
 
+from veille.kafka import Message
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
@@ -29,8 +30,7 @@ from veille.schemas.catalog import catalog
 from veille.schemas.models import Incident
 from veille.schemas.register import register_catalog, registration_plan
 from veille.schemas.registry import RegistryClient, SchemaResolver
-from veille.sinks.pipeline import SourceMessage
-from veille.sinks.pipeline import decode as sink_decode
+from veille.sinks.decode import decode as sink_decode
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -115,7 +115,7 @@ def test_third_party_clients_through_the_registry(kafka: Any, schema_registry: R
         # The routed record is Confluent-framed too, and the sink reads it.
         routed = [v for _, v in _read(settings, [topics.routed], 1)]
         resolver = SchemaResolver(RegistryClient(schema_registry.url), topics)
-        record = sink_decode(SourceMessage(topics.routed, 0, 0, None, routed[0]), resolver=resolver)
+        record = sink_decode(Message(topics.routed, 0, 0, None, routed[0]), resolver=resolver)
         assert getattr(record, "id", None) == first.id
 
         # --- the hub's own SDK in Confluent framing (VEILLE_FRAMING=confluent).
@@ -155,7 +155,7 @@ def test_third_party_clients_through_the_registry(kafka: Any, schema_registry: R
         assert not _read(settings, [topics.dead_letter, topics.dead_letter_restricted], 1, timeout=2)
         ids = set()
         for _, value in got:
-            rec = sink_decode(SourceMessage(topics.routed, 0, 0, None, value), resolver=resolver)
+            rec = sink_decode(Message(topics.routed, 0, 0, None, value), resolver=resolver)
             ids.add(getattr(rec, "id", None))
         assert ids == {first.id, second.id, third.id, fourth.id}
     finally:

@@ -15,7 +15,7 @@ from veille.producers.sdk import (
     RECORD_FIELD,
     FieldError,
     Rejected,
-    producer_config,
+    publisher_config,
     resolve_type,
     validate,
 )
@@ -30,7 +30,7 @@ def reasons(exc: Rejected) -> dict[str, str]:
 
 def test_producer_config_is_idempotent_with_acks_all() -> None:
     settings = Settings(bootstrap_servers="127.0.0.1:1", linger_ms=7, delivery_timeout_ms=12_345)
-    conf = producer_config(settings, "x")
+    conf = publisher_config(settings, "x")
     assert conf["enable.idempotence"] is True
     assert conf["acks"] == "all"
     assert conf["linger.ms"] == 7

@@ -13,7 +13,7 @@ import pytest
 
 from veille import java as java_mod
 from veille.java import find_java, java_major
-from veille.registry import RegistryError, registry_java
+from veille.local.registry import RegistryError, registry_java
 
 if TYPE_CHECKING:
     from conftest import RegistryFixture

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from hub_helpers import hub_settings, settings_env
 
-from veille.demo import relay_form
+from veille.local.demo import relay_form
 
 
 def test_demo_relay_form_lines_log_in(kafka: Any, tmp_path: Path) -> None:

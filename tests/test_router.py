@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from veille.config import Settings
+from veille.kafka import Message
 from veille.producers.simulator import Simulator
 from veille.schemas import codec
 from veille.schemas.models import (
@@ -23,8 +24,9 @@ from veille.schemas.models import (
     RoutedIncident,
     StatusUpdate,
 )
+from veille.streams.batch import process_batch
 from veille.streams.dedup import DedupWindow
-from veille.streams.router import Message, Router
+from veille.streams.router import Router
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -99,6 +101,23 @@ def test_resent_event_is_dropped_and_reused_id_is_dead_lettered(router: Router, 
     changed = inc.model_copy(update={"description": "something else"})
     outcome = router.process(_msg(topic, changed.encode(), 2), seen)
     assert outcome.kind == "dead_letter" and outcome.reason == "conflicting_duplicate"
+
+
+def test_a_batch_remembers_its_ids_only_once_delivered(router: Router, sim: Simulator) -> None:
+    inc, other = _incident(sim), _incident(sim)
+    window = DedupWindow(capacity=10)
+    seen = window.batch()
+    outcomes: list[Any] = []
+    messages = [_msg(TOPICS.intake(inc.municipality), inc.encode(), 0),
+                _msg(TOPICS.intake(inc.municipality), inc.encode(), 1),
+                _msg(TOPICS.intake(other.municipality), other.encode(), 2)]
+    process_batch(router, messages, seen, outcomes)
+    assert [o.kind for o in outcomes] == ["routed", "duplicate", "routed"]
+    assert len(window) == 0 and seen.pending == [(0, str(inc.id)), (2, str(other.id))]
+    following = window.batch(previous=seen)  # pipelined: the batch in flight counts as seen
+    assert following.check(str(inc.id), inc.encode(), NOW.timestamp()) == "duplicate"
+    seen.commit(lambda owner: owner != 2)  # say the third was dead-lettered on delivery
+    assert window.get(str(inc.id)) is not None and window.get(str(other.id)) is None
 
 
 def test_municipality_must_match_its_intake_topic(router: Router, sim: Simulator) -> None:

@@ -31,6 +31,7 @@ from veille.schemas.models import (
     ServiceKind,
     Severity,
 )
+from veille.streams.alert_area import circle_polygon
 from veille.streams.routing import (
     LARGEST_SHARE_SUFFIX,
     NO_AGENCY,
@@ -38,7 +39,6 @@ from veille.streams.routing import (
     OUTSIDE_TERRITORY,
     UNKNOWN_MUNICIPALITY,
     RoutingDecision,
-    circle_polygon,
     cross_boundary,
     route_alert,
     route_incident,

@@ -56,7 +56,8 @@ from veille.schemas.models import (
     ServiceKind,
     Severity,
 )
-from veille.streams.routing import circle_polygon, route_alert, route_incident
+from veille.streams.alert_area import circle_polygon
+from veille.streams.routing import route_alert, route_incident
 from veille.territory import Agency, AgencyLevel, ServiceArea, Territory, read_territory
 
 # --------------------------------------------------------------------------- the README's rules

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,7 +17,8 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
 from veille.config import Settings
-from veille.producers.sdk import producer_config
+from veille.producers.sdk import publisher_config
+from veille.quotas import QuotaError, apply_quotas
 from veille.security import (
     COMPONENTS,
     acl_plan,
@@ -75,6 +77,19 @@ def test_principals_cover_the_territory() -> None:
     assert "muni-35401" in names and "agency-sdis35" in names and "router" in names
 
 
+def test_quotas_without_kafka_tools_say_where_to_point(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache",
+                        bootstrap_servers="127.0.0.1:1")
+    assert settings.kafka_tools() is None  # no local broker ran in this state dir
+    with pytest.raises(QuotaError, match="VEILLE_KAFKA_TOOLS_DIR"):
+        apply_quotas(settings, {"muni-35401": {"producer_byte_rate": 1000.0}})
+    empty = tmp_path / "libs"
+    empty.mkdir()
+    with pytest.raises(QuotaError, match=r"no kafka_2\.13 jar"):
+        apply_quotas(settings.model_copy(update={"kafka_tools_dir": str(empty)}),
+                     {"muni-35401": {"producer_byte_rate": 1000.0}})
+
+
 # --------------------------------------------------------------------------- on the broker
 
 
@@ -100,7 +115,7 @@ def secured(kafka: KafkaFixture) -> Secured:
 def _deliver(settings: Settings, topic: str, value: bytes = b"x", timeout: float = 15) -> KafkaError | None:
     """Publish one message the way hub producers do (idempotent, acks=all); its delivery error."""
     errors: list[KafkaError | None] = []
-    producer = Producer({**producer_config(settings, "test"), "message.timeout.ms": int(timeout * 1000)})
+    producer = Producer({**publisher_config(settings, "test"), "message.timeout.ms": int(timeout * 1000)})
     producer.produce(topic, value, on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(timeout + 5)
     assert errors, "no delivery report"
@@ -277,7 +292,7 @@ def _publish(settings: Settings, topic: str, *, size: int, count: int, pace: flo
                 out.failed += 1
         return cb
 
-    producer = Producer({**producer_config(settings, "quota-test"), "compression.type": "none",
+    producer = Producer({**publisher_config(settings, "quota-test"), "compression.type": "none",
                          "statistics.interval.ms": 100, "stats_cb": on_stats,
                          "delivery.timeout.ms": timeout_ms, "log_level": 0})
     payload = os.urandom(size)  # incompressible
@@ -359,3 +374,29 @@ def test_provision_as_a_non_admin_says_so_instead_of_crashing(secured: Secured) 
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
     assert "may not administer the cluster" in done.stderr and "muni-35401" in done.stderr
+
+
+def test_quotas_need_kafka_jars_and_java_not_the_local_broker(secured: Secured, tmp_path: Path) -> None:
+    """Quota provisioning runs Kafka's ConfigCommand from wherever VEILLE_KAFKA_TOOLS_DIR says
+    (a Kafka distribution's libs/ in production): the local broker's cache is never asked for."""
+    recorded = secured.settings.kafka_tools()
+    assert recorded is not None  # the session broker's broker.json names the jars it runs from
+    libs = tmp_path / "kafka" / "libs"
+    libs.mkdir(parents=True)
+    for jar in recorded.glob("*.jar"):
+        (libs / jar.name).symlink_to(jar)
+    no_cache = tmp_path / "no-cache"
+    settings = secured.settings.model_copy(update={"kafka_tools_dir": str(libs), "cache_dir": no_cache})
+    assert settings.kafka_tools() == libs
+    apply_quotas(settings, {f"quota-probe-{uuid.uuid4().hex[:8]}": {"producer_byte_rate": 123_456.0}})
+    assert not no_cache.exists()
+    assert "veille.local.broker" not in _imports_of("veille.security")
+
+
+def _imports_of(module: str) -> set[str]:
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())

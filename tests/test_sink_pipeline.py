@@ -35,9 +35,10 @@ from veille.config import Settings
 from veille.schemas import codec
 from veille.schemas.models import DeadLetter, Record, RoutedIncident
 from veille.sinks.indicators import compute
-from veille.sinks.pipeline import RetryPolicy, SinkPipeline
+from veille.sinks.pipeline import SinkPipeline
 from veille.sinks.rows import to_rows
 from veille.sinks.service import serve
+from veille.sinks.steps import RetryPolicy
 from veille.sinks.store import ChdbStore
 from veille.topics import Topics, TopicSpec, ensure_topics
 

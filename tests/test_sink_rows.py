@@ -9,15 +9,18 @@ import pyarrow as pa
 import pytest
 from sink_helpers import routed_alert, routed_incident, status_update
 
+from veille.kafka import Message
 from veille.schemas import codec
 from veille.schemas.models import DeadLetter, RoutedIncident, StatusUpdate
-from veille.sinks.pipeline import Batch, Batcher, RetryPolicy, SourceMessage, decode
+from veille.sinks.batching import Batch, Batcher
+from veille.sinks.decode import decode
 from veille.sinks.rows import SCHEMAS, TABLES, plain_incident, to_rows, version_of
+from veille.sinks.steps import RetryPolicy
 from veille.sinks.store import ClickHouseStore, insert_settings, load_migrations
 
 
-def msg(value: bytes | None, offset: int = 0, partition: int = 0, key: bytes | None = b"k") -> SourceMessage:
-    return SourceMessage("t.routed", partition, offset, key, value)
+def msg(value: bytes | None, offset: int = 0, partition: int = 0, key: bytes | None = b"k") -> Message:
+    return Message("t.routed", partition, offset, key, value)
 
 
 def test_to_rows_incident_alert_status() -> None:

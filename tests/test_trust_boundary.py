@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from hub_helpers import HubProcess, committed_offsets, hub_settings, read_topics
 
 from veille.deadletter import MAX_ORIGINAL_BYTES
+from veille.kafka import Confirmation, Message
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import (
     Alert,
@@ -40,8 +41,8 @@ from veille.schemas.models import (
 from veille.streams.attempts import AttemptLog
 from veille.streams.batch import BatchFailed, BatchHandler
 from veille.streams.dedup import DedupWindow
-from veille.streams.output import OutputSender, SendResult
-from veille.streams.router import Message, Router
+from veille.streams.output import OutputSender
+from veille.streams.router import Router
 from veille.streams.routing import route_incident
 from veille.territory import load_territory
 from veille.topics import Topics
@@ -265,7 +266,7 @@ class ClientBug(OutputSender):
         super().__init__(settings)
         self.poison = poison
 
-    def send(self, outputs: Any) -> SendResult:
+    def send(self, outputs: Any) -> Confirmation:
         if any(o.key == self.poison for _, o in outputs):
             raise RuntimeError("client library bug")
         return super().send(outputs)

@@ -15,14 +15,14 @@ from veille.telemetry import enable_crash_tracebacks
 
 # Modules contributing sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
-    "veille.broker",
-    "veille.registry",
+    "veille.local.broker_cli",
+    "veille.local.registry",
     "veille.topics",
     "veille.schemas.register",
     "veille.territory.cli",
     "veille.producers.cli",
     "veille.streams.cli",
-    "veille.demo",
+    "veille.local.demo",
     "veille.sinks.cli",
     "veille.security",
 ]

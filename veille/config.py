@@ -15,6 +15,10 @@ from typing import NamedTuple
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# What the local broker (veille.local) leaves in ``broker_dir`` for every client to find it.
+BROKER_STATE_FILE = "broker.json"
+ADMIN_CREDENTIALS_FILE = "admin-credentials.json"
+
 
 def _xdg(var: str, fallback: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / fallback) / "veille"
@@ -46,6 +50,10 @@ class Settings(BaseSettings):
     # cannot take the broker's bandwidth or request threads from the others.
     municipality_producer_byte_rate: int = 1_048_576  # bytes/s per municipality principal
     municipality_request_percentage: float = 25.0  # % of one broker I/O thread
+    # Kafka's own admin tools, for what confluent-kafka's AdminClient cannot do (client quotas):
+    # a directory of Kafka jars, e.g. a Kafka distribution's libs/. Empty: the jars the local
+    # broker runs from, as its broker.json records them (see kafka_tools()).
+    kafka_tools_dir: str = ""
 
     # Topic layout. Local defaults work on one broker; production sets 3 / 2.
     topic_prefix: str = "veille"
@@ -150,10 +158,21 @@ class Settings(BaseSettings):
         """Configured servers, else the address the local broker recorded at start."""
         if self.bootstrap_servers:
             return self.bootstrap_servers
-        info = self.broker_dir / "broker.json"
+        info = self.broker_dir / BROKER_STATE_FILE
         if info.exists():
             return str(json.loads(info.read_text())["bootstrap"])
         return "127.0.0.1:9092"
+
+    def kafka_tools(self) -> Path | None:
+        """The directory of Kafka's jars for its admin tools: ``kafka_tools_dir``, else the
+        local broker's (recorded in its broker.json), else None."""
+        if self.kafka_tools_dir:
+            return Path(self.kafka_tools_dir)
+        try:
+            libs = json.loads((self.broker_dir / BROKER_STATE_FILE).read_text()).get("libs_dir")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return Path(libs) if isinstance(libs, str) and libs else None
 
     def _local_broker_admin(self) -> tuple[str, str] | None:
         """The local broker's superuser, if it runs with auth and is the broker we talk to.
@@ -162,12 +181,12 @@ class Settings(BaseSettings):
         not be offered to a remote broker.
         """
         try:
-            state = json.loads((self.broker_dir / "broker.json").read_text())
+            state = json.loads((self.broker_dir / BROKER_STATE_FILE).read_text())
             if not state.get("auth"):
                 return None
             if self.bootstrap_servers and self.bootstrap_servers != state.get("bootstrap"):
                 return None
-            creds = json.loads((self.broker_dir / "admin-credentials.json").read_text())
+            creds = json.loads((self.broker_dir / ADMIN_CREDENTIALS_FILE).read_text())
             return str(creds["username"]), str(creds["password"])
         except (OSError, ValueError, KeyError, TypeError):
             return None

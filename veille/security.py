@@ -27,9 +27,7 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,12 +51,13 @@ from confluent_kafka.admin import (
 )
 
 from veille.config import Settings, get_settings
+from veille.quotas import QuotaError, apply_quotas
+from veille.statedir import write_private
 from veille.topics import Topics
 
 COMPONENTS = ("router", "sink", "intake", "simulator")
 CREDENTIALS_FILE = "credentials.json"
 SCRAM_ITERATIONS = 8192
-QUOTA_PARALLELISM = 2  # JVMs at once: the machine may have 2 cores and a broker to run
 
 
 class SecurityError(RuntimeError):
@@ -203,10 +202,8 @@ class CredentialStore:
                                 "`veille security provision` first") from None
 
     def save(self) -> None:
-        from veille.broker import _write_private
-
         data = {"mechanism": "SCRAM-SHA-512", "users": self.users, "quotas": self.quotas}
-        _write_private(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        write_private(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def load_credentials(settings: Settings) -> CredentialStore:
@@ -321,70 +318,6 @@ def ensure_acls(admin: AdminClient, plan: Sequence[Grant], report: ProvisionRepo
     return report
 
 
-def _java_client_properties(settings: Settings) -> str:
-    """The admin connection of ``settings`` as a Java client --command-config."""
-    creds = settings.kafka_credentials()
-    lines = [f"security.protocol={creds.protocol}"]
-    if creds.mechanism:
-        user = creds.username.replace("\\", "\\\\").replace('"', '\\"')
-        password = creds.password.replace("\\", "\\\\").replace('"', '\\"')
-        module = "scram.ScramLoginModule" if creds.mechanism.startswith("SCRAM") else "plain.PlainLoginModule"
-        login = f"org.apache.kafka.common.security.{module}"
-        lines += [f"sasl.mechanism={creds.mechanism}",
-                  f'sasl.jaas.config={login} required username="{user}" password="{password}";']
-    if settings.ssl_ca_location and creds.protocol in ("SSL", "SASL_SSL"):
-        lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={settings.ssl_ca_location}"]
-    return "\n".join(lines) + "\n"
-
-
-def apply_quotas(settings: Settings, quotas: dict[str, dict[str, float]], timeout: float = 120.0) -> None:
-    """Set user quotas with Kafka's own ``ConfigCommand``.
-
-    confluent-kafka's AdminClient has no client-quota API (2.x), so this runs the Java tool
-    from the broker jars (``veille broker fetch``), QUOTA_PARALLELISM at a time (~1 s each).
-    The admin password goes through a temporary 0600 --command-config file, never argv.
-    """
-    from veille.broker import LocalBroker, _write_private, check_java
-
-    if not quotas:
-        return
-    java = check_java()
-    broker = LocalBroker(settings)
-    libs = broker.fetch()
-    with tempfile.TemporaryDirectory(prefix="veille-quotas-") as tmp:
-        conf = Path(tmp) / "admin.properties"
-        _write_private(conf, _java_client_properties(settings))
-        log4j = Path(tmp) / "log4j2.properties"
-        log4j.write_text("status = error\nrootLogger.level = ERROR\n")
-
-        def command(user: str, values: dict[str, float]) -> list[str]:
-            config = ",".join(f"{k}={v:g}" for k, v in sorted(values.items()))
-            return [java, "-Xmx128m", "-XX:TieredStopAtLevel=1", f"-Dlog4j2.configurationFile={log4j}",
-                    "-cp", f"{libs}/*", "kafka.admin.ConfigCommand",
-                    "--bootstrap-server", settings.kafka_bootstrap(), "--command-config", str(conf),
-                    "--alter", "--add-config", config, "--entity-type", "users", "--entity-name", user]
-
-        pending = list(quotas.items())
-        running: list[tuple[str, subprocess.Popen[str]]] = []
-        failures: list[str] = []
-        deadline = time.monotonic() + timeout
-        while pending or running:
-            while pending and len(running) < QUOTA_PARALLELISM:
-                user, values = pending.pop(0)
-                running.append((user, subprocess.Popen(command(user, values), stdout=subprocess.PIPE,
-                                                       stderr=subprocess.STDOUT, text=True)))
-            user, proc = running.pop(0)
-            try:
-                out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, _ = proc.communicate()
-            if proc.returncode != 0:
-                failures.append(f"{user}: exit {proc.returncode}: {out.strip()[-500:]}")
-        if failures:
-            raise SecurityError("setting quotas failed:\n" + "\n".join(failures))
-
-
 def ensure_quotas(admin: AdminClient, settings: Settings, store: CredentialStore,
                   quotas: dict[str, dict[str, float]], report: ProvisionReport | None = None,
                   timeout: float = 30.0) -> ProvisionReport:
@@ -393,7 +326,10 @@ def ensure_quotas(admin: AdminClient, settings: Settings, store: CredentialStore
     same_cluster = store.quotas.get("cluster_id") == cluster
     applied: dict[str, Any] = store.quotas.get("applied", {}) if same_cluster else {}
     todo = {user: values for user, values in quotas.items() if applied.get(user) != values}
-    apply_quotas(settings, todo)
+    try:
+        apply_quotas(settings, todo)
+    except QuotaError as exc:
+        raise SecurityError(str(exc)) from None
     store.quotas = {"cluster_id": cluster, "applied": {**applied, **todo}}
     store.save()
     report.quotas_applied = sorted(todo)
@@ -497,7 +433,7 @@ def add_commands(sub: Any) -> None:
     prov.add_argument("--rotate", action="append", default=[], metavar="USER",
                       help="new password for USER (repeatable)")
     prov.add_argument("--no-quotas", action="store_true",
-                      help="skip the quotas (they need Java and the broker jars)")
+                      help="skip the quotas (they need Java and Kafka's jars, see VEILLE_KAFKA_TOOLS_DIR)")
     prov.set_defaults(func=_cmd_provision)
     plan = cmds.add_parser("plan", help="print the ACLs and quotas without touching Kafka")
     plan.add_argument("--json", action="store_true")

@@ -1,8 +1,11 @@
-"""What every background server the project starts itself (broker, registry) keeps on disk.
+"""State files: the small JSON files a process leaves in the state dir for others to read.
 
-A state dir holds one JSON state file (PID, ports, versions) written atomically, and a lock
-that serialises start/stop across processes. ``process_argv`` tells whether a recorded PID is
-still the server of that state dir (PIDs are reused), by its command line.
+Every one is written atomically (a reader never sees half a file) with :func:`write_json`, or
+readable by its owner only with :func:`write_private` (passwords), and read with
+:func:`read_json`, which takes a missing or half-written file for an empty one. The local
+servers (broker, registry) keep theirs in a :class:`StateDir`, with a lock that serialises
+start/stop across processes; ``process_argv`` tells whether a recorded PID is still the server
+of that state dir (PIDs are reused), by its command line.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
+import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,66 @@ def process_argv(pid: int) -> list[bytes]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return []
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, never briefly wider."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)  # the umask cannot widen it, but an existing tmp file could
+    tmp.replace(path)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> Path:
+    """Replace ``path`` with ``data`` as JSON in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(dict(data), indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; empty when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_process_info(path: Path, **fields: Any) -> Path:
+    """This process's state file: its PID and what it serves (URLs), for others to find it."""
+    return write_json(path, {**fields, "pid": os.getpid()})
+
+
+def live_process_info(path: Path) -> dict[str, Any] | None:
+    """The state file at ``path`` when the process it names is still alive."""
+    info = read_json(path)
+    try:
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def wait_for_process_info(path: Path, proc: subprocess.Popen[Any], timeout: float = 60) -> dict[str, Any]:
+    """The state file ``proc`` writes at ``path`` once it serves (it names ``proc``'s PID).
+
+    Raises RuntimeError if ``proc`` exits first, TimeoutError after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{path.stem} exited early with code {proc.returncode}")
+        info = read_json(path)
+        if info.get("pid") == proc.pid:
+            return info
+        time.sleep(0.2)
+    raise TimeoutError(f"{path.stem} did not start within {timeout:.0f}s")
 
 
 class StateDir:
@@ -35,17 +101,10 @@ class StateDir:
         raise NotImplementedError
 
     def _read_state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_json(self.state_file)
 
     def _write_state(self, data: Mapping[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(dict(data), indent=1) + "\n")
-        tmp.replace(self.state_file)
+        write_json(self.state_file, data)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

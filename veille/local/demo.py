@@ -20,7 +20,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,15 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from veille.broker import LocalBroker
 from veille.config import Settings, get_settings
+from veille.kafka import CommittedLag
+from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
 from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
 from veille.security import provision, settings_for, user_env
-from veille.streams.lag import CommittedLag
+from veille.statedir import wait_for_process_info
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
 from veille.topics import ROUTED_TYPES, Topics, ensure_topics, territory_topic_specs
@@ -68,19 +69,6 @@ def _process(name: str, args: list[str], log_dir: Path,
         _say(f"stopped {name} (pid {proc.pid}, exit {proc.returncode}); log: {log_dir / (name + '.log')}")
 
 
-def _wait_for_info(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{path.stem} exited early with code {proc.returncode}")
-        with suppress(FileNotFoundError, json.JSONDecodeError):
-            info: dict[str, Any] = json.loads(path.read_text())
-            if info.get("pid") == proc.pid:
-                return info
-        time.sleep(0.2)
-    raise TimeoutError(f"{path.stem} did not start within {timeout:.0f}s")
-
-
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.load(resp)
@@ -109,7 +97,7 @@ def _caught_up(settings: Settings) -> bool:
     """Router and sink have committed everything there is to read.
 
     Read with consumers that never join the groups, not the admin API: librdkafka 2.16's
-    ListConsumerGroupOffsets can crash the process while a group is forming (see streams/lag.py).
+    ListConsumerGroupOffsets can crash the process while a group is forming (see veille/kafka.py).
     """
     conf = settings.kafka_client_config()
     topics = Topics(settings.topic_prefix)
@@ -230,8 +218,8 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
                  "router, sink and simulator log in as themselves")
         with _process("sink", ["sink", "run", "--port", "0"], logs, users["sink"]) as sink, \
                 _process("router", ["router", "run", "--metrics-port", "0"], logs, users["router"]) as router:
-            sink_url = _wait_for_info(settings.state_dir / "sink.json", sink)["url"]
-            router_metrics = _wait_for_info(settings.state_dir / "router.json", router)["metrics"]
+            sink_url = wait_for_process_info(settings.state_dir / "sink.json", sink)["url"]
+            router_metrics = wait_for_process_info(settings.state_dir / "router.json", router)["metrics"]
             _server, demo_port = serve_metrics(0)
             _say(f"sink (chDB at {settings.chdb_path}) on {sink_url}; router metrics {router_metrics}")
             _say(f"console (while the demo runs): {sink_url}/console/")

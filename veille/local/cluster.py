@@ -11,7 +11,7 @@ Layout, under ``VEILLE_STATE_DIR/broker``:
   admin-credentials.json        the superuser, shared by the three nodes (mode 0600)
   node-<id>/                    each node as a LocalBroker: data, logs, its own broker.json
 
-Each node is a :class:`veille.broker.LocalBroker` whose directory is ``node-<id>``; the
+Each node is a :class:`veille.local.broker.LocalBroker` whose directory is ``node-<id>``; the
 cluster adds the shared cluster id, credentials and the quorum voters, and starts the three
 processes before waiting for any (a node answers only once a controller quorum exists).
 Heaps default to ``VEILLE_BROKER_HEAP`` (512m): three fit on the 2-core development machine.
@@ -26,18 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from veille.broker import (
-    ADMIN_CREDENTIALS_FILE,
-    STARTUP_TIMEOUT,
-    BrokerError,
-    LocalBroker,
-    _write_private,
-    free_ports,
-    port_is_free,
-    random_cluster_id,
-    read_admin_credentials,
-)
-from veille.config import Settings
+from veille.config import ADMIN_CREDENTIALS_FILE, BROKER_STATE_FILE, Settings
+from veille.local.broker import STARTUP_TIMEOUT, LocalBroker
+from veille.local.broker_config import BrokerError
+from veille.local.broker_storage import random_cluster_id, read_admin_credentials
+from veille.local.processes import free_ports, port_is_free
+from veille.statedir import write_json, write_private
 
 CLUSTER_FILE = "cluster.json"
 
@@ -124,7 +118,7 @@ class LocalCluster:
                   "cluster_id": random_cluster_id(), "auth": auth}
         # One superuser for every node (each formats its storage with it).
         LocalBroker(self.settings)._ensure_admin_credentials()
-        (self.root / CLUSTER_FILE).write_text(json.dumps(record, indent=1))
+        write_json(self.root / CLUSTER_FILE, record)
         return record
 
     def _node_extra(self, record: dict[str, Any], node: ClusterNode) -> dict[str, str]:
@@ -135,7 +129,7 @@ class LocalCluster:
         node.dir.mkdir(parents=True, exist_ok=True)
         shared = self.root / ADMIN_CREDENTIALS_FILE
         if shared.exists() and not node.admin_credentials_file.exists():
-            _write_private(node.admin_credentials_file, shared.read_text())
+            write_private(node.admin_credentials_file, shared.read_text())
         # The node's ports are the cluster's (the quorum voters name the controller ports).
         state = node._read_state()
         state.update({"cluster_id": record["cluster_id"], "port": record["ports"][node.node_id - 1],
@@ -182,8 +176,9 @@ class LocalCluster:
         """broker.json + admin credentials where every client looks (Settings.kafka_bootstrap)."""
         info = {"bootstrap": self.bootstrap, "nodes": self.size, "cluster_id": record["cluster_id"],
                 "auth": record["auth"], "kafka_version": self.nodes[0].kafka_version,
-                "replication_factor": 3, "min_insync_replicas": 2}
-        (self.root / "broker.json").write_text(json.dumps(info, indent=1))
+                "replication_factor": 3, "min_insync_replicas": 2,
+                "libs_dir": str(self.nodes[0].libs_dir)}
+        write_json(self.root / BROKER_STATE_FILE, info)
 
     def stop_node(self, node_id: int, timeout: float = 30.0) -> bool:
         return self.node(node_id).stop(timeout)

@@ -21,45 +21,39 @@ kafkasql) storage; the hub only needs its URL (``VEILLE_SCHEMA_REGISTRY_URL``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
 import urllib.request
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from veille.broker import (
-    _children,
-    _now,
-    _pid_alive,
-    _set_parent_death_signal,
-    _tail,
-    free_ports,
-    port_is_free,
-)
 from veille.config import Settings, get_settings
 from veille.java import JavaNotFound, find_java
+from veille.local import maven
+from veille.local.processes import (
+    PortInUse,
+    children,
+    choose_ports,
+    now,
+    pid_alive,
+    reporting,
+    set_parent_death_signal,
+    tail,
+    terminate,
+)
 from veille.statedir import StateDir, process_argv
 
-POM_PATH = Path(__file__).resolve().parents[1] / "deploy" / "registry" / "pom.xml"
+POM_PATH = Path(__file__).resolve().parents[2] / "deploy" / "registry" / "pom.xml"
 MIN_JAVA = 21
 STARTUP_TIMEOUT = 120.0
 EXIT_NOT_RUNNING = 3
 CCOMPAT_PATH = "/apis/ccompat/v7"
-_FETCH_MARKER = ".fetched"
-_POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 
 class RegistryError(RuntimeError):
@@ -108,10 +102,10 @@ class RegistryStatus:
 
 
 def pom_registry_version(pom: Path = POM_PATH) -> str:
-    node = ET.parse(pom).getroot().find("m:properties/m:apicurio.version", _POM_NS)
-    if node is None or not (node.text or "").strip():
-        raise RegistryError(f"{pom}: no <apicurio.version> property")
-    return (node.text or "").strip()
+    try:
+        return maven.pom_property(pom, "apicurio.version")
+    except maven.FetchError as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def registry_answering(url: str, timeout: float = 2.0) -> bool:
@@ -151,45 +145,31 @@ class LocalRegistry(StateDir):
 
     # ---- fetch
 
-    def _pom_digest(self) -> str:
-        return hashlib.sha256(self.pom.read_bytes()).hexdigest()
-
     def is_fetched(self) -> bool:
-        try:
-            marker = json.loads((self.app_dir / _FETCH_MARKER).read_text())
-        except (OSError, ValueError):
-            return False
-        return bool(marker.get("pom_sha256") == self._pom_digest()
-                    and (self.app_dir / "quarkus-run.jar").is_file())
+        return maven.is_fetched(self.app_dir, self.pom) and (self.app_dir / "quarkus-run.jar").is_file()
 
     def fetch(self, force: bool = False) -> Path:
         """Download (Maven) and unpack the registry into the cache once; return its dir."""
         if not force and self.is_fetched():
             return self.app_dir
-        mvn = shutil.which("mvn")
-        if not mvn:
-            raise RegistryError("`mvn` not found: fetching Apicurio Registry needs Apache Maven "
-                                "(e.g. apt-get install maven)")
         self.app_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="apicurio.", dir=self.app_dir.parent))
         try:
-            out = subprocess.run([mvn, "-q", "-B", "-f", str(self.pom), "dependency:copy-dependencies",
-                                  f"-DoutputDirectory={tmp / 'dl'}"],
-                                 capture_output=True, text=True, check=False)
+            maven.copy_dependencies(self.pom, tmp / "dl", f"Apicurio Registry {self.version}")
             archives = sorted((tmp / "dl").glob("apicurio-registry-app-*.tar.gz"))
-            if out.returncode != 0 or not archives:
-                raise RegistryError(f"Maven could not fetch Apicurio Registry {self.version} "
-                                    f"(exit {out.returncode}):\n{(out.stdout + out.stderr)[-4000:]}")
+            if not archives:
+                raise RegistryError(f"Maven ran but no apicurio-registry-app archive in {tmp / 'dl'}")
             app = tmp / "app"
             with tarfile.open(archives[0]) as tar:
                 tar.extractall(app, filter="data")
             if not (app / "quarkus-run.jar").is_file():
                 raise RegistryError(f"{archives[0].name} has no quarkus-run.jar")
-            (app / _FETCH_MARKER).write_text(json.dumps(
-                {"pom_sha256": self._pom_digest(), "version": self.version, "fetched_at": _now()}))
+            maven.mark_fetched(app, self.pom, version=self.version)
             if self.app_dir.exists():
                 shutil.rmtree(self.app_dir)
             app.rename(self.app_dir)
+        except maven.FetchError as exc:
+            raise RegistryError(str(exc)) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return self.app_dir
@@ -201,23 +181,10 @@ class LocalRegistry(StateDir):
 
     def _is_our_process(self, pid: int | None) -> bool:
         """``pid`` is alive and is the registry JVM of *this* state dir."""
-        if not pid or not _pid_alive(pid):
+        if not pid or not pid_alive(pid):
             return False
         argv = process_argv(pid)
         return self._marker().encode() in argv
-
-    def _ports(self, state: Mapping[str, Any], port: int | None) -> tuple[int, int]:
-        wanted = port or self.settings.registry_port or None
-        if wanted is not None and not port_is_free(wanted):
-            raise RegistryError(f"port {wanted} on 127.0.0.1 is already in use")
-        recorded, recorded_mgmt = state.get("port"), state.get("management_port")
-        if wanted is None and recorded and port_is_free(recorded):
-            wanted = recorded
-        picks = iter(free_ports(2))
-        http = wanted or next(picks)
-        if recorded_mgmt and recorded_mgmt != http and port_is_free(recorded_mgmt):
-            return http, recorded_mgmt
-        return http, next(p for p in picks if p != http)
 
     def command(self, java: str, port: int, management_port: int) -> list[str]:
         db = self.dir / "data" / "registry"
@@ -251,20 +218,24 @@ class LocalRegistry(StateDir):
                 self._wait(state["pid"], state["url"], timeout)
                 return self._info(state, already_running=True)
             app = self.fetch()
-            http, mgmt = self._ports(state, port)
+            try:
+                http, mgmt = choose_ports(port or self.settings.registry_port or None,
+                                          state.get("port"), state.get("management_port"))
+            except PortInUse as exc:
+                raise RegistryError(str(exc)) from None
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             url = f"http://127.0.0.1:{http}{CCOMPAT_PATH}"
             spawned = time.monotonic()
             with open(self.log_file, "ab") as out:
-                out.write(f"\n--- {_now()} starting on {url}\n".encode())
+                out.write(f"\n--- {now()} starting on {url}\n".encode())
                 out.flush()
                 proc = subprocess.Popen(
                     self.command(java, http, mgmt), cwd=app, stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_set_parent_death_signal if die_with_parent else None)
-            _children[proc.pid] = proc
+                    preexec_fn=set_parent_death_signal if die_with_parent else None)
+            children[proc.pid] = proc
             new = {**state, "pid": proc.pid, "url": url, "port": http, "management_port": mgmt,
-                   "version": self.version, "java": java, "started_at": _now(), "startup_seconds": None,
+                   "version": self.version, "java": java, "started_at": now(), "startup_seconds": None,
                    "log": str(self.log_file)}
             self._write_state(new)
             try:
@@ -284,30 +255,18 @@ class LocalRegistry(StateDir):
     def _wait(self, pid: int, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not registry_answering(url, 1.0):
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 raise RegistryError(f"the registry (pid {pid}) exited during startup; "
-                                    f"{self.log_file}:\n{_tail(self.log_file)}")
+                                    f"{self.log_file}:\n{tail(self.log_file)}")
             if time.monotonic() > deadline:
                 raise RegistryError(f"the registry (pid {pid}) did not answer on {url} within "
                                     f"{timeout:.0f} s; see {self.log_file}")
             time.sleep(0.2)
 
     def _terminate(self, pid: int, timeout: float) -> None:
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            proc = _children.get(pid)
-            deadline = time.monotonic() + wait
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                if proc is not None:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(0.1)
-                else:
-                    time.sleep(0.05)
-            if not _pid_alive(pid):
-                _children.pop(pid, None)
-                return
-        raise RegistryError(f"pid {pid} survived SIGKILL")
+        terminate(pid, timeout)
+        if pid_alive(pid):
+            raise RegistryError(f"pid {pid} survived SIGKILL")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM (SIGKILL after ``timeout``) the recorded process. False if not running."""
@@ -319,7 +278,7 @@ class LocalRegistry(StateDir):
                 self._terminate(int(pid), timeout)  # type: ignore[arg-type]
             if "pid" in state:
                 state.pop("pid")
-                state["stopped_at"] = _now()
+                state["stopped_at"] = now()
                 self._write_state(state)
             return running
 
@@ -341,16 +300,7 @@ class LocalRegistry(StateDir):
 # --------------------------------------------------------------------------- CLI
 
 
-def _reporting_errors(func: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except RegistryError as exc:
-            print(f"veille registry: error: {exc}", file=sys.stderr)
-            return 1
-
-    return wrapper
+_reporting_errors = reporting("registry", RegistryError)
 
 
 @_reporting_errors

@@ -1,0 +1,46 @@
+"""The sink's first step: a routed message → a record the store can hold, or a dead letter."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from veille.deadletter import make_dead_letter
+from veille.kafka import Message
+from veille.schemas import codec
+from veille.schemas.models import MODELS, DeadLetter
+from veille.sinks.rows import Row, incident_problem, out_of_store_range
+from veille.topics import ROUTED_TYPES
+
+COMPONENT = "sink"
+
+
+def decode(msg: Message, now: datetime | None = None,
+           resolver: codec.Resolver | None = None) -> Row | DeadLetter:
+    """A routed record, or the dead letter explaining why the message is not one.
+
+    Raises ``RegistryUnavailable`` (a Confluent schema id not cached, registry unreachable).
+    """
+    try:
+        plain = codec.decode_plain(msg.value, "RoutedIncident", resolver=resolver)
+        if plain is not None:
+            # The common case, without a model: see sinks/rows.py.
+            problem = incident_problem(plain)
+            if problem is None:
+                return plain
+            reason, detail = problem
+        else:
+            decoded = codec.decode(msg.value, expect=ROUTED_TYPES, resolver=resolver)
+            record = MODELS[decoded.record_type].from_avro(decoded.value)
+            found = out_of_store_range(record)
+            if found is None:
+                return record
+            reason, detail = "out_of_range", found
+    except codec.DecodeError as exc:
+        reason, detail = exc.reason, exc.detail
+    except ValidationError as exc:
+        reason, detail = "validation_error", str(exc)
+    return make_dead_letter(component=COMPONENT, reason=reason, detail=detail, topic=msg.topic,
+                            partition=msg.partition, offset=msg.offset, key=msg.key, value=msg.value,
+                            failed_at=now)

@@ -1,0 +1,211 @@
+"""The hub's one edge to Kafka's clients (confluent-kafka): every component goes through it.
+
+* **Configuration**: every producer is idempotent with ``acks=all`` (librdkafka leaves
+  idempotence off by default; with it on, retries after a lost acknowledgement cannot
+  duplicate or reorder messages within a partition); ``delivery.timeout.ms`` bounds how long
+  a message may wait for the broker before its delivery report says it failed. Each
+  component adds what is its own (client id, compression, size caps).
+* **Produce and confirm**: ``produce`` waits for room when librdkafka's local queue is full;
+  :func:`produce_and_confirm` sends a set of messages and returns what Kafka said of each,
+  errors sorted by cause, because they call for opposite answers:
+  *permanent* (the message itself is refused: too large, invalid record; sending it again
+  fails again) and *transient* (the broker is away, a leader moves, a timeout: send again).
+* **The message type** consumers hand to their pure logic (:class:`Message`) and the one
+  producers send (:class:`Output`), so the logic is tested without a broker.
+* **Consumer lag** read from committed offsets and watermarks (:class:`CommittedLag`).
+  Never through the admin client's ListConsumerGroupOffsets: librdkafka 2.16 aborted the
+  process there (``rd_kafka_enq_once_del_source_return: Assertion `eonce->refcnt > 0'
+  failed``) when requests timed out during broker restarts, or while a group was forming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
+
+from veille.config import Settings
+
+# Refusals that depend only on the message: retrying cannot succeed.
+PERMANENT_ERRORS = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE, KafkaError._INVALID_ARG,
+})
+_QUEUE_FULL_WAIT = 0.05  # seconds of delivery reports served before producing again
+
+Lag = dict[tuple[str, int], int]  # (topic, partition) -> messages not yet committed
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the hub's consumers need of a Kafka message (tests build these without a broker)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, msg: KafkaMessage) -> Message:
+        return cls(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value())
+
+
+@dataclass(frozen=True)
+class Output:
+    """A message to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """librdkafka settings of every hub producer; ``overrides`` are librdkafka keys (dots
+    written as given, e.g. ``**{"client.id": ...}``)."""
+    return {
+        **settings.kafka_client_config(),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": settings.linger_ms,
+        "delivery.timeout.ms": settings.delivery_timeout_ms,
+        **overrides,
+    }
+
+
+def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
+    """A consumer that commits by hand, only what its component made durable."""
+    return {
+        **settings.kafka_client_config(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+    }
+
+
+def new_producer(config: Mapping[str, Any]) -> Producer:
+    """The one place the hub constructs a producer (from :func:`producer_config`)."""
+    return Producer(dict(config))
+
+
+# --------------------------------------------------------------------------- produce and confirm
+
+DeliveryCallback = Callable[[KafkaError | None, KafkaMessage], None]
+
+
+def produce(producer: Producer, topic: str, key: bytes | None, value: bytes,
+            on_delivery: DeliveryCallback) -> None:
+    """Queue one message, serving delivery reports while the local queue is full.
+
+    Raises ``KafkaException`` when librdkafka refuses the message outright (too large...).
+    """
+    while True:
+        try:
+            producer.produce(topic, value, key, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(_QUEUE_FULL_WAIT)
+
+
+def is_permanent(err: KafkaError) -> bool:
+    return err.code() in PERMANENT_ERRORS
+
+
+@dataclass
+class Confirmation:
+    """What Kafka said of messages produced together, by owner (the caller's index of the
+    message each output comes from)."""
+
+    permanent: dict[int, str] = field(default_factory=dict)  # owner -> first refusal
+    transient: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.permanent and not self.transient
+
+
+def produce_and_confirm(producer: Producer, outputs: Iterable[tuple[int, Output]],
+                        timeout: float) -> Confirmation:
+    """Blocking: produce every (owner, output) and wait for every delivery report.
+
+    An owner refused for good is not produced further; outputs still unacknowledged after
+    ``timeout`` seconds count as transient failures.
+    """
+    result = Confirmation()
+
+    def reporter(owner: int) -> DeliveryCallback:
+        def report(err: KafkaError | None, _msg: KafkaMessage) -> None:
+            if err is None:
+                return
+            if is_permanent(err):
+                result.permanent.setdefault(owner, str(err))
+            else:
+                result.transient.append(str(err))
+        return report
+
+    reports: dict[int, DeliveryCallback] = {}  # one callback per owner, shared by its outputs
+    for owner, o in outputs:
+        if owner in result.permanent:
+            continue
+        report = reports.get(owner)
+        if report is None:
+            report = reports[owner] = reporter(owner)
+        try:
+            produce(producer, o.topic, o.key, o.value, report)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and not is_permanent(err):
+                result.transient.append(str(err))
+            else:
+                result.permanent.setdefault(owner, str(err))
+    left = producer.flush(timeout)
+    if left:
+        result.transient.append(f"{left} outputs not acknowledged within {timeout:.0f}s")
+    return result
+
+
+# --------------------------------------------------------------------------- consumer lag
+
+
+def committed_lag(consumer: Consumer, partitions: Sequence[TopicPartition], timeout: float) -> Lag:
+    """End offsets minus the group's *committed* offsets, asked of the broker: while a
+    component cannot make progress nothing is committed, so its backlog shows (the
+    consumer's own position would not). Raises ``KafkaException``."""
+    out: Lag = {}
+    for tp in consumer.committed(list(partitions), timeout=timeout):
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        out[(tp.topic, tp.partition)] = max(0, high - (tp.offset if tp.offset >= 0 else low))
+    return out
+
+
+class CommittedLag:
+    """Lag of ``group`` on ``topics`` read with a plain consumer that never joins the group
+    (the router's stall watchdog, the demo's wait for the hub to catch up)."""
+
+    def __init__(self, conf: dict[str, str | int | float | bool], group: str, topics: list[str]) -> None:
+        self.topics = topics
+        self.consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False,
+                                  "log_level": 0, "error_cb": lambda _err: None})
+
+    def lag(self, timeout: float = 10.0) -> Lag:
+        md = self.consumer.list_topics(timeout=timeout)
+        tps = [TopicPartition(t, p) for t in self.topics if t in md.topics
+               for p in md.topics[t].partitions]
+        return committed_lag(self.consumer, tps, timeout)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+__all__ = [
+    "PERMANENT_ERRORS", "CommittedLag", "Confirmation", "Lag", "Message", "Output", "committed_lag",
+    "consumer_config", "is_permanent", "new_producer", "produce", "produce_and_confirm",
+    "producer_config",
+]
