@@ -35,6 +35,7 @@ from veille.schemas.models import DeadLetter
 from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable, resolver_from_settings
 from veille.sinks.batching import Batcher
 from veille.sinks.decode import decode
+from veille.sinks.rows import Row
 from veille.sinks.steps import (
     Batching,
     CommitOffsets,
@@ -44,7 +45,6 @@ from veille.sinks.steps import (
     Stats,
     WriteBatch,
 )
-from veille.sinks.rows import Row
 from veille.sinks.store import Store
 from veille.sinks.writer import Writer
 from veille.topics import Topics

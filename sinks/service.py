@@ -7,10 +7,7 @@ running sink. ``sink.json`` in the state dir tells ``veille indicators`` where i
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import threading
 from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -20,8 +17,8 @@ from veille.sinks.console.access import Credentials
 from veille.sinks.console.app import ConsoleServer, make_app
 from veille.sinks.indicators import Cell
 from veille.sinks.store import Store
-from veille.territory import Territory, load_territory
 from veille.statedir import live_process_info, write_process_info
+from veille.territory import Territory, load_territory
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
 from veille.kafka import Message, committed_lag
 from veille.schemas.models import DeadLetter, RoutedIncident
-from veille.sinks.rows import Row, ms
 from veille.sinks import metrics
 from veille.sinks.batching import Batch, Batcher
+from veille.sinks.rows import Row, ms
 from veille.sinks.writer import Writer
 
 log = logging.getLogger("veille.sinks.pipeline")
