@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import json
-import os
 import secrets
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from veille.config import get_settings
 from veille.schemas.models import InseeCode
+from veille.statedir import RecordFile
 
 TOKEN_PREFIX = "veille"
 KEYS_FILE = "intake_keys.json"
@@ -71,26 +69,14 @@ class KeyStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._mtime: float | None = None
-        self._keys: dict[str, IntakeKey] = {}
+        self._file = RecordFile(path, IntakeKey)
 
     @classmethod
     def default(cls) -> KeyStore:
         return cls(get_settings().state_dir / KEYS_FILE)
 
     def keys(self) -> dict[str, IntakeKey]:
-        with self._lock:
-            try:
-                mtime = self.path.stat().st_mtime_ns
-            except FileNotFoundError:
-                self._keys, self._mtime = {}, None
-                return self._keys
-            if mtime != self._mtime:
-                rows = json.loads(self.path.read_text())
-                self._keys = {r["id"]: IntakeKey.model_validate(r) for r in rows}
-                self._mtime = mtime
-            return self._keys
+        return self._file.load()
 
     def authenticate(self, token: str) -> IntakeKey | None:
         """The active key of ``token``, or None. Constant time in the secret."""
@@ -107,12 +93,7 @@ class KeyStore:
     # ------------------------------------------------------------------ administration
 
     def _save(self, keys: dict[str, IntakeKey]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump([k.model_dump(mode="json") for k in keys.values()], f, indent=2)
-        os.replace(tmp, self.path)
+        self._file.save(keys)
 
     def issue(self, name: str, *, municipalities: Sequence[str] = (), agencies: Sequence[str] = (),
               alerts: bool = False) -> tuple[IntakeKey, str]:

@@ -287,7 +287,7 @@ def test_the_compiled_writer_writes_fastavros_bytes(name: str, version: int) -> 
     """schemas/writer.py is the codec's encoder: byte for byte what fastavro writes."""
     sv = catalog().version(name, version)
     write = compile_writer(sv.parsed)
-    for datum in generate_many(sv.parsed, 200):
+    for datum in generate_many(sv.parsed, 60):
         assert write(datum) == _fastavro_bytes(sv.parsed, datum)
 
 

@@ -2,7 +2,8 @@
 
 Every one is written atomically (a reader never sees half a file) with :func:`write_json`, or
 readable by its owner only with :func:`write_private` (passwords), and read with
-:func:`read_json`, which takes a missing or half-written file for an empty one. The local
+:func:`read_json`, which takes a missing or half-written file for an empty one. Lists of
+credentials (intake keys, relay accounts) are a :class:`RecordFile`. The local
 servers (broker, registry) keep theirs in a :class:`StateDir`, with a lock that serialises
 start/stop across processes; ``process_argv`` tells whether a recorded PID is still the server
 of that state dir (PIDs are reused), by its command line.
@@ -15,10 +16,15 @@ import fcntl
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+R = TypeVar("R", bound=BaseModel)
 
 
 def process_argv(pid: int) -> list[bytes]:
@@ -38,6 +44,34 @@ def write_private(path: Path, text: str) -> None:
         fh.write(text)
     os.chmod(tmp, 0o600)  # the umask cannot widen it, but an existing tmp file could
     tmp.replace(path)
+
+
+class RecordFile(Generic[R]):
+    """A private JSON list of records keyed by their ``id``, read again whenever it changes on
+    disk: the serving process sees at once what the CLI issued, rotated or revoked."""
+
+    def __init__(self, path: Path, model: type[R]) -> None:
+        self.path = path
+        self.model = model
+        self._lock = threading.Lock()
+        self._mtime: int | None = None
+        self._records: dict[str, R] = {}
+
+    def load(self) -> dict[str, R]:
+        with self._lock:
+            try:
+                mtime = self.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                self._records, self._mtime = {}, None
+                return self._records
+            if mtime != self._mtime:
+                rows = json.loads(self.path.read_text())
+                self._records = {r["id"]: self.model.model_validate(r) for r in rows}
+                self._mtime = mtime
+            return self._records
+
+    def save(self, records: Mapping[str, R]) -> None:
+        write_private(self.path, json.dumps([r.model_dump(mode="json") for r in records.values()], indent=2))
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> Path:

@@ -19,12 +19,9 @@ import argparse
 import base64
 import hashlib
 import hmac
-import json
-import os
 import re
 import secrets
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from veille.config import get_settings
 from veille.schemas.models import Channel, InseeCode
+from veille.statedir import RecordFile
 
 ACCOUNTS_FILE = "relay_accounts.json"
 RELAY_CHANNELS = (Channel.town_hall_desk, Channel.phone, Channel.neighbourhood_representative)
@@ -108,26 +106,14 @@ class AccountStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._mtime: int | None = None
-        self._accounts: dict[str, RelayAccount] = {}
+        self._file = RecordFile(path, RelayAccount)
 
     @classmethod
     def default(cls) -> AccountStore:
         return cls(get_settings().state_dir / ACCOUNTS_FILE)
 
     def accounts(self) -> dict[str, RelayAccount]:
-        with self._lock:
-            try:
-                mtime = self.path.stat().st_mtime_ns
-            except FileNotFoundError:
-                self._accounts, self._mtime = {}, None
-                return self._accounts
-            if mtime != self._mtime:
-                rows = json.loads(self.path.read_text())
-                self._accounts = {r["id"]: RelayAccount.model_validate(r) for r in rows}
-                self._mtime = mtime
-            return self._accounts
+        return self._file.load()
 
     def get(self, account_id: str) -> RelayAccount | None:
         account = self.accounts().get(account_id)
@@ -144,12 +130,7 @@ class AccountStore:
     # ------------------------------------------------------------------ administration
 
     def _save(self, accounts: dict[str, RelayAccount]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump([a.model_dump(mode="json") for a in accounts.values()], f, indent=2)
-        os.replace(tmp, self.path)
+        self._file.save(accounts)
 
     def issue(self, name: str, *, kind: str, municipalities: Sequence[str], login: str | None = None,
               password: str | None = None) -> tuple[RelayAccount, str]:
