@@ -263,7 +263,7 @@ DISPATCH_FIELDS = ("id", "event_type", "event_id", "agency_id", "service", "rule
 class DispatchWriter:
     """The router's hot path: one event becomes a dispatch per agency, which differ only in
     their first fields. The shared tail is encoded once per event, each head per agency, by
-    hand: a generic writer spent ~10 µs per dispatch. ``tests/test_schemas.py`` proves the
+    hand: a generic writer spent ~10 µs per dispatch. ``tests/schemas/test_schemas.py`` proves the
     bytes identical to ``encode("Dispatch", ...)``; a new Dispatch version fails here first.
     """
 

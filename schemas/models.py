@@ -1,7 +1,7 @@
 """Pydantic models of the Avro contract: validation at every boundary of the hub.
 
 They mirror ``schemas/avro`` (latest version of each record) field by field;
-``tests/test_schemas.py`` proves the agreement, so a schema change that is not
+``tests/schemas/test_schemas.py`` proves the agreement, so a schema change that is not
 reflected here fails the suite. Avro says what the bytes are; these models also say
 what a *sensible* event is (INSEE code format, WGS84 ranges, bounded text, sane times).
 """

@@ -5,7 +5,7 @@ the subject (``Topics.subject``: ``<topic>-value``, TopicNameStrategy) gets its 
 level set, then every released version, oldest first. Idempotent: a version already there
 keeps its id.
 
-Compatibility: **BACKWARD_TRANSITIVE**. The hub's own rule (tests/test_schemas.py) is that
+Compatibility: **BACKWARD_TRANSITIVE**. The hub's own rule (tests/schemas/test_schemas.py) is that
 the newest version reads data written with *every* released version: topics keep 30 days,
 dead letters are replayed, an agency may re-read its dispatch topic from the beginning.
 BACKWARD only compares a new version with the one before it, so v3 could drop a default

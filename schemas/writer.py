@@ -5,7 +5,7 @@ Python-level hooks: about 18 µs for one incident on this machine, most of the p
 and a good part of the router's cost per event. A closure per field, built once from the
 parsed schema, writes the same bytes in less than half that time.
 
-Same bytes as fastavro (``tests/test_schemas.py`` compares the two on random data of every
+Same bytes as fastavro (``tests/schemas/test_schemas.py`` compares the two on random data of every
 released schema), and the same refusals: a wrong type, a missing field without default, an
 unknown enum symbol or an integer out of its Avro range raises (TypeError, KeyError,
 ValueError, OverflowError), which the codec turns into ``EncodeError``. A schema using

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from veille.config import Settings
+from veille.producers.http_intake import intake_config, make_app
+from veille.producers.intake_keys import KeyStore
+from veille.producers.sdk import Publisher
 from veille.topics import ensure_topics, topic_specs
 
 # The example territory's municipalities (veille/territories/example).
@@ -115,3 +123,36 @@ def message_count(settings: Settings, topics: list[str]) -> int:
         return total
     finally:
         consumer.close()
+
+
+# --------------------------------------------------------------------------- HTTP intake in process
+
+Scenario = Callable[[TestClient[Any, Any]], Awaitable[None]]
+
+
+def publisher_key(settings: Settings) -> tuple[KeyStore, str]:
+    """A key store in the deployment's state dir with one key allowed everything the tests send."""
+    keys = KeyStore(settings.state_dir / f"keys-{uuid.uuid4().hex[:6]}.json")
+    _, token = keys.issue("tests", municipalities=["35401", "35402"], agencies=["sdis35"], alerts=True)
+    return keys, token
+
+
+def run_intake(settings: Settings, scenario: Scenario, *, token: str | None = None,
+               keys: KeyStore | None = None, **options: Any) -> None:
+    """The intake app in process (a key allowed everything the tests send), ``scenario`` its client."""
+    if keys is None:
+        keys, token = publisher_key(settings)
+    config = replace(intake_config(settings, keys), ack_timeout=10, **options)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def main() -> None:
+        publisher = Publisher(settings, client_id="test-intake", known_municipalities={"35401", "35402"},
+                              known_agencies={"sdis35", "pm-35401"})
+        async with TestClient(TestServer(make_app(publisher, config)), headers=headers) as client:
+            await scenario(client)
+
+    asyncio.run(main())
+
+
+def jsonable(data: dict[str, Any]) -> str:
+    return json.dumps(data, default=str)

@@ -7,18 +7,17 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from paths import FIXTURES
 from producer_helpers import MUNICIPALITIES, consume, message_count
 
 from veille.config import Settings
 from veille.schemas.models import Alert, Channel, Incident, Severity
 from veille.topics import Topics, ensure_topics, territory_topic_specs
 
-FIXTURES = Path(__file__).parent / "fixtures"
 VEILLE = [sys.executable, "-m", "veille.cli"]
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from paths import ROOT
 
 from veille.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 HUB_SERVICES = {"topics-init", "router", "sink", "intake", "simulator"}
 SETTINGS_ENV = {f"VEILLE_{name.upper()}" for name in Settings.model_fields}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from paths import ROOT
+
 PRODUCTION_DIRS = ("veille", "schemas", "producers", "streams", "sinks")
 # The `veille` command lists every command group, the local ones included; `veille schemas
 # register` falls back to the local registry's URL when none is configured (imported lazily).

@@ -37,6 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from paths import ROOT
 from sink_helpers import chdb_store, routed_incident, status_update
 
 from veille.schemas.models import DeadLetter, DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
@@ -46,7 +47,7 @@ from veille.sinks.store import ChdbStore
 
 PARIS = ZoneInfo("Europe/Paris")
 D = datetime.now(UTC).date() - timedelta(days=10)
-DOC = Path(__file__).resolve().parent.parent / "docs" / "indicators.md"
+DOC = ROOT / "docs" / "indicators.md"
 
 
 def at(day: date, hour: int, minute: int = 0) -> datetime:

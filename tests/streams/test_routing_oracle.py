@@ -16,7 +16,7 @@ coordinates, unknown municipalities; alerts with polygons, geodesic circles, INS
 other geocodes, and several infos.
 
 Circles are drawn with ``circle_polygon`` in both implementations: its shape is checked on
-its own in ``tests/test_routing.py`` (geodesic, within 0.1 % of the radius).
+its own in ``tests/streams/test_routing.py`` (geodesic, within 0.1 % of the radius).
 """
 
 from __future__ import annotations

@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from producer_helpers import alert, consume, incident, isolated_settings, message_count, status
+from producer_helpers import (
+    alert,
+    consume,
+    incident,
+    isolated_settings,
+    jsonable,
+    message_count,
+    publisher_key,
+    status,
+)
+from producer_helpers import run_intake as run
 from prometheus_client.parser import text_string_to_metric_families
 
 from veille.config import Settings
@@ -22,39 +31,10 @@ from veille.producers.sdk import Publisher
 from veille.schemas.models import Alert, Channel, Incident, StatusUpdate
 from veille.topics import Topics
 
-Scenario = Callable[[TestClient[Any, Any]], Awaitable[None]]
-
-
-def publisher_key(settings: Settings) -> tuple[KeyStore, str]:
-    """A key store in the deployment's state dir with one key allowed everything the tests send."""
-    keys = KeyStore(settings.state_dir / f"keys-{uuid.uuid4().hex[:6]}.json")
-    _, token = keys.issue("tests", municipalities=["35401", "35402"], agencies=["sdis35"], alerts=True)
-    return keys, token
-
-
-def run(settings: Settings, scenario: Scenario, *, token: str | None = None, keys: KeyStore | None = None,
-        **options: Any) -> None:
-    if keys is None:
-        keys, token = publisher_key(settings)
-    config = replace(intake_config(settings, keys), ack_timeout=10, **options)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-    async def main() -> None:
-        publisher = Publisher(settings, client_id="test-intake", known_municipalities={"35401", "35402"},
-                              known_agencies={"sdis35", "pm-35401"})
-        async with TestClient(TestServer(make_app(publisher, config)), headers=headers) as client:
-            await scenario(client)
-
-    asyncio.run(main())
-
 
 @pytest.fixture(scope="module")
 def settings(kafka: Any) -> Settings:
     return isolated_settings(kafka.settings, "http")
-
-
-def jsonable(data: dict[str, Any]) -> str:
-    return json.dumps(data, default=str)
 
 
 def test_incident_accepted_once_acknowledged_with_defaults(settings: Settings) -> None:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 from hub_helpers import HubProcess, hub_settings, wait_for
+from paths import ROOT
 
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from conftest import KafkaFixture
 
 pytestmark = pytest.mark.kafka
-ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "veille-ops.json"
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 # Grafana's $__rate_interval is at least four scrape intervals; 1 s scrapes here.

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 from pydantic import ValidationError
 from sink_helpers import chdb_store, routed_incident
 
@@ -16,12 +17,12 @@ from veille.sinks.rows import to_rows
 from veille.territory import DeadlineRule, load_territory
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-DOC = Path(__file__).resolve().parent.parent / "docs" / "indicators.md"
+DOC = ROOT / "docs" / "indicators.md"
 
 
 def test_the_document_describes_the_worked_example_checked_here() -> None:
     text = DOC.read_text()
-    assert "## Response deadlines" in text and "tests/test_deadlines.py" in text
+    assert "## Response deadlines" in text and "tests/sinks/test_deadlines.py" in text
     assert "acknowledged late 1 (b)" in text and "open beyond 3\u00d7 1 (b" in text
 
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from cap_helpers import BOMB, CAP_XML, EXTERNAL, SPEC_EXAMPLE, atom, today
 from producer_helpers import consume, isolated_settings, message_count
 
 from veille.config import Settings
@@ -27,34 +26,6 @@ from veille.schemas.models import Alert
 from veille.topics import Topics
 
 Client = TestClient[Any, Any]
-SPEC_EXAMPLE = (Path(__file__).parent / "fixtures" / "cap" / "cap12-severe-thunderstorm.xml").read_text()
-CAP_XML = {"Content-Type": "application/cap+xml"}
-
-BOMB = """<?xml version="1.0"?>
-<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]>
-<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&lol4;</identifier></alert>"""
-EXTERNAL = """<?xml version="1.0"?>
-<!DOCTYPE alert [<!ENTITY x SYSTEM "file:///etc/passwd">]>
-<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&x;</identifier></alert>"""
-
-
-def today(document: str, identifier: str | None = None) -> str:
-    """The spec's example with its 2003 date moved to today (the hub refuses older events)."""
-    day = datetime.now(UTC).date().isoformat()
-    document = document.replace("2003-06-17T", f"{day}T").replace("14:57:00-07:00", "00:00:00+00:00")
-    return document.replace("KSTO1055887203", identifier) if identifier else document
-
-
-def atom(*alerts: str) -> str:
-    entries = "".join(
-        f'<entry><id>urn:uuid:{uuid.uuid4()}</id><title>CAP</title><updated>2026-01-01T00:00:00Z</updated>'
-        f'<content type="application/cap+xml">{re.sub(r"<[?!].*?>", "", a, flags=re.S)}</content></entry>'
-        for a in alerts)
-    return f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Alertes</title>{entries}</feed>'
-
-
 def run(settings: Settings, scenario: Callable[[Client, str], Awaitable[None]], *,
         alerts: bool = True) -> None:
     keys = KeyStore(settings.state_dir / f"keys-{uuid.uuid4().hex[:6]}.json")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import FIXTURES
 from producer_helpers import consume, isolated_settings
 
 from veille.config import Settings
@@ -13,8 +14,6 @@ from veille.producers.files import import_file
 from veille.producers.sdk import Publisher
 from veille.schemas.models import Alert, Channel, Incident, StatusUpdate
 from veille.topics import Topics
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture

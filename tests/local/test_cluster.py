@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 from hub_helpers import HubProcess, get_json, hub_settings, wait_for
+from live_hub import LiveHub, check_store_and_dispatches
+from producer_helpers import jsonable, run_intake
 from pydantic import SecretStr
-from test_faults import LiveHub, _check_store_and_dispatches
-from test_http_intake import jsonable, run
 
 from veille.config import Settings
 from veille.local.cluster import LocalCluster
@@ -90,7 +90,7 @@ def test_leader_of_intake_killed_mid_stream_loses_nothing(cluster: ClusterFixtur
         hub.thread.join(180)
         # Two of three nodes are enough: every publish is acknowledged.
         assert not hub.failed and len(hub.acknowledged) == len(hub.incidents)
-        stats = _check_store_and_dispatches(hub.settings, hub.sink_url, hub.incidents, hub.acknowledged)
+        stats = check_store_and_dispatches(hub.settings, hub.sink_url, hub.incidents, hub.acknowledged)
         assert stats["incidents"] == len(hub.incidents)
         assert 4 not in hub.router_exits, hub.router_exits  # no stall
     finally:
@@ -153,7 +153,7 @@ def test_two_nodes_down_refused_clearly_then_flows_again(cluster: ClusterFixture
             assert resp.status == 503, await resp.text()
             assert resp.headers["Retry-After"]
 
-        run(settings, answered_503)
+        run_intake(settings, answered_503)
 
         for node in down:
             cluster.cluster.start_node(node, die_with_parent=True, wait=False)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from cap_helpers import routed_alerts, routed_hub
 from hub_helpers import hub_settings, settings_env
+from paths import FIXTURES
 from producer_helpers import message_count
 from prometheus_client import REGISTRY
 
@@ -31,7 +32,7 @@ from veille.schemas.models import Alert
 from veille.territory import load_territory
 from veille.topics import Topics
 
-FIXTURE = Path(__file__).parent / "fixtures" / "vigicrues" / "InfoVigiCru.geojson"
+FIXTURE = FIXTURES / "vigicrues" / "InfoVigiCru.geojson"
 DOC: dict[str, Any] = json.loads(FIXTURE.read_text())
 SENT = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 

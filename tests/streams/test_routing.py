@@ -370,7 +370,7 @@ def test_alert_reaches_both_bodies_with_identical_areas(territory: Territory) ->
 def test_departmental_agency_is_never_cross_boundary_even_with_a_home(territory: Territory) -> None:
     import dataclasses
 
-    # Bug 1: the loader refuses the home (tests/test_territory.py); a hand-built territory
+    # Bug 1: the loader refuses the home (tests/veille/test_territory.py); a hand-built territory
     # that slips one through is still never counted: the level is checked first.
     sdis = dataclasses.replace(territory.agencies["sdis35"], home_municipality="35401")
     homed = dataclasses.replace(territory, agencies={**territory.agencies, "sdis35": sdis})

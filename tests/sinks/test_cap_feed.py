@@ -8,8 +8,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
-from cap_helpers import cap_alert, reference
-from test_cap_xml import SPEC_EXAMPLE, today
+from cap_helpers import SPEC_EXAMPLE, cap_alert, reference, today
 
 from veille.producers.cap_xml import parse_cap, validated
 from veille.schemas.models import Alert

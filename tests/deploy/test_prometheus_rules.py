@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from paths import ROOT
 from prometheus_client import REGISTRY
 
 import veille.producers.metrics
@@ -22,7 +23,6 @@ import veille.schemas.registry
 import veille.sinks.metrics
 import veille.streams.metrics  # noqa: F401  (registers the metrics the rules read)
 
-ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "deploy" / "prometheus"
 RULES = PROM_DIR / "rules" / "veille.rules.yml"
 RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.yml"))

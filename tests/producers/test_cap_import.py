@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from cap_helpers import cap_alert, new_id
+from cap_helpers import BOMB, EXTERNAL, atom, cap_alert, new_id
 from hub_helpers import hub_settings, settings_env
+from paths import FIXTURES
 from producer_helpers import consume, message_count
 from prometheus_client import REGISTRY
-from test_cap_xml import BOMB, EXTERNAL, atom
 
 from veille.config import Settings, get_settings
 from veille.producers.cap_seen import SeenAlerts
@@ -34,7 +34,6 @@ from veille.schemas.models import Alert
 from veille.topics import Topics
 
 pytestmark = pytest.mark.kafka
-FIXTURES = Path(__file__).parent / "fixtures"
 CAP_XML = {"Content-Type": "application/cap+xml"}
 
 
