@@ -79,11 +79,14 @@ def _cell_incidents(db: str) -> str:
       AND toDate(reported_at, '{LOCAL_TZ}') < {{end:Date}}"""
 
 
-def response_times_sql(db: str, cell: Cell) -> Query:
-    """Seconds from report to an agency's first action / first resolution, p50 and p90."""
+def response_times_select(db: str, incidents: str, lifecycle_where: str = "") -> str:
+    """Per agency, over the incidents of ``incidents`` (a query of ``id, reported_at``) it
+    answered: seconds from the report to its first action and to its first resolution, p50
+    and p90. The one definition of the indicator; the console adds its filters."""
     ack = "(toUnixTimestamp64Milli(l.acknowledged_at) - toUnixTimestamp64Milli(i.reported_at)) / 1000"
     res = "(toUnixTimestamp64Milli(l.resolved_at) - toUnixTimestamp64Milli(i.reported_at)) / 1000"
-    return (f"""
+    where = f"WHERE {lifecycle_where}" if lifecycle_where else ""
+    return f"""
 SELECT l.agency_id AS agency_id,
        count() AS incidents,
        countIf(l.acknowledged_at IS NOT NULL) AS acknowledged,
@@ -95,12 +98,18 @@ FROM
     SELECT incident_id, agency_id,
            minMerge(acknowledged_at) AS acknowledged_at, minMerge(resolved_at) AS resolved_at
     FROM {db}.incident_lifecycle
+    {where}
     GROUP BY incident_id, agency_id
 ) AS l
-INNER JOIN ({_cell_incidents(db)}
+INNER JOIN ({incidents}
 ) AS i ON l.incident_id = i.id
 GROUP BY agency_id
-ORDER BY agency_id""", cell.params())
+ORDER BY agency_id"""
+
+
+def response_times_sql(db: str, cell: Cell) -> Query:
+    """Seconds from report to an agency's first action / first resolution, p50 and p90."""
+    return response_times_select(db, _cell_incidents(db)), cell.params()
 
 
 def open_incidents_sql(db: str, cell: Cell) -> Query:

@@ -17,6 +17,7 @@ from typing import Any
 
 from veille.sinks import deadlines
 from veille.sinks.console.filters import ConsoleFilter
+from veille.sinks.indicators import response_times_select
 from veille.territory import RoutingRules
 
 Query = tuple[str, dict[str, Any]]
@@ -157,24 +158,9 @@ def response_times_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
     """Per agency, over the filtered incidents it answered: time from the report to its first action
     and to its first resolution, median and 90th percentile (the indicator's definition, with
     the console's filters; with an agency filter, that agency only)."""
-    ack = "(toUnixTimestamp64Milli(l.acknowledged_at) - toUnixTimestamp64Milli(i.reported_at)) / 1000"
-    res = "(toUnixTimestamp64Milli(l.resolved_at) - toUnixTimestamp64Milli(i.reported_at)) / 1000"
-    return _q(f"""
-SELECT l.agency_id AS agency_id, count() AS incidents,
-       countIf(l.acknowledged_at IS NOT NULL) AS acknowledged,
-       quantilesExactIf(0.5, 0.9)(greatest(0, ifNull({ack}, 0)), l.acknowledged_at IS NOT NULL) AS ack_q,
-       countIf(l.resolved_at IS NOT NULL) AS resolved,
-       quantilesExactIf(0.5, 0.9)(greatest(0, ifNull({res}, 0)), l.resolved_at IS NOT NULL) AS resolve_q
-FROM
-(
-    SELECT incident_id, agency_id,
-           minMerge(acknowledged_at) AS acknowledged_at, minMerge(resolved_at) AS resolved_at
-    FROM {db}.incident_lifecycle
-    WHERE {{agency:String}} = '' OR agency_id = {{agency:String}}
-    GROUP BY incident_id, agency_id
-) AS l
-INNER JOIN (SELECT id, reported_at FROM ({filtered_incidents(db)})) AS i ON l.incident_id = i.id
-GROUP BY agency_id ORDER BY agency_id""", f, munis)
+    incidents = f"SELECT id, reported_at FROM ({filtered_incidents(db)})"
+    return _q(response_times_select(db, incidents, "{agency:String} = '' OR agency_id = {agency:String}"),
+              f, munis)
 
 
 def handled_weeks_sql(db: str, f: ConsoleFilter, munis: list[str], now: datetime) -> Query:
