@@ -17,11 +17,10 @@ from typing import Any
 
 from veille.sinks import deadlines
 from veille.sinks.console.filters import ConsoleFilter
-from veille.sinks.indicators import response_times_select
+from veille.sinks.indicators import LOCAL_TZ, response_times_select
 from veille.territory import RoutingRules
 
 Query = tuple[str, dict[str, Any]]
-LOCAL_TZ = "Europe/Paris"
 GRID_DEGREES = 0.01
 SENSITIVE_CATEGORIES = ("assault", "burglary", "drug_trafficking", "neighbour_dispute", "neighbour_noise")
 CLOSED = ("resolved", "rejected")

@@ -1,9 +1,11 @@
 """`veille demo --keep-running` on the session broker: prints `console: <url>`, the console opens on
-the demo's data in headless Chromium, and SIGTERM (as Ctrl-C) stops what the demo started."""
+the demo's data in headless Chromium, the relays' form line and its demo login work, and SIGTERM
+(as Ctrl-C) stops what the demo started."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +55,18 @@ def test_keep_running_prints_the_console_and_stops_on_signal(kafka: KafkaFixture
             assert page.locator("#chart-category .uplot").count() == 1
             screenshot(page, "demo-console")
             assert errors.messages == []
+        # The relays' form, served by the intake the demo started, takes the printed login.
+        printed = "".join(lines)
+        form = re.search(r"Relays' form \(.*\): (http://127\.0\.0\.1:\d+/relais/)", printed)
+        login = re.search(r"login (\S+)  password (\S+)", printed)
+        assert form and login, printed
+        with httpx.Client(base_url=form.group(1), timeout=30) as client:
+            page_html = client.get("connexion").text
+            token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page_html)
+            assert token
+            resp = client.post("connexion", data={"login": login.group(1), "password": login.group(2),
+                                                  "csrf_token": token.group(1)})
+            assert resp.status_code == 303 and resp.headers["location"] == "/relais/"
         # Still up until told to stop.
         assert httpx.get(url.split("/console/")[0] + "/healthz", timeout=10).status_code == 200
         proc.send_signal(signal.SIGTERM)
@@ -64,5 +78,6 @@ def test_keep_running_prints_the_console_and_stops_on_signal(kafka: KafkaFixture
             proc.wait()
     out = "".join(lines)
     assert proc.returncode == 0, out
-    assert "stopped sink" in out and "stopped router" in out and "stopped the local broker" not in out
+    assert "stopped sink" in out and "stopped router" in out and "stopped intake" in out
+    assert "stopped the local broker" not in out
     assert kafka.broker.status().running

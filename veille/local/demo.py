@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -37,6 +38,7 @@ from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
 from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
 from veille.security import provision, settings_for, user_env
+from veille.sinks.indicators import LOCAL_TZ
 from veille.statedir import wait_for_process_info
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
@@ -242,7 +244,9 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
 
             municipalities = sorted(territory.municipalities)
             span_start = min(e.reported_at for e in events if isinstance(e, Incident)) - timedelta(days=1)
-            end = datetime.now(UTC) + timedelta(days=1)
+            # The indicators count by the territory's local date, `to` excluded: tomorrow there
+            # (after 23:00 UTC, "today" in Paris is already the next UTC date).
+            end = datetime.now(ZoneInfo(LOCAL_TZ)) + timedelta(days=1)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not _caught_up(settings):
                 time.sleep(1)
