@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from veille.schemas.models import INSEE_PATTERN, Channel, IncidentCategory, IncidentStatus
+from veille.sinks.indicators import LOCAL_TZ
 
 # "open" / "closed" are the two groups cells ask for most; the rest are the latest status itself
 # ("new": no agency sent any status yet).
@@ -96,7 +98,8 @@ class ConsoleFilter(BaseModel):
 
 
 def default_period(today: date | None = None) -> tuple[date, date]:
-    today = today or datetime.now(UTC).date()
+    # The territory's "today": the store's days are local days (LOCAL_TZ).
+    today = today or datetime.now(ZoneInfo(LOCAL_TZ)).date()
     return today - timedelta(days=DEFAULT_DAYS - 1), today + timedelta(days=1)
 
 

@@ -177,8 +177,9 @@ def test_keyboard_only_report_reaches_kafka_and_the_store(hub: Hub) -> None:
             # The store shows it, counted under the desk's channel.
             sink_url = sink.info("sink.json")["url"]
             day = datetime.now(UTC).date()
+            # Indicators count by Paris dates, `to` excluded: after 23:00 UTC "today" there is day + 1.
             query = (f"{sink_url}/indicators?municipalities=35401"
-                     f"&from={day - timedelta(days=1)}&to={day + timedelta(days=1)}")
+                     f"&from={day - timedelta(days=1)}&to={day + timedelta(days=2)}")
             wait_for(lambda: get_json(query)["reports"]["total"] >= 1, 90, "the report in the store")
             assert get_json(query)["reports"]["by_channel"] == {"town_hall_desk": 1}
             # The agency it was dispatched to says it is on it: the relay sees it by its reference.
