@@ -24,3 +24,5 @@ CONSUMER_LAG = Gauge("veille_sink_consumer_lag", "Messages behind the high water
                      ["topic", "partition"])
 LAST_COMMIT = Gauge("veille_sink_last_commit_timestamp",
                     "Unix time of the last offset commit (alert when it stops moving)")
+CONSUMER_REJOINS = Counter("veille_sink_consumer_rejoins_total",
+                           "Times the sink's consumer was fenced (static membership) and replaced")

@@ -33,6 +33,7 @@ from veille.deadletter import DeadLetterLimit
 from veille.kafka import Message, consumer_config, new_producer, producer_config
 from veille.schemas.models import DeadLetter
 from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable, resolver_from_settings
+from veille.sinks import metrics
 from veille.sinks.batching import Batcher
 from veille.sinks.decode import decode
 from veille.sinks.rows import Row
@@ -52,6 +53,10 @@ from veille.topics import Topics
 log = logging.getLogger(__name__)
 
 
+class Fenced(RuntimeError):
+    """Another member took this consumer's group.instance.id (after a coordinator failover)."""
+
+
 class SinkPipeline:
     """The consumer loop. ``run`` returns on ``stop()``, on ``until()`` or after ``max_idle`` s idle."""
 
@@ -67,8 +72,8 @@ class SinkPipeline:
                                settings.sink_batch_seconds if batch_seconds is None else batch_seconds)
         self.retry = retry or RetryPolicy()
         self.store = store
-        self.consumer = Consumer({**consumer_config(settings, self.group_id),
-                                  **(extra_consumer_config or {})})
+        self._consumer_config = {**consumer_config(settings, self.group_id), **(extra_consumer_config or {})}
+        self.consumer = Consumer(self._consumer_config)
         self.producer = new_producer(producer_config(settings))
         self.writer = Writer(store, self.producer, dead_letter_topic or topics.dead_letter)
         self.dead_letter_limit = DeadLetterLimit()
@@ -98,8 +103,12 @@ class SinkPipeline:
         try:
             while not self._stop.is_set() and not (until and until()):
                 msgs = self._next_messages()
-                for msg in msgs:
-                    self._ingest(msg)
+                try:
+                    for msg in msgs:
+                        self._ingest(msg)
+                except Fenced as exc:
+                    self._rejoin(exc)
+                    continue
                 now = time.monotonic()
                 if msgs or not self.membership.assigned:
                     idle_since = None
@@ -129,12 +138,27 @@ class SinkPipeline:
         timeout = min(0.2, self.batcher.remaining_seconds()) if not self.batcher.empty else 0.2
         return list(self.consumer.consume(num_messages=min(self.batcher.max_rows, 1000), timeout=timeout))
 
+    def _rejoin(self, exc: Fenced) -> None:
+        """A fenced static member's consumer is unusable, but nothing is lost: what was not
+        committed is read again by a fresh consumer (same group.instance.id), and a batch
+        already written is skipped by the store's dedup token."""
+        log.warning("consumer fenced (%s): rejoining the group with a new consumer", exc)
+        metrics.CONSUMER_REJOINS.inc()
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consumer.close()
+        self.batcher.take()  # not written: its messages come again from the committed offsets
+        self.membership.assigned, self.membership.stash = [], []
+        self.consumer = self.membership.consumer = Consumer(self._consumer_config)
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+
     def _ingest(self, msg: KafkaMessage) -> None:
         err = msg.error()
         if err is not None:
             # A fenced static member (FENCED_INSTANCE_ID after a broker restart, seen in
-            # `make chaos`) arrives as a _FATAL event whose fatal() flag is not set: either
-            # way the consumer is unusable, so stop and let the supervisor start a fresh one.
+            # `make chaos` and in the broker-restart test) arrives as a _FATAL event whose
+            # fatal() flag may not be set: that consumer is done, a new one rejoins.
+            if "fenced" in (err.str() or "").lower():
+                raise Fenced(err.str())
             if err.fatal() or err.code() == KafkaError._FATAL:
                 raise KafkaException(err)
             log.warning("consumer error: %s", err)

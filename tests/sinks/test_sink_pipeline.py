@@ -293,3 +293,61 @@ def test_sink_run_command_serves_and_stops_gracefully(kafka: KafkaFixture, tmp_p
     assert proc.returncode == 0, output
     assert "sink stopped" in output
     assert not (tmp_path / "sink.json").exists()
+
+
+def test_a_fenced_consumer_rejoins_and_loses_nothing(env: SinkEnv) -> None:
+    """Static membership: another consumer taking the sink's group.instance.id (what a
+    coordinator failover can look like) fences the sink's consumer; the sink replaces it and
+    every record is stored once, offsets committed to the end."""
+    records = scenario(60)
+    produce(env.settings, env.topics.routed, [r.encode() for r in records[:30]])
+    static = {"group.instance.id": f"sink-fence-{uuid.uuid4().hex[:6]}", "session.timeout.ms": 10_000,
+              "heartbeat.interval.ms": 1_000}
+    p = pipeline(env, batch_rows=10, extra_consumer_config=static)
+    rejoins = metric("veille_sink_consumer_rejoins_total")
+    intruded = threading.Event()
+
+    def intrude() -> None:
+        wait_until = time.monotonic() + 60
+        while p.stats.batches_committed < 1 and time.monotonic() < wait_until:
+            time.sleep(0.1)
+        other = Consumer({**env.settings.kafka_client_config(), "group.id": p.group_id, **static})
+        other.subscribe([env.topics.routed])
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            other.poll(0.5)
+        other.close()
+        produce(env.settings, env.topics.routed, [r.encode() for r in records[30:]])
+        intruded.set()
+
+    thread = threading.Thread(target=intrude)
+    thread.start()
+    try:
+        stats = p.run(until=_fenced_and_done(env, p, intruded, rejoins))
+    finally:
+        thread.join(60)
+    expected = expected_counts(records)
+    assert metric("veille_sink_consumer_rejoins_total") > rejoins
+    assert final_counts(env.store) == {t: expected[t] for t in EVENT_TABLES}
+    assert stats.dead_lettered == 0
+    assert committed(env.settings, env.topics.routed, p.group_id) == \
+        end_offsets(env.settings, env.topics.routed)
+
+
+def _fenced_and_done(env: SinkEnv, p: SinkPipeline, intruded: threading.Event,
+                     rejoins: float) -> Callable[[], bool]:
+    """Until the sink was fenced, rejoined and committed every offset (at most 120 s)."""
+    give_up = time.monotonic() + 120
+    state = {"next": 0.0}
+
+    def done() -> bool:
+        if time.monotonic() > give_up:
+            return True
+        if not intruded.is_set() or metric("veille_sink_consumer_rejoins_total") <= rejoins:
+            return False
+        if time.monotonic() < state["next"]:
+            return False
+        state["next"] = time.monotonic() + 1.0
+        return committed(env.settings, env.topics.routed, p.group_id) == \
+            end_offsets(env.settings, env.topics.routed)
+    return done
