@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from veille.config import Settings
-from veille.sinks.pipeline import SinkPipeline
+from veille.sinks.pipeline import Fenced, SinkPipeline
 from veille.streams.membership import (
     Progress,
     check_stall_window,
@@ -116,15 +116,19 @@ class _ErrorMessage:
         return self._err
 
 
-def test_sink_stops_on_a_fenced_static_member(tmp_path: Path) -> None:
-    """librdkafka reports a fenced static member as a _FATAL event whose fatal() is False."""
+def test_sink_tells_a_fenced_static_member_from_other_fatal_errors(tmp_path: Path) -> None:
+    """librdkafka reports a fenced static member as a _FATAL event whose fatal() is False: the
+    sink replaces its consumer (``Fenced``, handled by ``run``: tests/sinks/test_sink_pipeline.py
+    fences a real one); any other fatal error still stops it."""
     settings = Settings(state_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
     pipeline = SinkPipeline(settings, cast(Any, object()), extra_consumer_config={"log_level": 0})
     try:
         fenced = KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced")
         assert not fenced.fatal()
-        with pytest.raises(KafkaException):
+        with pytest.raises(Fenced):
             pipeline._ingest(cast(Any, _ErrorMessage(fenced)))
+        with pytest.raises(KafkaException):
+            pipeline._ingest(cast(Any, _ErrorMessage(KafkaError(KafkaError._FATAL, "Fatal error: other"))))
         pipeline._ingest(cast(Any, _ErrorMessage(KafkaError(KafkaError._TRANSPORT, "down"))))  # logged
     finally:
         pipeline.consumer.close()
