@@ -9,6 +9,7 @@ daily views hold idempotent aggregates (uniqExact/min/argMax) and event tables a
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
@@ -24,6 +25,14 @@ CLOSED_STATUSES = ("resolved", "rejected")
 LOCAL_TZ = "Europe/Paris"
 
 
+def insee_codes(value: list[str]) -> list[str]:
+    """A cell's municipalities: INSEE codes, each once, sorted (raises ValueError)."""
+    bad = [m for m in value if not re.match(INSEE_PATTERN, m)]
+    if bad:
+        raise ValueError(f"not INSEE codes: {bad}")
+    return sorted(set(value))
+
+
 class Cell(BaseModel):
     """A monitoring cell and period, validated at the boundary (CLI, HTTP)."""
 
@@ -34,12 +43,7 @@ class Cell(BaseModel):
     @field_validator("municipalities")
     @classmethod
     def _insee(cls, value: list[str]) -> list[str]:
-        import re
-
-        bad = [m for m in value if not re.match(INSEE_PATTERN, m)]
-        if bad:
-            raise ValueError(f"not INSEE codes: {bad}")
-        return sorted(set(value))
+        return insee_codes(value)
 
     @model_validator(mode="after")
     def _period(self) -> Cell:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import httpx
 from aiohttp.test_utils import TestClient, TestServer
 
 from veille.config import Settings
@@ -78,3 +79,18 @@ def report(csrf: str, report_id: str, **overrides: Any) -> dict[str, str]:
             "contact_name": "", "contact_phone": "", "contact_email": ""}
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
+
+
+def log_in_with_printed_lines(printed: str) -> httpx.Client:
+    """Log in to the relays' form with the URL and login the demo printed; the client keeps
+    the session (close it). Asserts the redirect to the form that a good login gets."""
+    form = re.search(r"(http://127\.0\.0\.1:\d+/relais/)", printed)
+    login = re.search(r"login (\S+)  password (\S+)", printed)
+    assert form and login, printed
+    client = httpx.Client(base_url=form.group(1), timeout=30)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get("connexion").text)
+    assert token
+    resp = client.post("connexion", data={"login": login.group(1), "password": login.group(2),
+                                          "csrf_token": token.group(1)})
+    assert resp.status_code == 303 and resp.headers["location"] == "/relais/", resp.text[:500]
+    return client

@@ -13,10 +13,10 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from veille.schemas.models import INSEE_PATTERN, Channel, IncidentCategory, IncidentStatus
-from veille.sinks.indicators import LOCAL_TZ
+from veille.schemas.models import Channel, IncidentCategory, IncidentStatus
+from veille.sinks.indicators import LOCAL_TZ, insee_codes
 
 # "open" / "closed" are the two groups cells ask for most; the rest are the latest status itself
 # ("new": no agency sent any status yet).
@@ -39,23 +39,14 @@ class ConsoleFilter(BaseModel):
     @field_validator("municipalities")
     @classmethod
     def _insee(cls, value: list[str]) -> list[str]:
-        bad = [m for m in value if not re.match(INSEE_PATTERN, m)]
-        if bad:
-            raise ValueError(f"not INSEE codes: {bad}")
-        return sorted(set(value))
+        return insee_codes(value)
 
-    @field_validator("category")
+    @field_validator("category", "channel")
     @classmethod
-    def _category(cls, value: str) -> str:
-        if value and value not in IncidentCategory.__members__:
-            raise ValueError(f"unknown category {value!r}")
-        return value
-
-    @field_validator("channel")
-    @classmethod
-    def _channel(cls, value: str) -> str:
-        if value and value not in Channel.__members__:
-            raise ValueError(f"unknown channel {value!r}")
+    def _symbol(cls, value: str, info: ValidationInfo) -> str:
+        enum = {"category": IncidentCategory, "channel": Channel}[str(info.field_name)]
+        if value and value not in enum.__members__:
+            raise ValueError(f"unknown {info.field_name} {value!r}")
         return value
 
     @field_validator("agency")

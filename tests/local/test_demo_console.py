@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from browser_helpers import ConsoleErrors, launch_browser, screenshot
+from relay_helpers import log_in_with_printed_lines
 
 if TYPE_CHECKING:
     from conftest import KafkaFixture
@@ -57,16 +58,8 @@ def test_keep_running_prints_the_console_and_stops_on_signal(kafka: KafkaFixture
             assert errors.messages == []
         # The relays' form, served by the intake the demo started, takes the printed login.
         printed = "".join(lines)
-        form = re.search(r"Relays' form \(.*\): (http://127\.0\.0\.1:\d+/relais/)", printed)
-        login = re.search(r"login (\S+)  password (\S+)", printed)
-        assert form and login, printed
-        with httpx.Client(base_url=form.group(1), timeout=30) as client:
-            page_html = client.get("connexion").text
-            token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page_html)
-            assert token
-            resp = client.post("connexion", data={"login": login.group(1), "password": login.group(2),
-                                                  "csrf_token": token.group(1)})
-            assert resp.status_code == 303 and resp.headers["location"] == "/relais/"
+        assert re.search(r"Relays' form \(.*\): http://127\.0\.0\.1:\d+/relais/", printed), printed
+        log_in_with_printed_lines(printed).close()
         # Still up until told to stop.
         assert httpx.get(url.split("/console/")[0] + "/healthz", timeout=10).status_code == 200
         proc.send_signal(signal.SIGTERM)
