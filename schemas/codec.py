@@ -282,7 +282,7 @@ class DispatchWriter:
         return b"".join((_string(municipality), _string(category), _string(severity),
                          _millis(reported_at), _millis(routed_at), _long(len(payload)), payload))
 
-    def encode(self, tail: bytes, *, id: UUID, event_type: str, event_id: str, agency_id: str,
+    def encode(self, tail: bytes, *, id: UUID | str, event_type: str, event_id: str, agency_id: str,
                service: str, rule: str, cross_boundary: bool) -> bytes:
         try:
             return b"".join((self.header, _string(str(id)), self.event_types[event_type], _string(event_id),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -119,8 +120,7 @@ class BatchHandler:
         # Only now is an event "seen": had it been recorded before its outputs were durable,
         # a crash in between would make the re-delivery look like a duplicate.
         prepared.seen.commit(lambda owner: outcomes[owner].kind != "dead_letter")
-        for msg, outcome in zip(prepared.messages, outcomes, strict=True):
-            self._count(msg, outcome)
+        self._count(prepared.messages, outcomes)
 
     async def _isolated(self, msg: Message) -> None:
         key = key_of(msg)
@@ -131,7 +131,7 @@ class BatchHandler:
                 f"handling this message failed {previous.failures} time(s), the last time alone",
                 attempts=previous.failures + 1)
             await self._deliver([msg], [outcome])
-            self._count(msg, outcome)
+            self._count([msg], [outcome])
             log.error("dead-lettered %s[%d]@%d after %d failed attempts", *key, previous.failures)
         else:
             # Alone: a failure is recorded against this message only (isolated).
@@ -209,20 +209,37 @@ class BatchHandler:
                 refused[i] = result.permanent[i]
         return refused
 
-    def _count(self, msg: Message, outcome: Outcome) -> None:
-        topics = self.topics
-        topic = msg.topic
-        source = "intake" if topics.municipality_of_intake(topic) else topic.rsplit(".", 1)[-1]
-        metrics.EVENTS.labels(source, outcome.kind).inc()
-        for target in outcome.targets:
-            metrics.ROUTED.labels(target.agency_id, target.service.value).inc()
-            if target.cross_boundary:
-                metrics.CROSS_BOUNDARY.labels(target.service.value).inc()
-        if outcome.reported_at is not None:
-            metrics.PIPELINE_SECONDS.observe(max(0.0, time.time() - outcome.reported_at.timestamp()))
-        if outcome.kind == "dead_letter":
-            metrics.DEAD_LETTERED.labels(outcome.reason or "unknown").inc()
-            if outcome.reason == "unroutable":
-                metrics.UNROUTABLE.inc()
-        elif outcome.kind == "duplicate":
-            metrics.DUPLICATES.inc()
+    def _count(self, messages: Sequence[Message], outcomes: Sequence[Outcome]) -> None:
+        """Counters are added up per batch and incremented once per label set: a labelled
+        increment takes a lock and a lookup, which showed per event in the router's profile."""
+        events: Counter[tuple[str, str]] = Counter()
+        routed: Counter[tuple[str, str]] = Counter()
+        cross: Counter[str] = Counter()
+        dead: Counter[str] = Counter()
+        now = time.time()
+        for msg, outcome in zip(messages, outcomes, strict=True):
+            topic = msg.topic
+            source = "intake" if self.topics.municipality_of_intake(topic) else topic.rsplit(".", 1)[-1]
+            events[(source, outcome.kind)] += 1
+            for target in outcome.targets:
+                routed[(target.agency_id, target.service.value)] += 1
+                if target.cross_boundary:
+                    cross[target.service.value] += 1
+            if outcome.reported_at is not None:
+                metrics.PIPELINE_SECONDS.observe(max(0.0, now - outcome.reported_at.timestamp()))
+            if outcome.kind == "dead_letter":
+                dead[outcome.reason or "unknown"] += 1
+        for (source, kind), n in events.items():
+            metrics.EVENTS.labels(source, kind).inc(n)
+        for (agency, service), n in routed.items():
+            metrics.ROUTED.labels(agency, service).inc(n)
+        for service, n in cross.items():
+            metrics.CROSS_BOUNDARY.labels(service).inc(n)
+        for reason, n in dead.items():
+            metrics.DEAD_LETTERED.labels(reason).inc(n)
+        if dead["unroutable"]:
+            metrics.UNROUTABLE.inc(dead["unroutable"])
+        if events:
+            duplicates = sum(n for (_, kind), n in events.items() if kind == "duplicate")
+            if duplicates:
+                metrics.DUPLICATES.inc(duplicates)
