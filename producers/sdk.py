@@ -366,6 +366,8 @@ class Publisher:
             metrics.acknowledged(q.record_type).inc()
             if latency is not None:
                 metrics.delivery_seconds(q.record_type).observe(latency)
+            if on_result is None:  # publish_many: the summary says it all, no report per event
+                return
             report = DeliveryReport(q.event_id, q.record_type, q.topic, msg.partition(), msg.offset(),
                                     None, latency)
         else:

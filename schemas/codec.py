@@ -66,6 +66,21 @@ def encode(record_type: str, value: Mapping[str, Any], *, version: int | None = 
     return _encode(sv, SINGLE_OBJECT_MARKER + sv.fingerprint, value)
 
 
+def encode_object(record_type: str, value: Any, as_dict: Callable[[], Mapping[str, Any]],
+                  cat: Catalog | None = None) -> bytes:
+    """A model (fields as attributes) in the latest version of its schema, written without
+    dumping it to a dict first (``as_dict`` is that dict, for a schema not compiled)."""
+    cat = cat or catalog()
+    sv = cat.latest(record_type)
+    write = _object_writer_for(sv)
+    if write is None:
+        return _encode(sv, SINGLE_OBJECT_MARKER + sv.fingerprint, as_dict())
+    try:
+        return write(value)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise EncodeError(f"{sv.label}: {exc}") from exc
+
+
 def encode_confluent(record_type: str, value: Mapping[str, Any], schema_id: int, *,
                      version: int | None = None, cat: Catalog | None = None) -> bytes:
     """Confluent framing; ``schema_id`` is the registry's id of that catalog version."""
@@ -105,6 +120,24 @@ def _writer_for(fingerprint: bytes, sv: SchemaVersion) -> Callable[[Mapping[str,
     except NotImplementedError:
         write = None
     _WRITERS[fingerprint] = write
+    return write
+
+
+_OBJECT_WRITERS: dict[bytes, Callable[[Any], bytes] | None] = {}
+
+
+def _object_writer_for(sv: SchemaVersion) -> Callable[[Any], bytes] | None:
+    """The compiled writer of a schema's objects, single-object header included."""
+    try:
+        return _OBJECT_WRITERS[sv.fingerprint]
+    except KeyError:
+        pass
+    try:
+        write: Callable[[Any], bytes] | None = compile_writer(
+            sv.parsed, SINGLE_OBJECT_MARKER + sv.fingerprint, attributes=True)
+    except NotImplementedError:
+        write = None
+    _OBJECT_WRITERS[sv.fingerprint] = write
     return write
 
 

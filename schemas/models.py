@@ -212,7 +212,8 @@ class Record(BaseModel):
         return self.model_dump(mode="python")
 
     def encode(self) -> bytes:
-        return codec.encode(self.avro_name, self.to_avro())
+        # Straight from the attributes: model_dump cost a third of the SDK's encoding.
+        return codec.encode_object(self.avro_name, self, self.to_avro)
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> Self:

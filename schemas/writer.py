@@ -18,9 +18,10 @@ raises ``NotImplementedError`` at compile time, and the codec keeps fastavro for
 
 from __future__ import annotations
 
+import keyword
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -74,7 +75,8 @@ _RANGES = {"int": "-2147483648 <= {x} < 2147483648",
 class _Source:
     """The generated module: one function per record, emitted depth first."""
 
-    def __init__(self) -> None:
+    def __init__(self, attributes: bool = False) -> None:
+        self.attributes = attributes  # records read as objects (pydantic models), not mappings
         self.functions: list[str] = []
         self.constants: dict[str, Any] = {}
         self.records: dict[str, str] = {}  # record name -> its function's name
@@ -215,7 +217,9 @@ def _record(src: _Source, schema: dict[str, Any]) -> str:
     for f in schema["fields"]:
         x = src.name("_f")
         name = repr(f["name"])
-        if "default" in f:
+        if src.attributes:  # a model has every field, defaults included
+            lines.append(f"    {x} = v.{f['name']}")
+        elif "default" in f:
             lines.append(f"    {x} = v.get({name}, {src.constant(f['default'])})")
         else:
             lines += [f"    {x} = v.get({name}, _MISSING)",
@@ -225,16 +229,33 @@ def _record(src: _Source, schema: dict[str, Any]) -> str:
     return fn
 
 
-def compile_writer(schema: Any, header: bytes = b"") -> Callable[[Mapping[str, Any]], bytes]:
-    """``encode(value) -> header + body`` for a record schema parsed by fastavro."""
+def compile_writer(schema: Any, header: bytes = b"", *, attributes: bool = False) -> Callable[[Any], bytes]:
+    """``encode(value) -> header + body`` for a record schema parsed by fastavro.
+
+    ``attributes``: the value and its nested records are objects whose attributes are the
+    fields (the pydantic models), written without first dumping them to dicts.
+    """
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise NotImplementedError("only records are compiled")
-    src = _Source()
+    if attributes and not all(f["name"].isidentifier() and not keyword.iskeyword(f["name"])
+                              for f in _all_fields(schema)):
+        raise NotImplementedError("a field name that is not a Python attribute")
+    src = _Source(attributes)
     top = _record(src, schema)
     head = src.constant(bytes(header))
     entry = f"def encode(v):\n    buf = bytearray({head})\n    {top}(buf, v)\n    return bytes(buf)"
     source = "\n\n".join([*src.functions, entry])
     namespace = {**_GLOBALS, **src.constants}
     exec(compile(source, f"<avro writer {schema.get('name')}>", "exec"), namespace)
-    encode: Callable[[Mapping[str, Any]], bytes] = namespace["encode"]
+    encode: Callable[[Any], bytes] = namespace["encode"]
     return encode
+
+
+def _all_fields(schema: Any) -> list[dict[str, Any]]:
+    if isinstance(schema, list):
+        return [f for branch in schema for f in _all_fields(branch)]
+    if not isinstance(schema, dict):
+        return []
+    if schema.get("type") == "record":
+        return [f for field in schema["fields"] for f in (field, *_all_fields(field["type"]))]
+    return _all_fields(schema.get("items")) + _all_fields(schema.get("values"))
