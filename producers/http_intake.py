@@ -48,6 +48,7 @@ from veille.config import Settings
 from veille.producers import metrics
 from veille.producers.intake_keys import IntakeKey, KeyStore
 from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Queued, Rejected
+from veille.runtime import tune_gc
 from veille.schemas.models import Channel
 from veille.schemas.registry import RegistryUnavailable
 
@@ -363,6 +364,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
 
         open311.register(app, territory, RequestBook(settings))
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/
+    tune_gc()
     # keepalive_timeout: an idle connection is closed after 15 s (slow clients hold no slot).
     web.run_app(app, host=host, port=settings.intake_port if port is None else port,
                 keepalive_timeout=15, print=lambda msg: log.info("%s", msg))

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from veille.config import get_settings
 from veille.deadletter import TooManyInvalid
+from veille.runtime import tune_gc
 from veille.sinks import broker_health, deadlines
 from veille.sinks.indicators import Cell, compute, render_text
 from veille.sinks.pipeline import SinkPipeline
@@ -51,6 +52,7 @@ def _cmd_sink_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    tune_gc()
     print(f"sink: {pipeline.topic} → {type(store).__name__} ({settings.clickhouse_database}); "
           f"HTTP {server.url}/metrics {server.url}/indicators", flush=True)
     try:

@@ -10,6 +10,7 @@ import threading
 
 from veille.config import get_settings
 from veille.kafka import CommittedLag
+from veille.runtime import tune_gc
 from veille.statedir import write_process_info
 from veille.streams import metrics
 from veille.streams.membership import check_stall_window, stall_reason
@@ -82,6 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # faust's terminal spinner sets the root logger to DEBUG: every aiokafka debug record
     # is then built and dropped (~10% of the router's time, profiled).
     worker.spinner = None
+    tune_gc()
     try:
         worker.execute_from_commandline()  # returns/raises SystemExit on SIGTERM/SIGINT
     finally:
