@@ -19,6 +19,7 @@ from faust.types import StreamT
 
 from veille.config import get_settings
 from veille.kafka import Output
+from veille.runtime import tune_gc
 from veille.streams.app import BATCH_MAX, BATCH_WITHIN, _credentials
 from veille.streams.output import OutputSender
 from veille.territory import load_territory
@@ -60,6 +61,7 @@ def create_app() -> faust.App:
 def main() -> int:
     worker = faust.Worker(create_app(), loglevel="warn", quiet=True, redirect_stdouts=False)
     worker.spinner = None
+    tune_gc()  # as `veille router run` does
     worker.execute_from_commandline()
     return 0
 
