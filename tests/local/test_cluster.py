@@ -73,8 +73,19 @@ def test_cluster_status_and_topic_settings(cluster: ClusterFixture, tmp_path: Pa
     assert [s.node_id for s in states] == [1, 2, 3] and all(s.running and s.answering for s in states)
     settings = hub_settings(cluster.settings, tmp_path)
     admin = AdminClient(settings.kafka_client_config())
-    md = admin.list_topics(timeout=10)
-    routed = md.topics[Topics(settings.topic_prefix).routed]
+    name = Topics(settings.topic_prefix).routed
+    # A topic just created is known to every node only once the controller's metadata has
+    # reached it: the node that answers may not have it yet (seen once in a clean-clone run).
+    seen: list[Any] = []
+
+    def known() -> bool:
+        md = admin.list_topics(name, timeout=10)
+        seen[:] = [md]
+        return name in md.topics and md.topics[name].error is None
+
+    wait_for(known, 30, f"{name} in the metadata")
+    md = seen[0]
+    routed = md.topics[name]
     assert all(len(p.replicas) == 3 for p in routed.partitions.values())
     assert len(md.brokers) == 3
     info = json.loads((cluster.settings.broker_dir / "broker.json").read_text())
