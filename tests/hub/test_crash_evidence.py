@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,6 +27,10 @@ def test_segfault_leaves_a_traceback_in_the_log(command: list[str], tmp_path: Pa
         deadline = time.monotonic() + 30
         while "Fatal Python error" not in log.read_text(errors="replace") and time.monotonic() < deadline:
             time.sleep(0.2)
+        # faulthandler writes its header, then each thread's stack: give it time to finish (the
+        # process then dies of the signal), else the kill below can cut the stacks off.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
     finally:
         # faulthandler then hands the signal to the previous handler (chDB's in the sink,
         # which does not always end the process): kill -9 whatever is left.
