@@ -76,7 +76,9 @@ def test_times_are_written_as_cap_wants_them() -> None:
 
 
 def test_atom_feed_is_read_back_by_the_importer() -> None:
-    alerts = [Alert.model_validate(validated(DOCUMENTS[n]())[0]) for n in DOCUMENTS]
+    # Built once: a document made again a second later would carry other times.
+    documents = [make() for make in DOCUMENTS.values()]
+    alerts = [Alert.model_validate(validated(d)[0]) for d in documents]
     rows: list[dict[str, Any]] = [{"cap_json": a.model_dump_json()} for a in alerts]
     body = atom_feed(rows, title="t", feed_id="urn:veille:cap:feed:35401",
                      self_url="http://hub/cap/feed.atom?municipality=35401", base_url="http://hub")
@@ -92,7 +94,7 @@ def test_atom_feed_is_read_back_by_the_importer() -> None:
         link = entry.find(ATOM + "link")
         assert link is not None and link.get("type") == "application/cap+xml"
         assert link.get("href") == f"http://hub/cap/alerts/{alert_key(alert.sender, alert.identifier)}.xml"
-    assert parse_cap(body) == [parse_cap(DOCUMENTS[n]())[0] for n in DOCUMENTS]
+    assert parse_cap(body) == [parse_cap(d)[0] for d in documents]
     empty = ET.fromstring(atom_feed([], title="t", feed_id="urn:x", self_url="u", base_url="b"))
     assert empty.findall(ATOM + "entry") == [] and empty.find(ATOM + "updated") is not None
 
