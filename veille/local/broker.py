@@ -29,7 +29,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from veille.local.broker_config import (
     render_properties,
     server_properties,
 )
+from veille.local.broker_info import BrokerInfo, BrokerStatus
 from veille.local.broker_storage import (
     ensure_admin_credentials,
     format_storage,
@@ -70,46 +70,6 @@ POM_PATH = Path(__file__).resolve().parents[2] / "deploy" / "broker" / "pom.xml"
 MIN_JAVA = 17
 STARTUP_TIMEOUT = 60.0
 EXIT_NOT_RUNNING = 3
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class BrokerInfo:
-    """A running local broker, as recorded in ``broker.json``."""
-
-    pid: int
-    bootstrap: str
-    port: int
-    controller_port: int
-    cluster_id: str
-    kafka_version: str
-    started_at: str  # ISO 8601, UTC
-    startup_seconds: float | None  # process spawn -> first metadata answer
-    formatted: bool = False  # this start formatted the storage (first start of a state dir)
-    already_running: bool = False  # start() found it running and did nothing
-    auth: bool = False  # SASL/SCRAM + ACLs on the client listener
-
-
-@dataclass(frozen=True)
-class BrokerStatus:
-    running: bool  # the recorded PID is our java kafka.Kafka process
-    answering: bool  # it answered a metadata request
-    pid: int | None
-    bootstrap: str | None
-    broker_dir: str
-    started_at: str | None = None
-
-    def describe(self) -> str:
-        if not self.running:
-            where = f" (last address {self.bootstrap})" if self.bootstrap else ""
-            return f"broker not running{where}; state in {self.broker_dir}"
-        health = "answering" if self.answering else "NOT answering"
-        return (
-            f"broker running, pid {self.pid}, {self.bootstrap}, {health}, "
-            f"since {self.started_at}; state in {self.broker_dir}"
-        )
 
 
 # --------------------------------------------------------------------------- helpers
