@@ -22,6 +22,7 @@ from veille.kafka import Output
 from veille.runtime import tune_gc
 from veille.streams.app import BATCH_MAX, BATCH_WITHIN, _credentials
 from veille.streams.output import OutputSender
+from veille.streams.transport import broker_url
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -31,7 +32,7 @@ def create_app() -> faust.App:
     topics = Topics(settings.topic_prefix)
     territory = load_territory(settings.territory_dir)
     app = faust.App(
-        f"{settings.topic_prefix}-bare", broker=f"kafka://{settings.kafka_bootstrap()}",
+        f"{settings.topic_prefix}-bare", broker=broker_url(settings.kafka_bootstrap()),
         broker_credentials=_credentials(settings), datadir=str(settings.state_dir / "bare"),
         store="memory://", key_serializer="raw", value_serializer="raw", producer_acks=-1,
         consumer_auto_offset_reset="earliest", web_enabled=False, broker_commit_interval=1.0,

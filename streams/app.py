@@ -31,6 +31,7 @@ from veille.streams.dedup import DedupWindow
 from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
 from veille.streams.router import Router
+from veille.streams.transport import broker_url
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -45,7 +46,7 @@ def create_app(settings: Settings) -> faust.App:
     territory = load_territory(settings.territory_dir)
     app = faust.App(
         f"{settings.topic_prefix}-router",
-        broker=f"kafka://{settings.kafka_bootstrap()}",
+        broker=broker_url(settings.kafka_bootstrap()),
         broker_credentials=_credentials(settings),
         datadir=str(settings.state_dir / "router"),
         store="memory://",
