@@ -121,7 +121,10 @@ def measure_in_a_process(total: int, batch: int, passes: int, workdir: Path | No
     args = [sys.executable, "-m", "benchmarks.bench_sink", "--json", str(total), str(batch), str(passes)]
     if workdir is not None:
         args.append(str(workdir))
-    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=1800)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=1800,
+                         cwd=Path(__file__).resolve().parent.parent)  # where `benchmarks` imports from
+    if out.returncode != 0:
+        raise RuntimeError(f"bench_sink exited {out.returncode}: {out.stderr[-2000:]}")
     return SinkNumbers(**json.loads(out.stdout.strip().splitlines()[-1]))
 
 
