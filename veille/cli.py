@@ -24,7 +24,7 @@ COMMAND_MODULES = [
     "veille.streams.cli",
     "veille.local.demo",
     "veille.sinks.cli",
-    "veille.security",
+    "veille.security_cli",
 ]
 
 

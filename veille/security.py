@@ -1,6 +1,6 @@
 """Who may do what on the hub's Kafka: SCRAM users, ACLs and client quotas.
 
-``veille security provision`` derives everything from the territory file:
+``veille security provision`` (``veille/security_cli.py``) derives everything from the territory file:
 
 * one SCRAM-SHA-512 user per municipality (``muni-<INSEE>``), per agency (``agency-<id>``)
   and per hub component (``router``, ``sink``, ``intake``, ``simulator``), with random
@@ -23,11 +23,8 @@ Idempotent producers need no ``IdempotentWrite`` on the cluster: since Kafka 3.0
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import secrets
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +47,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from veille.config import Settings, get_settings
+from veille.config import Settings
 from veille.quotas import QuotaError, apply_quotas
 from veille.statedir import write_private
 from veille.topics import Topics
@@ -383,71 +380,3 @@ def user_env(settings: Settings, user: str) -> dict[str, str]:
     """Environment for a `veille ...` subprocess that must run as ``user``."""
     return {"VEILLE_SASL_USERNAME": user,
             "VEILLE_SASL_PASSWORD": load_credentials(settings).password(user)}
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _cmd_provision(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    try:
-        report = provision(settings, rotate=args.rotate, quotas=not args.no_quotas)
-    except (SecurityError, KafkaException) as exc:
-        print(f"veille security: error: {exc}", file=sys.stderr)
-        return 1
-    print(report.describe())
-    print(f"passwords: {settings.state_dir / CREDENTIALS_FILE} (mode 0600)")
-    return 0
-
-
-def _cmd_plan(args: argparse.Namespace) -> int:
-    from veille.territory import load_territory
-
-    settings = get_settings()
-    territory = load_territory(settings.territory_dir)
-    plan = acl_plan(settings.topic_prefix, territory.municipalities, territory.agencies)
-    if args.json:
-        print(json.dumps([g.__dict__ for g in plan], indent=1))
-        return 0
-    for g in plan:
-        kind = "prefix" if g.prefixed else "literal"
-        print(f"{g.user:28s} {g.operation:16s} {g.resource:6s} {kind:7s} {g.name}")
-    for user, values in quota_plan(settings, territory.municipalities).items():
-        print(f"{user:28s} quota {', '.join(f'{k}={v:g}' for k, v in values.items())}")
-    return 0
-
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser("security", help="Kafka users, ACLs and quotas of the hub (from the territory)",
-                       description="SCRAM users, ACLs and per-municipality quotas derived from the "
-                                   "territory file. Run as a Kafka admin (locally: the broker's admin, "
-                                   "automatically).")
-    cmds = p.add_subparsers(dest="security_command", metavar="ACTION", required=True)
-    prov = cmds.add_parser(
-        "provision", help="create users, ACLs and quotas (idempotent)",
-        description="Create the SCRAM user of every municipality (muni-<INSEE>), agency "
-                    "(agency-<id>) and component (router, sink, intake, simulator), their ACLs, "
-                    "and the municipalities' quotas. Passwords go to VEILLE_STATE_DIR/"
-                    f"{CREDENTIALS_FILE} (mode 0600). Safe to re-run; --rotate gives a user a new "
-                    "password (restart its clients with it).")
-    prov.add_argument("--rotate", action="append", default=[], metavar="USER",
-                      help="new password for USER (repeatable)")
-    prov.add_argument("--no-quotas", action="store_true",
-                      help="skip the quotas (they need Java and Kafka's jars, see VEILLE_KAFKA_TOOLS_DIR)")
-    prov.set_defaults(func=_cmd_provision)
-    plan = cmds.add_parser("plan", help="print the ACLs and quotas without touching Kafka")
-    plan.add_argument("--json", action="store_true")
-    plan.set_defaults(func=_cmd_plan)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m veille.security")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["security", *(sys.argv[1:] if argv is None else argv)])
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
