@@ -369,6 +369,14 @@ class DeadLetter(Record):
     original_size: int | None = None
     original_sha256: str | None = None
     attempts: int = 1
+    # v3: who published it, and the range a quarantined source's letter stands for
+    # (veille.streams.quarantine): range_count messages at range_offsets.
+    source: str | None = None
+    range_last_offset: int | None = None
+    range_count: int = 1
+    range_sha256: str | None = None
+    range_offsets: list[int] = Field(default_factory=list)
+    samples: list[bytes] = Field(default_factory=list)
     failed_at: Timestamp
 
 

@@ -19,7 +19,6 @@ import faust
 from faust.types import StreamT
 
 from veille.config import Settings
-from veille.deadletter import DeadLetterLimit
 from veille.kafka import Message
 from veille.schemas.catalog import catalog
 from veille.schemas.registry import confluent_writer, resolver_from_settings
@@ -30,6 +29,7 @@ from veille.streams.batch import BatchFailed, BatchHandler
 from veille.streams.dedup import DedupWindow
 from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
+from veille.streams.quarantine import SourceGuard
 from veille.streams.router import Router
 from veille.streams.transport import broker_url
 from veille.territory import load_territory
@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> faust.App:
         for topic, record_type in router.output_schemas():
             writer.id_for(topic, catalog().latest(record_type))
     handler = BatchHandler(router, OutputSender(settings), DedupWindow(),
-                           AttemptLog(settings.state_dir / "router" / "attempts.json"), DeadLetterLimit())
+                           AttemptLog(settings.state_dir / "router" / "attempts.json"), SourceGuard())
 
     def stop(code: int, what: str, exc: BaseException) -> None:
         log.critical("stopping the router: %s (%s)", what, exc, exc_info=not isinstance(exc, BatchFailed))

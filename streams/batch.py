@@ -4,9 +4,11 @@ The faust agent (``streams/app.py``) hands each batch of source messages, throug
 ``RouteLoop`` (``streams/agent.py``), to ``BatchHandler`` and acks them only once it has
 delivered them: by then every output of every message is acknowledged by Kafka. Deciding is
 the pure :func:`process_batch`. ``handle`` raises only when the batch could not be
-handled at all (``BatchFailed``, with its offsets recorded in the ``AttemptLog``) or most of
-the stream is invalid (``TooManyInvalid``); the caller then stops the process without
-acking, so nothing of the batch is committed.
+handled at all (``BatchFailed``, with its offsets recorded in the ``AttemptLog``) or most
+sources are invalid at once (``TooManyInvalid``, from the ``SourceGuard``); the caller then
+stops the process without acking, so nothing of the batch is committed. One source mostly
+invalid is quarantined instead: its dead letters of the batch become one range letter per
+partition (``quarantine``), and the batch goes on like any other.
 
 Metrics are counted here, after delivery: they say what happened, not what was attempted.
 """
@@ -20,13 +22,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from veille.deadletter import DeadLetterLimit, TooManyInvalid
+from veille.deadletter import TooManyInvalid
 from veille.kafka import Message, Output
 from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable
 from veille.streams import metrics
 from veille.streams.attempts import AttemptLog, Key
 from veille.streams.dedup import BatchDedup, DedupWindow
 from veille.streams.output import OutputSender
+from veille.streams.quarantine import SourceGuard, Verdict
 from veille.streams.router import Outcome, Router
 from veille.topics import Topics
 
@@ -68,13 +71,14 @@ def key_of(msg: Message) -> Key:
 
 class BatchHandler:
     def __init__(self, router: Router, sender: OutputSender, seen: DedupWindow,
-                 attempts: AttemptLog, limit: DeadLetterLimit | None = None) -> None:
+                 attempts: AttemptLog, guard: SourceGuard | None = None) -> None:
         self.router = router
         self.sender = sender
         self.seen = seen
         self.attempts = attempts
-        self.limit = limit or DeadLetterLimit()
+        self.guard = guard or SourceGuard()
         self.topics: Topics = router.topics
+        self._intake_sources: dict[str, str] = {}
 
     def needs_isolation(self, messages: list[Message]) -> bool:
         return bool(self.attempts) and any(self.attempts.get(key_of(m)) for m in messages)
@@ -101,14 +105,58 @@ class BatchHandler:
                 except RegistryUnavailable as exc:
                     seen.owner = len(outcomes)
                     outcomes.append(await self._wait_for_registry(messages[len(outcomes)], seen, exc))
-            for outcome in outcomes:
-                self.limit.record(outcome.kind == "dead_letter")  # TooManyInvalid stops the router
+            outcomes = self.quarantine(messages, outcomes)  # TooManyInvalid stops the router
             return Prepared(messages, outcomes, seen)
         except (TooManyInvalid, asyncio.CancelledError):
             raise
         except Exception as exc:
             self.attempts.failed([key_of(m) for m in messages])
             raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    def quarantine(self, messages: Sequence[Message], outcomes: list[Outcome]) -> list[Outcome]:
+        """Judge the batch per source; the dead letters of quarantined sources become one range
+        letter per (source, partition), carried by the first of them."""
+        sources = [self._source(m, o) for m, o in zip(messages, outcomes, strict=True)]
+        verdict = self.guard.judge(sources, [o.kind == "dead_letter" for o in outcomes])
+        self._announce(verdict)
+        if not verdict.quarantined:
+            return outcomes
+        ranges: dict[tuple[str, str, int], list[int]] = {}
+        for i, (msg, outcome, source) in enumerate(zip(messages, outcomes, sources, strict=True)):
+            if outcome.kind == "dead_letter" and source in verdict.quarantined:
+                ranges.setdefault((source, msg.topic, msg.partition), []).append(i)
+        if not ranges:
+            return outcomes
+        outcomes = list(outcomes)
+        for (source, _topic, _partition), owners in ranges.items():
+            reasons = [outcomes[i].reason or "unknown" for i in owners]
+            letter = self.router.range_letter(source, [messages[i] for i in owners], reasons)
+            for n, i in enumerate(owners):
+                outcomes[i] = Outcome("dead_letter", (letter,) if n == 0 else (), reasons[n],
+                                      source=source, ranged=True)
+            self.guard.sources[source].ranged += len(owners)
+        return outcomes
+
+    def _source(self, msg: Message, outcome: Outcome) -> str:
+        source = self._intake_sources.get(msg.topic)
+        if source is None:
+            municipality = self.topics.municipality_of_intake(msg.topic)
+            if municipality is None:
+                return outcome.source or self.router.source_of(msg)
+            source = self._intake_sources[msg.topic] = f"municipality:{municipality}"
+        return source
+
+    def _announce(self, verdict: Verdict) -> None:
+        for source in verdict.entered:
+            state = self.guard.sources[source]
+            log.error("source %s quarantined: %d of its last %d messages were invalid; its invalid "
+                      "messages are dead-lettered in ranges, its valid ones still routed",
+                      source, state.invalid, len(state.recent))
+            metrics.SOURCE_QUARANTINED.labels(source).set(1)
+            metrics.QUARANTINES.labels(source).inc()
+        for source in verdict.released:
+            log.warning("source %s released from quarantine: its stream is valid again", source)
+            metrics.SOURCE_QUARANTINED.labels(source).set(0)
 
     async def deliver(self, prepared: Prepared) -> None:
         """Send the batch's outputs until Kafka holds them; then remember and count."""
@@ -216,6 +264,7 @@ class BatchHandler:
         routed: Counter[tuple[str, str]] = Counter()
         cross: Counter[str] = Counter()
         dead: Counter[str] = Counter()
+        quarantined: Counter[str] = Counter()
         now = time.time()
         for msg, outcome in zip(messages, outcomes, strict=True):
             topic = msg.topic
@@ -229,6 +278,10 @@ class BatchHandler:
                 metrics.PIPELINE_SECONDS.observe(max(0.0, now - outcome.reported_at.timestamp()))
             if outcome.kind == "dead_letter":
                 dead[outcome.reason or "unknown"] += 1
+                if outcome.ranged:
+                    quarantined[outcome.source] += 1
+                    if outcome.outputs:
+                        metrics.RANGE_LETTERS.inc()
         for (source, kind), n in events.items():
             metrics.EVENTS.labels(source, kind).inc(n)
         for (agency, service), n in routed.items():
@@ -237,6 +290,8 @@ class BatchHandler:
             metrics.CROSS_BOUNDARY.labels(service).inc(n)
         for reason, n in dead.items():
             metrics.DEAD_LETTERED.labels(reason).inc(n)
+        for source, n in quarantined.items():
+            metrics.QUARANTINED_MESSAGES.labels(source).inc(n)
         if dead["unroutable"]:
             metrics.UNROUTABLE.inc(dead["unroutable"])
         if events:

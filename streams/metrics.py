@@ -28,7 +28,18 @@ SEND_RETRIES = Counter("veille_router_send_retries_total",
 CONSUMER_LAG = Gauge("veille_consumer_lag", "Messages not yet committed by a consumer group",
                      ["group", "topic", "partition"])
 STOPPED_INVALID = Counter("veille_router_stopped_invalid_total",
-                          "Times the router stopped because most of its input was invalid")
+                          "Times the router stopped because most of its sources were invalid at once")
+# Per-source quarantine (streams/quarantine.py). Sources are bounded (max_sources) and only a
+# source that sent a hundred messages, most of them invalid, ever gets a label here.
+SOURCE_QUARANTINED = Gauge("veille_router_source_quarantined",
+                           "1 while the source is quarantined (its garbage dead-lettered in ranges)",
+                           ["source"])
+QUARANTINES = Counter("veille_router_quarantines_total", "Times a source entered quarantine", ["source"])
+QUARANTINED_MESSAGES = Counter("veille_router_quarantined_messages_total",
+                               "Invalid messages of a quarantined source, dead-lettered in range letters",
+                               ["source"])
+RANGE_LETTERS = Counter("veille_router_range_letters_total",
+                        "Range dead letters written (each stands for range_count messages)")
 STALLED = Counter("veille_router_stalled_exits_total", "Exits because no batch completed despite a backlog")
 # Last completed batch / assignment and the assigned partitions (read by the stall watchdog).
 PROGRESS = Progress()

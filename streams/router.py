@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from veille.deadletter import make_dead_letter
+from veille.deadletter import make_dead_letter, make_range_letter
 from veille.kafka import Message, Output
 from veille.schemas import codec
 from veille.schemas.models import (
@@ -54,6 +54,11 @@ class Outcome:
     reason: str | None = None
     targets: tuple[DispatchTarget, ...] = ()
     reported_at: datetime | None = None
+    # Who published it, where only the message can say (the shared alerts and status topics);
+    # empty on intake topics, whose topic names the municipality (streams/quarantine.py).
+    source: str = ""
+    # A dead letter of a quarantined source, carried by its partition's range letter.
+    ranged: bool = False
 
 
 class Rejected(Exception):
@@ -238,7 +243,8 @@ class Router:
         outputs.append(Output(self.topics.routed, alert.identifier.encode(),
                               self.encode(self.topics.routed, routed)))
         self._remember(f"alert:{alert.sender}:{alert.identifier}", msg.value or b"", seen)
-        return Outcome("routed", tuple(outputs), targets=tuple(decision.targets), reported_at=alert.sent)
+        return Outcome("routed", tuple(outputs), targets=tuple(decision.targets), reported_at=alert.sent,
+                       source=f"sender:{alert.sender}")
 
     def _status(self, msg: Message) -> Outcome:
         decoded = codec.decode(msg.value, expect=STATUS_TYPES, resolver=self.resolver)
@@ -259,7 +265,7 @@ class Router:
                            f"{update.incident_id} to agency {agency.id}")
         # Re-encoded with the current schema so the sink reads one version only.
         out = Output(self.topics.routed, update.incident_id.bytes, self.encode(self.topics.routed, update))
-        return Outcome("forwarded", (out,))
+        return Outcome("forwarded", (out,), source=f"agency:{agency.id}")
 
     # -- helpers -------------------------------------------------------------------
     def _validate(self, model: type[R], value: dict[str, object]) -> R:
@@ -327,13 +333,49 @@ class Router:
         return outputs
 
     def dead_letter(self, msg: Message, reason: str, message: str, attempts: int = 1) -> Outcome:
+        source = self.source_of(msg)
         record = make_dead_letter(component="router", reason=reason, detail=message, topic=msg.topic,
                                   partition=msg.partition, offset=msg.offset, key=msg.key,
-                                  value=msg.value, failed_at=self.clock(), attempts=attempts)
+                                  value=msg.value, failed_at=self.clock(), attempts=attempts,
+                                  source=source)
+        topic = self.dead_letter_topic(msg.topic)
+        return Outcome("dead_letter", (Output(topic, msg.key, self.encode(topic, record)),), reason,
+                       source=source)
+
+    def range_letter(self, source: str, messages: Sequence[Message], reasons: Sequence[str]) -> Output:
+        """One letter for the invalid ``messages`` of a quarantined source on one partition."""
+        first = messages[0]
+        record = make_range_letter(component="router", source=source, messages=messages,
+                                   reasons=reasons, failed_at=self.clock())
+        topic = self.dead_letter_topic(first.topic)
+        return Output(topic, first.key, self.encode(topic, record))
+
+    def dead_letter_topic(self, source_topic: str) -> str:
         # Intake payloads may carry a reporter's contact: they go to the restricted topic.
-        restricted = self.topics.municipality_of_intake(msg.topic) is not None
-        topic = self.topics.dead_letter_restricted if restricted else self.topics.dead_letter
-        return Outcome("dead_letter", (Output(topic, msg.key, self.encode(topic, record)),), reason)
+        restricted = self.topics.municipality_of_intake(source_topic) is not None
+        return self.topics.dead_letter_restricted if restricted else self.topics.dead_letter
+
+    def source_of(self, msg: Message) -> str:
+        """Who published ``msg``: the intake topic's municipality, else the agency or sender the
+        message names (read leniently: a status update naming an agency the territory does not
+        know, or bytes that do not decode, are ``unattributed``). ACLs say who may write a
+        topic, not who wrote a message: on the shared topics this is the publisher it claims."""
+        municipality = self.topics.municipality_of_intake(msg.topic)
+        if municipality is not None:
+            return f"municipality:{municipality}"
+        if msg.topic not in (self.topics.status, self.topics.alerts):
+            return "unattributed"
+        try:
+            value = codec.decode(msg.value, resolver=self.resolver).value
+        except Exception:  # undecodable: that is why it is attributed to nobody
+            return "unattributed"
+        if msg.topic == self.topics.status:
+            agency = value.get("agency_id")
+            return f"agency:{agency}" if agency in self.territory.agencies else "unattributed"
+        sender = value.get("sender")
+        if isinstance(sender, str) and 0 < len(sender) <= 200 and sender.isprintable():
+            return f"sender:{sender}"
+        return "unattributed"
 
     def encode(self, topic: str, record: Record) -> bytes:
         """An output in the configured framing (ids are resolved once at start, then cached)."""
