@@ -226,6 +226,11 @@ def bench_drain(report: Report, settings: Settings, sizes: Sizes, pool: list[Inc
     report.add(sec, "router, one worker", one.steady, "ev/s", DRAIN_TARGET,
                note=f"{one.overall:,.0f}/s from the process start (group join included); {one.cpu:.1f} CPU s")
     report.add(sec, "router / bare agent", 100 * one.steady / bare.steady, "%", BARE_SHARE_TARGET)
+    flooded = drain(settings, routable, sizes.drain, what="router flooded", garbage=sizes.drain)
+    report.add(sec, "router, one worker, one source flooding garbage", flooded.steady, "msg/s",
+               note=f"{sizes.drain:,} incidents + {sizes.drain:,} random messages from "
+                    f"{routable[0].municipality} (quarantined, range letters); "
+                    f"x{flooded.steady / one.steady:.2f} of the clean drain, no exit")
     two = drain(settings, routable, sizes.drain, what="router x2", workers=2)
     report.add(sec, "router, two workers", two.steady, "ev/s",
                note=f"x{two.steady / one.steady:.2f} of one worker on {os.cpu_count()} cores; "

@@ -1,6 +1,8 @@
 """Drain rate: intake topics pre-filled, then one consumer process started, timed to the end.
 
-Measured for the router (one worker, then two on the two cores) and for the bare faust agent
+Measured for the router (one worker, then two on the two cores), for the router while one
+municipality floods its intake topic with random bytes at full speed (issue 28: the source is
+quarantined, everyone is still routed), and for the bare faust agent
 (``benchmarks/bare_agent.py``), the framework's ceiling. The rate is taken from the first
 committed offset to the last (the steady drain); the rate from the process start, group join
 included, is reported beside it.
@@ -8,6 +10,7 @@ included, is reported beside it.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -20,7 +23,7 @@ from benchmarks.kafka_rates import create_topic
 from benchmarks.pipeline import Child, Committed, cpu_seconds, hub_env, say
 from veille.config import Settings
 from veille.schemas.models import Incident
-from veille.topics import Topics, ensure_topics, territory_topic_specs
+from veille.topics import MAX_SOURCE_MESSAGE_BYTES, Topics, ensure_topics, territory_topic_specs
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,32 @@ def fresh(settings: Settings, label: str) -> Settings:
     return s
 
 
+def flood(settings: Settings, municipality: str, n: int) -> None:
+    """``n`` random-byte messages on one municipality's intake topic, as fast as it goes."""
+    producer = Producer({**settings.kafka_client_config(), "linger.ms": 20, "enable.idempotence": True,
+                         "batch.size": MAX_SOURCE_MESSAGE_BYTES // 2})
+    topic = Topics(settings.topic_prefix).intake(municipality)
+    for k in range(n):
+        while True:
+            try:
+                producer.produce(topic, value=os.urandom(40 + k % 360))
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("flood not acknowledged")
+
+
 def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: str, workers: int = 1,
-          timeout: float = 600) -> Drain:
+          garbage: int = 0, timeout: float = 600) -> Drain:
+    """``n`` incidents (and ``garbage`` random messages from the first one's municipality)."""
     s = fresh(settings, what.replace(" ", "")[:6])
     say(f"drain ({what}): pre-filling {n:,} incidents on {s.topic_prefix}")
     prefill(s, incidents, n)
+    if garbage:
+        say(f"drain ({what}): {garbage:,} random messages from {incidents[0].municipality}")
+        flood(s, incidents[0].municipality, garbage)
+        n += garbage
     group = f"{s.topic_prefix}-bare" if what == "bare agent" else f"{s.topic_prefix}-router"
     if what == "bare agent":
         create_topic(s, f"{s.topic_prefix}.bare", s.partitions)

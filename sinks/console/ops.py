@@ -1,4 +1,4 @@
-"""The console's ops page: dead letters by reason and unroutable events over time.
+"""The console's ops page: dead letters by reason, unroutable events and quarantined sources.
 
 Refused events never reach the store (docs/indicators.md), so their history is the router's and
 the sink's Prometheus counters: the page asks the Prometheus server named by
@@ -17,10 +17,15 @@ MAX_POINTS = 200
 # Raw counters, differenced here rather than with increase(): a reason's counter is created by
 # its first dead letter, at 1, and increase() would never count that first one.
 QUERIES = {
-    "router_dead_letters": "sum by (reason) (veille_router_dead_lettered_total)",
-    "sink_dead_letters": "sum by (reason) (veille_sink_dead_lettered_total)",
-    "unroutable": "sum(veille_router_unroutable_total)",
+    "router_dead_letters": ("sum by (reason) (veille_router_dead_lettered_total)", "reason"),
+    "sink_dead_letters": ("sum by (reason) (veille_sink_dead_lettered_total)", "reason"),
+    "unroutable": ("sum(veille_router_unroutable_total)", "reason"),
+    # Sources quarantined by the router (streams/quarantine.py): their invalid messages written
+    # as range letters over the period, per source.
+    "quarantined": ("sum by (source) (veille_router_quarantined_messages_total)", "source"),
 }
+# A gauge, read as is: the sources quarantined at the end of the period.
+QUARANTINED_NOW = "max by (source) (veille_router_source_quarantined)"
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -67,9 +72,9 @@ async def ops_series(prometheus_url: str, hours: int, now: float | None = None) 
     out: dict[str, Any] = {"hours": hours, "step": step, "timestamps": timestamps}
     timeout = aiohttp.ClientTimeout(total=20)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        for name, query in QUERIES.items():
-            params = {"query": query, "start": str(start), "end": str(end),
-                      "step": str(step)}
+
+        async def query_range(query: str) -> list[dict[str, Any]]:
+            params = {"query": query, "start": str(start), "end": str(end), "step": str(step)}
             url = f"{prometheus_url.rstrip('/')}/api/v1/query_range"
             try:
                 async with session.get(url, params=params) as resp:
@@ -78,6 +83,13 @@ async def ops_series(prometheus_url: str, hours: int, now: float | None = None) 
                 raise PrometheusUnavailable(f"{prometheus_url}: {exc}") from exc
             if body.get("status") != "success":
                 raise PrometheusUnavailable(f"{prometheus_url}: {body.get('error', body)}")
-            out[name] = increments(body["data"]["result"], timestamps, "reason")
+            result: list[dict[str, Any]] = body["data"]["result"]
+            return result
+
+        for name, (query, label) in QUERIES.items():
+            out[name] = increments(await query_range(query), timestamps, label)
+        now_series = await query_range(QUARANTINED_NOW)
     out["totals"] = {name: {k: round(sum(vals), 1) for k, vals in out[name].items()} for name in QUERIES}
+    out["quarantined_now"] = sorted(
+        s["metric"].get("source", "") for s in now_series if s["values"] and float(s["values"][-1][1]) == 1)
     return out

@@ -206,6 +206,12 @@ def ops_html() -> str:
     <div id="chart-unroutable" class="chart"></div></section>
   <section aria-labelledby="h-sink"><h2 id="h-sink">{e['ops_sink']}</h2>
     <div id="chart-sink" class="chart"></div></section>
+  <section aria-labelledby="h-quarantine"><h2 id="h-quarantine">{e['ops_quarantine']}</h2>
+    <p class="hint">{e['ops_quarantine_hint']}</p>
+    <table id="ops-quarantine"><thead><tr><th scope="col">{e['col_source']}</th>
+      <th scope="col">{e['col_quarantined_messages']}</th><th scope="col">{e['col_quarantined_now']}</th>
+      </tr></thead><tbody></tbody></table>
+    <p id="ops-quarantine-none" hidden>{e['ops_quarantine_none']}</p></section>
   <section aria-labelledby="h-totals"><h2 id="h-totals">{e['ops_totals']}</h2>
     <table id="ops-totals"><thead><tr><th scope="col">{e['col_source']}</th>
       <th scope="col">{e['col_reason']}</th><th scope="col">{e['col_count']}</th></tr></thead>

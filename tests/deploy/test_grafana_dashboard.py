@@ -114,18 +114,27 @@ def prometheus(kafka: KafkaFixture, tmp_path_factory: pytest.TempPathFactory) ->
         raw = Producer(settings.kafka_client_config())
         raw.produce(Topics(settings.topic_prefix).intake(sorted(territory.municipalities)[0]),
                     value=b"\x00garbage")
+        # A flood of bytes naming nobody on the shared status topic: the source "unattributed"
+        # is quarantined (the ops page lists it).
+        for i in range(300):
+            raw.produce(Topics(settings.topic_prefix).status, value=b"\x00flood %d" % i)
         assert raw.flush(30) == 0
 
         def publish() -> None:
             # A steady trickle while the queries run: rates and latency quantiles need recent samples.
+            # The status flood goes on, a message a second: the quarantine lasts while it does.
             with Publisher(settings, client_id="grafana-test") as pub:
-                for event in sim.events(100_000):
+                for n, event in enumerate(sim.events(100_000)):
                     if stop.is_set():
                         break
                     pub.publish(event)
                     pub.poll(0)
+                    if n % 20 == 0:
+                        raw.produce(Topics(settings.topic_prefix).status, value=b"\x00flood")
+                        raw.poll(0)
                     time.sleep(0.05)
                 pub.flush(30)
+                raw.flush(30)
 
         publisher = threading.Thread(target=publish, daemon=True)
         publisher.start()
@@ -198,8 +207,8 @@ def test_ops_page_shows_dead_letters_over_time(prometheus: str, tmp_path: Path) 
                                                  timeout=30).json()
                 return body
 
-            wait_for(lambda: bool(ops()["totals"]["router_dead_letters"]), 30,
-                     "the dead letter in Prometheus")
+            wait_for(lambda: bool(ops()["totals"]["router_dead_letters"]) and bool(ops()["quarantined_now"]),
+                     30, "the dead letters and the quarantine in Prometheus")
             data = ops()
             router = data["totals"]["router_dead_letters"]
             assert router and sum(router.values()) >= 1  # the garbage message, counted from its first
@@ -216,6 +225,12 @@ def test_ops_page_shows_dead_letters_over_time(prometheus: str, tmp_path: Path) 
                                                     "rows => rows.map(r => r.dataset.reason)")
                 assert sorted(reasons) == sorted(router)
                 assert page.locator("#chart-router .uplot").count() == 1
+                # The flood on the status topic: listed with its count, quarantined now.
+                assert data["totals"]["quarantined"].get("unattributed", 0) >= 200
+                assert "unattributed" in data["quarantined_now"]
+                cells = page.locator("#ops-quarantine tr[data-source=unattributed] td").all_inner_texts()
+                assert cells[0] == "unattributed" and cells[2] == "oui"
+                assert page.locator("#ops-quarantine-none").is_hidden()
                 screenshot(page, "console-ops")
                 assert axe_violations(page) == [] and errors.messages == []
         finally:

@@ -29,6 +29,7 @@ RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.yml"))
 README = ROOT / "deploy" / "README.md"
 
 REQUIRED_ALERTS = {"ConsumerLagHigh", "DeadLetterRateHigh", "UnroutableRateHigh", "SinkStalled",
+                   "SourceQuarantined",
                    "SchemaRegistryUnreachable",
                    "ProducerDeliveryFailures", "TargetDown"}
 

@@ -84,7 +84,7 @@ def test_quarantine_ends_after_a_valid_run_or_a_quiet_spell() -> None:
     assert _judge(guard, _mixed(200, ["municipality:35402"], []) + other, now=0).entered
     verdict = _judge(guard, [("municipality:35402", False)] * 19 + other, now=1)
     assert verdict.quarantined == {"municipality:35402"}  # 19 valid in a row: not yet
-    verdict = _judge(guard, [("municipality:35402", False)] + other, now=2)
+    verdict = _judge(guard, [("municipality:35402", False), *other], now=2)
     assert verdict.released == ("municipality:35402",) and not verdict.quarantined
     # Released with a fresh window: a few invalid messages are dead-lettered one by one again.
     assert not _judge(guard, [("municipality:35402", True)] * 50 + other, now=3).quarantined
@@ -184,6 +184,7 @@ def test_a_forging_agency_is_quarantined_by_the_name_it_gives(handler: BatchHand
 
 def test_systemic_invalidity_raises_before_delivery(handler: BatchHandler) -> None:
     topics = handler.topics
-    batch = [Message(topics.intake(m), 0, i, None, b"garbage") for m in ("35401", "35402") for i in range(150)]
+    batch = [Message(topics.intake(m), 0, i, None, b"garbage")
+             for m in ("35401", "35402") for i in range(150)]
     with pytest.raises(TooManyInvalid):
         asyncio.run(handler.prepare(batch))

@@ -1,4 +1,4 @@
-/* The ops page: dead letters by reason and unroutable events over time (from Prometheus, through
+/* The ops page: dead letters by reason, unroutable events over time and the quarantined sources (from Prometheus, through
    /console/api/ops); the period lives in the URL (?hours=). */
 (function () {
   'use strict';
@@ -59,6 +59,22 @@
       }
     }
     document.querySelector('#ops-totals tbody').replaceChildren(...rows);
+    const now = new Set(body.quarantined_now);
+    const sources = Object.keys(body.totals.quarantined);
+    for (const source of now) if (!sources.includes(source)) sources.push(source);
+    const quarantine = sources.sort().map((source) => {
+      const tr = document.createElement('tr');
+      tr.dataset.source = source;
+      for (const text of [source, nf.format(body.totals.quarantined[source] || 0),
+                          now.has(source) ? T.yes : T.no]) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    });
+    document.querySelector('#ops-quarantine tbody').replaceChildren(...quarantine);
+    document.getElementById('ops-quarantine-none').hidden = quarantine.length > 0;
     statusLine.textContent = T.updated;
     document.body.dataset.ready = String(body.hours);
   }
