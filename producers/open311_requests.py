@@ -1,9 +1,9 @@
 """Read model of Open311 service requests: incidents and their lifecycle, kept in memory.
 
-Fed by a background confluent-kafka consumer of ``<prefix>.routed`` (all partitions,
-assigned, from the beginning, no consumer group offsets): each ``RoutedIncident`` creates a
-request, each ``StatusUpdate`` (forwarded there by the router once it checked the dispatch
-id) moves it on. Why not query the store, or a compacted topic:
+Fed by a background consumer of ``<prefix>.routed`` on the consumer runtime
+(``veille/consumer``: every partition, from the beginning, no consumer group offsets): each
+``RoutedIncident`` creates a request, each ``StatusUpdate`` (forwarded there by the router
+once it checked the dispatch id) moves it on. Why not query the store, or a compacted topic:
 
 * the embedded chDB store opens in one process only (the sink's), so the intake cannot read
   it; and a ClickHouse server is an optional deployment;
@@ -31,9 +31,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
 from veille.config import Settings
+from veille.consumer import Assignment, Offsets, ProcessingStep, StreamRunner
+from veille.kafka import Message
 from veille.schemas import codec
 from veille.schemas.models import IncidentStatus, RoutedIncident, StatusUpdate
 from veille.schemas.registry import resolver_from_settings
@@ -65,8 +65,8 @@ class RequestBook:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._requests: OrderedDict[str, ServiceRequest] = OrderedDict()
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._runner: StreamRunner | None = None
         self.caught_up = threading.Event()  # set once the backlog present at start was read
         self.skipped = 0  # records that could not be decoded
 
@@ -144,47 +144,50 @@ class RequestBook:
     def start(self) -> None:
         if self.settings is None or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="open311-read-model", daemon=True)
+        settings = self.settings
+        self._runner = StreamRunner(
+            {**settings.kafka_client_config(), "group.id": f"veille-open311-{uuid.uuid4()}",
+             "enable.auto.commit": False, "client.id": "veille-open311"},
+            [Topics(settings.topic_prefix).routed], self._chain, group=False)
+        self._thread = threading.Thread(target=self._runner.run, name="open311-read-model", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+        if self._runner is not None:
+            self._runner.stop()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
-    def _run(self) -> None:
-        assert self.settings is not None
-        settings = self.settings
-        topic = Topics(settings.topic_prefix).routed
-        consumer = Consumer({**settings.kafka_client_config(), "group.id": f"veille-open311-{uuid.uuid4()}",
-                             "enable.auto.commit": False, "client.id": "veille-open311"})
-        resolver = resolver_from_settings(settings)
-        try:
-            partitions: dict[int, int] = {}
-            while not self._stop.is_set() and not partitions:
-                try:
-                    meta = consumer.list_topics(topic, timeout=5).topics[topic]
-                    # All partitions or none: one leader still moving must not leave a partition out.
-                    partitions = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-                                  for p in meta.partitions}
-                except (KafkaException, KeyError) as exc:
-                    partitions = {}
-                    log.warning("open311 read model: %s not readable yet (%s)", topic, exc)
-                    self._stop.wait(2)
-            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-            behind = {p for p, high in partitions.items() if high > 0}
-            if not behind:
-                self.caught_up.set()
-            while not self._stop.is_set():
-                for msg in consumer.consume(500, timeout=0.2):
-                    if msg.error():
-                        continue
-                    self.apply_bytes(msg.value(), resolver)
-                    part, offset = msg.partition(), msg.offset()
-                    if part in behind and offset is not None and offset + 1 >= partitions[part]:
-                        behind.discard(part)
-                        if not behind:
-                            self.caught_up.set()
-        finally:
-            consumer.close()
+    def _chain(self, _offsets: Offsets, assignment: Assignment) -> ProcessingStep[Message]:
+        resolver = resolver_from_settings(self.settings) if self.settings is not None else None
+        return _Apply(self, assignment.high, resolver)
+
+
+class _Apply:
+    """The read model's one step: apply each record; tell when the start's backlog was read."""
+
+    def __init__(self, book: RequestBook, high: Mapping[tuple[str, int], int], resolver: Any) -> None:
+        self.book = book
+        self.resolver = resolver
+        self.high = dict(high)
+        self.behind = {tp for tp, end in high.items() if end > 0}
+        if not self.behind:
+            book.caught_up.set()
+
+    def submit(self, item: Message) -> None:
+        self.book.apply_bytes(item.value, self.resolver)
+        key = (item.topic, item.partition)
+        if key in self.behind and item.offset + 1 >= self.high[key]:
+            self.behind.discard(key)
+            if not self.behind:
+                self.book.caught_up.set()
+
+    def poll(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -61,6 +61,9 @@ class Batcher:
     def empty(self) -> bool:
         return self.batch is None
 
+    def full(self) -> bool:
+        return self.batch is not None and self.batch.messages >= self.max_rows
+
     def ready(self) -> bool:
         b = self.batch
         return b is not None and (b.messages >= self.max_rows

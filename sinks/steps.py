@@ -1,32 +1,35 @@
-"""The sink's steps after decoding, each handing its result to the next:
+"""The sink's steps, each a ``ProcessingStep`` (``veille/consumer/steps.py``) handing on to the next:
 
-    Batching (rows | time) → RetryWithPause(WriteBatch) → CommitOffsets
+    Decode → Batching (rows | time) → WriteWithRetry (store, then dead letters) → CommitOffsets
 
-``SinkPipeline._assemble`` chains them. Write failures: the batch is retried with capped
-exponential backoff, never skipped. While retrying, every assigned partition is PAUSED and the
-consumer keeps calling ``poll`` so it stays in its group (max.poll.interval.ms); anything poll
-still hands over is stashed and processed after the batch. If the partitions are revoked
-meanwhile, the batch is dropped (its offsets were not committed: the new owner re-reads it).
+``sinks/pipeline.py`` assembles them. A write that fails is retried with capped exponential
+backoff, never skipped: the failing batch stays in ``WriteWithRetry``, which refuses the next
+one (``MessageRejected``) until it is written; ``Batching`` then holds the next batch and
+refuses messages in turn, and the runner pauses the partitions, keeping the consumer in its
+group. Offsets are committed only after the write. A schema registry that cannot be reached
+is waited for the same way (``Decode`` refuses the message until the backoff elapsed): never a
+dead letter, the message is fine.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka import Message as KafkaMessage
-
-from veille.kafka import Message, committed_lag
+from veille.consumer import MessageRejected, Offsets, ProcessingStep
+from veille.deadletter import DeadLetterLimit
+from veille.kafka import Message
+from veille.schemas import codec
 from veille.schemas.models import DeadLetter, RoutedIncident
+from veille.schemas.registry import REGISTRY_WAITING, RegistryUnavailable
 from veille.sinks import metrics
+from veille.sinks.batch_write import BatchWrite
 from veille.sinks.batching import Batch, Batcher
+from veille.sinks.decode import decode
 from veille.sinks.rows import Row, ms
-from veille.sinks.writer import Writer
 
-log = logging.getLogger("veille.sinks.pipeline")
+log = logging.getLogger("veille.sinks.steps")
 
 
 @dataclass(frozen=True)
@@ -50,74 +53,102 @@ class Stats:
 
 
 @dataclass
-class Membership:
-    """What the consumer holds, shared by the rebalance callbacks and the steps."""
-
-    consumer: Consumer
-    stop: threading.Event
-    assigned: list[TopicPartition] = field(default_factory=list)
-    stash: list[KafkaMessage] = field(default_factory=list)  # polled while paused, for later
-    writing: bool = False
-    revoked_while_writing: bool = False
-
-    def update_lag(self) -> None:
-        """End offsets minus *committed* offsets, asked of the broker: while writes fail
-        nothing is committed, so the backlog shows (the consumer's own position would not)."""
-        if not self.assigned:
-            return
-        try:
-            lags = committed_lag(self.consumer, self.assigned, timeout=5)
-        except KafkaException:
-            return
-        for (topic, partition), lag in lags.items():
-            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
-
-    def wait(self, seconds: float) -> bool:
-        """Back off while keeping group membership alive; False if the batch must be dropped."""
-        self.update_lag()
-        deadline = time.monotonic() + seconds
-        while True:
-            if self.revoked_while_writing:
-                log.warning("partitions revoked during write retries: dropping the batch")
-                return False
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return True
-            if self.stop.is_set() and left > 0.5:
-                deadline = time.monotonic() + 0.5  # stopping: one last quick attempt
-            msg = self.consumer.poll(min(left, 0.5))
-            if msg is not None:
-                self.stash.append(msg)
+class Decoded:
+    message: Message
+    item: Row | DeadLetter
 
 
 class CommitOffsets:
-    """Commits a written batch's offsets, synchronously."""
+    """Commits a written batch's offsets, synchronously (the last step)."""
 
-    def __init__(self, membership: Membership, stats: Stats) -> None:
-        self.membership = membership
+    def __init__(self, offsets: Offsets, stats: Stats) -> None:
+        self.offsets = offsets
         self.stats = stats
 
     def submit(self, batch: Batch) -> None:
-        try:
-            self.membership.consumer.commit(offsets=batch.commit_offsets(), asynchronous=False)
-        except KafkaException as exc:
-            # Rows are stored; a lost commit only means a replay, which the store absorbs.
-            log.warning("offset commit failed (batch will be replayed, harmlessly): %s", exc)
-            return
-        self.stats.batches_committed += 1
-        metrics.LAST_COMMIT.set_to_current_time()
-        self.membership.update_lag()
+        if self.offsets.commit(batch.commit_offsets()):
+            self.stats.batches_committed += 1
+            metrics.LAST_COMMIT.set_to_current_time()
+
+    def poll(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
-class WriteBatch:
-    """Writes a batch (store, then dead letters) and counts what was written."""
+class WriteWithRetry:
+    """Writes a batch (store, then dead letters); retried until written, then handed on."""
 
-    def __init__(self, writer: Writer, stats: Stats) -> None:
-        self.writer = writer
+    def __init__(self, write: BatchWrite, next_step: ProcessingStep[Batch], offsets: Offsets,
+                 retry: RetryPolicy, stats: Stats) -> None:
+        self.write = write
+        self.next_step = next_step
+        self.offsets = offsets
+        self.retry = retry
         self.stats = stats
+        self._failing: Batch | None = None
+        self._attempts = 0
+        self._due = 0.0
+        # Once a batch was given up, nothing after it may be committed (that would skip it).
+        self._gave_up = False
 
-    def __call__(self, batch: Batch) -> None:
-        written = self.writer.write(batch)
+    def submit(self, batch: Batch) -> None:
+        if self._gave_up:
+            self.stats.batches_dropped += 1
+            return
+        if self._failing is not None:
+            raise MessageRejected()
+        self._attempt(batch)
+
+    def poll(self) -> None:
+        if self._failing is not None and time.monotonic() >= self._due:
+            self._attempt(self._failing)
+        self.next_step.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Stopping or revoked: a failing batch gets its next attempt now, then more while
+        ``timeout`` lasts (three in all at most); still unwritten, it is dropped uncommitted
+        and read again by whoever consumes next."""
+        end = time.monotonic() + (timeout or 0.0)
+        tries = 0
+        while self._failing is not None:
+            self._attempt(self._failing)
+            tries += 1
+            if self._failing is None:
+                break
+            if tries >= 3 or time.monotonic() + self.retry.delay(self._attempts) > end:
+                log.error("stopping with an unwritten batch: it will be re-read")
+                self.stats.batches_dropped += 1
+                self._failing, self._gave_up = None, True
+                break
+            time.sleep(self.retry.delay(self._attempts))
+        self.next_step.join(timeout)
+
+    def close(self) -> None:
+        self.next_step.close()
+
+    def _attempt(self, batch: Batch) -> None:
+        try:
+            written = self.write.write(batch)
+        except Exception as exc:  # every failure of the store or the DLQ is retried
+            self._attempts = self._attempts + 1 if self._failing is batch else 1
+            self._failing = batch
+            self._due = time.monotonic() + self.retry.delay(self._attempts)
+            metrics.WRITE_FAILURES.inc()
+            self.stats.write_failures += 1
+            log.warning("writing batch %s failed (attempt %d): %s", batch.dedup_token("*"),
+                        self._attempts, exc)
+            self.offsets.report_lag()  # nothing is committed meanwhile: the backlog shows
+            return
+        self._failing, self._attempts = None, 0
+        self._count(batch, written)
+        self.next_step.submit(batch)
+
+    def _count(self, batch: Batch, written: dict[str, int]) -> None:
         metrics.BATCH_ROWS.observe(batch.messages)
         for table, n in written.items():
             metrics.ROWS_WRITTEN.labels(table).inc(n)
@@ -133,69 +164,113 @@ class WriteBatch:
                 metrics.END_TO_END.observe(max(0.0, (now_ms - ms(rec.reported_at)) / 1000))
 
 
-class RetryWithPause:
-    """``write`` a batch until it succeeds, pausing the partitions meanwhile; then ``next``."""
+class Batching:
+    """Adds decoded messages to the batch; hands it on when full (rows) or old enough (time).
+    A batch the next step refuses is held, and messages are refused until it is taken."""
 
-    def __init__(self, write: WriteBatch, next_step: CommitOffsets, membership: Membership,
-                 retry: RetryPolicy, stats: Stats) -> None:
-        self.write = write
-        self.next = next_step
-        self.membership = membership
+    def __init__(self, batcher: Batcher, next_step: ProcessingStep[Batch]) -> None:
+        self.batcher = batcher
+        self.next_step = next_step
+        self._held: Batch | None = None
+
+    def submit(self, item: Decoded) -> None:
+        if self._held is not None and not self._hand_on(self._held):
+            raise MessageRejected()
+        self.batcher.add(item.message, item.item)
+        if self.batcher.full():
+            self._hand_on(self.batcher.take())
+
+    def poll(self) -> None:
+        if self._held is not None:
+            self._hand_on(self._held)
+        elif self.batcher.ready():
+            self._hand_on(self.batcher.take())
+        self.next_step.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        end = time.monotonic() + (timeout or 0.0)
+        for batch in (self._held, self.batcher.take()):
+            # The held batch first: offsets are committed in order.
+            while batch is not None and not self._hand_on(batch):
+                # The next step is retrying a batch: let it finish (or give up) within the time.
+                self.next_step.join(max(0.0, end - time.monotonic()))
+        self._held = None
+        self.next_step.join(max(0.0, end - time.monotonic()))
+
+    def close(self) -> None:
+        self.next_step.close()
+
+    def _hand_on(self, batch: Batch | None) -> bool:
+        if batch is None:
+            return True
+        try:
+            self.next_step.submit(batch)
+        except MessageRejected:
+            self._held = batch
+            return False
+        self._held = None
+        return True
+
+
+class Decode:
+    """A routed message → a row or a dead letter (``sinks/decode.py``), within the dead-letter
+    limit: most of the recent stream invalid stops the sink (``TooManyInvalid``) before the
+    batch is written, so its offsets stay uncommitted."""
+
+    def __init__(self, next_step: ProcessingStep[Decoded], resolver: codec.Resolver | None,
+                 retry: RetryPolicy, stats: Stats, limit: DeadLetterLimit | None = None) -> None:
+        self.next_step = next_step
+        self.resolver = resolver
         self.retry = retry
         self.stats = stats
+        self.limit = limit or DeadLetterLimit()
+        self._waiting: tuple[Message, int, float] | None = None  # registry: message, attempts, due
+        self._refused: Decoded | None = None  # decoded, but the next step refused it: not again
 
-    def submit(self, batch: Batch, final: bool = False) -> None:
-        if self._write(batch, give_up=final):
-            self.next.submit(batch)
-
-    def _write(self, batch: Batch, give_up: bool) -> bool:
-        """True once written; False if the batch was dropped (revoked, or stopping after failures)."""
-        m = self.membership
-        attempt = 0
-        m.writing, m.revoked_while_writing = True, False
-        paused: list[TopicPartition] = []
+    def submit(self, item: Message) -> None:
+        decoded = self._refused if self._refused is not None and self._refused.message is item else None
+        if decoded is None:
+            decoded = Decoded(item, self._decode(item))
+            self.limit.record(isinstance(decoded.item, DeadLetter))  # TooManyInvalid stops the sink
+            if isinstance(decoded.item, DeadLetter):
+                log.warning("dead-lettering %s[%d]@%d: %s", item.topic, item.partition, item.offset,
+                            decoded.item.reason)
         try:
-            while True:
-                attempt += 1
-                try:
-                    self.write(batch)
-                    return True
-                except Exception as exc:  # every failure of the store or the DLQ is retried
-                    metrics.WRITE_FAILURES.inc()
-                    self.stats.write_failures += 1
-                    log.warning("writing batch %s failed (attempt %d): %s",
-                                batch.dedup_token("*"), attempt, exc)
-                if give_up and (m.stop.is_set() or attempt >= 3):
-                    log.error("stopping with an unwritten batch: it will be re-read at next start")
-                    self.stats.batches_dropped += 1
-                    return False
-                if not paused and m.assigned:
-                    paused = list(m.assigned)
-                    m.consumer.pause(paused)
-                if not m.wait(self.retry.delay(attempt)):
-                    self.stats.batches_dropped += 1
-                    return False
-        finally:
-            m.writing = False
-            if paused and not m.revoked_while_writing:
-                m.consumer.resume(paused)
+            self.next_step.submit(decoded)
+        except MessageRejected:
+            self._refused = decoded
+            raise
+        self._refused = None
+        self.stats.messages += 1
+
+    def _decode(self, item: Message) -> Row | DeadLetter:
+        if self._waiting is not None:
+            waiting, _attempts, due = self._waiting
+            if waiting is not item or time.monotonic() < due:
+                raise MessageRejected()
+        try:
+            row = decode(item, resolver=self.resolver)
+        except RegistryUnavailable as exc:
+            attempts = self._waiting[1] + 1 if self._waiting is not None else 1
+            log.warning("%s[%d]@%d: %s (attempt %d)", item.topic, item.partition, item.offset, exc, attempts)
+            self._waiting = (item, attempts, time.monotonic() + self.retry.delay(attempts))
+            REGISTRY_WAITING.set(1)
+            raise MessageRejected() from exc
+        if self._waiting is not None:
+            self._waiting = None
+            REGISTRY_WAITING.set(0)
+        return row
+
+    def poll(self) -> None:
+        self.next_step.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.next_step.join(timeout)
+
+    def close(self) -> None:
+        if self._waiting is not None:
+            REGISTRY_WAITING.set(0)  # the message is read again at the next start
+        self.next_step.close()
 
 
-class Batching:
-    """Adds decoded messages to the batch; hands it on when full or old enough."""
-
-    def __init__(self, batcher: Batcher, next_step: RetryWithPause) -> None:
-        self.batcher = batcher
-        self.next = next_step
-
-    def submit(self, msg: Message, item: Row | DeadLetter) -> None:
-        self.batcher.add(msg, item)
-
-    def flush(self, final: bool = False) -> None:
-        batch = self.batcher.take()
-        if batch is not None:
-            self.next.submit(batch, final)
-
-
-__all__ = ["Batching", "CommitOffsets", "Membership", "RetryPolicy", "RetryWithPause", "Stats",
-           "WriteBatch"]
+__all__ = ["Batching", "CommitOffsets", "Decode", "Decoded", "RetryPolicy", "Stats", "WriteWithRetry"]

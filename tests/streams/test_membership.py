@@ -6,13 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from veille.config import Settings
-from veille.sinks.pipeline import Fenced, SinkPipeline
+from veille.consumer import Fenced, check_error
 from veille.streams.membership import (
     Progress,
     check_stall_window,
@@ -108,27 +107,14 @@ def test_valid_stall_windows_pass_the_start_check(stall: str, monkeypatch: pytes
     assert check_stall_window(Settings()) is None
 
 
-class _ErrorMessage:
-    def __init__(self, err: KafkaError) -> None:
-        self._err = err
-
-    def error(self) -> KafkaError:
-        return self._err
-
-
-def test_sink_tells_a_fenced_static_member_from_other_fatal_errors(tmp_path: Path) -> None:
+def test_consumers_tell_a_fenced_static_member_from_other_fatal_errors() -> None:
     """librdkafka reports a fenced static member as a _FATAL event whose fatal() is False: the
-    sink replaces its consumer (``Fenced``, handled by ``run``: tests/sinks/test_sink_pipeline.py
-    fences a real one); any other fatal error still stops it."""
-    settings = Settings(state_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
-    pipeline = SinkPipeline(settings, cast(Any, object()), extra_consumer_config={"log_level": 0})
-    try:
-        fenced = KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced")
-        assert not fenced.fatal()
-        with pytest.raises(Fenced):
-            pipeline._ingest(cast(Any, _ErrorMessage(fenced)))
-        with pytest.raises(KafkaException):
-            pipeline._ingest(cast(Any, _ErrorMessage(KafkaError(KafkaError._FATAL, "Fatal error: other"))))
-        pipeline._ingest(cast(Any, _ErrorMessage(KafkaError(KafkaError._TRANSPORT, "down"))))  # logged
-    finally:
-        pipeline.consumer.close()
+    consumer runtime replaces its consumer (``Fenced``, handled by ``StreamRunner.run``:
+    tests/sinks/test_sink_pipeline.py fences the sink's); any other fatal error still stops it."""
+    fenced = KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced")
+    assert not fenced.fatal()
+    with pytest.raises(Fenced):
+        check_error(fenced)
+    with pytest.raises(KafkaException):
+        check_error(KafkaError(KafkaError._FATAL, "Fatal error: other"))
+    check_error(KafkaError(KafkaError._TRANSPORT, "down"))  # logged

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from veille.config import Settings, get_settings
-from veille.kafka import CommittedLag
+from veille.consumer import StreamRunner
+from veille.kafka import CommittedLag, Message
 from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
@@ -130,25 +131,45 @@ def _dead_letters(metrics_url: str) -> dict[str, int]:
 
 def _routing_of(settings: Settings, flood_ids: set[str], alert_id: str, timeout: float = 30) -> list[Any]:
     """Read back from the routed topic how the flood's alert and reports were routed."""
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"demo-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([Topics(settings.topic_prefix).routed])
-    found: list[Any] = []
-    wanted = len(flood_ids) + 1
+    collect = _Collect(flood_ids, alert_id)
+    runner = StreamRunner({**settings.kafka_client_config(), "group.id": f"demo-{uuid.uuid4()}",
+                           "auto.offset.reset": "earliest", "enable.auto.commit": False},
+                          [Topics(settings.topic_prefix).routed], lambda _offsets, _assignment: collect)
     deadline = time.monotonic() + timeout
-    try:
-        while len(found) < wanted and time.monotonic() < deadline:
-            for msg in consumer.consume(500, timeout=0.5):
-                if msg.error():
-                    continue
-                decoded = codec.decode(msg.value(), expect=ROUTED_TYPES)
-                if decoded.record_type == "RoutedIncident" and str(decoded.value["id"]) in flood_ids:
-                    found.append(RoutedIncident.from_avro(decoded.value))
-                elif decoded.record_type == "RoutedAlert" and decoded.value["identifier"] == alert_id:
-                    found.append(RoutedAlert.from_avro(decoded.value))
-    finally:
-        consumer.close()
-    return found
+    runner.run(until=lambda: len(collect.found) > len(flood_ids) or time.monotonic() > deadline)
+    return collect.found
+
+
+class _Collect:
+    """The demo reader's one step: keep the flood's routed reports and its routed alert."""
+
+    def __init__(self, flood_ids: set[str], alert_id: str) -> None:
+        self.flood_ids = flood_ids
+        self.alert_id = alert_id
+        self.found: list[Any] = []
+
+    def submit(self, item: Message) -> None:
+        decoded = codec.decode(item.value, expect=ROUTED_TYPES)
+        if decoded.record_type == "RoutedIncident" and str(decoded.value["id"]) in self.flood_ids:
+            self.found.append(RoutedIncident.from_avro(decoded.value))
+        elif decoded.record_type == "RoutedAlert" and decoded.value["identifier"] == self.alert_id:
+            self.found.append(RoutedAlert.from_avro(decoded.value))
+
+    def poll(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _stored_of(sink_url: str, ids: set[str]) -> int:
+    """How many of this run's reports the store holds (not the store's window: earlier runs
+    in the same state dir are there too)."""
+    with urllib.request.urlopen(f"{sink_url}/stats?ids=1", timeout=60) as resp:
+        return len(ids & set(json.loads(resp.read())["ids"]))
 
 
 def _print_flood(routed: list[Any], territory: Territory) -> None:
@@ -250,7 +271,7 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not _caught_up(settings):
                 time.sleep(1)
-            stored = _indicators(sink_url, municipalities, span_start, end)["reports"]["total"]
+            stored = _stored_of(sink_url, {str(e.id) for e in events if isinstance(e, Incident)})
             dead = _dead_letters(router_metrics)
             latency = (datetime.now(UTC) - started).total_seconds()
             _say(f"router and sink caught up {latency:.1f}s after the first publish: "

@@ -19,7 +19,7 @@ class DeliveryFailed(RuntimeError):
     pass
 
 
-class Writer:
+class BatchWrite:
     """Writes one batch: every table (dedup token per table) and the batch's dead letters."""
 
     def __init__(self, store: Store, producer: Producer | None, dead_letter_topic: str,
