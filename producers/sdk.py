@@ -251,7 +251,7 @@ class Publisher:
 
     def __len__(self) -> int:
         """Messages waiting in the producer's queue (not yet acknowledged nor failed)."""
-        return len(self._producer)
+        return 0 if self._closed else len(self._producer)
 
     # ------------------------------------------------------------------ publishing
 
@@ -405,7 +405,7 @@ class Publisher:
 
     def summary(self) -> DeliverySummary:
         with self._lock:
-            return DeliverySummary(self._acknowledged, list(self._failed), len(self._producer),
+            return DeliverySummary(self._acknowledged, list(self._failed), len(self),
                                    dict(self._published), dict(self._acknowledged_by))
 
     def flush(self, timeout: float | None = None) -> DeliverySummary:
@@ -414,6 +414,8 @@ class Publisher:
         With the default timeout (delivery.timeout.ms + margin) nothing stays pending:
         every event ends up acknowledged or failed.
         """
+        if self._closed:
+            return self.summary()
         if timeout is None:
             timeout = self.settings.delivery_timeout_ms / 1000 + 5
         self._producer.flush(timeout)
@@ -427,7 +429,12 @@ class Publisher:
             self._stop.set()
             self._poller.join()
             self._poller = None
+        if self._closed:
+            return self.summary()
         summary = self.flush(timeout)
+        # Release librdkafka's handle now: left to the garbage collector, it outlived the
+        # broker in the tests and kept reconnecting (errors printed after the session).
+        self._producer.close()
         self._closed = True
         return summary
 
