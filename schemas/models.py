@@ -136,6 +136,21 @@ class IncidentStatus(StrEnum):
     reopened = "reopened"
 
 
+class DeliveryMethod(StrEnum):
+    kafka = "kafka"
+    webhook = "webhook"
+    email = "email"
+    open311 = "open311"
+
+
+class DeliveryOutcome(StrEnum):
+    delivered = "delivered"
+    retry = "retry"
+    failed = "failed"
+    disabled = "disabled"
+    undelivered = "undelivered"
+
+
 class EventType(StrEnum):
     incident = "incident"
     alert = "alert"
@@ -441,8 +456,27 @@ class RoutedAlert(Record):
     dispatches: list[DispatchTarget]
 
 
+MAX_RECEIPT_REPLY = 500
+
+
+class DeliveryReceipt(Record):
+    """One attempt to deliver a dispatch (veille.deliver): its outcome, never a secret."""
+
+    avro_name: ClassVar[str] = "DeliveryReceipt"
+    dispatch_id: UUID
+    agency_id: str = Field(min_length=1, max_length=100)
+    method: DeliveryMethod
+    attempt: int = Field(ge=1, le=2**31 - 1)
+    outcome: DeliveryOutcome
+    status_code: int | None = Field(default=None, ge=0, le=999)
+    reply: str | None = Field(default=None, max_length=MAX_RECEIPT_REPLY)
+    latency_ms: int = Field(ge=0, le=2**63 - 1)
+    at: Timestamp
+
+
 MODELS: dict[str, type[Record]] = {
     m.avro_name: m
-    for m in (Incident, Alert, StatusUpdate, DeadLetter, Dispatch, RoutedIncident, RoutedAlert)
+    for m in (Incident, Alert, StatusUpdate, DeadLetter, Dispatch, RoutedIncident, RoutedAlert,
+              DeliveryReceipt)
 }
 __all__ = ["MODELS", "Record", *[n for n in MODELS]]
