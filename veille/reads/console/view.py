@@ -7,10 +7,10 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from veille.sinks import deadlines
-from veille.sinks.console import queries
-from veille.sinks.console.filters import ConsoleFilter
-from veille.sinks.indicators import _seconds
+from veille.reads import deadlines
+from veille.reads.console import queries
+from veille.reads.console.filters import ConsoleFilter
+from veille.reads.indicators import _seconds
 from veille.sinks.store import Store
 from veille.territory import Territory
 

@@ -21,14 +21,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
 
-from veille.sinks.cap_feed import add_cap_routes
-from veille.sinks.console import ops, pages
-from veille.sinks.console.access import Credentials, auth_middleware
-from veille.sinks.console.export import export_rows, to_csv
-from veille.sinks.console.filters import ConsoleFilter, parse_filter
-from veille.sinks.console.report import build_report
-from veille.sinks.console.view import build_view, territory_geojson
-from veille.sinks.indicators import Cell, compute, totals
+from veille.reads.cap_feed import add_cap_routes
+from veille.reads.console import ops, pages
+from veille.reads.console.access import Credentials, auth_middleware
+from veille.reads.console.export import export_rows, to_csv
+from veille.reads.console.filters import ConsoleFilter, parse_filter
+from veille.reads.console.report import build_report
+from veille.reads.console.view import build_view, territory_geojson
+from veille.reads.indicators import Cell, compute, totals
 from veille.sinks.store import Store
 from veille.territory import Territory
 from veille.web.assets import AssetsMissing, add_vendor_routes
@@ -75,7 +75,7 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def indicators(request: web.Request) -> web.Response:
-    from veille.sinks.service import parse_cell
+    from veille.reads.service import parse_cell
 
     try:
         cell: Cell = parse_cell(request.query_string)
@@ -90,8 +90,8 @@ async def indicators(request: web.Request) -> web.Response:
 
 async def deadlines(request: web.Request) -> web.Response:
     """Same cell parameters as /indicators, plus an optional ``now`` (ISO time, for reproducible counts)."""
-    from veille.sinks import deadlines as dl
-    from veille.sinks.service import parse_cell
+    from veille.reads import deadlines as dl
+    from veille.reads.service import parse_cell
 
     try:
         cell: Cell = parse_cell(request.query_string)

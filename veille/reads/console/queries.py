@@ -15,9 +15,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from veille.sinks import deadlines
-from veille.sinks.console.filters import ConsoleFilter
-from veille.sinks.indicators import LOCAL_TZ, response_times_select
+from veille.reads import deadlines
+from veille.reads.console.filters import ConsoleFilter
+from veille.reads.indicators import LOCAL_TZ, response_times_select
 from veille.territory import RoutingRules
 
 Query = tuple[str, dict[str, Any]]
@@ -109,7 +109,7 @@ GROUP BY agency_id, municipality ORDER BY agency_id, municipality""", f, munis)
 
 def alerts_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
     """Actual CAP alerts sent in the period that affect a selected municipality, with their
-    state from the lifecycle views of ``migrations/0003`` (as ``sinks/alert_state.state``)."""
+    state from the lifecycle views of ``migrations/0003`` (as ``veille.reads.alert_state.state``)."""
     pair = "(sender, identifier)"
     return _q(f"""
 SELECT sender, identifier, any(sent) AS sent_at, any(event) AS alert_event, any(severity) AS alert_severity,
@@ -146,7 +146,7 @@ def options_sql(db: str) -> Query:
 
 
 def overdue_sql(db: str, f: ConsoleFilter, munis: list[str], rules: RoutingRules, now: datetime) -> Query:
-    """Late dispatches (``veille.sinks.deadlines``) of the filtered incidents; with an agency
+    """Late dispatches (``veille.reads.deadlines``) of the filtered incidents; with an agency
     filter, that agency's dispatches only."""
     selection = (f"event_id IN (SELECT toString(id) FROM ({filtered_incidents(db)})) "
                  "AND ({agency:String} = '' OR agency_id = {agency:String})")

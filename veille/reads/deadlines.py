@@ -21,8 +21,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from veille.reads.indicators import Cell
 from veille.schemas.models import IncidentCategory, Severity
-from veille.sinks.indicators import Cell
 from veille.sinks.store import Store
 from veille.territory import RoutingRules
 
@@ -93,7 +93,7 @@ ORDER BY agency_id, category"""
 
 
 def cell_selection() -> str:
-    """The dispatches of a monitoring cell and period (as ``veille.sinks.indicators``)."""
+    """The dispatches of a monitoring cell and period (as ``veille.reads.indicators``)."""
     return ("has({munis:Array(String)}, municipality) "
             "AND toDate(reported_at, 'Europe/Paris') >= {start:Date} "
             "AND toDate(reported_at, 'Europe/Paris') < {end:Date}")
@@ -105,7 +105,7 @@ def overdue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render_text(deadlines: dict[str, Any]) -> str:
-    from veille.sinks.indicators import _table
+    from veille.reads.indicators import _table
 
     rows = [r for r in deadlines["rows"] if r["with_deadline"]]
     return _table(f"Response deadlines per agency and category (now = {deadlines['now']})",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from veille.sinks.indicators import Cell, compute
+from veille.reads.indicators import Cell, compute
 from veille.sinks.store import Store
 from veille.territory import Territory
 

@@ -1,5 +1,5 @@
 """The sink's HTTP side: /metrics, /indicators, /stats and the console, served from the process
-that owns the store (the routes are in ``veille.sinks.console.app``, on aiohttp).
+that owns the store (the routes are in ``veille.reads.console.app``, on aiohttp).
 
 The embedded chDB store can be opened by a single process, so indicators are asked of the
 running sink. ``sink.json`` in the state dir tells ``veille indicators`` where it listens.
@@ -13,9 +13,9 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from veille.config import get_settings
-from veille.sinks.console.access import Credentials
-from veille.sinks.console.app import ConsoleServer, make_app
-from veille.sinks.indicators import Cell
+from veille.reads.console.access import Credentials
+from veille.reads.console.app import ConsoleServer, make_app
+from veille.reads.indicators import Cell
 from veille.sinks.store import Store
 from veille.statedir import live_process_info, write_process_info
 from veille.territory import Territory, load_territory
@@ -42,7 +42,7 @@ def parse_cell(query: str) -> Cell:
 
 def serve(store: Store, port: int = 0, host: str = "127.0.0.1", territory: Territory | None = None,
           credentials: Credentials | None = None, prometheus_url: str | None = None) -> ConsoleServer:
-    """Start the HTTP side (aiohttp, see ``veille.sinks.console.app``) in a daemon thread;
+    """Start the HTTP side (aiohttp, see ``veille.reads.console.app``) in a daemon thread;
     ``shutdown()`` + ``server_close()`` to stop it. Credentials and Prometheus default to the settings'."""
     settings = get_settings()
     if credentials is None:
