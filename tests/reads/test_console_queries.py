@@ -213,7 +213,8 @@ def test_without_a_territory_the_sink_serves_what_it_served_before(tmp_path: Pat
     import httpx
 
     with chdb_store(tmp_path / "chdb") as store:
-        from veille.reads.console.app import ConsoleServer, make_app
+        from veille.reads.app import make_app
+        from veille.reads.service import ConsoleServer
 
         broken = ConsoleServer(make_app(store, None, Credentials(), "127.0.0.1"), "127.0.0.1", 0)
         try:

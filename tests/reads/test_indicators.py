@@ -16,11 +16,11 @@ from veille.reads.indicators import (
     compute,
     cross_boundary_sql,
     open_incidents_sql,
+    parse_cell,
     render_text,
     reports_sql,
     response_times_sql,
 )
-from veille.reads.service import parse_cell
 from veille.schemas.models import DispatchTarget
 from veille.sinks.rows import to_rows
 

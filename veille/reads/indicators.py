@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
+from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -53,6 +54,21 @@ class Cell(BaseModel):
 
     def params(self) -> dict[str, Any]:
         return {"munis": self.municipalities, "start": self.start, "end": self.end}
+
+
+def parse_cell(query: str) -> Cell:
+    """``municipalities=35001,35002&from=2026-01-01&to=2026-02-01`` → Cell (raises ValueError)."""
+    qs = parse_qs(query)
+
+    def one(name: str) -> str:
+        values = qs.get(name)
+        if not values:
+            raise ValueError(f"missing parameter {name!r}")
+        return values[-1]
+
+    munis = [m.strip() for v in qs.get("municipalities", []) for m in v.split(",") if m.strip()]
+    return Cell(municipalities=munis, start=date.fromisoformat(one("from")),
+                end=date.fromisoformat(one("to")))
 
 
 def reports_sql(db: str, cell: Cell) -> Query:

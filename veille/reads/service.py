@@ -1,21 +1,23 @@
 """The sink's HTTP side: /metrics, /indicators, /stats and the console, served from the process
-that owns the store (the routes are in ``veille.reads.console.app``, on aiohttp).
+that owns the store (the routes are in ``veille.reads.app``, on aiohttp).
 
-The embedded chDB store can be opened by a single process, so indicators are asked of the
-running sink. ``sink.json`` in the state dir tells ``veille indicators`` where it listens.
+``serve`` starts it (``ConsoleServer``: aiohttp on its own loop in a daemon thread). The embedded
+chDB store can be opened by a single process, so indicators are asked of the running sink.
+``sink.json`` in the state dir tells ``veille indicators`` where it listens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import date
+import threading
 from pathlib import Path
-from urllib.parse import parse_qs
+
+from aiohttp import web
 
 from veille.config import get_settings
+from veille.reads.app import make_app
 from veille.reads.console.access import Credentials
-from veille.reads.console.app import ConsoleServer, make_app
-from veille.reads.indicators import Cell
 from veille.sinks.store import Store
 from veille.statedir import live_process_info, write_process_info
 from veille.territory import Territory, load_territory
@@ -25,24 +27,41 @@ log = logging.getLogger(__name__)
 SINK_INFO = "sink.json"
 
 
-def parse_cell(query: str) -> Cell:
-    """``municipalities=35001,35002&from=2026-01-01&to=2026-02-01`` → Cell (raises ValueError)."""
-    qs = parse_qs(query)
+class ConsoleServer:
+    """aiohttp on its own loop in a daemon thread; ``shutdown()`` + ``server_close()`` stop it
+    (the names of the http.server it replaced, which the sink and the tests call)."""
 
-    def one(name: str) -> str:
-        values = qs.get(name)
-        if not values:
-            raise ValueError(f"missing parameter {name!r}")
-        return values[-1]
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, host, port)
+        self._loop.run_until_complete(site.start())
+        bound = self._runner.addresses[0]
+        self.server_address = (host, int(bound[1]))
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sink-http", daemon=True)
+        self._thread.start()
 
-    munis = [m.strip() for v in qs.get("municipalities", []) for m in v.split(",") if m.strip()]
-    return Cell(municipalities=munis, start=date.fromisoformat(one("from")),
-                end=date.fromisoformat(one("to")))
+    @property
+    def url(self) -> str:
+        host, port = self.server_address
+        return f"http://{host}:{port}"
+
+    def shutdown(self) -> None:
+        if self._loop.is_closed() or not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+    def server_close(self) -> None:
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()
 
 
 def serve(store: Store, port: int = 0, host: str = "127.0.0.1", territory: Territory | None = None,
           credentials: Credentials | None = None, prometheus_url: str | None = None) -> ConsoleServer:
-    """Start the HTTP side (aiohttp, see ``veille.reads.console.app``) in a daemon thread;
+    """Start the HTTP side (aiohttp, see ``veille.reads.app``) in a daemon thread;
     ``shutdown()`` + ``server_close()`` to stop it. Credentials and Prometheus default to the settings'."""
     settings = get_settings()
     if credentials is None:

@@ -1,1 +1,2 @@
-"""The monitoring cells' web console, served by the process that owns the store (see app.py)."""
+"""The monitoring cells' web console: pages, filters, queries, export and annual report
+(its routes are in ``veille.reads.app``)."""
