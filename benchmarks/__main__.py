@@ -63,8 +63,8 @@ from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import Incident
-from veille.streams.routing import route_incident
 from veille.territory import Territory, load_territory
+from veille.territory.routing import route_incident
 from veille.topics import ensure_topics, territory_topic_specs
 
 ROUTING_TARGET = Target(">=", 100_000)

@@ -52,8 +52,8 @@ from veille.producers.simulator import Simulator, span_for
 from veille.schemas import codec
 from veille.schemas.models import Incident
 from veille.sinks.service import SINK_INFO
-from veille.streams.routing import route_incident
 from veille.territory import Territory, load_territory
+from veille.territory.routing import route_incident
 from veille.topics import Topics, ensure_topics, territory_topic_specs
 
 TARGET_SECONDS = 15.0

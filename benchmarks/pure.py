@@ -18,8 +18,8 @@ from veille.schemas import codec
 from veille.schemas.models import Channel, GeoPoint, Incident, IncidentCategory, Severity
 from veille.streams.dedup import DedupWindow
 from veille.streams.router import Router
-from veille.streams.routing import route_incident
 from veille.territory import Territory, load_territory
+from veille.territory.routing import route_incident
 from veille.topics import Topics
 
 

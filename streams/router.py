@@ -1,21 +1,20 @@
 """What the router does to one message, without Kafka: decode → check → dedupe → route → outputs.
 
-The faust app (``streams/app.py``) only moves bytes in and out; every decision lives
-here so it is tested without a broker. ``Router.process`` never raises for bad input:
+The faust app (``streams/app.py``) only moves bytes in and out; what becomes of each message
+is decided here, so it is tested without a broker. Who must act on an event is the
+territory's answer (:mod:`veille.territory.routing`), and so is the id of each dispatch
+(:mod:`veille.territory.dispatch`): this module applies them to Kafka messages (decoding,
+trust checks, de-duplication, outputs). ``Router.process`` never raises for bad input:
 a message is either routed (dispatches + one routing record) or dead-lettered with a
 reason, and both are plain ``Output`` values for the caller to publish.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -32,13 +31,13 @@ from veille.schemas.models import (
     Record,
     RoutedAlert,
     RoutedIncident,
-    ServiceKind,
     StatusUpdate,
 )
 from veille.schemas.registry import RegistryUnavailable, SchemaResolver
 from veille.streams.dedup import BatchDedup, DedupWindow
-from veille.streams.routing import RoutingDecision, route_alert, route_incident
 from veille.territory import Territory
+from veille.territory.dispatch import dispatch_id, dispatch_ref, keyed_mac
+from veille.territory.routing import RoutingDecision, route_alert, route_incident
 from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
 
 R = TypeVar("R", bound=Record)
@@ -89,38 +88,6 @@ def _validation_reason(exc: ValidationError) -> str:
     if first["type"] in ("string_too_long", "too_long"):
         return "oversized_field"
     return "validation_error"
-
-
-def dispatch_id(key: bytes, event_type: EventType, event_id: str, agency_id: str,
-                service: ServiceKind) -> uuid.UUID:
-    """The id of a dispatch: HMAC(key, event, agency, service) shaped as a UUID.
-
-    Deterministic, so every re-delivery carries the same id (agencies deduplicate what
-    at-least-once delivery may repeat); keyed, so only the router can derive it: an agency
-    quotes it in its status updates to prove it was dispatched the incident (a status update
-    in another agency's name, or for an incident never dispatched to it, has no valid id).
-    """
-    return uuid.UUID(dispatch_ref(key, event_type, event_id, agency_id, service))
-
-
-def dispatch_ref(key: bytes, event_type: EventType, event_id: str, agency_id: str,
-                 service: ServiceKind) -> str:
-    """:func:`dispatch_id` as text, built without a UUID object (the router's hot path)."""
-    mac = _mac_of(key).copy()
-    mac.update(f"{event_type.value}:{event_id}:{agency_id}:{service.value}".encode())
-    digest = bytearray(mac.digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x40  # version 4, RFC 4122 variant: what uuid.UUID(version=4) sets
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-@lru_cache(maxsize=16)
-def _mac_of(key: bytes) -> hmac.HMAC:
-    # A keyed HMAC state copied per id, not hmac.digest(): the one-shot call releases the GIL
-    # around a 2 µs hash, and in the router (faust's consumer thread beside it) getting the
-    # GIL back cost ~45 µs per dispatch (profiled during a drain).
-    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 class Router:
@@ -304,7 +271,7 @@ class Router:
         if not ident:
             return None
         # Keyed hash: links reports of one person without the store holding who it is.
-        mac = _mac_of(self.pseudonym_key).copy()
+        mac = keyed_mac(self.pseudonym_key).copy()
         mac.update(ident.encode())
         return mac.hexdigest()[:32]
 
@@ -414,4 +381,4 @@ def _alert_expires(alert: Alert) -> datetime | None:
     return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
 
 
-__all__ = ["DispatchTarget", "Outcome", "Rejected", "Router", "dispatch_id"]
+__all__ = ["DispatchTarget", "Outcome", "Rejected", "Router"]

@@ -153,8 +153,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 def expected_dispatches(events: Iterable[Any]) -> Counter[tuple[str, str, str]]:
     """(event id, agency, service) of every dispatch the pure routing function asks for."""
     from veille.schemas.models import Alert, Incident
-    from veille.streams.routing import route_alert, route_incident
     from veille.territory import load_territory
+    from veille.territory.routing import route_alert, route_incident
 
     territory = load_territory()
     out: Counter[tuple[str, str, str]] = Counter()

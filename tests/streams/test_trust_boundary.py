@@ -43,8 +43,8 @@ from veille.streams.batch import BatchFailed, BatchHandler
 from veille.streams.dedup import DedupWindow
 from veille.streams.output import OutputSender
 from veille.streams.router import Router
-from veille.streams.routing import route_incident
 from veille.territory import load_territory
+from veille.territory.routing import route_incident
 from veille.topics import Topics
 
 NOW = datetime.now(UTC)

@@ -53,7 +53,7 @@ alert carry the same flag.
 Alerts (CAP)
     The alert area is the union, per ``info``, of its polygons, circles and INSEE geocodes
     (``valueName`` "INSEE"; other geocode schemes are ignored). A circle is built
-    geodesically on the WGS84 ellipsoid (:mod:`veille.streams.alert_area`): ``CIRCLE_SEGMENTS``
+    geodesically on the WGS84 ellipsoid (:mod:`veille.territory.alert_area`): ``CIRCLE_SEGMENTS``
     points at the circle's distance from the centre (``pyproj.Geod.fwd``), so every vertex is exactly on the
     circle and the chords sag by r·(1 - cos(π/N)) = 0.03 % of the radius at most, at any
     latitude. ``alert_rules`` select services by CAP category or by event code
@@ -91,8 +91,8 @@ from veille.schemas.models import (
     ServiceKind,
     Severity,
 )
-from veille.streams.alert_area import alert_area
-from veille.territory import AREA_TOLERANCE, Agency, AgencyLevel, ServiceArea, Territory
+from veille.territory.alert_area import alert_area
+from veille.territory.model import AREA_TOLERANCE, Agency, AgencyLevel, ServiceArea, Territory
 
 # Codes of unroutable decisions (RoutingDecision.unroutable).
 UNKNOWN_MUNICIPALITY = "unknown_municipality"
