@@ -1,4 +1,4 @@
-"""The router's group membership and stall watchdog rules, without Kafka (streams/membership.py)."""
+"""Static membership (veille/kafka.py, streams/membership.py) and the router's stall watchdog, no Kafka."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from veille.config import Settings
+from veille.kafka import sink_consumer_settings
 from veille.sinks.pipeline import Fenced, SinkPipeline
 from veille.streams.membership import (
     Progress,
@@ -19,7 +20,6 @@ from veille.streams.membership import (
     faust_consumer_settings,
     instance_id,
     rejoin_seconds,
-    sink_consumer_settings,
     stall_reason,
 )
 
