@@ -54,7 +54,8 @@ from veille.schemas.models import Incident
 from veille.sinks.service import SINK_INFO
 from veille.territory import Territory, load_territory
 from veille.territory.routing import route_incident
-from veille.topics import Topics, ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import Topics, ensure_topics
 
 TARGET_SECONDS = 15.0
 RECOVERY_TIMEOUT = 120.0

@@ -22,7 +22,8 @@ from confluent_kafka.admin import AdminClient
 from veille.config import Settings
 from veille.schemas import codec
 from veille.statedir import wait_for_process_info
-from veille.topics import ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import ensure_topics
 
 
 def hub_settings(base: Settings, state_dir: Path, **updates: Any) -> Settings:

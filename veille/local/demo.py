@@ -42,7 +42,8 @@ from veille.sinks.indicators import LOCAL_TZ
 from veille.statedir import wait_for_process_info
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
-from veille.topics import ROUTED_TYPES, Topics, ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import ROUTED_TYPES, Topics, ensure_topics
 
 
 def _say(msg: str) -> None:
