@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -44,11 +45,21 @@ R = TypeVar("R", bound=Record)
 log = logging.getLogger("veille.router")
 
 
+class OutcomeKind(StrEnum):
+    """What happened to one message. A StrEnum: its value is the ``kind`` label of
+    ``veille_router_events_total``."""
+
+    routed = "routed"  # dispatches and a routing record
+    duplicate = "duplicate"  # seen before with the same content: nothing published
+    dead_letter = "dead_letter"  # refused, with a reason: one dead letter (or part of a range letter)
+    forwarded = "forwarded"  # a status update, re-encoded onto the routed topic
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one message; ``kind`` feeds metrics and tests."""
 
-    kind: str  # routed | duplicate | dead_letter | forwarded
+    kind: OutcomeKind
     outputs: tuple[Output, ...]
     reason: str | None = None
     targets: tuple[DispatchTarget, ...] = ()
@@ -178,7 +189,7 @@ class Router:
         )
         outputs.append(Output(self.topics.routed, incident.id.bytes, routed))
         self._remember(event_id, msg.value or b"", seen)
-        return Outcome("routed", tuple(outputs), targets=tuple(decision.targets),
+        return Outcome(OutcomeKind.routed, tuple(outputs), targets=tuple(decision.targets),
                        reported_at=incident.reported_at)
 
     def _alert(self, msg: Message, seen: BatchDedup) -> Outcome:
@@ -210,8 +221,8 @@ class Router:
         outputs.append(Output(self.topics.routed, alert.identifier.encode(),
                               self.encode(self.topics.routed, routed)))
         self._remember(f"alert:{alert.sender}:{alert.identifier}", msg.value or b"", seen)
-        return Outcome("routed", tuple(outputs), targets=tuple(decision.targets), reported_at=alert.sent,
-                       source=f"sender:{alert.sender}")
+        return Outcome(OutcomeKind.routed, tuple(outputs), targets=tuple(decision.targets),
+                       reported_at=alert.sent, source=f"sender:{alert.sender}")
 
     def _status(self, msg: Message) -> Outcome:
         decoded = codec.decode(msg.value, expect=STATUS_TYPES, resolver=self.resolver)
@@ -232,7 +243,7 @@ class Router:
                            f"{update.incident_id} to agency {agency.id}")
         # Re-encoded with the current schema so the sink reads one version only.
         out = Output(self.topics.routed, update.incident_id.bytes, self.encode(self.topics.routed, update))
-        return Outcome("forwarded", (out,), source=f"agency:{agency.id}")
+        return Outcome(OutcomeKind.forwarded, (out,), source=f"agency:{agency.id}")
 
     # -- helpers -------------------------------------------------------------------
     def _validate(self, model: type[R], value: dict[str, object]) -> R:
@@ -253,7 +264,7 @@ class Router:
     def _check_duplicate(self, event_id: str, value: bytes, seen: BatchDedup) -> Outcome | None:
         verdict = seen.check(event_id, value, self.clock().timestamp())
         if verdict == "duplicate":
-            return Outcome("duplicate", (), "duplicate")
+            return Outcome(OutcomeKind.duplicate, (), "duplicate")
         if verdict == "conflict":
             raise Rejected("conflicting_duplicate",
                            f"id {event_id} was already received with different content")
@@ -306,7 +317,7 @@ class Router:
                                   value=msg.value, failed_at=self.clock(), attempts=attempts,
                                   source=source)
         topic = self.dead_letter_topic(msg.topic)
-        return Outcome("dead_letter", (Output(topic, msg.key, self.encode(topic, record)),), reason,
+        return Outcome(OutcomeKind.dead_letter, (Output(topic, msg.key, self.encode(topic, record)),), reason,
                        source=source)
 
     def range_letter(self, source: str, messages: Sequence[Message], reasons: Sequence[str]) -> Output:
@@ -381,4 +392,4 @@ def _alert_expires(alert: Alert) -> datetime | None:
     return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
 
 
-__all__ = ["DispatchTarget", "Outcome", "Rejected", "Router"]
+__all__ = ["DispatchTarget", "Outcome", "OutcomeKind", "Rejected", "Router"]
