@@ -111,18 +111,18 @@ class Router:
         dispatch_key: bytes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         resolver: codec.Resolver | None = None,
-        writer: SchemaResolver | None = None,
+        output_resolver: SchemaResolver | None = None,
     ) -> None:
         self.territory = territory
         self.topics = topics
         self.pseudonym_key = pseudonym_key
         self.dispatch_key = dispatch_key
-        self.dispatch_writer = codec.DispatchWriter()
+        self.dispatch_encoder = codec.DispatchEncoder()
         self.clock = clock
         # Schema registry: ``resolver`` reads Confluent-framed input (None: single-object only);
-        # ``writer`` frames the outputs the Confluent way (None: single-object encoding).
+        # ``output_resolver`` frames the outputs the Confluent way (None: single-object encoding).
         self.resolver = resolver
-        self.writer = writer
+        self.output_resolver = output_resolver
 
     # -- entry point ---------------------------------------------------------------
     def process(self, msg: Message, seen: BatchDedup | None = None) -> Outcome:
@@ -292,17 +292,17 @@ class Router:
         decision: RoutingDecision, payload: bytes,
     ) -> list[Output]:
         outputs = []
-        tail = self.dispatch_writer.tail(municipality, category, severity, reported_at, routed_at, payload)
+        tail = self.dispatch_encoder.tail(municipality, category, severity, reported_at, routed_at, payload)
         key = event_id.encode()
         for target in decision.targets:
             ref = dispatch_ref(self.dispatch_key, event_type, event_id, target.agency_id, target.service)
             topic = self.topics.dispatch(target.agency_id)
-            if self.writer is None:  # single-object encoding: the hand-made fast path
-                dispatch = self.dispatch_writer.encode(
+            if self.output_resolver is None:  # single-object encoding: the hand-made fast path
+                dispatch = self.dispatch_encoder.encode(
                     tail, id=ref, event_type=event_type, event_id=event_id, agency_id=target.agency_id,
                     service=target.service, rule=target.rule, cross_boundary=target.cross_boundary)
             else:
-                dispatch = self.writer.encode(topic, Dispatch.avro_name, {
+                dispatch = self.output_resolver.encode(topic, Dispatch.avro_name, {
                     "id": ref, "event_type": event_type, "event_id": event_id, "agency_id": target.agency_id,
                     "service": target.service, "rule": target.rule, "cross_boundary": target.cross_boundary,
                     "municipality": municipality, "category": category, "severity": severity,
@@ -361,9 +361,9 @@ class Router:
 
     def encode_value(self, topic: str, record_type: str, value: dict[str, Any]) -> bytes:
         """An Avro value already in its schema's shape, in the configured framing."""
-        if self.writer is None:
+        if self.output_resolver is None:
             return codec.encode(record_type, value)
-        return self.writer.encode(topic, record_type, value)
+        return self.output_resolver.encode(topic, record_type, value)
 
     def output_schemas(self) -> list[tuple[str, str]]:
         """(topic, record type) of every output, to resolve their schema ids before routing."""
