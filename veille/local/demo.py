@@ -43,7 +43,8 @@ from veille.security import provision, settings_for, user_env
 from veille.statedir import wait_for_process_info
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
-from veille.topics import ROUTED_TYPES, Topics, ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import ROUTED_TYPES, Topics, ensure_topics
 
 
 def _say(msg: str) -> None:
