@@ -63,9 +63,10 @@ from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import Incident
-from veille.streams.routing import route_incident
 from veille.territory import Territory, load_territory
-from veille.topics import ensure_topics, territory_topic_specs
+from veille.territory.routing import route_incident
+from veille.territory.topics import territory_topic_specs
+from veille.topics import ensure_topics
 
 ROUTING_TARGET = Target(">=", 100_000)
 SINK_DECODE_TARGET = Target(">=", 150_000)  # messages/s decoded and turned into rows, one core

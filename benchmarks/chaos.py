@@ -49,12 +49,13 @@ from veille.local.broker import LocalBroker
 from veille.local.processes import port_is_free
 from veille.producers.sdk import DeliveryReport, Publisher
 from veille.producers.simulator import Simulator, span_for
+from veille.reads.service import SINK_INFO
 from veille.schemas import codec
 from veille.schemas.models import Incident
-from veille.sinks.service import SINK_INFO
-from veille.streams.routing import route_incident
 from veille.territory import Territory, load_territory
-from veille.topics import Topics, ensure_topics, territory_topic_specs
+from veille.territory.routing import route_incident
+from veille.territory.topics import territory_topic_specs
+from veille.topics import Topics, ensure_topics
 
 TARGET_SECONDS = 15.0
 RECOVERY_TIMEOUT = 120.0

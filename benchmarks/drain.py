@@ -23,7 +23,8 @@ from benchmarks.kafka_rates import create_topic
 from benchmarks.pipeline import Child, Committed, cpu_seconds, hub_env, say
 from veille.config import Settings
 from veille.schemas.models import Incident
-from veille.topics import MAX_SOURCE_MESSAGE_BYTES, Topics, ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import MAX_SOURCE_MESSAGE_BYTES, Topics, ensure_topics
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from veille.runtime import tune_gc
 from veille.schemas import codec
 from veille.schemas.models import Channel, GeoPoint, Incident, IncidentCategory, Severity
 from veille.streams.dedup import DedupWindow
-from veille.streams.router import Router
-from veille.streams.routing import route_incident
+from veille.streams.router import OutcomeKind, Router
 from veille.territory import Territory, load_territory
+from veille.territory.routing import route_incident
 from veille.topics import Topics
 
 
@@ -71,7 +71,7 @@ def router_process_rate(incidents: Sequence[Incident], territory: Territory,
         start = time.perf_counter()
         for msg in messages:
             outcome = router.process(msg, seen)
-            if outcome.kind != "routed":
+            if outcome.kind != OutcomeKind.routed:
                 raise RuntimeError(f"router.process: {outcome.kind} {outcome.reason}")
             outputs += len(outcome.outputs)
         elapsed = time.perf_counter() - start

@@ -32,6 +32,8 @@ import defusedxml.ElementTree as SafeET
 from aiohttp import web
 from defusedxml import DefusedXmlException
 
+from veille.producers.gate import authorise, deliver
+from veille.producers.intake_keys import IntakeKey
 from veille.producers.sdk import RECORD_FIELD, Rejected, validate
 from veille.schemas.models import (
     CapCategory,
@@ -226,10 +228,8 @@ def validated(document: bytes | str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- HTTP intake
 
 
-async def publish_cap(app: web.Application, key: Any, body: bytes) -> web.Response:
+async def publish_cap(app: web.Application, key: IntakeKey | None, body: bytes) -> web.Response:
     """``POST /v1/alerts`` with a CAP XML body: 202 once every alert was acknowledged."""
-    from veille.producers.http_intake import authorise, deliver
-
     refused = authorise(key, "Alert", {}, ())
     if refused is not None:
         return refused

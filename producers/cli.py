@@ -49,7 +49,7 @@ def territory_municipalities(settings: Settings) -> set[str] | None:
 def prepare(settings: Settings, args: argparse.Namespace) -> set[str] | None:
     """Create missing topics (unless told not to); the territory's municipalities."""
     if getattr(args, "create_topics", True):
-        from veille.topics import ensure_territory_topics
+        from veille.territory.topics import ensure_territory_topics
 
         ensure_territory_topics(settings)
     return territory_municipalities(settings)

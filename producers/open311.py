@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import web
 
 from veille.producers import metrics
-from veille.producers.http_intake import Refusal, admit, deliver, read_body
+from veille.producers.gate import Refusal, admit, deliver, read_body
 from veille.producers.intake_keys import IntakeKey
 from veille.producers.open311_catalog import (
     CLOSED,

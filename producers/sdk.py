@@ -37,7 +37,7 @@ from veille.config import Settings
 from veille.producers import metrics
 from veille.schemas.codec import EncodeError
 from veille.schemas.models import Alert, Channel, Incident, Record, StatusUpdate
-from veille.schemas.registry import confluent_writer
+from veille.schemas.registry import output_resolver
 from veille.topics import MAX_SOURCE_MESSAGE_BYTES, Topics
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class Publisher:
         self._producer = kafka.new_producer(self._config)
         # VEILLE_FRAMING=confluent: values framed with the registry's schema id (looked up once
         # per topic, so a publish may raise RegistryUnavailable while it is down; retriable).
-        self._framer = confluent_writer(settings)
+        self._framer = output_resolver(settings)
         # Without a territory, any INSEE code is accepted (its topic must exist, or the
         # delivery fails after delivery.timeout.ms since the broker never auto-creates topics).
         self._municipalities = frozenset(known_municipalities) if known_municipalities else None

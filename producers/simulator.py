@@ -55,9 +55,9 @@ from veille.schemas.models import (
     Severity,
     StatusUpdate,
 )
-from veille.streams.router import dispatch_id
-from veille.streams.routing import route_incident
 from veille.territory import Territory
+from veille.territory.dispatch import dispatch_id
+from veille.territory.routing import route_incident
 
 C = IncidentCategory
 _T = TypeVar("_T")

@@ -25,7 +25,7 @@ MAX_ALERT_GEOCODES = 2000
 MAX_POLYGON_VERTICES = 5000
 MAX_ALERT_VERTICES = 10_000
 # Repairing self-intersecting rings costs with the square of their crossings: only small
-# ones are repaired (streams/routing.py), at most this many points of them per alert.
+# ones are repaired (veille/territory/alert_area.py), at most this many points of them per alert.
 MAX_INVALID_VERTICES = 200
 
 

@@ -24,8 +24,8 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
+from veille.schemas.avro_writers import compile_writer
 from veille.schemas.catalog import Catalog, SchemaVersion, catalog
-from veille.schemas.writer import compile_writer
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = 0x00
@@ -110,7 +110,7 @@ _WRITERS: dict[bytes, Callable[[Mapping[str, Any]], bytes] | None] = {}
 
 
 def _writer_for(fingerprint: bytes, sv: SchemaVersion) -> Callable[[Mapping[str, Any]], bytes] | None:
-    """The compiled writer of a schema (``schemas/writer.py``), or None to keep fastavro."""
+    """The compiled writer of a schema (``schemas/avro_writers.py``), or None to keep fastavro."""
     try:
         return _WRITERS[fingerprint]
     except KeyError:
@@ -293,7 +293,7 @@ DISPATCH_FIELDS = ("id", "event_type", "event_id", "agency_id", "service", "rule
                    "municipality", "category", "severity", "reported_at", "routed_at", "payload")
 
 
-class DispatchWriter:
+class DispatchEncoder:
     """The router's hot path: one event becomes a dispatch per agency, which differ only in
     their first fields. The shared tail is encoded once per event, each head per agency, by
     hand: a generic writer spent ~10 µs per dispatch. ``tests/schemas/test_schemas.py`` proves the
@@ -305,7 +305,7 @@ class DispatchWriter:
         fields = sv.parsed["fields"]
         names = tuple(f["name"] for f in fields)
         if names != DISPATCH_FIELDS:
-            raise RuntimeError(f"{sv.label} changed ({names}): update DispatchWriter")
+            raise RuntimeError(f"{sv.label} changed ({names}): update DispatchEncoder")
         self.header = SINGLE_OBJECT_MARKER + sv.fingerprint
         self.event_types = {s: _long(i) for i, s in enumerate(fields[1]["type"]["symbols"])}
         self.services = {s: _long(i) for i, s in enumerate(fields[4]["type"]["symbols"])}

@@ -255,7 +255,7 @@ def resolver_from_settings(settings: Settings) -> SchemaResolver | None:
     return SchemaResolver(client, Topics(settings.topic_prefix))
 
 
-def confluent_writer(settings: Settings) -> SchemaResolver | None:
+def output_resolver(settings: Settings) -> SchemaResolver | None:
     """The resolver to frame outputs with, when ``VEILLE_FRAMING=confluent``; else None."""
     resolver = resolver_from_settings(settings)
     return resolver if resolver is not None and settings.framing == "confluent" else None

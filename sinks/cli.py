@@ -18,13 +18,14 @@ from pydantic import ValidationError
 
 from veille.config import get_settings
 from veille.deadletter import TooManyInvalid
+from veille.kafka import sink_consumer_settings
+from veille.reads import deadlines
+from veille.reads.indicators import Cell, compute, render_text
+from veille.reads.service import SINK_INFO, running_sink_url, serve, write_sink_info
 from veille.runtime import tune_gc
-from veille.sinks import broker_health, deadlines
-from veille.sinks.indicators import Cell, compute, render_text
+from veille.sinks import broker_health
 from veille.sinks.pipeline import SinkPipeline
-from veille.sinks.service import SINK_INFO, running_sink_url, serve, write_sink_info
 from veille.sinks.store import open_store
-from veille.streams.membership import sink_consumer_settings
 from veille.telemetry import enable_crash_tracebacks
 from veille.territory import load_territory
 

@@ -6,7 +6,7 @@ every insert carries an ``insert_deduplication_token`` and asks dependent materi
 views to skip duplicate blocks too.
 
 An on-disk chDB store can be opened by ONE process at a time (and chDB allows one path
-per process): the sink owns it and serves queries over HTTP (see ``veille.sinks.service``).
+per process): the sink owns it and serves queries over HTTP (see ``veille.reads.service``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from faust.types import StreamT
 from veille.config import Settings
 from veille.kafka import Message
 from veille.schemas.catalog import catalog
-from veille.schemas.registry import confluent_writer, resolver_from_settings
+from veille.schemas.registry import output_resolver, resolver_from_settings
 from veille.streams import metrics
 from veille.streams.agent import RouteLoop
 from veille.streams.attempts import AttemptLog
@@ -82,15 +82,15 @@ def create_app(settings: Settings) -> faust.App:
     # The de-duplication window lives in process memory (streams/dedup.py): a faust Table was
     # tried and removed, routers restarted mid-stream then intermittently never resumed (its
     # recovery stalled with a backlog, seen in CI).
-    writer = confluent_writer(settings)
+    framer = output_resolver(settings)
     router = Router(territory, topics, pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
                     dispatch_key=settings.dispatch_key.get_secret_value().encode(),
-                    resolver=resolver_from_settings(settings), writer=writer)
-    if writer is not None:
+                    resolver=resolver_from_settings(settings), output_resolver=framer)
+    if framer is not None:
         # Fail at start, not mid-stream, when the outputs' schemas are not registered; after
         # this, writing never needs the registry (ids cached for the life of the process).
         for topic, record_type in router.output_schemas():
-            writer.id_for(topic, catalog().latest(record_type))
+            framer.id_for(topic, catalog().latest(record_type))
     handler = BatchHandler(router, OutputSender(settings), DedupWindow(),
                            AttemptLog(settings.state_dir / "router" / "attempts.json"), SourceGuard())
 

@@ -10,7 +10,7 @@ stops the process without acking, so nothing of the batch is committed. One sour
 invalid is quarantined instead: its dead letters of the batch become one range letter per
 partition (``quarantine``), and the batch goes on like any other.
 
-Metrics are counted here, after delivery: they say what happened, not what was attempted.
+Metrics are published here, after delivery: they say what happened, not what was attempted.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from veille.streams.attempts import AttemptLog, Key
 from veille.streams.dedup import BatchDedup, DedupWindow
 from veille.streams.output import OutputSender
 from veille.streams.quarantine import SourceGuard, Verdict
-from veille.streams.router import Outcome, Router
+from veille.streams.router import Outcome, OutcomeKind, Router
 from veille.topics import Topics
 
 log = logging.getLogger("veille.router")
@@ -117,13 +117,13 @@ class BatchHandler:
         """Judge the batch per source; the dead letters of quarantined sources become one range
         letter per (source, partition), carried by the first of them."""
         sources = [self._source(m, o) for m, o in zip(messages, outcomes, strict=True)]
-        verdict = self.guard.judge(sources, [o.kind == "dead_letter" for o in outcomes])
+        verdict = self.guard.judge(sources, [o.kind == OutcomeKind.dead_letter for o in outcomes])
         self._announce(verdict)
         if not verdict.quarantined:
             return outcomes
         ranges: dict[tuple[str, str, int], list[int]] = {}
         for i, (msg, outcome, source) in enumerate(zip(messages, outcomes, sources, strict=True)):
-            if outcome.kind == "dead_letter" and source in verdict.quarantined:
+            if outcome.kind == OutcomeKind.dead_letter and source in verdict.quarantined:
                 ranges.setdefault((source, msg.topic, msg.partition), []).append(i)
         if not ranges:
             return outcomes
@@ -132,7 +132,7 @@ class BatchHandler:
             reasons = [outcomes[i].reason or "unknown" for i in owners]
             letter = self.router.range_letter(source, [messages[i] for i in owners], reasons)
             for n, i in enumerate(owners):
-                outcomes[i] = Outcome("dead_letter", (letter,) if n == 0 else (), reasons[n],
+                outcomes[i] = Outcome(OutcomeKind.dead_letter, (letter,) if n == 0 else (), reasons[n],
                                       source=source, ranged=True)
             self.guard.sources[source].ranged += len(owners)
         return outcomes
@@ -167,8 +167,8 @@ class BatchHandler:
             raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
         # Only now is an event "seen": had it been recorded before its outputs were durable,
         # a crash in between would make the re-delivery look like a duplicate.
-        prepared.seen.commit(lambda owner: outcomes[owner].kind != "dead_letter")
-        self._count(prepared.messages, outcomes)
+        prepared.seen.commit(lambda owner: outcomes[owner].kind != OutcomeKind.dead_letter)
+        self._publish_metrics(prepared.messages, outcomes)
 
     async def _isolated(self, msg: Message) -> None:
         key = key_of(msg)
@@ -179,7 +179,7 @@ class BatchHandler:
                 f"handling this message failed {previous.failures} time(s), the last time alone",
                 attempts=previous.failures + 1)
             await self._deliver([msg], [outcome])
-            self._count([msg], [outcome])
+            self._publish_metrics([msg], [outcome])
             log.error("dead-lettered %s[%d]@%d after %d failed attempts", *key, previous.failures)
         else:
             # Alone: a failure is recorded against this message only (isolated).
@@ -228,7 +228,7 @@ class BatchHandler:
                 permanent = await loop.run_in_executor(None, self._alone, outcomes, sorted(permanent))
             replaced = []
             for i, error in sorted(permanent.items()):
-                if outcomes[i].kind == "dead_letter":
+                if outcomes[i].kind == OutcomeKind.dead_letter:
                     # Dead letters are bounded (veille.deadletter): this is a bug, not input.
                     raise RuntimeError(f"a dead letter was refused by Kafka: {error}")
                 msg = messages[i]
@@ -257,10 +257,12 @@ class BatchHandler:
                 refused[i] = result.permanent[i]
         return refused
 
-    def _count(self, messages: Sequence[Message], outcomes: Sequence[Outcome]) -> None:
-        """Counters are added up per batch and incremented once per label set: a labelled
-        increment takes a lock and a lookup, which showed per event in the router's profile."""
-        events: Counter[tuple[str, str]] = Counter()
+    def _publish_metrics(self, messages: Sequence[Message], outcomes: Sequence[Outcome]) -> None:
+        """Every router metric of a delivered batch (events, dispatches, cross-boundary work,
+        dead letters, quarantines, pipeline latency). Counters are added up per batch and
+        incremented once per label set: a labelled increment takes a lock and a lookup, which
+        showed per event in the router's profile."""
+        events: Counter[tuple[str, OutcomeKind]] = Counter()
         routed: Counter[tuple[str, str]] = Counter()
         cross: Counter[str] = Counter()
         dead: Counter[str] = Counter()
@@ -276,7 +278,7 @@ class BatchHandler:
                     cross[target.service.value] += 1
             if outcome.reported_at is not None:
                 metrics.PIPELINE_SECONDS.observe(max(0.0, now - outcome.reported_at.timestamp()))
-            if outcome.kind == "dead_letter":
+            if outcome.kind == OutcomeKind.dead_letter:
                 dead[outcome.reason or "unknown"] += 1
                 if outcome.ranged:
                     quarantined[outcome.source] += 1
@@ -295,6 +297,6 @@ class BatchHandler:
         if dead["unroutable"]:
             metrics.UNROUTABLE.inc(dead["unroutable"])
         if events:
-            duplicates = sum(n for (_, kind), n in events.items() if kind == "duplicate")
+            duplicates = sum(n for (_, kind), n in events.items() if kind == OutcomeKind.duplicate)
             if duplicates:
                 metrics.DUPLICATES.inc(duplicates)

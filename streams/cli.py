@@ -55,7 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import faust
 
     from veille.streams.app import create_app, router_source_topics
-    from veille.topics import ensure_territory_topics
+    from veille.territory.topics import ensure_territory_topics
 
     settings = get_settings()
     problem = check_stall_window(settings)

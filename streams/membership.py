@@ -4,7 +4,9 @@ Static membership (``group.instance.id``): a router killed by ``kill -9`` or by 
 watchdog (``os._exit``) never sends a LeaveGroup; with a dynamic member id its successor
 would wait for the dead member's session timeout before getting any partition, longer than
 the stall window, and be killed in turn (the livelock of issue 9). With a stable instance
-id the coordinator hands the dead member's partitions to its successor at once.
+id the coordinator hands the dead member's partitions to its successor at once. The id is
+derived as every consumer's (``veille.kafka.static_member_id``); the sink's settings are
+beside it there, so that the sink needs nothing of the router's stage.
 
 The watchdog only counts idle time while this worker has partitions assigned, from the
 later of its last completed batch and its last assignment, and only against the backlog of
@@ -14,47 +16,22 @@ while the group has a backlog is bounded separately (``join_limit``).
 
 from __future__ import annotations
 
-import hashlib
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from veille.config import Settings
+from veille.kafka import static_member_id
 
 # Margin on top of the session timeout for a successor to rejoin, be assigned partitions
 # and complete a first batch (metadata, JoinGroup/SyncGroup, offset fetch, first fetch).
 REJOIN_MARGIN = 10.0
 
 
-def static_member_id(settings: Settings, component: str) -> str:
-    """``<prefix>-<component>-<host>-<hash of the state dir>``: a stable group.instance.id.
-
-    Stable across restarts of the same worker (same host, same state dir), distinct for two
-    workers on one host with different state dirs. Replicas sharing a host name and a state
-    dir must set their instance id explicitly: two live members with one id fence each other.
-    """
-    digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:8]
-    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:64]
-    return f"{settings.topic_prefix}-{component}-{host}-{digest}"
-
-
 def instance_id(settings: Settings) -> str:
     """The router's group.instance.id: ``VEILLE_ROUTER_INSTANCE_ID`` or the derived default."""
     return settings.router_instance_id or static_member_id(settings, "router")
-
-
-def sink_consumer_settings(settings: Settings, group_id: str) -> dict[str, Any]:
-    """librdkafka settings of the sink's static membership (``veille sink run``).
-
-    Without them a sink killed with ``kill -9`` leaves a member that its successor waits
-    for until librdkafka's 45 s session timeout expires (measured by ``make chaos``).
-    """
-    member = settings.sink_instance_id or static_member_id(settings, f"sink.{group_id}")
-    return {"group.instance.id": member,
-            "session.timeout.ms": int(settings.sink_session_seconds * 1000),
-            "heartbeat.interval.ms": int(max(1.0, min(3.0, settings.sink_session_seconds / 5)) * 1000)}
 
 
 def rejoin_seconds(settings: Settings) -> float:

@@ -1,21 +1,21 @@
 """What the router does to one message, without Kafka: decode → check → dedupe → route → outputs.
 
-The faust app (``streams/app.py``) only moves bytes in and out; every decision lives
-here so it is tested without a broker. ``Router.process`` never raises for bad input:
+The faust app (``streams/app.py``) only moves bytes in and out; what becomes of each message
+is decided here, so it is tested without a broker. Who must act on an event is the
+territory's answer (:mod:`veille.territory.routing`), and so is the id of each dispatch
+(:mod:`veille.territory.dispatch`): this module applies them to Kafka messages (decoding,
+trust checks, de-duplication, outputs). ``Router.process`` never raises for bad input:
 a message is either routed (dispatches + one routing record) or dead-lettered with a
 reason, and both are plain ``Output`` values for the caller to publish.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -32,24 +32,34 @@ from veille.schemas.models import (
     Record,
     RoutedAlert,
     RoutedIncident,
-    ServiceKind,
     StatusUpdate,
 )
 from veille.schemas.registry import RegistryUnavailable, SchemaResolver
 from veille.streams.dedup import BatchDedup, DedupWindow
-from veille.streams.routing import RoutingDecision, route_alert, route_incident
 from veille.territory import Territory
+from veille.territory.dispatch import dispatch_id, dispatch_ref, keyed_mac
+from veille.territory.routing import RoutingDecision, route_alert, route_incident
 from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
 
 R = TypeVar("R", bound=Record)
 log = logging.getLogger("veille.router")
 
 
+class OutcomeKind(StrEnum):
+    """What happened to one message. A StrEnum: its value is the ``kind`` label of
+    ``veille_router_events_total``."""
+
+    routed = "routed"  # dispatches and a routing record
+    duplicate = "duplicate"  # seen before with the same content: nothing published
+    dead_letter = "dead_letter"  # refused, with a reason: one dead letter (or part of a range letter)
+    forwarded = "forwarded"  # a status update, re-encoded onto the routed topic
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one message; ``kind`` feeds metrics and tests."""
 
-    kind: str  # routed | duplicate | dead_letter | forwarded
+    kind: OutcomeKind
     outputs: tuple[Output, ...]
     reason: str | None = None
     targets: tuple[DispatchTarget, ...] = ()
@@ -91,38 +101,6 @@ def _validation_reason(exc: ValidationError) -> str:
     return "validation_error"
 
 
-def dispatch_id(key: bytes, event_type: EventType, event_id: str, agency_id: str,
-                service: ServiceKind) -> uuid.UUID:
-    """The id of a dispatch: HMAC(key, event, agency, service) shaped as a UUID.
-
-    Deterministic, so every re-delivery carries the same id (agencies deduplicate what
-    at-least-once delivery may repeat); keyed, so only the router can derive it: an agency
-    quotes it in its status updates to prove it was dispatched the incident (a status update
-    in another agency's name, or for an incident never dispatched to it, has no valid id).
-    """
-    return uuid.UUID(dispatch_ref(key, event_type, event_id, agency_id, service))
-
-
-def dispatch_ref(key: bytes, event_type: EventType, event_id: str, agency_id: str,
-                 service: ServiceKind) -> str:
-    """:func:`dispatch_id` as text, built without a UUID object (the router's hot path)."""
-    mac = _mac_of(key).copy()
-    mac.update(f"{event_type.value}:{event_id}:{agency_id}:{service.value}".encode())
-    digest = bytearray(mac.digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x40  # version 4, RFC 4122 variant: what uuid.UUID(version=4) sets
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-@lru_cache(maxsize=16)
-def _mac_of(key: bytes) -> hmac.HMAC:
-    # A keyed HMAC state copied per id, not hmac.digest(): the one-shot call releases the GIL
-    # around a 2 µs hash, and in the router (faust's consumer thread beside it) getting the
-    # GIL back cost ~45 µs per dispatch (profiled during a drain).
-    return hmac.new(key, digestmod=hashlib.sha256)
-
-
 class Router:
     def __init__(
         self,
@@ -133,18 +111,18 @@ class Router:
         dispatch_key: bytes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         resolver: codec.Resolver | None = None,
-        writer: SchemaResolver | None = None,
+        output_resolver: SchemaResolver | None = None,
     ) -> None:
         self.territory = territory
         self.topics = topics
         self.pseudonym_key = pseudonym_key
         self.dispatch_key = dispatch_key
-        self.dispatch_writer = codec.DispatchWriter()
+        self.dispatch_encoder = codec.DispatchEncoder()
         self.clock = clock
         # Schema registry: ``resolver`` reads Confluent-framed input (None: single-object only);
-        # ``writer`` frames the outputs the Confluent way (None: single-object encoding).
+        # ``output_resolver`` frames the outputs the Confluent way (None: single-object encoding).
         self.resolver = resolver
-        self.writer = writer
+        self.output_resolver = output_resolver
 
     # -- entry point ---------------------------------------------------------------
     def process(self, msg: Message, seen: BatchDedup | None = None) -> Outcome:
@@ -211,7 +189,7 @@ class Router:
         )
         outputs.append(Output(self.topics.routed, incident.id.bytes, routed))
         self._remember(event_id, msg.value or b"", seen)
-        return Outcome("routed", tuple(outputs), targets=tuple(decision.targets),
+        return Outcome(OutcomeKind.routed, tuple(outputs), targets=tuple(decision.targets),
                        reported_at=incident.reported_at)
 
     def _alert(self, msg: Message, seen: BatchDedup) -> Outcome:
@@ -243,8 +221,8 @@ class Router:
         outputs.append(Output(self.topics.routed, alert.identifier.encode(),
                               self.encode(self.topics.routed, routed)))
         self._remember(f"alert:{alert.sender}:{alert.identifier}", msg.value or b"", seen)
-        return Outcome("routed", tuple(outputs), targets=tuple(decision.targets), reported_at=alert.sent,
-                       source=f"sender:{alert.sender}")
+        return Outcome(OutcomeKind.routed, tuple(outputs), targets=tuple(decision.targets),
+                       reported_at=alert.sent, source=f"sender:{alert.sender}")
 
     def _status(self, msg: Message) -> Outcome:
         decoded = codec.decode(msg.value, expect=STATUS_TYPES, resolver=self.resolver)
@@ -265,7 +243,7 @@ class Router:
                            f"{update.incident_id} to agency {agency.id}")
         # Re-encoded with the current schema so the sink reads one version only.
         out = Output(self.topics.routed, update.incident_id.bytes, self.encode(self.topics.routed, update))
-        return Outcome("forwarded", (out,), source=f"agency:{agency.id}")
+        return Outcome(OutcomeKind.forwarded, (out,), source=f"agency:{agency.id}")
 
     # -- helpers -------------------------------------------------------------------
     def _validate(self, model: type[R], value: dict[str, object]) -> R:
@@ -286,7 +264,7 @@ class Router:
     def _check_duplicate(self, event_id: str, value: bytes, seen: BatchDedup) -> Outcome | None:
         verdict = seen.check(event_id, value, self.clock().timestamp())
         if verdict == "duplicate":
-            return Outcome("duplicate", (), "duplicate")
+            return Outcome(OutcomeKind.duplicate, (), "duplicate")
         if verdict == "conflict":
             raise Rejected("conflicting_duplicate",
                            f"id {event_id} was already received with different content")
@@ -304,7 +282,7 @@ class Router:
         if not ident:
             return None
         # Keyed hash: links reports of one person without the store holding who it is.
-        mac = _mac_of(self.pseudonym_key).copy()
+        mac = keyed_mac(self.pseudonym_key).copy()
         mac.update(ident.encode())
         return mac.hexdigest()[:32]
 
@@ -314,17 +292,17 @@ class Router:
         decision: RoutingDecision, payload: bytes,
     ) -> list[Output]:
         outputs = []
-        tail = self.dispatch_writer.tail(municipality, category, severity, reported_at, routed_at, payload)
+        tail = self.dispatch_encoder.tail(municipality, category, severity, reported_at, routed_at, payload)
         key = event_id.encode()
         for target in decision.targets:
             ref = dispatch_ref(self.dispatch_key, event_type, event_id, target.agency_id, target.service)
             topic = self.topics.dispatch(target.agency_id)
-            if self.writer is None:  # single-object encoding: the hand-made fast path
-                dispatch = self.dispatch_writer.encode(
+            if self.output_resolver is None:  # single-object encoding: the hand-made fast path
+                dispatch = self.dispatch_encoder.encode(
                     tail, id=ref, event_type=event_type, event_id=event_id, agency_id=target.agency_id,
                     service=target.service, rule=target.rule, cross_boundary=target.cross_boundary)
             else:
-                dispatch = self.writer.encode(topic, Dispatch.avro_name, {
+                dispatch = self.output_resolver.encode(topic, Dispatch.avro_name, {
                     "id": ref, "event_type": event_type, "event_id": event_id, "agency_id": target.agency_id,
                     "service": target.service, "rule": target.rule, "cross_boundary": target.cross_boundary,
                     "municipality": municipality, "category": category, "severity": severity,
@@ -339,7 +317,7 @@ class Router:
                                   value=msg.value, failed_at=self.clock(), attempts=attempts,
                                   source=source)
         topic = self.dead_letter_topic(msg.topic)
-        return Outcome("dead_letter", (Output(topic, msg.key, self.encode(topic, record)),), reason,
+        return Outcome(OutcomeKind.dead_letter, (Output(topic, msg.key, self.encode(topic, record)),), reason,
                        source=source)
 
     def range_letter(self, source: str, messages: Sequence[Message], reasons: Sequence[str]) -> Output:
@@ -383,9 +361,9 @@ class Router:
 
     def encode_value(self, topic: str, record_type: str, value: dict[str, Any]) -> bytes:
         """An Avro value already in its schema's shape, in the configured framing."""
-        if self.writer is None:
+        if self.output_resolver is None:
             return codec.encode(record_type, value)
-        return self.writer.encode(topic, record_type, value)
+        return self.output_resolver.encode(topic, record_type, value)
 
     def output_schemas(self) -> list[tuple[str, str]]:
         """(topic, record type) of every output, to resolve their schema ids before routing."""
@@ -414,4 +392,4 @@ def _alert_expires(alert: Alert) -> datetime | None:
     return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
 
 
-__all__ = ["DispatchTarget", "Outcome", "Rejected", "Router", "dispatch_id"]
+__all__ = ["DispatchTarget", "Outcome", "OutcomeKind", "Rejected", "Router"]

@@ -22,7 +22,8 @@ from confluent_kafka.admin import AdminClient
 from veille.config import Settings
 from veille.schemas import codec
 from veille.statedir import wait_for_process_info
-from veille.topics import ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import ensure_topics
 
 
 def hub_settings(base: Settings, state_dir: Path, **updates: Any) -> Settings:
@@ -153,8 +154,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 def expected_dispatches(events: Iterable[Any]) -> Counter[tuple[str, str, str]]:
     """(event id, agency, service) of every dispatch the pure routing function asks for."""
     from veille.schemas.models import Alert, Incident
-    from veille.streams.routing import route_alert, route_incident
     from veille.territory import load_territory
+    from veille.territory.routing import route_alert, route_incident
 
     territory = load_territory()
     out: Counter[tuple[str, str, str]] = Counter()

@@ -15,8 +15,8 @@ from hub_helpers import HubProcess, get_json, hub_settings, read_topics, wait_fo
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.schemas.models import Incident
-from veille.streams.routing import route_incident
 from veille.territory import load_territory
+from veille.territory.routing import route_incident
 from veille.topics import Topics
 
 

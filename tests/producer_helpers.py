@@ -16,7 +16,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from confluent_kafka.admin import AdminClient
 
 from veille.config import Settings
-from veille.producers.http_intake import intake_config, make_app
+from veille.producers.gate import intake_config
+from veille.producers.http_intake import make_app
 from veille.producers.intake_keys import KeyStore
 from veille.producers.sdk import Publisher
 from veille.topics import ensure_topics, topic_specs

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from veille.config import Settings
 from veille.producers import open311, relay
-from veille.producers.http_intake import intake_config, make_app
+from veille.producers.gate import intake_config
+from veille.producers.http_intake import make_app
 from veille.producers.intake_keys import KeyStore
 from veille.producers.open311_requests import RequestBook
 from veille.producers.relay.accounts import AccountStore

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from veille.reads.indicators import Cell
 from veille.schemas.models import DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
-from veille.sinks.indicators import Cell
 from veille.sinks.store import ChdbStore
 
 MUNIS = ("35401", "35402", "35403")

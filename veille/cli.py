@@ -1,7 +1,9 @@
 """The ``veille`` command: one entry point, one sub-command group per component.
 
-Each component module exposes ``add_commands(subparsers)``; this file only lists them,
-so that ``veille --help`` explains the whole hub in one screen.
+Each component module exposes ``add_commands(subparsers)``; this file lists them, so that
+``veille --help`` explains the whole hub in one screen, and is the one production module that
+names the local tooling (``veille.local``): it hands ``veille schemas register`` the local
+registry as its fallback.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from veille.local.registry import LocalRegistry
 from veille.telemetry import enable_crash_tracebacks
 
 # Modules contributing sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "veille.local.broker_cli",
     "veille.local.registry",
-    "veille.topics",
-    "veille.schemas.register",
+    "veille.topics_cli",
+    "veille.schemas_cli",
     "veille.territory.cli",
     "veille.producers.cli",
     "veille.streams.cli",
@@ -36,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
+    # What the local tooling offers a production command: without a configured registry URL,
+    # `veille schemas register` uses the local registry of this state dir if it runs. Handed in
+    # from here, the one module that names both, so that no other production module imports it.
+    parser.set_defaults(local_registry_url=lambda settings: LocalRegistry(settings).url())
     return parser
 
 

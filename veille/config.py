@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     # Metrics/HTTP ports (0 = any free port). Containers set the host to 0.0.0.0.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
-    # The sink's web console (sinks/console/access.py): required when it is bound to anything but
+    # The sink's web console (veille/reads/console/access.py): required when it is bound to anything but
     # the loopback interface; a bearer token, or basic-auth user and password.
     console_token: str = ""
     console_user: str = ""

@@ -5,6 +5,11 @@
   duplicate or reorder messages within a partition); ``delivery.timeout.ms`` bounds how long
   a message may wait for the broker before its delivery report says it failed. Each
   component adds what is its own (client id, compression, size caps).
+* **Static membership** (``group.instance.id``, :func:`static_member_id`): a consumer killed
+  by ``kill -9`` never sends a LeaveGroup; with a dynamic member id its successor waits for
+  the dead member's session timeout before getting any partition, with a stable one the
+  coordinator hands it the partitions at once. The router's use of it (with its stall
+  watchdog) is in ``veille.streams.membership``, the sink's is :func:`sink_consumer_settings`.
 * **Produce and confirm**: ``produce`` waits for room when librdkafka's local queue is full;
   :func:`produce_and_confirm` sends a set of messages and returns what Kafka said of each,
   errors sorted by cause, because they call for opposite answers:
@@ -20,6 +25,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +95,30 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
     }
+
+
+def static_member_id(settings: Settings, component: str) -> str:
+    """``<prefix>-<component>-<host>-<hash of the state dir>``: a stable group.instance.id.
+
+    Stable across restarts of the same worker (same host, same state dir), distinct for two
+    workers on one host with different state dirs. Replicas sharing a host name and a state
+    dir must set their instance id explicitly: two live members with one id fence each other.
+    """
+    digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:8]
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:64]
+    return f"{settings.topic_prefix}-{component}-{host}-{digest}"
+
+
+def sink_consumer_settings(settings: Settings, group_id: str) -> dict[str, Any]:
+    """librdkafka settings of the sink's static membership (``veille sink run``).
+
+    Without them a sink killed with ``kill -9`` leaves a member that its successor waits
+    for until librdkafka's 45 s session timeout expires (measured by ``make chaos``).
+    """
+    member = settings.sink_instance_id or static_member_id(settings, f"sink.{group_id}")
+    return {"group.instance.id": member,
+            "session.timeout.ms": int(settings.sink_session_seconds * 1000),
+            "heartbeat.interval.ms": int(max(1.0, min(3.0, settings.sink_session_seconds / 5)) * 1000)}
 
 
 def new_producer(config: Mapping[str, Any]) -> Producer:

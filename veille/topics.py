@@ -8,17 +8,20 @@ Layout (prefix ``veille`` by default):
   <prefix>.routed              routing records, the single input of the store sink
   <prefix>.deadletter          messages a component could not process, with the reason
   <prefix>.deadletter.restricted  dead letters that may hold personal data (intake payloads)
+
+The layout is a function of the municipalities and agencies it is given (:func:`topic_specs`):
+which ones a deployment has is the territory's to say, one layer up
+(``veille.territory.topics``), so this module, which the schemas and every component read,
+loads no territory. ``veille topics`` is in ``veille/topics_cli.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -28,7 +31,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from veille.config import Settings, get_settings
+from veille.config import Settings
 
 log = logging.getLogger("veille.topics")
 # Durability settings that aligning never lowers: a component started with weaker settings
@@ -149,13 +152,6 @@ def topic_specs(
     return specs
 
 
-def territory_topic_specs(settings: Settings) -> list[TopicSpec]:
-    from veille.territory import load_territory
-
-    territory = load_territory(settings.territory_dir)
-    return topic_specs(settings, territory.municipalities, territory.agencies)
-
-
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> dict[str, str]:
     """Create missing topics, grow partitions and align configs. Safe to run at every start."""
     existing = admin.list_topics(timeout=timeout).topics
@@ -209,49 +205,3 @@ def _not_lowered(spec: TopicSpec, current: dict[str, str]) -> dict[str, str]:
                         spec.name, key, current[key], config[key])
             config.pop(key)
     return config
-
-
-def ensure_territory_topics(settings: Settings) -> bool:
-    """Create or align the territory's topics; False (with a warning) when this process's Kafka
-    user may not manage topics: in production an admin created them, and each component runs
-    as a user whose ACLs only let it read and write its own topics."""
-    try:
-        ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
-    except KafkaException as exc:
-        if exc.args[0].code() not in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                                      KafkaError.CLUSTER_AUTHORIZATION_FAILED):
-            raise
-        log.warning("not allowed to create/align topics (%s): using them as they are", exc.args[0].str())
-        return False
-    return True
-
-
-def _cmd_create(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    admin = AdminClient(settings.kafka_client_config())
-    outcome = ensure_topics(admin, territory_topic_specs(settings))
-    if args.json:
-        print(json.dumps(outcome, indent=2))
-    else:
-        for name, what in sorted(outcome.items()):
-            print(f"{name:50s} {what}")
-    return 0
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    for s in territory_topic_specs(get_settings()):
-        retention_days = int(s.config["retention.ms"]) // DAY_MS
-        print(f"{s.name:50s} partitions={s.partitions} replication={s.replication} "
-              f"retention={retention_days}d")
-    return 0
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("topics", help="declare and create the hub's Kafka topics",
-                       description="Topics of the hub, derived from the territory file.")
-    tsub = p.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
-    c = tsub.add_parser("create", help="create missing topics and align their config (idempotent)")
-    c.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    c.set_defaults(func=_cmd_create)
-    ls = tsub.add_parser("list", help="print the declared topic layout without touching Kafka")
-    ls.set_defaults(func=_cmd_list)

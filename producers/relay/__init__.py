@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from veille.config import Settings
-from veille.producers.http_intake import TokenBuckets
+from veille.producers.gate import TokenBuckets
 from veille.producers.relay import views
 from veille.producers.relay.accounts import ACCOUNTS_FILE, AccountStore
 from veille.producers.relay.session import install

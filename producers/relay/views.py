@@ -12,7 +12,7 @@
 A report is published as an Incident exactly as ``POST /v1/incidents`` publishes one
 (``deliver``: acks=all, answered once the broker acknowledged), on the channel of the
 account's kind, for one of the account's towns only (403 ``municipality_mismatch``). Its id
-comes from the page, so a report re-sent by the offline queue keeps it, and the intake's
+comes from the page, so a report re-sent by the offline queue keeps it, and the gate's
 ``IntakeState.fill`` gives the re-send the same ``reported_at``: the bytes are identical and
 the router drops the copy. Nothing is published unless every field is valid.
 """
@@ -29,7 +29,7 @@ from aiohttp_session import Session, get_session, new_session
 from shapely.geometry import mapping
 
 from veille.producers import metrics
-from veille.producers.http_intake import STATE_KEY, Quota, TokenBuckets, deliver
+from veille.producers.gate import STATE_KEY, Quota, TokenBuckets, deliver
 from veille.producers.open311_catalog import CLOSED
 from veille.producers.open311_requests import RequestBook, ServiceRequest
 from veille.producers.relay.accounts import AccountStore, RelayAccount

@@ -195,8 +195,8 @@ def test_ops_page_shows_dead_letters_over_time(prometheus: str, tmp_path: Path) 
     from browser_helpers import ConsoleErrors, axe_violations, launch_browser, screenshot
     from sink_helpers import chdb_store
 
-    from veille.sinks.console.access import Credentials
-    from veille.sinks.service import serve
+    from veille.reads.console.access import Credentials
+    from veille.reads.service import serve
 
     with chdb_store(tmp_path / "chdb") as store:
         server = serve(store, 0, credentials=Credentials(), prometheus_url=prometheus)

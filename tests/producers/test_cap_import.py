@@ -27,7 +27,8 @@ from prometheus_client import REGISTRY
 from veille.config import Settings, get_settings
 from veille.producers.cap_seen import SeenAlerts
 from veille.producers.cap_xml import validated
-from veille.producers.http_intake import MAX_BODY_BYTES, intake_config, make_app
+from veille.producers.gate import MAX_BODY_BYTES, intake_config
+from veille.producers.http_intake import make_app
 from veille.producers.intake_keys import KeyStore
 from veille.producers.sdk import Publisher
 from veille.schemas.models import Alert

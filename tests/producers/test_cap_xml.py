@@ -19,7 +19,8 @@ from producer_helpers import consume, isolated_settings, message_count
 
 from veille.config import Settings
 from veille.producers.cap_xml import CapError, parse_cap
-from veille.producers.http_intake import intake_config, make_app
+from veille.producers.gate import intake_config
+from veille.producers.http_intake import make_app
 from veille.producers.intake_keys import KeyStore
 from veille.producers.sdk import Publisher
 from veille.schemas.models import Alert

@@ -25,7 +25,8 @@ from producer_helpers import run_intake as run
 from prometheus_client.parser import text_string_to_metric_families
 
 from veille.config import Settings
-from veille.producers.http_intake import Quota, intake_config, make_app
+from veille.producers.gate import Quota, intake_config
+from veille.producers.http_intake import make_app
 from veille.producers.intake_keys import KeyStore
 from veille.producers.sdk import Publisher
 from veille.schemas.models import Alert, Channel, Incident, StatusUpdate

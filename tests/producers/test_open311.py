@@ -22,7 +22,8 @@ from producer_helpers import consume, isolated_settings, message_count
 
 from veille.config import Settings
 from veille.producers import open311
-from veille.producers.http_intake import intake_config, make_app
+from veille.producers.gate import intake_config
+from veille.producers.http_intake import make_app
 from veille.producers.intake_keys import KeyStore
 from veille.producers.open311_requests import RequestBook
 from veille.producers.sdk import Publisher

@@ -16,7 +16,8 @@ from producer_helpers import MUNICIPALITIES, consume, message_count
 
 from veille.config import Settings
 from veille.schemas.models import Alert, Channel, Incident, Severity
-from veille.topics import Topics, ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import Topics, ensure_topics
 
 VEILLE = [sys.executable, "-m", "veille.cli"]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from veille.producers.relay.accounts import AccountStore, check_password, hash_password
+from veille.producers.credentials import check_password, hash_password
+from veille.producers.relay.accounts import AccountStore
 
 
 def test_passwords_are_stored_as_scrypt_hashes_only(tmp_path: Path) -> None:

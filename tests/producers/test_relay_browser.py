@@ -28,7 +28,7 @@ from veille.config import Settings
 from veille.producers.relay.accounts import ACCOUNTS_FILE, AccountStore
 from veille.producers.sdk import Publisher
 from veille.schemas.models import Channel, EventType, Incident, IncidentStatus, RoutedIncident, StatusUpdate
-from veille.streams.router import dispatch_id
+from veille.territory.dispatch import dispatch_id
 from veille.topics import Topics
 
 TABLET = {"viewport": {"width": 1024, "height": 1366}, "locale": "fr-FR", "timezone_id": "Europe/Paris"}

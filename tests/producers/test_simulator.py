@@ -20,8 +20,8 @@ from veille.schemas.models import (
     Severity,
     StatusUpdate,
 )
-from veille.streams.routing import route_alert, route_incident
 from veille.territory import Territory, load_territory
+from veille.territory.routing import route_alert, route_incident
 
 START = datetime(2025, 3, 1, 6, 0, tzinfo=UTC)
 

@@ -32,6 +32,7 @@ from veille.schemas.register import register_catalog, registration_plan
 from veille.schemas.registry import RegistryClient, SchemaResolver
 from veille.sinks.decode import decode as sink_decode
 from veille.territory import load_territory
+from veille.territory.topics import territory_topic_specs
 from veille.topics import Topics
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def test_third_party_clients_through_the_registry(kafka: Any, schema_registry: R
                             framing="confluent")
     topics = Topics(settings.topic_prefix)
     client = RegistryClient(schema_registry.url, timeout=10)
-    registered = register_catalog(client, registration_plan(settings))
+    registered = register_catalog(client, registration_plan(settings, territory_topic_specs(settings)))
     pool = _incidents(12, seed=5)
     first, third = pool[0], pool[1]
     second, fourth = next((a, b) for i, a in enumerate(pool[2:]) for b in pool[3 + i:]

@@ -26,6 +26,7 @@ from veille.schemas.registry import (
     resolver_from_settings,
     schema_text,
 )
+from veille.territory.topics import territory_topic_specs
 from veille.topics import Topics
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def test_credentials_never_sent_in_clear_to_a_remote_registry() -> None:
 
 
 def test_registration_plan_covers_every_topic_and_version() -> None:
-    plan = {p.subject: p for p in registration_plan(Settings())}
+    plan = {p.subject: p for p in registration_plan(Settings(), territory_topic_specs(Settings()))}
     topics = Topics()
     assert [sv.version for sv in plan["veille.intake.35401-value"].versions] == [1, 2]
     assert plan["veille.alerts-value"].record == "Alert"
@@ -131,7 +132,7 @@ def test_registration_plan_covers_every_topic_and_version() -> None:
 @pytest.fixture(scope="module")
 def registered(schema_registry: RegistryFixture) -> dict[str, list[int]]:
     client = RegistryClient(schema_registry.url, timeout=10)
-    return register_catalog(client, registration_plan(Settings()))
+    return register_catalog(client, registration_plan(Settings(), territory_topic_specs(Settings())))
 
 
 def test_register_catalog_sets_compatibility_and_is_idempotent(
@@ -140,7 +141,7 @@ def test_register_catalog_sets_compatibility_and_is_idempotent(
     subject = "veille.intake.35401-value"
     assert client.compatibility(subject) == COMPATIBILITY
     assert client.versions(subject) == [1, 2]
-    again = register_catalog(client, registration_plan(Settings()))
+    again = register_catalog(client, registration_plan(Settings(), territory_topic_specs(Settings())))
     assert again == registered
     assert client.versions(subject) == [1, 2]
 

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from veille.schemas import codec
+from veille.schemas.avro_writers import compile_writer
 from veille.schemas.catalog import Catalog, catalog
 from veille.schemas.models import MODELS, EventType, Incident, ServiceKind
-from veille.schemas.writer import compile_writer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -208,13 +208,13 @@ def test_reporter_contact_never_appears_in_repr() -> None:
     routed_at=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
                            timezones=st.just(UTC)),
 )
-def test_the_hand_written_dispatch_writer_matches_the_generic_encoder(**fields: Any) -> None:
+def test_the_hand_written_dispatch_encoder_matches_the_generic_encoder(**fields: Any) -> None:
     """The router writes dispatches by hand for speed: byte for byte what fastavro writes."""
-    writer = codec.DispatchWriter()
-    tail = writer.tail(fields["municipality"], fields["category"], fields["severity"], fields["reported_at"],
-                       fields["routed_at"], fields["payload"])
+    encoder = codec.DispatchEncoder()
+    tail = encoder.tail(fields["municipality"], fields["category"], fields["severity"], fields["reported_at"],
+                        fields["routed_at"], fields["payload"])
     head = ("id", "event_type", "event_id", "agency_id", "service", "rule", "cross_boundary")
-    fast = writer.encode(tail, **{k: fields[k] for k in head})
+    fast = encoder.encode(tail, **{k: fields[k] for k in head})
     assert fast == codec.encode("Dispatch", fields)
 
 
@@ -284,7 +284,7 @@ def _fastavro_bytes(parsed: Any, datum: Any) -> bytes:
     ("name", "version"), [(n, sv.version) for n in catalog().names for sv in catalog().versions(n)]
 )
 def test_the_compiled_writer_writes_fastavros_bytes(name: str, version: int) -> None:
-    """schemas/writer.py is the codec's encoder: byte for byte what fastavro writes."""
+    """schemas/avro_writers.py is the codec's encoder: byte for byte what fastavro writes."""
     sv = catalog().version(name, version)
     write = compile_writer(sv.parsed)
     for datum in generate_many(sv.parsed, 60):

@@ -32,12 +32,12 @@ from sink_helpers import (
 
 from veille import cli
 from veille.config import Settings
+from veille.reads.indicators import compute
+from veille.reads.service import serve
 from veille.schemas import codec
 from veille.schemas.models import DeadLetter, Record, RoutedIncident
-from veille.sinks.indicators import compute
 from veille.sinks.pipeline import SinkPipeline
 from veille.sinks.rows import to_rows
-from veille.sinks.service import serve
 from veille.sinks.steps import RetryPolicy
 from veille.sinks.store import ChdbStore
 from veille.topics import Topics, TopicSpec, ensure_topics

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sink_helpers import VIEW_TABLES, chdb_store, counts, final_counts, scenario, today_cell
 
+from veille.reads.indicators import compute
 from veille.schemas.models import Record
-from veille.sinks.indicators import compute
 from veille.sinks.rows import to_rows
 from veille.sinks.store import ChdbStore, load_migrations
 

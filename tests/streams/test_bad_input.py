@@ -24,7 +24,7 @@ from veille.producers.simulator import Simulator
 from veille.schemas import codec
 from veille.schemas.models import Alert, Attachment, DeadLetter, Incident
 from veille.streams.dedup import DedupWindow
-from veille.streams.router import Router
+from veille.streams.router import OutcomeKind, Router
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -99,12 +99,12 @@ def test_each_bad_input_is_dead_lettered_with_its_reason(sim: Simulator) -> None
     seen = DedupWindow().batch()
     # The re-used id must be routed once before its tampered copy arrives.
     good = next(c for c in cases if c[0] == "__good__")
-    assert router.process(Message(good[1], 0, 0, good[2], good[3]), seen).kind == "routed"
+    assert router.process(Message(good[1], 0, 0, good[2], good[3]), seen).kind == OutcomeKind.routed
     for offset, (reason, topic, key, value) in enumerate(cases, start=1):
         if reason.startswith("__"):
             continue
         outcome = router.process(Message(topic, 1, offset, key, value), seen)
-        assert (outcome.kind, outcome.reason) == ("dead_letter", reason), (reason, outcome)
+        assert (outcome.kind, outcome.reason) == (OutcomeKind.dead_letter, reason), (reason, outcome)
         (out,) = outcome.outputs
         letter = DeadLetter.decode(out.value)
         assert letter.reason == reason and letter.original_value == value and letter.source_offset == offset

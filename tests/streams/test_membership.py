@@ -1,4 +1,4 @@
-"""The router's group membership and stall watchdog rules, without Kafka (streams/membership.py)."""
+"""Static membership (veille/kafka.py, streams/membership.py) and the router's stall watchdog, no Kafka."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from confluent_kafka import KafkaError, KafkaException
 
 from veille.config import Settings
 from veille.consumer import Fenced, check_error
+from veille.kafka import sink_consumer_settings
 from veille.streams.membership import (
     Progress,
     check_stall_window,
     faust_consumer_settings,
     instance_id,
     rejoin_seconds,
-    sink_consumer_settings,
     stall_reason,
 )
 

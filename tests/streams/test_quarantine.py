@@ -25,7 +25,7 @@ from veille.streams.attempts import AttemptLog
 from veille.streams.batch import BatchHandler
 from veille.streams.dedup import DedupWindow
 from veille.streams.quarantine import QuarantinePolicy, SourceGuard
-from veille.streams.router import Router
+from veille.streams.router import OutcomeKind, Router
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -137,8 +137,8 @@ def test_a_quarantined_municipalitys_garbage_becomes_range_letters_and_its_repor
     letters: list[DeadLetter] = []
     for p in prepared:
         kinds = [o.kind for o in p.outcomes]
-        assert kinds.count("routed") == 3  # the others' reports and 35402's own valid one
-        assert kinds.count("dead_letter") == 300
+        assert kinds.count(OutcomeKind.routed) == 3  # the others' reports and 35402's own valid one
+        assert kinds.count(OutcomeKind.dead_letter) == 300
         for outcome in p.outcomes:
             for out in outcome.outputs:
                 if out.topic == topics.dead_letter_restricted:

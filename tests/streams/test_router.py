@@ -26,7 +26,7 @@ from veille.schemas.models import (
 )
 from veille.streams.batch import process_batch
 from veille.streams.dedup import DedupWindow
-from veille.streams.router import Router
+from veille.streams.router import OutcomeKind, Router
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -61,7 +61,7 @@ def _decoded(outcome: Any, topic: str) -> list[Any]:
 def test_incident_fans_out_to_each_target_and_one_routing_record(router: Router, sim: Simulator) -> None:
     flood = next(e for e in sim.flash_flood(incidents=10) if isinstance(e, Incident))
     outcome = router.process(_msg(TOPICS.intake(flood.municipality), flood.encode()))
-    assert outcome.kind == "routed"
+    assert outcome.kind == OutcomeKind.routed
     agencies = {t.agency_id for t in outcome.targets}
     assert "sdis35" in agencies and "cellule-veille" in agencies  # flood + severe escalation
     for target in outcome.targets:
@@ -96,11 +96,11 @@ def test_resent_event_is_dropped_and_reused_id_is_dead_lettered(router: Router, 
     inc = _incident(sim)
     seen = DedupWindow().batch()
     topic = TOPICS.intake(inc.municipality)
-    assert router.process(_msg(topic, inc.encode(), 0), seen).kind == "routed"
-    assert router.process(_msg(topic, inc.encode(), 1), seen).kind == "duplicate"
+    assert router.process(_msg(topic, inc.encode(), 0), seen).kind == OutcomeKind.routed
+    assert router.process(_msg(topic, inc.encode(), 1), seen).kind == OutcomeKind.duplicate
     changed = inc.model_copy(update={"description": "something else"})
     outcome = router.process(_msg(topic, changed.encode(), 2), seen)
-    assert outcome.kind == "dead_letter" and outcome.reason == "conflicting_duplicate"
+    assert outcome.kind == OutcomeKind.dead_letter and outcome.reason == "conflicting_duplicate"
 
 
 def test_a_batch_remembers_its_ids_only_once_delivered(router: Router, sim: Simulator) -> None:
@@ -112,7 +112,7 @@ def test_a_batch_remembers_its_ids_only_once_delivered(router: Router, sim: Simu
                 _msg(TOPICS.intake(inc.municipality), inc.encode(), 1),
                 _msg(TOPICS.intake(other.municipality), other.encode(), 2)]
     process_batch(router, messages, seen, outcomes)
-    assert [o.kind for o in outcomes] == ["routed", "duplicate", "routed"]
+    assert [o.kind for o in outcomes] == [OutcomeKind.routed, OutcomeKind.duplicate, OutcomeKind.routed]
     assert len(window) == 0 and seen.pending == [(0, str(inc.id)), (2, str(other.id))]
     following = window.batch(previous=seen)  # pipelined: the batch in flight counts as seen
     assert following.check(str(inc.id), inc.encode(), NOW.timestamp()) == "duplicate"
@@ -124,7 +124,7 @@ def test_municipality_must_match_its_intake_topic(router: Router, sim: Simulator
     inc = _incident(sim)
     other = next(m for m in router.territory.municipalities if m != inc.municipality)
     outcome = router.process(_msg(TOPICS.intake(other), inc.encode(), 42))
-    assert outcome.kind == "dead_letter" and outcome.reason == "municipality_mismatch"
+    assert outcome.kind == OutcomeKind.dead_letter and outcome.reason == "municipality_mismatch"
     (out,) = outcome.outputs
     assert out.topic == TOPICS.dead_letter_restricted  # may hold a reporter's contact
     dl = DeadLetter.decode(out.value)
@@ -139,7 +139,7 @@ def test_municipality_must_match_its_intake_topic(router: Router, sim: Simulator
 )
 def test_undecodable_messages_are_dead_lettered(router: Router, value: bytes | None, reason: str) -> None:
     outcome = router.process(_msg(TOPICS.intake("35401"), value, key=None))
-    assert outcome.kind == "dead_letter" and outcome.reason == reason
+    assert outcome.kind == OutcomeKind.dead_letter and outcome.reason == reason
     assert DeadLetter.decode(outcome.outputs[0].value).original_value == value
 
 
@@ -156,14 +156,14 @@ def test_wrong_record_type_and_invalid_content(router: Router, sim: Simulator) -
 def test_point_outside_territory_is_unroutable(router: Router, sim: Simulator) -> None:
     inc = _incident(sim, location=GeoPoint(lat=43.3, lon=5.4))  # Marseille
     outcome = router.process(_msg(TOPICS.intake(inc.municipality), inc.encode()))
-    assert outcome.kind == "dead_letter" and outcome.reason == "unroutable"
+    assert outcome.kind == OutcomeKind.dead_letter and outcome.reason == "unroutable"
     assert "outside" in DeadLetter.decode(outcome.outputs[0].value).message
 
 
 def test_alert_fans_out_and_is_recorded(router: Router, sim: Simulator) -> None:
     alert = next(e for e in sim.flash_flood(incidents=2) if isinstance(e, Alert))
     outcome = router.process(_msg(TOPICS.alerts, alert.encode()))
-    assert outcome.kind == "routed"
+    assert outcome.kind == OutcomeKind.routed
     routed = RoutedAlert.decode(next(o.value for o in outcome.outputs if o.topic == TOPICS.routed))
     assert len(routed.municipalities) >= 2 and routed.category == "flash_flood"
     safeguards = {t.agency_id for t in outcome.targets if t.service == "municipal_safeguard"}
@@ -178,7 +178,7 @@ def test_status_updates_are_checked_and_forwarded(router: Router, sim: Simulator
     update = StatusUpdate(id=uuid.uuid4(), incident_id=incident.id, agency_id=dispatch.agency_id,
                           dispatch_id=dispatch.id, status=IncidentStatus.acknowledged, at=NOW)
     outcome = router.process(_msg(TOPICS.status, update.encode()))
-    assert outcome.kind == "forwarded" and StatusUpdate.decode(outcome.outputs[0].value) == update
+    assert outcome.kind == OutcomeKind.forwarded and StatusUpdate.decode(outcome.outputs[0].value) == update
     rogue = update.model_copy(update={"agency_id": "pm-nowhere"})
     outcome = router.process(_msg(TOPICS.status, rogue.encode()))
     assert outcome.reason == "unknown_agency" and outcome.outputs[0].topic == TOPICS.dead_letter
@@ -201,7 +201,7 @@ def test_an_agency_cannot_speak_for_another_nor_for_an_incident_it_was_not_sent(
     ]
     for update in forged:
         outcome = router.process(_msg(TOPICS.status, update.encode()))
-        assert (outcome.kind, outcome.reason) == ("dead_letter", "not_dispatched"), update
+        assert (outcome.kind, outcome.reason) == (OutcomeKind.dead_letter, "not_dispatched"), update
         assert not any(o.topic == TOPICS.routed for o in outcome.outputs)
     # Another router key derives other ids: the reference cannot be computed from public data.
     stranger = Router(router.territory, TOPICS, pseudonym_key=b"k", dispatch_key=b"other", clock=lambda: NOW)

@@ -42,9 +42,9 @@ from veille.streams.attempts import AttemptLog
 from veille.streams.batch import BatchFailed, BatchHandler
 from veille.streams.dedup import DedupWindow
 from veille.streams.output import OutputSender
-from veille.streams.router import Router
-from veille.streams.routing import route_incident
+from veille.streams.router import OutcomeKind, Router
 from veille.territory import load_territory
+from veille.territory.routing import route_incident
 from veille.topics import Topics
 
 NOW = datetime.now(UTC)
@@ -102,10 +102,10 @@ def test_over_complex_alerts_are_dead_lettered_fast_and_small_scribbles_are_repa
     for points in (250, 500, 6000):
         started = time.perf_counter()
         outcome = router.process(Message(TOPICS.alerts, 0, points, None, forged_alert_bytes(points)))
-        assert (outcome.kind, outcome.reason) == ("dead_letter", "too_complex"), points
+        assert (outcome.kind, outcome.reason) == (OutcomeKind.dead_letter, "too_complex"), points
         assert time.perf_counter() - started < 2.0  # was 6.9 s, 70 s and > 12 min
     outcome = router.process(Message(TOPICS.alerts, 0, 1, None, scribble_alert(150).encode()))
-    assert outcome.kind == "routed"  # a small self-intersecting ring is repaired, not refused
+    assert outcome.kind == OutcomeKind.routed  # a small self-intersecting ring is repaired, not refused
 
 
 def test_alert_bounds_are_checked_before_kafka() -> None:
@@ -122,7 +122,7 @@ def test_fuzzed_messages_are_conserved(router: Router) -> None:
     rng = random.Random(2026)
     events: list[Any] = list(sim.events(300)) + sim.flash_flood(incidents=20)
     seen = DedupWindow().batch()
-    outcomes: Counter[str] = Counter()
+    outcomes: Counter[OutcomeKind] = Counter()
     produced = 0
     for i in range(3000):
         event = rng.choice(events)
@@ -146,13 +146,14 @@ def test_fuzzed_messages_are_conserved(router: Router) -> None:
         outcome = router.process(Message(topic, 0, i, None, bytes(value)), seen)
         outcomes[outcome.kind] += 1
         assert outcome.reason != "internal_error", outcome
-        if outcome.kind == "dead_letter":
+        if outcome.kind == OutcomeKind.dead_letter:
             letter = DeadLetter.decode(outcome.outputs[0].value)
             assert letter.original_value == bytes(value)[:MAX_ORIGINAL_BYTES] and letter.source_offset == i
-        elif outcome.kind == "routed":
+        elif outcome.kind == OutcomeKind.routed:
             assert any(o.topic == TOPICS.routed for o in outcome.outputs)
     assert produced == sum(outcomes.values())
-    assert outcomes["routed"] and outcomes["dead_letter"] and outcomes["duplicate"], outcomes
+    assert outcomes[OutcomeKind.routed] and outcomes[OutcomeKind.dead_letter], outcomes
+    assert outcomes[OutcomeKind.duplicate], outcomes
 
 
 # --------------------------------------------------------------------------- the real broker

@@ -9,13 +9,13 @@ import sys
 from paths import ROOT
 
 PRODUCTION_DIRS = ("veille", "schemas", "producers", "streams", "sinks")
-# The `veille` command lists every command group, the local ones included; `veille schemas
-# register` falls back to the local registry's URL when none is configured (imported lazily).
-MAY_NAME_LOCAL = {"veille/cli.py", "schemas/register.py"}
+# The `veille` command lists every command group, the local ones included, and hands `veille
+# schemas register` the local registry's URL as its fallback when none is configured.
+MAY_NAME_LOCAL = {"veille/cli.py"}
 ENTRY_POINTS = ["veille.security", "veille.security_cli", "veille.quotas", "veille.kafka", "veille.topics",
-                "veille.territory", "veille.streams.app", "veille.streams.cli", "veille.sinks.cli",
-                "veille.sinks.pipeline", "veille.producers.cli", "veille.producers.http_intake",
-                "veille.schemas.register"]
+                "veille.topics_cli", "veille.territory", "veille.territory.topics", "veille.streams.app",
+                "veille.streams.cli", "veille.sinks.cli", "veille.sinks.pipeline", "veille.producers.cli",
+                "veille.producers.http_intake", "veille.schemas.register", "veille.schemas_cli"]
 
 
 def test_no_production_module_imports_the_local_tooling() -> None:

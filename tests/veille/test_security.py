@@ -31,7 +31,8 @@ from veille.security import (
     settings_for,
 )
 from veille.territory import load_territory
-from veille.topics import Topics, ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import Topics, ensure_topics
 
 if TYPE_CHECKING:
     from conftest import KafkaFixture

@@ -251,7 +251,7 @@ def test_escalation_alone_routes_the_category(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from veille.schemas.models import Channel, Incident, IncidentCategory, Severity
-    from veille.streams.routing import NO_RULE, route_incident
+    from veille.territory.routing import NO_RULE, route_incident
 
     directory = _copy_example(tmp_path)
     routing = directory / "routing.yaml"

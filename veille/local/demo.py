@@ -36,14 +36,15 @@ from veille.kafka import CommittedLag, Message
 from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
+from veille.reads.indicators import LOCAL_TZ
 from veille.schemas import codec
 from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
 from veille.security import provision, settings_for, user_env
-from veille.sinks.indicators import LOCAL_TZ
 from veille.statedir import wait_for_process_info
 from veille.telemetry import serve_metrics
 from veille.territory import Territory, load_territory
-from veille.topics import ROUTED_TYPES, Topics, ensure_topics, territory_topic_specs
+from veille.territory.topics import territory_topic_specs
+from veille.topics import ROUTED_TYPES, Topics, ensure_topics
 
 
 def _say(msg: str) -> None:
@@ -279,7 +280,7 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
                  f"{sum(dead.values())} {dead or ''}")
 
             _print_flood(_routing_of(settings, flood_ids, flood_alert.identifier), territory)
-            from veille.sinks.indicators import render_text
+            from veille.reads.indicators import render_text
 
             print()
             print(render_text(_indicators(sink_url, municipalities, span_start, end)))

@@ -6,7 +6,7 @@ A territory is a directory of three files:
     FeatureCollection, one (Multi)Polygon per municipality, properties ``insee``, ``name``,
     ``population``. The polygons must tile the territory: a point in no polygon is
     *outside* the territory, a point on a shared edge belongs to several (see
-    :mod:`veille.streams.routing` for how that tie is broken).
+    :mod:`veille.territory.routing` for how that tie is broken).
 ``jurisdiction.yaml``
     ``intercommunality``, ``agencies`` (id, name, level, services, home_municipality; a
     departmental or state agency may not have a home municipality: refused on load, since

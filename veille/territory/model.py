@@ -102,7 +102,7 @@ class PcsRule(Spec):
 
 class DeadlineRule(Spec):
     """How soon each agency dispatched an incident should act on it and resolve it (hours after
-    the report); ``veille.sinks.deadlines`` counts what is late."""
+    the report); ``veille.reads.deadlines`` counts what is late."""
 
     id: str = Field(pattern=RULE_ID_PATTERN)
     categories: tuple[IncidentCategory, ...] | None = None  # None: every category

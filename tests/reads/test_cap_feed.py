@@ -11,8 +11,8 @@ import pytest
 from cap_helpers import SPEC_EXAMPLE, cap_alert, reference, today
 
 from veille.producers.cap_xml import parse_cap, validated
+from veille.reads.cap_feed import alert_key, alert_xml, atom_feed, parse_key, row_alert
 from veille.schemas.models import Alert
-from veille.sinks.cap_feed import alert_key, alert_xml, atom_feed, parse_key, row_alert
 
 NS = "{urn:oasis:names:tc:emergency:cap:1.2}"
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -21,12 +21,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from veille.reads.indicators import CLOSED_STATUSES, Cell, Query, cell_selection, text_table
 from veille.schemas.models import IncidentCategory, Severity
-from veille.sinks.indicators import Cell
 from veille.sinks.store import Store
 from veille.territory import RoutingRules
 
-Query = tuple[str, dict[str, Any]]
 COUNTS = ("dispatched", "with_deadline", "not_acknowledged", "acknowledged_late", "open_overdue",
           "open_over_3x", "resolved_late")
 
@@ -69,7 +68,7 @@ FROM
            transform({key}, {{dl_keys:Array(String)}}, {{dl_ack:Array(Float64)}}, toFloat64(0)) AS dl_ack,
            transform({key}, {{dl_keys:Array(String)}}, {{dl_res:Array(Float64)}}, toFloat64(0)) AS dl_res,
            {ms}(l.acknowledged_at) AS ack_ms, {ms}(l.resolved_at) AS res_ms,
-           l.status IN ('resolved', 'rejected') AS closed
+           l.status IN {CLOSED_STATUSES!r} AS closed
     FROM
     (
         -- New names: an alias equal to a column would replace it in WHERE.
@@ -92,28 +91,19 @@ ORDER BY agency_id, category"""
     return sql, {**params, **deadline_params(rules), "now": now}
 
 
-def cell_selection() -> str:
-    """The dispatches of a monitoring cell and period (as ``veille.sinks.indicators``)."""
-    return ("has({munis:Array(String)}, municipality) "
-            "AND toDate(reported_at, 'Europe/Paris') >= {start:Date} "
-            "AND toDate(reported_at, 'Europe/Paris') < {end:Date}")
-
-
 def overdue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"agency_id": r["agency_id"], "category": r["category"], **{k: int(r[k]) for k in COUNTS}}
             for r in rows]
 
 
 def render_text(deadlines: dict[str, Any]) -> str:
-    from veille.sinks.indicators import _table
-
     rows = [r for r in deadlines["rows"] if r["with_deadline"]]
-    return _table(f"Response deadlines per agency and category (now = {deadlines['now']})",
-                  ["agency", "category", "dispatched", "not_acked_late", "acked_late", "open_late",
-                   "open_>3x", "resolved_late"],
-                  [[r["agency_id"], r["category"], r["dispatched"], r["not_acknowledged"],
-                    r["acknowledged_late"], r["open_overdue"], r["open_over_3x"], r["resolved_late"]]
-                   for r in rows])
+    return text_table(f"Response deadlines per agency and category (now = {deadlines['now']})",
+                      ["agency", "category", "dispatched", "not_acked_late", "acked_late", "open_late",
+                       "open_>3x", "resolved_late"],
+                      [[r["agency_id"], r["category"], r["dispatched"], r["not_acknowledged"],
+                        r["acknowledged_late"], r["open_overdue"], r["open_over_3x"], r["resolved_late"]]
+                       for r in rows])
 
 
 def compute(store: Store, cell: Cell, rules: RoutingRules, now: datetime | None = None) -> dict[str, Any]:

@@ -7,16 +7,14 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from veille.sinks import deadlines
-from veille.sinks.console import queries
-from veille.sinks.console.filters import ConsoleFilter
-from veille.sinks.indicators import _seconds
+from shapely.geometry import mapping
+
+from veille.reads import deadlines
+from veille.reads.console import queries
+from veille.reads.console.filters import ConsoleFilter
+from veille.reads.indicators import cross_boundary, response_times, share
 from veille.sinks.store import Store
 from veille.territory import Territory
-
-
-def _share(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
 
 
 def _series(rows: list[dict[str, Any]], days: list[str]) -> dict[str, list[int]]:
@@ -36,8 +34,6 @@ def _agency_name(territory: Territory, agency_id: str) -> str:
 
 
 def territory_geojson(territory: Territory) -> dict[str, Any]:
-    from shapely.geometry import mapping
-
     features = [{"type": "Feature", "properties": {"insee": m.insee, "name": m.name,
                                                    "population": m.population},
                  "geometry": mapping(m.geometry)}
@@ -75,37 +71,24 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
         days.append(day.isoformat())
         day += timedelta(days=1)
 
-    cross = store.query(*queries.cross_boundary_sql(db, f, munis))
-    per_agency: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    cross_muni: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in cross:
-        for acc in (per_agency[r["agency_id"]], cross_muni[r["municipality"]]):
-            acc[0] += int(r["dispatches"])
-            acc[1] += int(r["cross_boundary"])
-    all_d = sum(v[0] for v in per_agency.values())
-    all_c = sum(v[1] for v in per_agency.values())
+    cross = cross_boundary(store.query(*queries.cross_boundary_sql(db, f, munis)))
+    cross_muni = {r["municipality"]: (r["dispatches"], r["cross_boundary"]) for r in cross["by_municipality"]}
 
     municipalities = []
     for code in munis:
         m = territory.municipalities[code]
         row = per_muni.get(code)
         reports = int(row["reports"]) if row else 0
-        d, c = cross_muni.get(code, [0, 0])
+        d, c = cross_muni.get(code, (0, 0))
         municipalities.append({
             "insee": code, "name": m.name, "population": m.population, "selected": code in selected,
             "reports": reports, "open": int(row["open"]) if row else 0,
             "per_1000": round(reports * 1000 / m.population, 2) if m.population else None,
-            "dispatches": d, "cross_boundary": c, "cross_share": _share(c, d)})
+            "dispatches": d, "cross_boundary": c, "cross_share": share(c, d)})
 
     late = deadlines.overdue_rows(store.query(*queries.overdue_sql(db, f, munis, territory.rules, now)))
-    times = [{"agency_id": r["agency_id"], "name": _agency_name(territory, r["agency_id"]),
-              "incidents": int(r["incidents"]), "acknowledged": int(r["acknowledged"]),
-              "ack_p50_s": _seconds(r["ack_q"], 0, int(r["acknowledged"])),
-              "ack_p90_s": _seconds(r["ack_q"], 1, int(r["acknowledged"])),
-              "resolved": int(r["resolved"]),
-              "resolve_p50_s": _seconds(r["resolve_q"], 0, int(r["resolved"])),
-              "resolve_p90_s": _seconds(r["resolve_q"], 1, int(r["resolved"]))}
-             for r in store.query(*queries.response_times_sql(db, f, munis))]
+    times = [{"agency_id": t["agency_id"], "name": _agency_name(territory, t["agency_id"]), **t}
+             for t in map(response_times, store.query(*queries.response_times_sql(db, f, munis)))]
     (weeks,) = store.query(*queries.handled_weeks_sql(db, f, munis, now))
     handled = {k: int(v) for k, v in weeks.items()}
     alerts = [{"sender": a["sender"], "identifier": a["identifier"], "sent": a["sent_at"].isoformat(),
@@ -126,11 +109,10 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
                  "cells": [{"lat": float(r["lat"]), "lon": float(r["lon"]), "reports": int(r["reports"])}
                            for r in store.query(*queries.grid_sql(db, f, munis))]},
         "cross_boundary": {
-            "dispatches": all_d, "cross_boundary": all_c, "share": _share(all_c, all_d),
-            "by_agency": [{"agency_id": a,
-                           "name": territory.agencies[a].name if a in territory.agencies else a,
-                           "dispatches": d, "cross_boundary": c, "share": _share(c, d)}
-                          for a, (d, c) in sorted(per_agency.items())],
+            "dispatches": cross["dispatches"], "cross_boundary": cross["cross_boundary"],
+            "share": cross["share"],
+            "by_agency": [{"agency_id": a["agency_id"], "name": _agency_name(territory, a["agency_id"]), **a}
+                          for a in cross["by_agency"]],
         },
         "alerts": alerts,
         "response_times": times,

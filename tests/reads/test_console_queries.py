@@ -16,12 +16,12 @@ from console_data import dataset, routed_alert, selected
 from pydantic import ValidationError
 from sink_helpers import chdb_store
 
-from veille.sinks.console import queries
-from veille.sinks.console.access import Credentials, auth_middleware, is_loopback
-from veille.sinks.console.export import BOM, COLUMNS, export_rows, to_csv
-from veille.sinks.console.filters import ConsoleFilter, parse_filter
-from veille.sinks.console.report import build_report, shown, shown_duration, shown_share
-from veille.sinks.console.view import build_view
+from veille.reads.console import queries
+from veille.reads.console.access import Credentials, auth_middleware, is_loopback
+from veille.reads.console.export import BOM, COLUMNS, export_rows, to_csv
+from veille.reads.console.filters import ConsoleFilter, parse_filter
+from veille.reads.console.report import build_report, shown, shown_duration, shown_share
+from veille.reads.console.view import build_view
 from veille.sinks.rows import to_rows
 from veille.territory import load_territory
 from veille.web.i18n import page_texts
@@ -157,7 +157,7 @@ def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
 
 
 def test_ops_increments_count_a_new_reason_from_zero_and_survive_restarts() -> None:
-    from veille.sinks.console.ops import increments, step_for
+    from veille.reads.console.ops import increments, step_for
 
     ts = [0, 60, 120, 180]
     result = [
@@ -213,7 +213,8 @@ def test_without_a_territory_the_sink_serves_what_it_served_before(tmp_path: Pat
     import httpx
 
     with chdb_store(tmp_path / "chdb") as store:
-        from veille.sinks.console.app import ConsoleServer, make_app
+        from veille.reads.app import make_app
+        from veille.reads.service import ConsoleServer
 
         broken = ConsoleServer(make_app(store, None, Credentials(), "127.0.0.1"), "127.0.0.1", 0)
         try:

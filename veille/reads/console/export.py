@@ -12,8 +12,8 @@ import csv
 import io
 from typing import Any
 
-from veille.sinks.console import queries
-from veille.sinks.console.filters import ConsoleFilter
+from veille.reads.console import queries
+from veille.reads.console.filters import ConsoleFilter
 from veille.sinks.store import Store
 from veille.territory import Territory
 

@@ -1,4 +1,5 @@
-"""The printable annual report of one municipality: the documented indicators over a calendar year.
+"""The printable annual report of one municipality: the documented indicators over a calendar year
+(``veille.reads.indicators``, as the CLI, the API and the console compute them).
 
 It is meant to be published, so small numbers are suppressed: any count below ``THRESHOLD`` is
 shown as "< 5" (0 included, so a zero cannot be told from a one), and a share or a response time
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from veille.sinks.indicators import Cell, compute
+from veille.reads.indicators import Cell, compute, reports_by_month_sql
 from veille.sinks.store import Store
 from veille.territory import Territory
 
@@ -43,11 +44,7 @@ def build_report(store: Store, territory: Territory, municipality: str, year: in
     ind = compute(store, cell)
     rep = ind["reports"]
     months = [0] * 12
-    for r in store.query(
-            f"SELECT toMonth(day) AS month, toUInt64(uniqExactMerge(reports)) AS reports "
-            f"FROM {store.database}.reports_daily WHERE municipality = {{m:String}} "
-            "AND day >= {start:Date} AND day < {end:Date} GROUP BY month ORDER BY month",
-            {"m": municipality, "start": cell.start, "end": cell.end}):
+    for r in store.query(*reports_by_month_sql(store.database, cell)):
         months[int(r["month"]) - 1] = int(r["reports"])
     cb = ind["cross_boundary"]
     m = territory.municipalities[municipality]

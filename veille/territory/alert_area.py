@@ -1,6 +1,6 @@
 """The ground a CAP alert covers: its polygons, circles and INSEE geocodes as one geometry.
 
-See :mod:`veille.streams.routing` for how the area is used (which towns it affects).
+See :mod:`veille.territory.routing` for how the area is used (which towns it affects).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pyproj import Geod
 from shapely.geometry.base import BaseGeometry
 
 from veille.schemas.models import AlertArea
-from veille.territory import Territory
+from veille.territory.model import Territory
 
 INSEE_GEOCODE = "INSEE"
 # A regular N-gon inscribed in a circle of radius r is at least r*cos(pi/N) from the centre:

@@ -53,7 +53,7 @@ alert carry the same flag.
 Alerts (CAP)
     The alert area is the union, per ``info``, of its polygons, circles and INSEE geocodes
     (``valueName`` "INSEE"; other geocode schemes are ignored). A circle is built
-    geodesically on the WGS84 ellipsoid (:mod:`veille.streams.alert_area`): ``CIRCLE_SEGMENTS``
+    geodesically on the WGS84 ellipsoid (:mod:`veille.territory.alert_area`): ``CIRCLE_SEGMENTS``
     points at the circle's distance from the centre (``pyproj.Geod.fwd``), so every vertex is exactly on the
     circle and the chords sag by r·(1 - cos(π/N)) = 0.03 % of the radius at most, at any
     latitude. ``alert_rules`` select services by CAP category or by event code
@@ -76,7 +76,7 @@ place yields a warning; the decision is unroutable (``no_agency``) only if no ta
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import shapely
@@ -91,8 +91,8 @@ from veille.schemas.models import (
     ServiceKind,
     Severity,
 )
-from veille.streams.alert_area import alert_area
-from veille.territory import AREA_TOLERANCE, Agency, AgencyLevel, ServiceArea, Territory
+from veille.territory.alert_area import alert_area
+from veille.territory.model import AREA_TOLERANCE, Agency, AgencyLevel, AlertRule, ServiceArea, Territory
 
 # Codes of unroutable decisions (RoutingDecision.unroutable).
 UNKNOWN_MUNICIPALITY = "unknown_municipality"
@@ -173,16 +173,19 @@ def _rank(area: ServiceArea) -> tuple[int, float, str, int]:
 
 
 class _Plan:
-    """Everything about a territory that does not depend on the event, computed once."""
+    """Everything about a territory that does not depend on the event, computed once.
 
-    def __init__(self, t: Territory) -> None:
-        self.t = t
+    It does not keep the territory: ``_PLANS`` is keyed by the territory weakly, and a plan
+    holding its own key would never let a territory (and its plan) go.
+    """
+
+    def __init__(self, territory: Territory) -> None:
         self.needs: dict[tuple[IncidentCategory, Severity], tuple[tuple[str, ServiceKind], ...]] = {}
         for category in IncidentCategory:
             for severity in Severity:
-                asked = [(r.id, s) for r in t.rules.incident_rules if category in r.categories
+                asked = [(r.id, s) for r in territory.rules.incident_rules if category in r.categories
                          for s in r.services]
-                asked += [(r.id, s) for r in t.rules.escalations if r.applies(category, severity)
+                asked += [(r.id, s) for r in territory.rules.escalations if r.applies(category, severity)
                           for s in r.services]
                 first: dict[ServiceKind, str] = {}
                 for rule_id, service in asked:
@@ -192,11 +195,11 @@ class _Plan:
         self.ranked: dict[ServiceKind, tuple[ServiceArea, ...]] = {}
         self.candidates: dict[tuple[str, ServiceKind], tuple[_Candidate, ...]] = {}
         for service in ServiceKind:
-            areas = tuple(sorted(t.areas_for(service), key=_rank))
+            areas = tuple(sorted(territory.areas_for(service), key=_rank))
             self.ranked[service] = areas
             for area in areas:
                 shapely.prepare(area.geometry)
-            for code, m in t.municipalities.items():
+            for code, m in territory.municipalities.items():
                 mine = []
                 for area in areas:
                     whole = area.whole_territory or (area.municipalities is not None
@@ -206,9 +209,9 @@ class _Plan:
                     if share <= AREA_TOLERANCE:
                         continue
                     whole = whole or share >= 1.0 - AREA_TOLERANCE
-                    mine.append(_Candidate(area, t.agencies[area.agency_id], whole, share))
+                    mine.append(_Candidate(area, territory.agencies[area.agency_id], whole, share))
                 self.candidates[(code, service)] = tuple(mine)
-        self.alert_rule_order = {r.id: i for i, r in enumerate(t.rules.alert_rules)}
+        self.alert_rule_order = {r.id: i for i, r in enumerate(territory.rules.alert_rules)}
         self.targets: dict[tuple[str, ServiceKind, str, bool], DispatchTarget] = {}
         self.cache: dict[tuple[object, ...], RoutingDecision] = {}
 
@@ -316,10 +319,10 @@ def _meets(prepared: BaseGeometry, geom: BaseGeometry) -> bool:
     return bool(shared > AREA_TOLERANCE * min(prepared.area, geom.area))
 
 
-def _alert_services(plan: _Plan, info: AlertInfo) -> list[tuple[str, ServiceKind]]:
+def _alert_services(alert_rules: Sequence[AlertRule], info: AlertInfo) -> list[tuple[str, ServiceKind]]:
     codes = {c.value for c in info.event_codes if c.value_name.lower() == VEILLE_EVENT_CODE}
     first: dict[ServiceKind, str] = {}
-    for rule in plan.t.rules.alert_rules:
+    for rule in alert_rules:
         if set(rule.cap_categories) & set(info.category) or {c.value for c in rule.event_codes} & codes:
             for service in rule.services:
                 first.setdefault(service, rule.id)
@@ -334,6 +337,7 @@ def route_alert(alert: Alert, territory: Territory) -> RoutingDecision:
     nothing.
     """
     plan = _plan(territory)
+    rules = territory.rules
     affected: set[str] = set()
     warnings: list[str] = []
     per_info: list[tuple[AlertInfo, BaseGeometry, frozenset[str]]] = []
@@ -355,7 +359,7 @@ def route_alert(alert: Alert, territory: Territory) -> RoutingDecision:
     rank: dict[tuple[str, ServiceKind], int] = {}
     where: dict[str, set[str]] = {}
     for info, geom, towns in per_info:
-        for rule, service in _alert_services(plan, info):
+        for rule, service in _alert_services(rules.alert_rules, info):
             found = False
             for i, area in enumerate(plan.ranked[service]):
                 if _meets(area.geometry, geom):
@@ -368,12 +372,12 @@ def route_alert(alert: Alert, territory: Territory) -> RoutingDecision:
                 warnings.append(f"no {service.value} agency serves the alert area")
 
     order = plan.alert_rule_order
-    chosen_rule = {key: min(rules, key=order.__getitem__) for key, rules in reached.items()}
-    rules = territory.rules.alert_rules
+    chosen_rule = {key: min(ids, key=order.__getitem__) for key, ids in reached.items()}
     keys = sorted(chosen_rule, key=lambda k: (order[chosen_rule[k]],
-                                              rules[order[chosen_rule[k]]].services.index(k[1]), rank[k]))
+                                              rules.alert_rules[order[chosen_rule[k]]].services.index(k[1]),
+                                              rank[k]))
 
-    pcs = territory.rules.pcs
+    pcs = rules.pcs
     pcs_keys: list[tuple[str, ServiceKind]] = []
     pcs_whole: dict[str, bool] = {}
     if pcs is not None:

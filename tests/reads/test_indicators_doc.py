@@ -40,8 +40,8 @@ import pytest
 from paths import ROOT
 from sink_helpers import chdb_store, routed_incident, status_update
 
+from veille.reads.indicators import Cell, compute
 from veille.schemas.models import DeadLetter, DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
-from veille.sinks.indicators import Cell, compute
 from veille.sinks.rows import to_rows
 from veille.sinks.store import ChdbStore
 

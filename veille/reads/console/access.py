@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 # Probes and Prometheus carry no credentials; metrics have no personal data (labels are agencies,
 # services, reasons).
@@ -59,8 +60,7 @@ def is_loopback(host: str) -> bool:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(credentials: Credentials, host: str
-                    ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(credentials: Credentials, host: str) -> Middleware:
     exposed = not is_loopback(host)
 
     @web.middleware

@@ -10,19 +10,19 @@ import pytest
 from pydantic import ValidationError
 from sink_helpers import chdb_store, now_ms, routed_alert, routed_incident, status_update, today_cell
 
-from veille.schemas.models import DispatchTarget
-from veille.sinks.indicators import (
+from veille.reads.indicators import (
     Cell,
     alerts_sql,
     compute,
     cross_boundary_sql,
     open_incidents_sql,
+    parse_cell,
     render_text,
     reports_sql,
     response_times_sql,
 )
+from veille.schemas.models import DispatchTarget
 from veille.sinks.rows import to_rows
-from veille.sinks.service import parse_cell
 
 
 def test_cell_validation_and_parsing() -> None:

@@ -16,7 +16,7 @@ coordinates, unknown municipalities; alerts with polygons, geodesic circles, INS
 other geocodes, and several infos.
 
 Circles are drawn with ``circle_polygon`` in both implementations: its shape is checked on
-its own in ``tests/streams/test_routing.py`` (geodesic, within 0.1 % of the radius).
+its own in ``tests/veille/test_routing.py`` (geodesic, within 0.1 % of the radius).
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ from veille.schemas.models import (
     ServiceKind,
     Severity,
 )
-from veille.streams.alert_area import circle_polygon
-from veille.streams.routing import route_alert, route_incident
 from veille.territory import Agency, AgencyLevel, ServiceArea, Territory, read_territory
+from veille.territory.alert_area import circle_polygon
+from veille.territory.routing import route_alert, route_incident
 
 # --------------------------------------------------------------------------- the README's rules
 

@@ -10,9 +10,9 @@ from paths import ROOT
 from pydantic import ValidationError
 from sink_helpers import chdb_store, routed_incident
 
+from veille.reads import deadlines
+from veille.reads.indicators import Cell
 from veille.schemas.models import DispatchTarget, IncidentCategory, Severity, StatusUpdate
-from veille.sinks import deadlines
-from veille.sinks.indicators import Cell
 from veille.sinks.rows import to_rows
 from veille.territory import DeadlineRule, load_territory
 
@@ -22,7 +22,7 @@ DOC = ROOT / "docs" / "indicators.md"
 
 def test_the_document_describes_the_worked_example_checked_here() -> None:
     text = DOC.read_text()
-    assert "## Response deadlines" in text and "tests/sinks/test_deadlines.py" in text
+    assert "## Response deadlines" in text and "tests/reads/test_deadlines.py" in text
     assert "acknowledged late 1 (b)" in text and "open beyond 3\u00d7 1 (b" in text
 
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from veille.reads.console.filters import STATUS_GROUPS, STATUSES
+from veille.reads.console.report import NOT_SHOWN
 from veille.schemas.models import Channel, IncidentCategory
-from veille.sinks.console.filters import STATUS_GROUPS, STATUSES
-from veille.sinks.console.report import NOT_SHOWN
 from veille.territory import Territory
 from veille.web.assets import VENDOR_PREFIX
 from veille.web.i18n import page_texts

@@ -31,8 +31,9 @@ from veille.schemas.models import (
     ServiceKind,
     Severity,
 )
-from veille.streams.alert_area import circle_polygon
-from veille.streams.routing import (
+from veille.territory import Territory, load_territory
+from veille.territory.alert_area import circle_polygon
+from veille.territory.routing import (
     LARGEST_SHARE_SUFFIX,
     NO_AGENCY,
     NO_RULE,
@@ -43,7 +44,6 @@ from veille.streams.routing import (
     route_alert,
     route_incident,
 )
-from veille.territory import Territory, load_territory
 
 NOW = datetime.now(UTC) - timedelta(minutes=5)
 C = IncidentCategory

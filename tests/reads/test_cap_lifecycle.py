@@ -19,8 +19,8 @@ from cap_helpers import cap_alert, new_id, publish_cap, reference, routed_alerts
 from sink_helpers import chdb_store
 
 from veille.producers.cap_xml import parse_cap
-from veille.sinks import alert_state
-from veille.sinks.cap_feed import add_cap_routes, alert_key
+from veille.reads import alert_state
+from veille.reads.cap_feed import add_cap_routes, alert_key
 from veille.sinks.pipeline import SinkPipeline
 from veille.sinks.steps import RetryPolicy
 from veille.sinks.store import ChdbStore

@@ -1,5 +1,8 @@
 """Monitoring-cell indicators: a cell is a set of municipalities (INSEE codes) over [from, to).
 
+Each indicator of docs/indicators.md is defined here once, for the CLI (``veille indicators``), the
+HTTP API (/indicators), the annual report and the console; the console applies its filters to the
+same definitions (``response_times_select``, ``cross_boundary_select``, ``CLOSED_STATUSES``).
 SQL builders are pure (``(sql, params)``, tested without a store); ``compute`` runs them on
 any ``Store`` and returns a JSON-able dict; ``render_text`` prints it for humans.
 Days are local days (Europe/Paris), ``to`` is exclusive. Every read is replay-proof: the
@@ -14,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
+from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -55,6 +59,21 @@ class Cell(BaseModel):
         return {"munis": self.municipalities, "start": self.start, "end": self.end}
 
 
+def parse_cell(query: str) -> Cell:
+    """``municipalities=35001,35002&from=2026-01-01&to=2026-02-01`` → Cell (raises ValueError)."""
+    qs = parse_qs(query)
+
+    def one(name: str) -> str:
+        values = qs.get(name)
+        if not values:
+            raise ValueError(f"missing parameter {name!r}")
+        return values[-1]
+
+    munis = [m.strip() for v in qs.get("municipalities", []) for m in v.split(",") if m.strip()]
+    return Cell(municipalities=munis, start=date.fromisoformat(one("from")),
+                end=date.fromisoformat(one("to")))
+
+
 def reports_sql(db: str, cell: Cell) -> Query:
     return (f"""
 SELECT municipality, category, channel, toUInt64(uniqExactMerge(reports)) AS reports
@@ -64,23 +83,66 @@ GROUP BY municipality, category, channel
 ORDER BY municipality, category, channel""", cell.params())
 
 
-def cross_boundary_sql(db: str, cell: Cell) -> Query:
+def reports_by_month_sql(db: str, cell: Cell) -> Query:
+    """Reports per calendar month of the cell's period (the annual report's months)."""
     return (f"""
+SELECT toMonth(day) AS month, toUInt64(uniqExactMerge(reports)) AS reports
+FROM {db}.reports_daily
+WHERE has({{munis:Array(String)}}, municipality) AND day >= {{start:Date}} AND day < {{end:Date}}
+GROUP BY month ORDER BY month""", cell.params())
+
+
+# The cross-boundary indicator counts (incident, agency) pairs of incident dispatches, and those of
+# them flagged cross-boundary, as these two uniqExact states (one pair for two services; alert
+# dispatches never count). Migration 0002's dispatch_daily_mv stores the same states per local day.
+DISPATCH_STATES = """uniqExactState(event_id) AS dispatches,
+       uniqExactState(if(cross_boundary, event_id, NULL)) AS cross_boundary"""
+
+
+def cross_boundary_select(states: str) -> str:
+    """The cross-boundary indicator, its one definition: per agency and declared municipality, the
+    dispatches and cross-boundary dispatches merged from ``states`` (a query of ``agency_id,
+    municipality`` and the two states of ``DISPATCH_STATES``)."""
+    return f"""
 SELECT agency_id, municipality,
        toUInt64(uniqExactMerge(dispatches)) AS dispatches,
        toUInt64(uniqExactMerge(cross_boundary)) AS cross_boundary
-FROM {db}.dispatch_daily
-WHERE has({{munis:Array(String)}}, municipality) AND day >= {{start:Date}} AND day < {{end:Date}}
+FROM ({states}
+)
 GROUP BY agency_id, municipality
-ORDER BY agency_id, municipality""", cell.params())
+ORDER BY agency_id, municipality"""
+
+
+def dispatch_states(db: str, where: str) -> str:
+    """The states of ``cross_boundary_select`` over the incident dispatches ``where`` selects (the
+    console's filters, which the daily view cannot apply)."""
+    return f"""
+    SELECT agency_id, municipality, {DISPATCH_STATES}
+    FROM {db}.dispatches FINAL
+    WHERE event_type = 'incident' AND ({where})
+    GROUP BY agency_id, municipality"""
+
+
+def cross_boundary_sql(db: str, cell: Cell) -> Query:
+    """A cell's from the daily view, which keeps the counts after the incidents' rows expire."""
+    return cross_boundary_select(f"""
+    SELECT agency_id, municipality, dispatches, cross_boundary FROM {db}.dispatch_daily
+    WHERE has({{munis:Array(String)}}, municipality) AND day >= {{start:Date}} AND day < {{end:Date}}"""
+                                 ), cell.params()
+
+
+def cell_selection() -> str:
+    """The incidents of a cell and period, or their dispatches: declared municipality in the cell,
+    reported on a local day of [from, to)."""
+    return ("has({munis:Array(String)}, municipality) "
+            f"AND toDate(reported_at, '{LOCAL_TZ}') >= {{start:Date}} "
+            f"AND toDate(reported_at, '{LOCAL_TZ}') < {{end:Date}}")
 
 
 def _cell_incidents(db: str) -> str:
     return f"""
     SELECT id, reported_at FROM {db}.incidents FINAL
-    WHERE has({{munis:Array(String)}}, municipality)
-      AND toDate(reported_at, '{LOCAL_TZ}') >= {{start:Date}}
-      AND toDate(reported_at, '{LOCAL_TZ}') < {{end:Date}}"""
+    WHERE {cell_selection()}"""
 
 
 def response_times_select(db: str, incidents: str, lifecycle_where: str = "") -> str:
@@ -125,9 +187,7 @@ SELECT d.agency_id AS agency_id,
 FROM
 (
     SELECT DISTINCT event_id, agency_id FROM {db}.dispatches FINAL
-    WHERE event_type = 'incident' AND has({{munis:Array(String)}}, municipality)
-      AND toDate(reported_at, '{LOCAL_TZ}') >= {{start:Date}}
-      AND toDate(reported_at, '{LOCAL_TZ}') < {{end:Date}}
+    WHERE event_type = 'incident' AND {cell_selection()}
 ) AS d
 LEFT JOIN
 (
@@ -150,7 +210,7 @@ GROUP BY municipality, severity
 ORDER BY municipality, severity""", cell.params())
 
 
-def _share(part: int, whole: int) -> float | None:
+def share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
@@ -159,6 +219,36 @@ def _seconds(q: Sequence[float] | None, index: int, count: int) -> float | None:
         return None
     v = float(q[index])
     return None if math.isnan(v) else round(v, 3)
+
+
+def response_times(row: dict[str, Any]) -> dict[str, Any]:
+    """One agency's row of ``response_times_select``, in seconds (None without answers)."""
+    acked, resolved = int(row["acknowledged"]), int(row["resolved"])
+    return {"agency_id": row["agency_id"], "incidents": int(row["incidents"]), "acknowledged": acked,
+            "ack_p50_s": _seconds(row["ack_q"], 0, acked), "ack_p90_s": _seconds(row["ack_q"], 1, acked),
+            "resolved": resolved, "resolve_p50_s": _seconds(row["resolve_q"], 0, resolved),
+            "resolve_p90_s": _seconds(row["resolve_q"], 1, resolved)}
+
+
+def cross_boundary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rows of ``cross_boundary_select`` → the totals, their share, per agency and per municipality."""
+    per_agency: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_muni: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        for acc in (per_agency[r["agency_id"]], per_muni[r["municipality"]]):
+            acc[0] += int(r["dispatches"])
+            acc[1] += int(r["cross_boundary"])
+    all_dispatches = sum(v[0] for v in per_agency.values())
+    all_cross = sum(v[1] for v in per_agency.values())
+    return {
+        "dispatches": all_dispatches,
+        "cross_boundary": all_cross,
+        "share": share(all_cross, all_dispatches),
+        "by_agency": [{"agency_id": a, "dispatches": d, "cross_boundary": c, "share": share(c, d)}
+                      for a, (d, c) in sorted(per_agency.items())],
+        "by_municipality": [{"municipality": m, "dispatches": d, "cross_boundary": c,
+                             "share": share(c, d)} for m, (d, c) in sorted(per_muni.items())],
+    }
 
 
 def compute(store: Store, cell: Cell) -> dict[str, Any]:
@@ -170,26 +260,8 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
         for k in by:
             by[k][r[k]] += int(r["reports"])
 
-    cross = store.query(*cross_boundary_sql(db, cell))
-    per_agency: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    per_muni: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in cross:
-        for acc in (per_agency[r["agency_id"]], per_muni[r["municipality"]]):
-            acc[0] += int(r["dispatches"])
-            acc[1] += int(r["cross_boundary"])
-    all_dispatches = sum(v[0] for v in per_agency.values())
-    all_cross = sum(v[1] for v in per_agency.values())
-
-    times = [
-        {"agency_id": r["agency_id"], "incidents": int(r["incidents"]),
-         "acknowledged": int(r["acknowledged"]),
-         "ack_p50_s": _seconds(r["ack_q"], 0, int(r["acknowledged"])),
-         "ack_p90_s": _seconds(r["ack_q"], 1, int(r["acknowledged"])),
-         "resolved": int(r["resolved"]),
-         "resolve_p50_s": _seconds(r["resolve_q"], 0, int(r["resolved"])),
-         "resolve_p90_s": _seconds(r["resolve_q"], 1, int(r["resolved"]))}
-        for r in store.query(*response_times_sql(db, cell))
-    ]
+    cross = cross_boundary(store.query(*cross_boundary_sql(db, cell)))
+    times = [response_times(r) for r in store.query(*response_times_sql(db, cell))]
     open_rows = [{"agency_id": r["agency_id"], "dispatched": int(r["dispatched"]), "open": int(r["open"])}
                  for r in store.query(*open_incidents_sql(db, cell))]
     alerts = store.query(*alerts_sql(db, cell))
@@ -206,18 +278,10 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
             "by_category": dict(sorted(by["category"].items())),
             "by_channel": dict(sorted(by["channel"].items())),
             # Participation: which channels people actually use to report.
-            "channel_share": {c: _share(n, total) for c, n in sorted(by["channel"].items())},
+            "channel_share": {c: share(n, total) for c, n in sorted(by["channel"].items())},
             "rows": [{k: (int(v) if k == "reports" else v) for k, v in r.items()} for r in reports],
         },
-        "cross_boundary": {
-            "dispatches": all_dispatches,
-            "cross_boundary": all_cross,
-            "share": _share(all_cross, all_dispatches),
-            "by_agency": [{"agency_id": a, "dispatches": d, "cross_boundary": c, "share": _share(c, d)}
-                          for a, (d, c) in sorted(per_agency.items())],
-            "by_municipality": [{"municipality": m, "dispatches": d, "cross_boundary": c,
-                                 "share": _share(c, d)} for m, (d, c) in sorted(per_muni.items())],
-        },
+        "cross_boundary": cross,
         "response_times": times,
         "open_incidents": open_rows,
         "alerts": {
@@ -227,7 +291,8 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
     }
 
 
-def _table(title: str, headers: list[str], rows: list[list[Any]]) -> str:
+def text_table(title: str, headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table, as ``veille indicators`` prints them (shares as percentages)."""
     cells = [[("-" if v is None else (f"{v:.1%}" if isinstance(v, float) and h.endswith("share")
                                       else str(v))) for v, h in zip(r, headers, strict=True)]
              for r in rows]
@@ -249,26 +314,28 @@ def render_text(ind: dict[str, Any]) -> str:
         f"Reports: {rep['total']}   cross-boundary dispatches: {cb['cross_boundary']}/{cb['dispatches']}"
         + (f" ({cb['share']:.1%})" if cb["share"] is not None else ""),
         # The full municipality x category x channel breakdown is in the JSON output.
-        _table("Reports per municipality", ["municipality", "reports"],
-               [[m, n] for m, n in rep["by_municipality"].items()]),
-        _table("Reports per category", ["category", "reports"],
-               [[k, n] for k, n in sorted(rep["by_category"].items(), key=lambda kv: -kv[1])]),
-        _table("Participation by channel", ["channel", "reports", "share"],
-               [[ch, n, rep["channel_share"][ch]] for ch, n in rep["by_channel"].items()]),
-        _table("Handled across boundaries, per agency", ["agency", "dispatches", "cross_boundary", "share"],
-               [[r["agency_id"], r["dispatches"], r["cross_boundary"], r["share"]] for r in cb["by_agency"]]),
-        _table("Handled across boundaries, per municipality",
-               ["municipality", "dispatches", "cross_boundary", "share"],
-               [[r["municipality"], r["dispatches"], r["cross_boundary"], r["share"]]
-                for r in cb["by_municipality"]]),
-        _table("Response times per agency (seconds)",
-               ["agency", "incidents", "acked", "ack_p50", "ack_p90", "resolved", "res_p50", "res_p90"],
-               [[r["agency_id"], r["incidents"], r["acknowledged"], r["ack_p50_s"], r["ack_p90_s"],
-                 r["resolved"], r["resolve_p50_s"], r["resolve_p90_s"]] for r in ind["response_times"]]),
-        _table("Open incidents per agency", ["agency", "dispatched", "open"],
-               [[r["agency_id"], r["dispatched"], r["open"]] for r in ind["open_incidents"]]),
-        _table("Alerts per municipality (Actual)", ["municipality", "severity", "alerts"],
-               [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
+        text_table("Reports per municipality", ["municipality", "reports"],
+                   [[m, n] for m, n in rep["by_municipality"].items()]),
+        text_table("Reports per category", ["category", "reports"],
+                   [[k, n] for k, n in sorted(rep["by_category"].items(), key=lambda kv: -kv[1])]),
+        text_table("Participation by channel", ["channel", "reports", "share"],
+                   [[ch, n, rep["channel_share"][ch]] for ch, n in rep["by_channel"].items()]),
+        text_table("Handled across boundaries, per agency",
+                   ["agency", "dispatches", "cross_boundary", "share"],
+                   [[r["agency_id"], r["dispatches"], r["cross_boundary"], r["share"]]
+                    for r in cb["by_agency"]]),
+        text_table("Handled across boundaries, per municipality",
+                   ["municipality", "dispatches", "cross_boundary", "share"],
+                   [[r["municipality"], r["dispatches"], r["cross_boundary"], r["share"]]
+                    for r in cb["by_municipality"]]),
+        text_table("Response times per agency (seconds)",
+                   ["agency", "incidents", "acked", "ack_p50", "ack_p90", "resolved", "res_p50", "res_p90"],
+                   [[r["agency_id"], r["incidents"], r["acknowledged"], r["ack_p50_s"], r["ack_p90_s"],
+                     r["resolved"], r["resolve_p50_s"], r["resolve_p90_s"]] for r in ind["response_times"]]),
+        text_table("Open incidents per agency", ["agency", "dispatched", "open"],
+                   [[r["agency_id"], r["dispatched"], r["open"]] for r in ind["open_incidents"]]),
+        text_table("Alerts per municipality (Actual)", ["municipality", "severity", "alerts"],
+                   [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -29,8 +29,8 @@ from xml.etree import ElementTree as ET
 
 from aiohttp import web
 
+from veille.reads import alert_state
 from veille.schemas.models import Alert, AlertArea, AlertInfo, CapCategory
-from veille.sinks import alert_state
 from veille.sinks.store import Store
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"

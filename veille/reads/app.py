@@ -1,9 +1,10 @@
-"""The sink's HTTP side on aiohttp: /metrics, /healthz, /indicators, /stats and the console.
+"""The read side's HTTP routes on aiohttp: /metrics, /healthz, /indicators, /deadlines, /stats,
+the console (``console/``) and the CAP feed (``cap_feed``).
 
-It runs in the process that owns the store (the sink, for the embedded chDB; any process with
-a ClickHouse URL), on its own event loop in a daemon thread, beside the sink's pipeline.
-Store queries are blocking (chDB holds a lock): they run in the default executor so one slow
-query never stops /metrics or /healthz from answering.
+``veille.reads.service`` serves this app in the process that owns the store (the sink, for the
+embedded chDB; any process with a ClickHouse URL), on its own event loop in a daemon thread, beside
+the sink's pipeline. Store queries are blocking (chDB holds a lock): they run in the default
+executor so one slow query never stops /metrics or /healthz from answering.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,16 +21,18 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
 
-from veille.sinks.cap_feed import add_cap_routes
-from veille.sinks.console import ops, pages
-from veille.sinks.console.access import Credentials, auth_middleware
-from veille.sinks.console.export import export_rows, to_csv
-from veille.sinks.console.filters import ConsoleFilter, parse_filter
-from veille.sinks.console.report import build_report
-from veille.sinks.console.view import build_view, territory_geojson
-from veille.sinks.indicators import Cell, compute, totals
+from veille.reads import deadlines as dl
+from veille.reads.cap_feed import add_cap_routes
+from veille.reads.console import ops, pages
+from veille.reads.console.access import Credentials, auth_middleware
+from veille.reads.console.export import export_rows, to_csv
+from veille.reads.console.filters import ConsoleFilter, parse_filter
+from veille.reads.console.report import build_report
+from veille.reads.console.view import build_view, territory_geojson
+from veille.reads.indicators import Cell, compute, parse_cell, totals
 from veille.sinks.store import Store
 from veille.territory import Territory
+from veille.web import assets
 from veille.web.assets import AssetsMissing, add_vendor_routes
 from veille.web.i18n import page_texts
 
@@ -42,8 +44,6 @@ PROMETHEUS = web.AppKey("prometheus", str)
 
 
 def _static_dir() -> Path:
-    from veille.web import assets
-
     return Path(assets.__file__).with_name("static")
 
 
@@ -75,8 +75,6 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def indicators(request: web.Request) -> web.Response:
-    from veille.sinks.service import parse_cell
-
     try:
         cell: Cell = parse_cell(request.query_string)
     except (ValueError, ValidationError) as exc:
@@ -90,9 +88,6 @@ async def indicators(request: web.Request) -> web.Response:
 
 async def deadlines(request: web.Request) -> web.Response:
     """Same cell parameters as /indicators, plus an optional ``now`` (ISO time, for reproducible counts)."""
-    from veille.sinks import deadlines as dl
-    from veille.sinks.service import parse_cell
-
     try:
         cell: Cell = parse_cell(request.query_string)
         now = datetime.fromisoformat(request.query["now"]) if request.query.get("now") else None
@@ -221,35 +216,3 @@ def make_app(store: Store, territory: Territory | None, credentials: Credentials
     r.add_static("/static/console", _static_dir(), append_version=False)
     r.add_route("*", "/{tail:.*}", not_found)
     return app
-
-
-class ConsoleServer:
-    """aiohttp on its own loop in a daemon thread; ``shutdown()`` + ``server_close()`` stop it
-    (the names of the http.server it replaced, which the sink and the tests call)."""
-
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, host, port)
-        self._loop.run_until_complete(site.start())
-        bound = self._runner.addresses[0]
-        self.server_address = (host, int(bound[1]))
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sink-http", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address
-        return f"http://{host}:{port}"
-
-    def shutdown(self) -> None:
-        if self._loop.is_closed() or not self._thread.is_alive():
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-
-    def server_close(self) -> None:
-        if not self._thread.is_alive() and not self._loop.is_closed():
-            self._loop.close()

@@ -3,6 +3,9 @@
 Every builder selects from the same filtered set of incidents (``filtered_incidents``), so the
 map, the charts, the tables and ``export.csv`` of one view always count the same incidents.
 Event tables are read FINAL and counted by distinct id, as the indicators are (replay-proof).
+The indicators the console shares with the CLI, the API and the annual report (cross-boundary
+share, response times, deadlines, closed statuses) are their one definition in
+``veille.reads.indicators`` and ``veille.reads.deadlines``, given the console's filters here.
 
 Privacy of positions (README, "Personal data"): the console never returns a stored point.
 Positions are rounded to a grid of ``GRID_DEGREES`` (about 1.1 km north-south and 0.75 km
@@ -13,17 +16,22 @@ have no position at all: they are counted per municipality only.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from veille.sinks import deadlines
-from veille.sinks.console.filters import ConsoleFilter
-from veille.sinks.indicators import LOCAL_TZ, response_times_select
+from veille.reads import deadlines
+from veille.reads.console.filters import ConsoleFilter
+from veille.reads.indicators import (
+    CLOSED_STATUSES,
+    LOCAL_TZ,
+    Query,
+    cell_selection,
+    cross_boundary_select,
+    dispatch_states,
+    response_times_select,
+)
 from veille.territory import RoutingRules
 
-Query = tuple[str, dict[str, Any]]
 GRID_DEGREES = 0.01
 SENSITIVE_CATEGORIES = ("assault", "burglary", "drug_trafficking", "neighbour_dispute", "neighbour_noise")
-CLOSED = ("resolved", "rejected")
 
 
 def _latest_status(db: str) -> str:
@@ -45,9 +53,7 @@ SELECT * FROM (
          if(s.status = '', 'new', s.status) AS state
   FROM (
     SELECT * FROM {db}.incidents FINAL
-    WHERE has({{munis:Array(String)}}, municipality)
-      AND toDate(reported_at, '{LOCAL_TZ}') >= {{start:Date}}
-      AND toDate(reported_at, '{LOCAL_TZ}') < {{end:Date}}
+    WHERE {cell_selection()}
       AND ({{category:String}} = '' OR category = {{category:String}})
       AND ({{channel:String}} = '' OR channel = {{channel:String}})
       AND ({{agency:String}} = '' OR has(agencies, {{agency:String}}))
@@ -55,8 +61,8 @@ SELECT * FROM (
   LEFT JOIN ({_latest_status(db)}) AS s ON s.incident_id = i.id
 )
 WHERE {{status:String}} = '' OR state = {{status:String}}
-   OR ({{status:String}} = 'open' AND state NOT IN {CLOSED!r})
-   OR ({{status:String}} = 'closed' AND state IN {CLOSED!r})"""
+   OR ({{status:String}} = 'open' AND state NOT IN {CLOSED_STATUSES!r})
+   OR ({{status:String}} = 'closed' AND state IN {CLOSED_STATUSES!r})"""
 
 
 def _q(sql: str, f: ConsoleFilter, munis: list[str]) -> Query:
@@ -66,7 +72,7 @@ def _q(sql: str, f: ConsoleFilter, munis: list[str]) -> Query:
 def by_municipality_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
     return _q(f"""
 SELECT municipality, toUInt64(count()) AS reports,
-       toUInt64(countIf(state NOT IN {CLOSED!r})) AS open
+       toUInt64(countIf(state NOT IN {CLOSED_STATUSES!r})) AS open
 FROM ({filtered_incidents(db)})
 GROUP BY municipality ORDER BY municipality""", f, munis)
 
@@ -93,23 +99,16 @@ GROUP BY lat, lon ORDER BY lat, lon""", f, munis)
 
 
 def cross_boundary_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
-    """(incident, agency) pairs of the filtered incidents, and those flagged cross-boundary.
-
-    Same definition as the indicator (docs/indicators.md): alert dispatches do not count; with an
-    agency filter only that agency's dispatches are counted."""
-    return _q(f"""
-SELECT agency_id, municipality, toUInt64(uniqExact(event_id)) AS dispatches,
-       toUInt64(uniqExactIf(event_id, cross_boundary)) AS cross_boundary
-FROM {db}.dispatches FINAL
-WHERE event_type = 'incident'
-  AND ({{agency:String}} = '' OR agency_id = {{agency:String}})
-  AND event_id IN (SELECT toString(id) FROM ({filtered_incidents(db)}))
-GROUP BY agency_id, municipality ORDER BY agency_id, municipality""", f, munis)
+    """The cross-boundary indicator (``indicators.cross_boundary_select``) over the filtered
+    incidents; with an agency filter only that agency's dispatches are counted."""
+    selection = ("({agency:String} = '' OR agency_id = {agency:String}) "
+                 f"AND event_id IN (SELECT toString(id) FROM ({filtered_incidents(db)}))")
+    return _q(cross_boundary_select(dispatch_states(db, selection)), f, munis)
 
 
 def alerts_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
     """Actual CAP alerts sent in the period that affect a selected municipality, with their
-    state from the lifecycle views of ``migrations/0003`` (as ``sinks/alert_state.state``)."""
+    state from the lifecycle views of ``migrations/0003`` (as ``veille.reads.alert_state.state``)."""
     pair = "(sender, identifier)"
     return _q(f"""
 SELECT sender, identifier, any(sent) AS sent_at, any(event) AS alert_event, any(severity) AS alert_severity,
@@ -146,7 +145,7 @@ def options_sql(db: str) -> Query:
 
 
 def overdue_sql(db: str, f: ConsoleFilter, munis: list[str], rules: RoutingRules, now: datetime) -> Query:
-    """Late dispatches (``veille.sinks.deadlines``) of the filtered incidents; with an agency
+    """Late dispatches (``veille.reads.deadlines``) of the filtered incidents; with an agency
     filter, that agency's dispatches only."""
     selection = (f"event_id IN (SELECT toString(id) FROM ({filtered_incidents(db)})) "
                  "AND ({agency:String} = '' OR agency_id = {agency:String})")

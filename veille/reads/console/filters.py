@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
+from veille.reads.indicators import LOCAL_TZ, insee_codes
 from veille.schemas.models import Channel, IncidentCategory, IncidentStatus
-from veille.sinks.indicators import LOCAL_TZ, insee_codes
 
 # "open" / "closed" are the two groups cells ask for most; the rest are the latest status itself
 # ("new": no agency sent any status yet).

@@ -1,1 +1,0 @@
-"""The monitoring cells' web console, served by the process that owns the store (see app.py)."""
