@@ -52,6 +52,7 @@ STATUS_TYPES = ("StatusUpdate",)
 DISPATCH_TYPES = ("Dispatch",)
 ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate")
 DEAD_LETTER_TYPES = ("DeadLetter",)
+DELIVERY_TYPES = ("DeliveryReceipt",)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ class Topics:
         return f"{self.prefix}.routed"
 
     @property
+    def delivery(self) -> str:
+        """Delivery receipts: every attempt to push a dispatch to its body (``veille deliver run``)."""
+        return f"{self.prefix}.delivery"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.deadletter"
 
@@ -110,7 +116,7 @@ class Topics:
         if topic.startswith(f"{self.prefix}.dispatch."):
             return DISPATCH_TYPES
         return {self.alerts: ALERT_TYPES, self.status: STATUS_TYPES, self.routed: ROUTED_TYPES,
-                self.dead_letter: DEAD_LETTER_TYPES,
+                self.delivery: DELIVERY_TYPES, self.dead_letter: DEAD_LETTER_TYPES,
                 self.dead_letter_restricted: DEAD_LETTER_TYPES}.get(topic, ())
 
     def subject(self, topic: str, record_full_name: str) -> str:
@@ -147,6 +153,7 @@ def topic_specs(
     specs = [spec(names.intake(m), source) for m in sorted(municipalities)]
     specs += [spec(names.alerts, source), spec(names.status, source), spec(names.routed, base)]
     specs += [spec(names.dispatch(a), base) for a in sorted(agencies)]
+    specs += [spec(names.delivery, base)]
     # Dead letters are rare: one partition keeps them in arrival order for operators.
     specs += [spec(names.dead_letter, dlq, 1), spec(names.dead_letter_restricted, dlq, 1)]
     return specs
