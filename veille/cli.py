@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "veille.streams.cli",
     "veille.local.demo",
     "veille.sinks.cli",
+    "veille.deliver.cli",
     "veille.security_cli",
 ]
 

@@ -3,7 +3,7 @@
 ``veille security provision`` (``veille/security_cli.py``) derives everything from the territory file:
 
 * one SCRAM-SHA-512 user per municipality (``muni-<INSEE>``), per agency (``agency-<id>``)
-  and per hub component (``router``, ``sink``, ``intake``, ``simulator``), with random
+  and per hub component (``router``, ``sink``, ``intake``, ``simulator``, ``deliver``), with random
   passwords kept in ``state_dir/credentials.json`` (mode 0600, the local credential store:
   copy them into the platform's secret store for a deployment);
 * ACLs (the broker denies what no ACL allows): see :func:`acl_plan`, the single statement
@@ -52,7 +52,7 @@ from veille.quotas import QuotaError, apply_quotas
 from veille.statedir import write_private
 from veille.topics import Topics
 
-COMPONENTS = ("router", "sink", "intake", "simulator")
+COMPONENTS = ("router", "sink", "intake", "simulator", "deliver")
 CREDENTIALS_FILE = "credentials.json"
 SCRAM_ITERATIONS = 8192
 
@@ -144,8 +144,9 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     for name in (t.routed, t.dead_letter, t.dead_letter_restricted):
         topic("router", name, "WRITE", "DESCRIBE")
 
-    # Sink: routing records in, its dead letters out.
+    # Sink: routing records and delivery receipts in, its dead letters out.
     topic("sink", t.routed, "READ", "DESCRIBE")
+    topic("sink", t.delivery, "READ", "DESCRIBE")
     group("sink", f"{prefix}.sink")
     topic("sink", t.dead_letter, "WRITE", "DESCRIBE")
 
@@ -156,6 +157,12 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
         topic(user, intake_prefix, "WRITE", "DESCRIBE", prefixed=True)
         for name in (t.alerts, t.status):
             topic(user, name, "WRITE", "DESCRIBE")
+    # The deliverer reads every dispatch topic, writes its receipts, and the statuses Open311
+    # bodies report back (as those bodies would; the router checks each dispatch id).
+    topic("deliver", f"{prefix}.dispatch.", "READ", "DESCRIBE", prefixed=True)
+    group("deliver", f"{prefix}.deliver")
+    for name in (t.delivery, t.status):
+        topic("deliver", name, "WRITE", "DESCRIBE")
     # The intake's Open311 read model reads the routing records (assigned partitions, no
     # consumer group, no committed offsets): the same personal-data-free view as the sink's.
     topic("intake", t.routed, "READ", "DESCRIBE")

@@ -62,7 +62,9 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     writers = {g.user for g in plan if g.operation == "WRITE" and g.name.startswith("v.intake.")}
     assert writers == {municipality_user(m) for m in MUNIS} | {"intake", "simulator"}
     readers_of_dispatch = {g.user for g in plan if g.operation == "READ" and g.name.startswith("v.dispatch.")}
-    assert readers_of_dispatch == {agency_user(a) for a in AGENCIES}
+    # Each agency its own; the deliverer every one, to push them to the bodies without a consumer.
+    assert readers_of_dispatch == {agency_user(a) for a in AGENCIES} | {"deliver"}
+    assert {g.name for g in plan if g.user == "deliver" and g.operation == "WRITE"} == {"v.delivery", "v.status"}
     # The routing records (no personal data): the sink, and the intake's Open311 read model.
     assert {g.user for g in plan if g.operation == "READ" and g.name == "v.routed"} == {"sink", "intake"}
     # Only the router sees the restricted dead letters' topic, and only to write.

@@ -88,6 +88,7 @@ class StreamRunner:
         self._chain: ProcessingStep[Message] | None = None
         self._backlog: deque[Message] = deque()  # polled, not yet taken by the chain
         self._paused = False
+        self._held: set[tuple[str, int]] = set()  # paused by the chain (hold), not by backpressure
         self._stop = threading.Event()
         self._lag_at = 0.0
 
@@ -171,7 +172,7 @@ class StreamRunner:
                 return
             self._backlog.popleft()
         if self._paused:
-            self.consumer.resume(self.assigned)
+            self.consumer.resume([tp for tp in self.assigned if (tp.topic, tp.partition) not in self._held])
             self._paused = False
 
     def _finish(self, timeout: float) -> None:
@@ -199,6 +200,20 @@ class StreamRunner:
         self.report_lag()
         return True
 
+    def hold(self, partitions: Sequence[TopicPartition]) -> None:
+        mine = {(tp.topic, tp.partition) for tp in self.assigned}
+        held = [tp for tp in partitions if (tp.topic, tp.partition) in mine]
+        if held:
+            self.consumer.pause(held)
+            self._held |= {(tp.topic, tp.partition) for tp in held}
+
+    def release(self, partitions: Sequence[TopicPartition]) -> None:
+        released = [tp for tp in partitions if (tp.topic, tp.partition) in self._held]
+        if released:
+            self._held -= {(tp.topic, tp.partition) for tp in released}
+            if not self._paused:
+                self.consumer.resume(released)
+
     def report_lag(self) -> None:
         self._lag_at = time.monotonic()
         if self.lag is None or not self.assigned or not self.group:
@@ -221,6 +236,7 @@ class StreamRunner:
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
         self._backlog.clear()  # uncommitted: the next owner reads them again
         self._paused = False
+        self._held.clear()
         self._finish(self.revoke_timeout)
         self.assigned = []
 
@@ -259,5 +275,6 @@ class StreamRunner:
             self._chain = None
         self._backlog.clear()
         self.assigned, self._paused = [], False
+        self._held.clear()
         self.consumer = Consumer(self.config)
         self._start()

@@ -43,7 +43,8 @@ class ProcessingStep(Protocol[T_contra]):
 
 
 class Offsets(Protocol):
-    """What a chain may ask of its consumer: commit, after the write, and report its lag."""
+    """What a chain may ask of its consumer: commit, after the write; report its lag; pause
+    some partitions (a step that is behind on part of its input only)."""
 
     def commit(self, offsets: Sequence[TopicPartition]) -> bool:
         """Synchronous; False when the commit failed (the batch will be read again)."""
@@ -51,3 +52,9 @@ class Offsets(Protocol):
     def report_lag(self) -> None:
         """Refresh the lag gauge from the committed offsets (while a write fails, nothing is
         committed, so the backlog shows)."""
+
+    def hold(self, partitions: Sequence[TopicPartition]) -> None:
+        """Pause these partitions only (one destination is behind; the others go on)."""
+
+    def release(self, partitions: Sequence[TopicPartition]) -> None:
+        """Resume partitions paused with :meth:`hold`."""

@@ -47,6 +47,12 @@ class DeliverySettings(BaseSettings):
     # Former keys still accepted while links signed with them are in mailboxes (comma-separated).
     link_previous_keys: SecretStr = SecretStr("")
     link_max_age_hours: float = Field(default=168.0, gt=0, le=24 * 90)
+    # Where the intake serves the response page the e-mails link to (e.g.
+    # "https://veille.example.fr/reponse"); empty: the e-mails carry no response link.
+    response_base_url: str = ""
+
+    # Open311 bodies: how often the statuses of the requests sent to them are read back.
+    open311_poll_seconds: float = Field(default=60.0, gt=0)
 
     # Retries (veille.deliver.retry): full-jitter exponential backoff per destination, from
     # retry_base_seconds doubling up to retry_max_seconds; a dispatch not delivered

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from veille.deliver.config import DeliveryConfigError, parse_delivery
 from veille.schemas.models import InseeCode, ServiceKind
 from veille.territory.checks import validate_territory
 from veille.territory.index import MunicipalityIndex
@@ -111,6 +112,8 @@ class AgencySpec(Spec):
     level: AgencyLevel
     services: tuple[ServiceKind, ...] = Field(min_length=1)
     home_municipality: InseeCode | None = None
+    # How its dispatches reach it besides Kafka: parsed by veille.deliver.config.parse_delivery.
+    delivery: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _no_home_above_the_towns(self) -> AgencySpec:
@@ -223,10 +226,14 @@ def read_territory(directory: Path | str) -> Territory:
         municipalities[p.insee] = Municipality(p.insee, p.name, p.population, geom)
     territory_geom = shapely.union_all([m.geometry for m in municipalities.values()])
 
-    agencies = {
-        a.id: Agency(a.id, a.name, a.level, frozenset(a.services), a.home_municipality)
-        for a in jurisdiction.agencies
-    }
+    try:
+        agencies = {
+            a.id: Agency(a.id, a.name, a.level, frozenset(a.services), a.home_municipality,
+                         parse_delivery(a.id, a.delivery))
+            for a in jurisdiction.agencies
+        }
+    except DeliveryConfigError as exc:
+        raise TerritoryError(f"{jur_file}: {exc}") from None
     areas: list[ServiceArea] = []
     for i, spec in enumerate(jurisdiction.service_areas):
         listed: tuple[str, ...] | None = None

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shapely.geometry.base import BaseGeometry
 
+from veille.deliver.config import DeliveryConfig
 from veille.schemas.models import (
     CapCategory,
     IncidentCategory,
@@ -171,6 +172,8 @@ class Agency:
     level: AgencyLevel
     services: frozenset[ServiceKind]
     home_municipality: str | None
+    # How its dispatches reach it besides its Kafka topic (veille/deliver: webhook, e-mail, Open311).
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,204 @@
+"""The deliverer's asynchronous side: one queue per destination, each retried on its own timer.
+
+A *destination* is one body's method (``(agency, webhook)``, ``(agency, email)``,
+``(agency, open311)``). Each has its own queue and a few workers; a destination that fails
+backs off (``veille/deliver/retry.py``: full-jitter exponential, per destination) and only its
+own dispatches wait: another body's deliveries never queue behind it. A dispatch is *done* once
+every method of its body delivered it; nothing is ever dropped: a refused or disabled
+destination keeps its dispatches pending (visible: receipts, ``veille_deliver_pending``, the
+oldest undelivered's age), and an old one is marked *undelivered* in its receipts and still
+retried. Every attempt becomes a ``DeliveryReceipt`` (``emit``).
+
+The engine runs an asyncio loop in its own thread (aiohttp, aiosmtplib); the consumer side
+(``veille/deliver/step.py``) hands it jobs with :meth:`Engine.submit` and learns what is done
+through ``done``, called from the engine's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from veille.deliver import metrics
+from veille.deliver.email import EmailSender
+from veille.deliver.links import ResponseLinks
+from veille.deliver.open311_client import Open311Client
+from veille.deliver.outcome import Attempt
+from veille.deliver.retry import Destinations, from_settings
+from veille.deliver.settings import DeliverySettings
+from veille.deliver.webhook import WebhookSender
+from veille.schemas.models import DeliveryMethod, DeliveryOutcome, DeliveryReceipt, Dispatch
+from veille.territory.model import Agency
+
+log = logging.getLogger("veille.deliver")
+
+Destination = tuple[str, DeliveryMethod]
+CONCURRENCY = 4  # attempts in flight per destination
+DISABLED_RECHECK_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class Job:
+    """One dispatch on its way to its body by every method it is configured for."""
+
+    dispatch: Dispatch
+    agency: Agency
+    key: tuple[str, int, int]  # topic, partition, offset: what the consumer commits
+    waiting: set[DeliveryMethod]
+    attempts: Counter[DeliveryMethod] = field(default_factory=Counter)
+    references: dict[DeliveryMethod, str] = field(default_factory=dict)
+    cancelled: bool = False
+
+    @property
+    def routed_at(self) -> datetime:
+        return self.dispatch.routed_at
+
+
+class Engine:
+    def __init__(self, settings: DeliverySettings, *, emit: Callable[[DeliveryReceipt], None],
+                 done: Callable[[Job], None], response_base_url: str = "",
+                 on_delivered: Callable[[Job, DeliveryMethod, Attempt], Awaitable[None]] | None = None,
+                 concurrency: int = CONCURRENCY) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.done = done
+        self.on_delivered = on_delivered
+        self.response_base_url = response_base_url.rstrip("/")
+        self.links = ResponseLinks.from_settings(settings)
+        backoff, self.undelivered = from_settings(settings)
+        self.destinations = Destinations(backoff)
+        self.concurrency = concurrency
+        self.loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._queues: dict[Destination, asyncio.Queue[Job]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._webhooks: WebhookSender | None = None
+        self._email = EmailSender(settings)
+        self._open311: dict[str, Open311Client] = {}
+
+    # -- from the consumer's thread ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.loop.run_forever, name="veille-deliver", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        self.loop.call_soon_threadsafe(self._enqueue, job)
+
+    def call(self, coro: Awaitable[object]) -> Future[object]:
+        """Run a coroutine on the engine's loop (e.g. the Open311 tracker's polls)."""
+        return asyncio.run_coroutine_threadsafe(_awaitable(coro), self.loop)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def open311(self, agency: Agency) -> Open311Client:
+        client = self._open311.get(agency.id)
+        if client is None:
+            assert agency.delivery.open311 is not None
+            client = self._open311[agency.id] = Open311Client(agency.delivery.open311, self.settings)
+        return client
+
+    # -- on the engine's loop -----------------------------------------------------------------
+
+    def _enqueue(self, job: Job) -> None:
+        for method in sorted(job.waiting):
+            dest = (job.agency.id, method)
+            queue = self._queues.get(dest)
+            if queue is None:
+                queue = self._queues[dest] = asyncio.Queue()
+                self._workers += [self.loop.create_task(self._worker(dest, queue))
+                                  for _ in range(self.concurrency)]
+            queue.put_nowait(job)
+
+    async def _worker(self, dest: Destination, queue: asyncio.Queue[Job]) -> None:
+        agency_id, method = dest
+        while True:
+            job = await queue.get()
+            try:
+                await self._deliver(job, method)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not kill the destination's worker
+                log.exception("delivery of %s to %s by %s failed unexpectedly", job.dispatch.id, agency_id,
+                              method.value)
+                queue.put_nowait(job)  # still pending: tried again, never dropped
+                await asyncio.sleep(self.settings.retry_max_seconds)
+            finally:
+                queue.task_done()
+
+    async def _deliver(self, job: Job, method: DeliveryMethod) -> None:
+        dest = (job.agency.id, method)
+        while not job.cancelled:
+            wait = self.destinations.wait(dest, time.monotonic())
+            if math.isinf(wait):
+                # Disabled (HTTP 410): nothing is sent until it is reconfigured; kept pending.
+                await asyncio.sleep(DISABLED_RECHECK_SECONDS)
+                continue
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            job.attempts[method] += 1
+            attempt = await self._attempt(job, method)
+            now = datetime.now(UTC)
+            self.destinations.record(dest, attempt.outcome, time.monotonic())
+            said = self.undelivered.receipt_outcome(attempt.outcome, job.routed_at, now)
+            metrics.ATTEMPTS.labels(job.agency.id, method.value, said.value).inc()
+            metrics.DISABLED.labels(job.agency.id, method.value).set(
+                1 if attempt.outcome is DeliveryOutcome.disabled else 0)
+            self.emit(attempt.model_copy(update={"outcome": said}).receipt(
+                job.dispatch.id, job.agency.id, job.attempts[method], now))
+            if attempt.delivered:
+                metrics.LATENCY.labels(method.value).observe(max(0.0, (now - job.routed_at).total_seconds()))
+                if attempt.reference is not None:
+                    job.references[method] = attempt.reference
+                if self.on_delivered is not None:
+                    await self.on_delivered(job, method, attempt)
+                job.waiting.discard(method)
+                if not job.waiting:
+                    self.done(job)
+                return
+
+    async def _attempt(self, job: Job, method: DeliveryMethod) -> Attempt:
+        config = job.agency.delivery
+        if method is DeliveryMethod.webhook and config.webhook is not None:
+            if self._webhooks is None:
+                self._webhooks = WebhookSender(self.settings)
+            return await self._webhooks.send(job.dispatch, config.webhook)
+        if method is DeliveryMethod.email and config.email is not None:
+            url = None
+            if self.response_base_url:
+                url = self.links.url(self.response_base_url, job.dispatch.id, job.agency.id)
+            expires = datetime.now(UTC) + timedelta(hours=self.settings.link_max_age_hours)
+            return await self._email.deliver(job.dispatch, config.email, response_url=url,
+                                             link_expires=expires if url else None)
+        if method is DeliveryMethod.open311 and config.open311 is not None:
+            return await self.open311(job.agency).deliver(job.dispatch)
+        raise ValueError(f"{job.agency.id} has no {method.value} delivery configured")
+
+    async def _shutdown(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+        if self._webhooks is not None:
+            await self._webhooks.close()
+        for client in self._open311.values():
+            await client.close()
+
+
+async def _awaitable(coro: Awaitable[object]) -> object:
+    return await coro
