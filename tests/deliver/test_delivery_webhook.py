@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from deliver_helpers import dispatch, incident, serve, settings
+from deliver_helpers import SECRET, Receiver, dispatch, incident, serve, settings
 from jsonschema import Draft202012Validator
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
 
 from veille.deliver.config import WebhookDelivery
 from veille.deliver.outcome import Attempt
@@ -27,38 +24,7 @@ from veille.deliver.view import view
 from veille.deliver.webhook import SCHEMA_FILE, WebhookSender, encode_body, signed_headers, webhook_body
 from veille.schemas.models import Alert, DeliveryMethod, DeliveryOutcome, DeliveryReceipt, Dispatch
 
-SECRET = "whsec_" + base64.b64encode(b"the body's shared secret, 32 b.").decode()
 SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-
-
-@dataclass
-class Receiver:
-    """A body's webhook endpoint: verifies, records, answers as told."""
-
-    secret: str = SECRET
-    status: int = 204
-    delay: float = 0.0
-    received: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        await asyncio.sleep(self.delay)
-        try:
-            payload = Webhook(self.secret).verify(body, dict(request.headers))
-        except WebhookVerificationError as exc:
-            self.refused.append(str(exc))
-            return web.Response(status=401, text=f"signature: {exc}")
-        self.received.append(payload)
-        self.headers.append(dict(request.headers))
-        return web.Response(status=self.status, text="gone" if self.status == 410 else "")
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        app.router.add_post("/flood", self.handle)
-        return app
 
 
 def _config(url: str, tmp_path: Path, secret: str = SECRET, **over: Any) -> WebhookDelivery:
