@@ -52,6 +52,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VEILLE_FRAMING": settings.framing,
         "VEILLE_REPLICATION_FACTOR": str(settings.replication_factor),
         "VEILLE_MIN_INSYNC_REPLICAS": str(settings.min_insync_replicas),
+        "VEILLE_TERRITORY_DIR": str(settings.territory_dir),
     })
     return env
 
@@ -59,9 +60,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class HubProcess:
     """One `veille ...` command running as a child process, stopped by its PID."""
 
-    def __init__(self, settings: Settings, *args: str) -> None:
+    def __init__(self, settings: Settings, *args: str, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.args = args
+        self.env = env or {}
         self.log_path = settings.state_dir / f"{args[0]}-{uuid.uuid4().hex[:6]}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -69,7 +71,7 @@ class HubProcess:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "veille.cli", *self.args],
-                                         env=settings_env(self.settings), stdout=log,
+                                         env={**settings_env(self.settings), **self.env}, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

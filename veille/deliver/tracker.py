@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Producer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from veille.config import Settings
 from veille.deliver.open311_client import Open311Error
@@ -47,6 +47,7 @@ class Tracked(BaseModel):
     incident_id: str
     reference: str  # service_request_id, or "token:<token>"
     status: IncidentStatus | None = None
+    sent_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class Open311Tracker:
@@ -121,7 +122,12 @@ class Open311Tracker:
                 status = remote.veille_status
                 if known is None or status is None or status == known.status:
                     continue
-                self._publish(known, status, remote.updated_datetime)
+                try:
+                    self._publish(known, status, remote.updated_datetime)
+                except ValidationError as exc:  # a remote value our contract refuses: skip it, loudly
+                    log.warning("open311: status %r of dispatch %s not publishable: %s", remote.status,
+                                known.id, exc.errors()[0]["msg"])
+                    continue
                 published += 1
                 if status in CLOSED:
                     records.pop(known.id, None)
@@ -134,7 +140,9 @@ class Open311Tracker:
 
     def _publish(self, item: Tracked, status: IncidentStatus, at: datetime | None) -> None:
         now = datetime.now(UTC)
-        when = min(at, now) if at is not None else now
+        # The body's own time of the change, unless it is before we sent the request (its clock,
+        # or a time of the request's creation on its side) or in the future: then ours.
+        when = at if at is not None and item.sent_at <= at <= now else now
         update = StatusUpdate(
             id=uuid.uuid5(UPDATES_NAMESPACE, f"{item.id}:{status.value}:{when.isoformat()}"),
             incident_id=uuid.UUID(item.incident_id), agency_id=item.agency_id,
