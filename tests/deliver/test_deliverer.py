@@ -79,7 +79,7 @@ def peers() -> Iterator[Peers]:
         thread.join(10)
 
 
-def territory_with_delivery(root: Path, peers: Peers) -> Path:
+def territory_with_delivery(root: Path, peers: Peers, extra: dict[str, Any] | None = None) -> Path:
     """The example territory, three of its bodies reached by webhook, e-mail and Open311."""
     source = Path(__file__).resolve().parents[2] / "veille" / "territories" / "example"
     target = root / "territory"
@@ -93,6 +93,7 @@ def territory_with_delivery(root: Path, peers: Peers) -> Path:
                               "service_codes": {"damaged_road": "VOI-02", "broken_streetlight": "EP-01"},
                               "default_service_code": "ASS-03"}},
     }
+    delivery.update(extra or {})
     for agency in jurisdiction["agencies"]:
         if agency["id"] in delivery:
             agency["delivery"] = delivery[agency["id"]]
@@ -195,3 +196,77 @@ def test_every_dispatch_reaches_its_body_through_an_outage_and_a_kill(kafka: Any
 
 def _ids_of(settings: Settings, incidents: list[Incident], agency: str) -> set[str]:
     return expected(settings, incidents)[agency]
+
+
+def _metric(url: str, name: str, agency: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(f'{name}{{agency="{agency}"}}'):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_slow_tls_failing_and_forbidden_destinations_delay_nobody_else(kafka: Any, tmp_path: Path,
+                                                                        peers: Peers) -> None:
+    """A slow webhook (timeouts), a TLS handshake that fails, a URL in a forbidden network
+    (SSRF): each is retried on its own timer and marked undelivered in time, while the e-mail
+    body gets its dispatches at once; the slow one, once fast again, gets every dispatch."""
+    plain = peers.http.removeprefix("http://")
+    extra = {
+        "cc-mediation": {"webhook": {"url": "http://169.254.169.254/latest/meta-data/",
+                                     "secret": {"env": "VEILLE_TEST_WHSEC"}}},
+        "pm-35402": {"webhook": {"url": f"https://{plain}/body/hook",  # TLS to a plain HTTP port
+                                 "secret": {"env": "VEILLE_TEST_WHSEC"}}},
+    }
+    settings = hub_settings(kafka.settings, tmp_path,
+                            territory_dir=territory_with_delivery(tmp_path, peers, extra))
+    territory = load_territory(settings.territory_dir)
+    sim = Simulator(territory, seed=22, start=datetime.now(UTC) - timedelta(hours=1))
+    incidents = [sim.incident(municipality=m, at=datetime.now(UTC) - timedelta(minutes=10))
+                 for m in ("35401", "35402") for _ in range(40)]
+    want = expected(settings, incidents)
+    peers.receiver.delay = 5.0  # beyond the deliverer's 3 s timeout
+    before = {a: set(v) for a, v in received(peers).items()}  # the first test's, same peers
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    deliverer = HubProcess(settings, "deliver", "run", "--metrics-port", "0", env={
+        **deliverer_env(peers), "VEILLE_DELIVERY_UNDELIVERED_AFTER_MINUTES": "0.1"}).start()
+    try:
+        metrics_url = deliverer.info("deliver.json")["metrics"]
+        with Publisher(settings, client_id="test-deliver-faults") as pub:
+            for inc in incidents:
+                pub.publish(inc)
+        began = time.monotonic()
+        wait_for(lambda: received(peers)[EMAIL] - before[EMAIL] >= want[EMAIL], 60, "the e-mails")
+        emails_after = time.monotonic() - began
+        peers.receiver.delay = 0.0
+        wait_for(lambda: received(peers)[WEBHOOK] >= want[WEBHOOK], 90, "the slow webhook, once fast")
+        wait_for(lambda: _metric(metrics_url, "veille_deliver_oldest_undelivered_seconds",
+                                 "cc-mediation") > 0, 60, "undelivered, forbidden destination")
+        receipts = read_topics(settings, [Topics(settings.topic_prefix).delivery], timeout=10,
+                               until=lambda out: False)
+        by_agency: dict[str, set[tuple[str, str]]] = {}
+        replies: dict[str, list[str]] = {}
+        for _, d in receipts:
+            v = d.value
+            by_agency.setdefault(v["agency_id"], set()).add((v["method"], v["outcome"]))
+            replies.setdefault(v["agency_id"], []).append(v["reply"] or "")
+        assert ("webhook", "undelivered") in by_agency["cc-mediation"]
+        assert ("webhook", "delivered") not in by_agency["cc-mediation"]
+        assert any("169.254.169.254" in r or "link-local" in r for r in replies["cc-mediation"])
+        assert ("webhook", "delivered") not in by_agency["pm-35402"]
+        assert any("ssl" in r.lower() or "tls" in r.lower() for r in replies["pm-35402"])
+        assert any(o == "retry" for m, o in by_agency[WEBHOOK] if m == "webhook")  # the timeouts
+        # Every e-mail went out before the slow webhook's first success: its timeouts held back
+        # nobody else.
+        delivered_at = {(v["agency_id"], v["method"]): [] for _, d in receipts for v in [d.value]}
+        for _, d in receipts:
+            if d.value["outcome"] == "delivered":
+                delivered_at[(d.value["agency_id"], d.value["method"])].append(d.value["at"])
+        assert max(delivered_at[(EMAIL, "email")]) < min(delivered_at[(WEBHOOK, "webhook")])
+        print(f"\ne-mails delivered {emails_after:.1f}s after publishing while the webhook timed out")
+    finally:
+        peers.receiver.delay = 0.0
+        deliverer.stop()
+        router.stop()
