@@ -27,7 +27,7 @@ from veille.deliver import metrics
 from veille.deliver.engine import Engine, Job
 from veille.kafka import Message
 from veille.schemas import codec
-from veille.schemas.models import DeliveryMethod, DeliveryOutcome, DeliveryReceipt, Dispatch
+from veille.schemas.models import DeliveryMethod, DeliveryOutcome, DeliveryReceipt, Dispatch, EventType
 from veille.territory import Territory
 from veille.topics import DISPATCH_TYPES, Topics
 
@@ -83,6 +83,10 @@ class DeliverStep:
                                   latency_ms=_ms_since(dispatch), at=datetime.now(UTC)))
         metrics.ATTEMPTS.labels(agency.id, DeliveryMethod.kafka.value, DeliveryOutcome.delivered.value).inc()
         waiting = set(agency.delivery.methods) - {DeliveryMethod.kafka}
+        if dispatch.event_type is EventType.alert:
+            # Open311 takes service requests: a CAP alert reaches such a body by its other
+            # methods (and its topic).
+            waiting.discard(DeliveryMethod.open311)
         if not waiting:
             return
         key = (item.topic, item.partition, item.offset)

@@ -36,7 +36,7 @@ from veille.kafka import CommittedLag, Message
 from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
-from veille.reads.indicators import LOCAL_TZ
+from veille.reads.indicators import LOCAL_TZ, render_text
 from veille.schemas import codec
 from veille.schemas.models import Alert, Incident, Record, RoutedAlert, RoutedIncident
 from veille.security import provision, settings_for, user_env
@@ -98,16 +98,20 @@ def _stream(territory: Territory, seconds: float, rate: float, seed: int
 
 
 def _caught_up(settings: Settings) -> bool:
-    """Router and sink have committed everything there is to read.
+    """Router, sink and deliverer have committed everything there is to read.
 
     Read with consumers that never join the groups, not the admin API: librdkafka 2.16's
     ListConsumerGroupOffsets can crash the process while a group is forming (see veille/kafka.py).
     """
     conf = settings.kafka_client_config()
     topics = Topics(settings.topic_prefix)
-    sources = [topics.intake(m) for m in sorted(load_territory(settings.territory_dir).municipalities)]
+    territory = load_territory(settings.territory_dir)
+    sources = [topics.intake(m) for m in sorted(territory.municipalities)]
     probes = [CommittedLag(conf, f"{settings.topic_prefix}-router", [*sources, topics.alerts, topics.status]),
-              CommittedLag(conf, f"{settings.topic_prefix}.sink", [topics.routed])]
+              CommittedLag(conf, f"{settings.topic_prefix}.sink", [topics.routed]),
+              # The deliverer commits a dispatch only once its body has it.
+              CommittedLag(conf, f"{settings.topic_prefix}.deliver",
+                           [topics.dispatch(a) for a in sorted(territory.agencies)])]
     try:
         lags = [probe.lag() for probe in probes]
     except KafkaException:  # a coordinator still loading: not yet
@@ -219,6 +223,10 @@ def _keep_running(console: str) -> None:
 
 
 def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False) -> int:
+    # The bodies' systems need aiosmtpd (the dev extra `make demo` installs); imported here so
+    # that `veille --help` works in an image built without it.
+    from veille.local.demo_delivery import LocalBodies
+
     settings = get_settings()
     territory = load_territory(settings.territory_dir)
     logs = settings.state_dir / "demo-logs"
@@ -232,18 +240,26 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
         ensure_topics(AdminClient(settings.kafka_client_config()), territory_topic_specs(settings))
         # With auth on, the router, the sink and the simulator's stream run as their own Kafka
         # users: the demo proves their ACLs suffice. Quotas are left to `security provision`.
-        users: dict[str, dict[str, str]] = {"router": {}, "sink": {}}
+        users: dict[str, dict[str, str]] = {"router": {}, "sink": {}, "deliver": {}}
         publisher_settings = settings
         if settings.kafka_credentials().mechanism:
             report = provision(settings, quotas=False)
             users = {user: user_env(settings, user) for user in users}
             publisher_settings = settings_for(settings, "simulator")
             _say(f"Kafka users and ACLs provisioned ({report.acls_total} ACLs, {report.seconds:.1f}s); "
-                 "router, sink and simulator log in as themselves")
-        with _process("sink", ["sink", "run", "--port", "0"], logs, users["sink"]) as sink, \
-                _process("router", ["router", "run", "--metrics-port", "0"], logs, users["router"]) as router:
+                 "router, sink, deliverer and simulator log in as themselves")
+        with LocalBodies(settings.territory_dir, settings.state_dir) as bodies, \
+                _process("sink", ["sink", "run", "--port", "0"], logs,
+                         {**users["sink"], **bodies.env}) as sink, \
+                _process("router", ["router", "run", "--metrics-port", "0"], logs,
+                         {**users["router"], **bodies.env}) as router, \
+                _process("deliver", ["deliver", "run", "--metrics-port", "0"], logs,
+                         {**users["deliver"], **bodies.env}) as deliver:
             sink_url = wait_for_process_info(settings.state_dir / "sink.json", sink)["url"]
             router_metrics = wait_for_process_info(settings.state_dir / "router.json", router)["metrics"]
+            wait_for_process_info(settings.state_dir / "deliver.json", deliver)
+            _say(f"bodies without a Kafka consumer, on loopback: webhook, SMTP mailbox, Open311 "
+                 f"({bodies.http}, smtp {bodies.smtp_port})")
             _server, demo_port = serve_metrics(0)
             _say(f"sink (chDB at {settings.chdb_path}) on {sink_url}; router metrics {router_metrics}")
             _say(f"console (while the demo runs): {sink_url}/console/")
@@ -275,12 +291,12 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
             stored = _stored_of(sink_url, {str(e.id) for e in events if isinstance(e, Incident)})
             dead = _dead_letters(router_metrics)
             latency = (datetime.now(UTC) - started).total_seconds()
-            _say(f"router and sink caught up {latency:.1f}s after the first publish: "
+            _say(f"router, sink and deliverer caught up {latency:.1f}s after the first publish: "
                  f"{stored} of {incidents_sent} reports stored, dead-lettered by the router: "
                  f"{sum(dead.values())} {dead or ''}")
 
             _print_flood(_routing_of(settings, flood_ids, flood_alert.identifier), territory)
-            from veille.reads.indicators import render_text
+            print("\nDelivered to the bodies that run no Kafka consumer:", *bodies.summary(), sep="\n")
 
             print()
             print(render_text(_indicators(sink_url, municipalities, span_start, end)))
