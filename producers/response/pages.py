@@ -15,7 +15,7 @@ _ENV = Environment(loader=PackageLoader("veille.producers.response", "templates"
 # never framed, never indexed. No script at all; no inline style.
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex, nofollow",
-           "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+           "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
                                       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"}
 
 
