@@ -47,6 +47,12 @@ INTAKE_REQUESTS = Counter(
     ["endpoint", "status"],
 )
 
+RESPONSE_PAGE = Counter(
+    "veille_response_page_total",
+    "Requests of the e-mails' response page (/reponse/) by outcome: published, throttled, csrf, "
+    "invalid, forged, expired, other_dispatch, used, no_incident, broker, rejected.",
+    ["outcome"],
+)
 
 # Cached label children: labels() costs a lock and a dict lookup per call, which shows on the
 # per-event path of the SDK (~2 µs/event at 30k events/s). Label sets are small and bounded.
@@ -72,6 +78,7 @@ __all__ = [
     "INTAKE_REQUESTS",
     "PUBLISHED",
     "REJECTED",
+    "RESPONSE_PAGE",
     "acknowledged",
     "delivery_seconds",
     "published",

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from deliver_helpers import dispatch
 
-from veille.deliver.links import RESPONSE_STATUSES, LinkRefused, ResponseLinks, UsedLinks
+from veille.deliver.links import RESPONSE_STATUSES, LinkRefused, LinkSummary, ResponseLinks, UsedLinks
 from veille.deliver.settings import DeliverySettings
-from veille.schemas.models import IncidentStatus
+from veille.schemas.models import EventType, IncidentStatus
 
 KEY = "test-link-key"
 WEEK = timedelta(days=7)
@@ -162,3 +163,51 @@ def test_concurrent_claims_of_one_status_let_exactly_one_through(tmp_path: Path)
     for t in threads:
         t.join()
     assert sorted(results) == [False] * 7 + [True]
+
+
+def test_a_link_carries_the_incident_and_a_summary_for_the_page() -> None:
+    links = ResponseLinks([KEY], WEEK)
+    d = dispatch()
+    url = links.for_dispatch("https://veille.example.fr/reponse/", d)
+    assert url is not None and url.startswith(f"https://veille.example.fr/reponse/{d.id}/")
+    claim = links.verify(url.rsplit("/", 1)[1], d.id)
+    assert claim.incident_id == uuid.UUID(d.event_id) and claim.agency_id == d.agency_id
+    assert claim.summary == LinkSummary("damaged_road", "severe", "35401",
+                                        d.reported_at.replace(microsecond=0))
+    # Nothing personal travels in the (signed, readable) token: no description, address, contact.
+    payload = json.dumps(links._serializer.loads(url.rsplit("/", 1)[1]))
+    for private in ("Jeanne", "0611223344", "rue de la Veille", "Nid-de-poule"):
+        assert private not in payload
+    alert = dispatch(event_type=EventType.alert, event_id="urn:oid:2.49.0.1.250.0.1")
+    assert links.for_dispatch("https://x/reponse", alert) is None  # alerts take no status update
+
+
+def test_links_without_incident_still_verify() -> None:
+    links, d = ResponseLinks([KEY], WEEK), uuid.uuid4()
+    claim = links.verify(links.token(d, "a"), d)
+    assert claim.incident_id is None and claim.summary is None
+    i = uuid.uuid4()
+    assert links.verify(links.token(d, "a", i), d).incident_id == i
+    bad = links._serializer.dumps({"d": d.hex, "a": "a", "i": "not an id"})
+    with pytest.raises(LinkRefused) as err:
+        links.verify(bad, d)
+    assert err.value.reason == "forged"
+
+
+def test_answered_lists_the_statuses_spent(tmp_path: Path) -> None:
+    used, d = UsedLinks(tmp_path / "used.json", WEEK), uuid.uuid4()
+    assert used.answered(d) == set()
+    used.claim(d, IncidentStatus.acknowledged)
+    used.claim(d, IncidentStatus.resolved)
+    used.claim(uuid.uuid4(), IncidentStatus.on_site)
+    assert used.answered(d) == {IncidentStatus.acknowledged, IncidentStatus.resolved}
+
+
+def test_the_response_base_url_setting() -> None:
+    assert DeliverySettings().response_base_url == ""
+    s = DeliverySettings(response_base_url="https://veille.example.fr/reponse/")
+    assert s.response_base_url == "https://veille.example.fr/reponse"
+    for bad in ("ftp://x/reponse", "veille.example.fr/reponse", "https://u:p@x/reponse",
+                "https://x/reponse?a=1", "https:///reponse"):
+        with pytest.raises(ValueError):
+            DeliverySettings(response_base_url=bad)

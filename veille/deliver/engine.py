@@ -181,7 +181,7 @@ class Engine:
         if method is DeliveryMethod.email and config.email is not None:
             url = None
             if self.response_base_url:
-                url = self.links.url(self.response_base_url, job.dispatch.id, job.agency.id)
+                url = self.links.for_dispatch(self.response_base_url, job.dispatch)
             expires = datetime.now(UTC) + timedelta(hours=self.settings.link_max_age_hours)
             return await self._email.deliver(job.dispatch, config.email, response_url=url,
                                              link_expires=expires if url else None)

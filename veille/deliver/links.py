@@ -1,8 +1,12 @@
 """Signed, expiring response links: whoever holds a dispatch's e-mail answers it on the intake.
 
 A link carries a token signed with ``itsdangerous`` (URL-safe timed serializer, HMAC-SHA1 key
-derivation and signature by the library, salt per purpose) whose payload is the dispatch id and
-the agency. :meth:`ResponseLinks.verify` refuses, each with a French message for the page:
+derivation and signature by the library, salt per purpose) whose payload is the dispatch id,
+the agency and, for the response page to publish a StatusUpdate and say what it answers without
+a store, the incident id and a :class:`LinkSummary` (category, severity, municipality, when
+reported): :meth:`ResponseLinks.for_dispatch` builds such a link from a Dispatch. The payload is
+signed, not encrypted: it holds nothing personal (no description, address or contact).
+:meth:`ResponseLinks.verify` refuses, each with a French message for the page:
 
 * ``forged``: not signed by the hub's key (altered, truncated, made up);
 * ``expired``: older than ``VEILLE_DELIVERY_LINK_MAX_AGE_HOURS`` (or dated in the future);
@@ -33,7 +37,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
 
 from veille.deliver.settings import DeliverySettings
-from veille.schemas.models import IncidentStatus
+from veille.schemas.models import Dispatch, EventType, IncidentStatus
 from veille.statedir import write_private
 
 SALT = "veille.deliver.response-link.v1"
@@ -65,10 +69,40 @@ class LinkRefused(ValueError):
 
 
 @dataclass(frozen=True)
+class LinkSummary:
+    """What the response page shows of the dispatch (codes: the page words them in French)."""
+
+    category: str | None = None
+    severity: str | None = None
+    municipality: str | None = None  # INSEE code
+    reported_at: datetime | None = None
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"c": self.category, "v": self.severity, "m": self.municipality,
+                               "t": int(self.reported_at.timestamp()) if self.reported_at else None}
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> LinkSummary | None:
+        if not isinstance(data, dict):
+            return None
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) else None
+
+        at = data.get("t")
+        reported = datetime.fromtimestamp(at, UTC) if isinstance(at, int) else None
+        return cls(text("c"), text("v"), text("m"), reported)
+
+
+@dataclass(frozen=True)
 class LinkClaim:
     dispatch_id: UUID
     agency_id: str
     issued_at: datetime
+    incident_id: UUID | None = None  # links made before it was signed in have none
+    summary: LinkSummary | None = None
 
 
 class ResponseLinks:
@@ -90,12 +124,33 @@ class ResponseLinks:
     def from_settings(cls, settings: DeliverySettings) -> ResponseLinks:
         return cls(settings.link_keys, settings.link_max_age)
 
-    def token(self, dispatch_id: UUID, agency_id: str) -> str:
-        return str(self._serializer.dumps({"d": dispatch_id.hex, "a": agency_id}))
+    def token(self, dispatch_id: UUID, agency_id: str, incident_id: UUID | None = None,
+              summary: LinkSummary | None = None) -> str:
+        payload: dict[str, Any] = {"d": dispatch_id.hex, "a": agency_id}
+        if incident_id is not None:
+            payload["i"] = incident_id.hex
+        if summary is not None and summary.payload():
+            payload["s"] = summary.payload()
+        return str(self._serializer.dumps(payload))
 
-    def url(self, base_url: str, dispatch_id: UUID, agency_id: str) -> str:
+    def url(self, base_url: str, dispatch_id: UUID, agency_id: str, incident_id: UUID | None = None,
+            summary: LinkSummary | None = None) -> str:
         """``<base_url>/<dispatch id>/<token>``: the page answers the dispatch in its path."""
-        return f"{base_url.rstrip('/')}/{dispatch_id}/{self.token(dispatch_id, agency_id)}"
+        token = self.token(dispatch_id, agency_id, incident_id, summary)
+        return f"{base_url.rstrip('/')}/{dispatch_id}/{token}"
+
+    def for_dispatch(self, base_url: str, dispatch: Dispatch) -> str | None:
+        """The response link of an incident's dispatch (None for an alert: no status to answer),
+        with everything the response page needs: ``VEILLE_DELIVERY_RESPONSE_BASE_URL`` is the
+        ``base_url`` of a deployment (the intake's ``/reponse`` as the recipients reach it)."""
+        if dispatch.event_type != EventType.incident:
+            return None
+        incident_id = _uuid(dispatch.event_id)
+        if incident_id is None:
+            return None
+        summary = LinkSummary(dispatch.category, dispatch.severity, dispatch.municipality,
+                              dispatch.reported_at)
+        return self.url(base_url, dispatch.id, dispatch.agency_id, incident_id, summary)
 
     def verify(self, token: str, dispatch_id: UUID | str | None = None) -> LinkClaim:
         """The claim of a valid token for ``dispatch_id`` (when given), else LinkRefused."""
@@ -137,7 +192,10 @@ def _claim(payload: Any, signed_at: datetime) -> LinkClaim:
     dispatch = _uuid(str(payload.get("d")))
     if dispatch is None:
         raise LinkRefused("forged")
-    return LinkClaim(dispatch, payload["a"], signed_at)
+    incident = _uuid(str(payload["i"])) if "i" in payload else None
+    if "i" in payload and incident is None:
+        raise LinkRefused("forged")
+    return LinkClaim(dispatch, payload["a"], signed_at, incident, LinkSummary.from_payload(payload.get("s")))
 
 
 class UsedLinks:
@@ -202,3 +260,8 @@ class UsedLinks:
     def used(self, dispatch_id: UUID, status: IncidentStatus) -> bool:
         with self._locked() as used:
             return self._key(dispatch_id, status) in used
+
+    def answered(self, dispatch_id: UUID) -> set[IncidentStatus]:
+        """The statuses of ``dispatch_id`` already answered through a link (one read)."""
+        with self._locked() as used:
+            return {s for s in RESPONSE_STATUSES if self._key(dispatch_id, s) in used}

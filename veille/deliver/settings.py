@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,8 +48,9 @@ class DeliverySettings(BaseSettings):
     # Former keys still accepted while links signed with them are in mailboxes (comma-separated).
     link_previous_keys: SecretStr = SecretStr("")
     link_max_age_hours: float = Field(default=168.0, gt=0, le=24 * 90)
-    # Where the intake serves the response page the e-mails link to (e.g.
-    # "https://veille.example.fr/reponse"); empty: the e-mails carry no response link.
+    # Where the recipients reach the intake's response page (producers/response, mounted at
+    # /reponse): the links are <response_base_url>/<dispatch id>/<token>, e.g.
+    # "https://veille.example.fr/reponse". Empty: the e-mails carry no response link.
     response_base_url: str = ""
 
     # Open311 bodies: how often the statuses of the requests sent to them are read back.
@@ -60,6 +62,17 @@ class DeliverySettings(BaseSettings):
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     undelivered_after_minutes: float = Field(default=30.0, gt=0)
+
+    @field_validator("response_base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+                      or parts.fragment or parts.username or parts.password):
+            raise ValueError("response_base_url: an http(s) URL with a host, no query, fragment "
+                             "or credentials, e.g. https://veille.example.fr/reponse")
+        return value.rstrip("/")
 
     @field_validator("allowed_networks")
     @classmethod
