@@ -39,6 +39,7 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient
 
 from benchmarks import bench_sink, dedup_memory
+from benchmarks.delivery import bench_delivery
 from benchmarks.drain import drain
 from benchmarks.kafka_rates import create_topic, encode_and_produce, raw_consume, raw_produce, sdk_publish
 from benchmarks.pipeline import (
@@ -95,9 +96,11 @@ class Sizes:
     drain_timeout: float = 120.0
     drain: int = 200_000
     dedup_ids: int = 1_000_000
+    delivery: int = 2_000  # dispatches per body (webhook, e-mail, Open311) in the delivery drain
+    delivery_rate: float = 60.0  # dispatches/s in the delivery latency phase
 
 
-QUICK = Sizes(drain=20_000,
+QUICK = Sizes(drain=20_000, delivery=300,
               raw=50_000, sdk=10_000, codec=5_000, routing=50_000, router_pure=5_000, sink_rows=50_000,
               sink_passes=2, warm_up=1_000, sustained_seconds=8.0, latency_seconds=5.0, drain_timeout=60.0)
 
@@ -236,6 +239,18 @@ def bench_drain(report: Report, settings: Settings, sizes: Sizes, pool: list[Inc
     report.add(sec, "router, two workers", two.steady, "ev/s",
                note=f"x{two.steady / one.steady:.2f} of one worker on {os.cpu_count()} cores; "
                     f"{two.cpu:.1f} CPU s")
+
+
+def bench_deliver(report: Report, settings: Settings, sizes: Sizes, workdir: Path) -> None:
+    sec = f"8. delivery to local bodies ({sizes.delivery:,} dispatches per body, one deliverer)"
+    d = bench_delivery(settings, sizes.delivery, sizes.latency_seconds / 2, sizes.delivery_rate, workdir)
+    for method, rate in d.rates.items():
+        report.add(sec, f"{method}, dispatches/s", rate, "ev/s",
+                   note=f"{d.counts[method]:,} received; the three methods side by side on "
+                        f"{os.cpu_count()} cores")
+    report.add(sec, f"routed -> delivered p50 at {sizes.delivery_rate:.0f}/s", d.p50_ms, "ms",
+               note=f"{d.samples} delivered receipts")
+    report.add(sec, f"routed -> delivered p99 at {sizes.delivery_rate:.0f}/s", d.p99_ms, "ms", LATENCY_TARGET)
 
 
 def _cpu_note(phase: Phase, seconds: float) -> str:
@@ -400,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink-batch-seconds", type=float, default=None,
                         help="VEILLE_SINK_BATCH_SECONDS of the sink (default: the hub's setting)")
     parser.add_argument("--skip-e2e", action="store_true", help="only the micro-benchmarks (1-5)")
+    parser.add_argument("--only-delivery", action="store_true", help="only the delivery phase (8)")
     parser.add_argument("--only-e2e", action="store_true",
                         help="only the end-to-end phases (6-7), e.g. to try a router or sink change")
     parser.add_argument("--keep", action="store_true", help="keep the temporary state dir (logs, store)")
@@ -426,17 +442,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         territory = load_territory(settings.territory_dir)
         pool = simulated(territory, max(sizes.sdk, 20_000))
-        if not args.only_e2e:
+        if not args.only_e2e and not args.only_delivery:
             bench_pure(report, sizes, territory, pool, state_dir)
         say(f"starting the local Kafka {kafka_version} broker in {state_dir}")
         info = broker.start(die_with_parent=True)
         say(f"broker pid {info.pid} on {info.bootstrap} ({info.startup_seconds or 0:.1f}s)")
         settings = settings.model_copy(update={"bootstrap_servers": info.bootstrap})
-        if not args.only_e2e:
-            bench_kafka(report, settings, sizes, territory, pool)
-        if not args.skip_e2e:
-            bench_drain(report, settings, sizes, pool)
-            bench_e2e(report, settings, sizes, territory, pool, info.pid)
+        if args.only_delivery:
+            bench_deliver(report, settings, sizes, state_dir)
+        else:
+            if not args.only_e2e:
+                bench_kafka(report, settings, sizes, territory, pool)
+            if not args.skip_e2e:
+                bench_drain(report, settings, sizes, pool)
+                bench_e2e(report, settings, sizes, territory, pool, info.pid)
+                bench_deliver(report, settings, sizes, state_dir)
     except (Exception, KeyboardInterrupt) as exc:
         failed = exc
         say(f"FAILED: {exc!r}")
