@@ -17,10 +17,13 @@ import yaml
 from paths import ROOT
 
 from veille.config import Settings
+from veille.deliver.settings import DeliverySettings
 
 DEPLOY = ROOT / "deploy"
-HUB_SERVICES = {"topics-init", "router", "sink", "intake", "simulator"}
-SETTINGS_ENV = {f"VEILLE_{name.upper()}" for name in Settings.model_fields}
+HUB_SERVICES = {"topics-init", "router", "sink", "intake", "simulator", "deliver"}
+# The hub's settings, and the deployment's side of delivery (veille.deliver.settings).
+SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
+                | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields})
 
 
 def _compose() -> dict[str, Any]:
@@ -161,7 +164,7 @@ def test_dockerfile_installs_every_package_dir() -> None:
         assert _services()[service]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
 
 
-K8S_FILES = ["configmap.yaml", "router.yaml", "sink.yaml", "intake.yaml"]
+K8S_FILES = ["configmap.yaml", "router.yaml", "sink.yaml", "intake.yaml", "deliver.yaml"]
 
 
 def _k8s_docs(name: str) -> list[dict[str, Any]]:
@@ -174,7 +177,7 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "sink", "intake"])
+@pytest.mark.parametrize("component", ["router", "sink", "intake", "deliver"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
