@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from veille.config import Settings
-from veille.consumer import Assignment, Offsets, ProcessingStep, StreamRunner
+from veille.consumer import Assignment, LastStep, Offsets, ProcessingStep, StreamRunner
 from veille.kafka import Message
 from veille.schemas import codec
 from veille.schemas.models import IncidentStatus, RoutedIncident, StatusUpdate
@@ -164,7 +164,7 @@ class RequestBook:
         return _Apply(self, assignment.high, resolver)
 
 
-class _Apply:
+class _Apply(LastStep[Message]):
     """The read model's one step: apply each record; tell when the start's backlog was read."""
 
     def __init__(self, book: RequestBook, high: Mapping[tuple[str, int], int], resolver: Any) -> None:
@@ -182,12 +182,3 @@ class _Apply:
             self.behind.discard(key)
             if not self.behind:
                 self.book.caught_up.set()
-
-    def poll(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

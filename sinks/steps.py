@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from veille.consumer import MessageRejected, Offsets, ProcessingStep
+from veille.consumer import LastStep, MessageRejected, Offsets, ProcessingStep
 from veille.deadletter import DeadLetterLimit
 from veille.kafka import Message
 from veille.schemas import codec
@@ -58,7 +58,7 @@ class Decoded:
     item: Row | DeadLetter
 
 
-class CommitOffsets:
+class CommitOffsets(LastStep[Batch]):
     """Commits a written batch's offsets, synchronously (the last step)."""
 
     def __init__(self, offsets: Offsets, stats: Stats) -> None:
@@ -69,15 +69,6 @@ class CommitOffsets:
         if self.offsets.commit(batch.commit_offsets()):
             self.stats.batches_committed += 1
             metrics.LAST_COMMIT.set_to_current_time()
-
-    def poll(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class WriteWithRetry:

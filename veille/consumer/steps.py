@@ -17,7 +17,7 @@ runner neither joins nor commits: what was not committed is read again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from confluent_kafka import TopicPartition
 
@@ -40,6 +40,23 @@ class ProcessingStep(Protocol[T_contra]):
 
     def close(self) -> None:
         """No more submissions."""
+
+
+class LastStep(Generic[T_contra]):
+    """A step with no next one and nothing held: only ``submit`` to write (a read model's apply,
+    a commit). ``poll``, ``join`` and ``close`` have nothing to do."""
+
+    def submit(self, item: T_contra) -> None:
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Offsets(Protocol):

@@ -31,7 +31,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from veille.config import Settings, get_settings
-from veille.consumer import StreamRunner
+from veille.consumer import LastStep, StreamRunner
 from veille.kafka import CommittedLag, Message
 from veille.local.broker import LocalBroker
 from veille.producers.sdk import Publisher
@@ -145,7 +145,7 @@ def _routing_of(settings: Settings, flood_ids: set[str], alert_id: str, timeout:
     return collect.found
 
 
-class _Collect:
+class _Collect(LastStep[Message]):
     """The demo reader's one step: keep the flood's routed reports and its routed alert."""
 
     def __init__(self, flood_ids: set[str], alert_id: str) -> None:
@@ -159,15 +159,6 @@ class _Collect:
             self.found.append(RoutedIncident.from_avro(decoded.value))
         elif decoded.record_type == "RoutedAlert" and decoded.value["identifier"] == self.alert_id:
             self.found.append(RoutedAlert.from_avro(decoded.value))
-
-    def poll(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _stored_of(sink_url: str, ids: set[str]) -> int:
