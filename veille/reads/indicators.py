@@ -276,12 +276,14 @@ def totals(store: Store, with_ids: bool = False) -> dict[str, Any]:
         "GROUP BY agency_id, service ORDER BY agency_id, service")
     (status,) = store.query(f"SELECT count() AS rows FROM {db}.status_events FINAL")
     (alerts,) = store.query(f"SELECT count() AS rows FROM {db}.alerts FINAL")
+    (receipts,) = store.query(f"SELECT count() AS rows FROM {db}.delivery_receipts FINAL")
     out: dict[str, Any] = {
         "incidents": int(inc["rows"]), "incident_ids": int(inc["ids"]), "incident_rows_raw": int(raw["rows"]),
         "dispatches": sum(int(r["dispatches"]) for r in per_agency),
         "dispatches_by_agency": [{"agency_id": r["agency_id"], "service": r["service"],
                                   "dispatches": int(r["dispatches"])} for r in per_agency],
         "status_events": int(status["rows"]), "alerts": int(alerts["rows"]),
+        "delivery_receipts": int(receipts["rows"]),
     }
     if with_ids:
         out["ids"] = [str(r["id"]) for r in store.query(f"SELECT DISTINCT id FROM {db}.incidents")]
