@@ -184,6 +184,9 @@ def test_delivery_receipts_are_stored_beside_routed_records(env: SinkEnv) -> Non
         assert committed(env.settings, topic, p.group_id) == end_offsets(env.settings, topic), topic
     assert metric("veille_sink_rows_written_total", {"table": "delivery_receipts"}) >= 30
     before = compute(env.store, today_cell())
+    # 15 sdis35 webhook dispatches: every third undelivered (5), the others delivered after 40 min.
+    (webhook,) = before["delivery"]["by_agency_method"]
+    assert (webhook["dispatches"], webhook["delivered"], webhook["undelivered"]) == (15, 10, 5)
 
     replay = pipeline(env, batch_rows=7, group_id=f"{env.settings.topic_prefix}.replay")
     replay.run(until=deadline(60), max_idle=2.0)

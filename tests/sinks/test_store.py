@@ -48,6 +48,9 @@ def test_replayed_batch_doubles_nothing(tmp_path: Path) -> None:
         assert first_counts["incidents"] == 30 and first_counts["dispatches"] == 62
         assert first_counts["delivery_receipts"] == 12
         assert first["reports"]["total"] == 30
+        # 6 dispatches of sdis35 by webhook: 2 undelivered (the 1st and the 4th), 4 delivered.
+        (webhook,) = first["delivery"]["by_agency_method"]
+        assert (webhook["dispatches"], webhook["delivered"], webhook["undelivered"]) == (6, 4, 2)
 
         # The same batch again, same token (crash before the offset commit): skipped everywhere.
         insert_all(store, records, "t:0:0-99")

@@ -3,7 +3,7 @@ cell's events, shares, plain-text tables.
 
 A cell is a set of municipalities (INSEE codes) over [from, to): local days (Europe/Paris), ``to``
 exclusive (docs/indicators.md, "Common rules"). ``veille.reads.indicators`` and the modules of
-single indicators (``deadlines``) build on it.
+single indicators (``deadlines``, ``delivery``) build on it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each indicator of docs/indicators.md is defined here once, for the CLI (``veille indicators``), the
 HTTP API (/indicators), the annual report and the console; the console applies its filters to the
 same definitions (``response_times_select``, ``cross_boundary_select``, ``CLOSED_STATUSES``). The
-cell itself and the helpers every indicator shares are in ``veille.reads.cell`` (re-exported here).
+delivery indicators are ``veille.reads.delivery``'s, included in ``compute``; the cell itself and
+the helpers every indicator shares are in ``veille.reads.cell`` (re-exported here).
 SQL builders are pure (``(sql, params)``, tested without a store); ``compute`` runs them on
 any ``Store`` and returns a JSON-able dict; ``render_text`` prints it for humans.
 Days are local days (Europe/Paris), ``to`` is exclusive. Every read is replay-proof: the
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from veille.reads import delivery
 from veille.reads.cell import (
     LOCAL_TZ,
     Cell,
@@ -227,6 +229,7 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
             "total_by_municipality": dict(sorted(alerts_by_muni.items())),
             "rows": [{k: (int(v) if k == "alerts" else v) for k, v in r.items()} for r in alerts],
         },
+        "delivery": delivery.compute(store, cell),
     }
 
 
@@ -261,6 +264,7 @@ def render_text(ind: dict[str, Any]) -> str:
                    [[r["agency_id"], r["dispatched"], r["open"]] for r in ind["open_incidents"]]),
         text_table("Alerts per municipality (Actual)", ["municipality", "severity", "alerts"],
                    [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
+        delivery.render_text(ind["delivery"]),
     ]
     return "\n\n".join(parts) + "\n"
 
