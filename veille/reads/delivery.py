@@ -121,6 +121,13 @@ def oldest_undelivered_sql(db: str, cell: Cell) -> Query:
     return oldest_undelivered_select(db, selection(db)), cell.params()
 
 
+def short_ref(dispatch_id: str) -> str:
+    """The reference a body reads in its e-mails (``réf. XXXX-XXXX``: the id's first 8 hex digits,
+    as ``veille.deliver.view.DispatchView.short_id``)."""
+    head = dispatch_id.replace("-", "")[:8].upper()
+    return f"{head[:4]}-{head[4:]}"
+
+
 def iso_ms(epoch_ms: int | None) -> str | None:
     if epoch_ms is None:
         return None
@@ -145,13 +152,14 @@ def oldest_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def stuck_row(row: dict[str, Any]) -> dict[str, Any]:
-    last_at = row["last_at"]
-    return {"agency_id": row["agency_id"], "dispatch_id": row["dispatch_id"], "method": row["method"],
-            "state": row["state"], "attempts": int(row["attempts"]), "since": iso_ms(int(row["first_ms"])),
+    """One row of ``stuck_select``: the delivery, its state, and its latest attempt's answer."""
+    return {"agency_id": row["agency_id"], "dispatch_id": row["dispatch_id"],
+            "ref": short_ref(row["dispatch_id"]), "method": row["method"], "state": row["state"],
+            "attempts": int(row["attempts"]), "since": iso_ms(int(row["first_ms"])),
             "last_outcome": row["last_outcome"],
             "last_code": None if row["last_code"] is None else int(row["last_code"]),
             "last_reply": row["last_reply"],
-            "last_at": last_at.astimezone(UTC).isoformat(timespec="milliseconds")}
+            "last_at": row["last_at"].astimezone(UTC).isoformat(timespec="milliseconds")}
 
 
 def compute(store: Store, cell: Cell) -> dict[str, Any]:
@@ -174,5 +182,5 @@ def render_text(result: dict[str, Any]) -> str:
     ])
 
 
-__all__ = ["FAILING", "STATES", "by_agency_method_select", "compute", "deliveries",
-           "oldest_undelivered_select", "render_text", "selection", "stuck_select"]
+__all__ = ["FAILING", "STATES", "agency_method_row", "by_agency_method_select", "compute", "deliveries",
+           "oldest_undelivered_select", "render_text", "selection", "short_ref", "stuck_row", "stuck_select"]
