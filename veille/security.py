@@ -144,8 +144,9 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     for name in (t.routed, t.dead_letter, t.dead_letter_restricted):
         topic("router", name, "WRITE", "DESCRIBE")
 
-    # Sink: routing records in, its dead letters out.
+    # Sink: routing records and delivery receipts in, its dead letters out.
     topic("sink", t.routed, "READ", "DESCRIBE")
+    topic("sink", t.delivery, "READ", "DESCRIBE")
     group("sink", f"{prefix}.sink")
     topic("sink", t.dead_letter, "WRITE", "DESCRIBE")
 
