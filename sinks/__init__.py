@@ -1,4 +1,4 @@
-"""The store sink: routed records → chDB (embedded, default) or a ClickHouse server.
+"""The store sink: routed records and delivery receipts → chDB (embedded, default) or a ClickHouse server.
 
 Modules: ``rows`` (records → Arrow tables, pure), ``store`` (Store protocol, chDB and
 ClickHouse backends, versioned migrations in ``migrations/``), ``pipeline`` (decode →

@@ -43,7 +43,7 @@ def _cmd_sink_run(args: argparse.Namespace) -> int:
     info = write_sink_info(settings.state_dir, server.url)
     group = args.group or f"{settings.topic_prefix}.sink"
     # Static membership: a restarted sink takes its predecessor's partitions at once.
-    pipeline = SinkPipeline(settings, store, topic=args.topic, group_id=group,
+    pipeline = SinkPipeline(settings, store, topics=args.topic, group_id=group,
                             extra_consumer_config={**sink_consumer_settings(settings, group),
                                                    **broker_health.stats_config()})
 
@@ -54,7 +54,7 @@ def _cmd_sink_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     tune_gc()
-    print(f"sink: {pipeline.topic} → {type(store).__name__} ({settings.clickhouse_database}); "
+    print(f"sink: {', '.join(pipeline.topics)} → {type(store).__name__} ({settings.clickhouse_database}); "
           f"HTTP {server.url}/metrics {server.url}/indicators", flush=True)
     try:
         stats = pipeline.run()
@@ -153,13 +153,14 @@ def _cmd_store_migrate(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sink", help="the ClickHouse/chDB store sink",
-                       description="Consume the routed topic into the store (offsets committed "
-                                   "after each stored batch); serves /metrics and /indicators.")
+                       description="Consume the routed and delivery topics into the store (offsets "
+                                   "committed after each stored batch); serves /metrics and /indicators.")
     ssub = p.add_subparsers(dest="sink_command", metavar="ACTION", required=True)
     run = ssub.add_parser("run", help="run the sink until SIGTERM/SIGINT")
     run.add_argument("--port", type=int, default=None, help="HTTP port (default: settings.metrics_port)")
     run.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
-    run.add_argument("--topic", default=None, help="input topic (default: <prefix>.routed)")
+    run.add_argument("--topic", action="append", default=None,
+                     help="input topic, repeatable (default: <prefix>.routed and <prefix>.delivery)")
     run.add_argument("--group", default=None, help="consumer group (default: <prefix>.sink)")
     run.set_defaults(func=_cmd_sink_run)
 

@@ -1,7 +1,13 @@
-"""The sink's first step: a routed message → a record the store can hold, or a dead letter."""
+"""The sink's first step: a message → a record the store can hold, or a dead letter.
+
+What a message may be depends on its topic: a routed record (RoutedIncident, RoutedAlert,
+StatusUpdate) on ``<prefix>.routed``, a ``DeliveryReceipt`` on ``<prefix>.delivery``; anything
+else there is dead-lettered ``wrong_record_type``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -16,14 +22,15 @@ from veille.topics import ROUTED_TYPES
 COMPONENT = "sink"
 
 
-def decode(msg: Message, now: datetime | None = None,
-           resolver: codec.Resolver | None = None) -> Row | DeadLetter:
-    """A routed record, or the dead letter explaining why the message is not one.
+def decode(msg: Message, now: datetime | None = None, resolver: codec.Resolver | None = None,
+           expect: Collection[str] = ROUTED_TYPES) -> Row | DeadLetter:
+    """A record of the types ``expect`` names, or the dead letter explaining why the message is not one.
 
     Raises ``RegistryUnavailable`` (a Confluent schema id not cached, registry unreachable).
     """
     try:
-        plain = codec.decode_plain(msg.value, "RoutedIncident", resolver=resolver)
+        plain = codec.decode_plain(msg.value, "RoutedIncident", resolver=resolver) \
+            if "RoutedIncident" in expect else None
         if plain is not None:
             # The common case, without a model: see sinks/rows.py.
             problem = incident_problem(plain)
@@ -31,7 +38,7 @@ def decode(msg: Message, now: datetime | None = None,
                 return plain
             reason, detail = problem
         else:
-            decoded = codec.decode(msg.value, expect=ROUTED_TYPES, resolver=resolver)
+            decoded = codec.decode(msg.value, expect=expect, resolver=resolver)
             record = MODELS[decoded.record_type].from_avro(decoded.value)
             found = out_of_store_range(record)
             if found is None:

@@ -1,7 +1,7 @@
 """Records → per-table pyarrow Tables: the pure heart of the sink (no Kafka, no store).
 
-One Arrow schema per table, matching ``migrations/0001_event_tables.sql`` (and the columns
-later migrations add) column for column.
+One Arrow schema per table, matching ``migrations/0001_event_tables.sql`` (and the columns and
+tables later migrations add: ``delivery_receipts`` in 0004) column for column.
 Nothing personal is carried over: RoutedIncident has only a pseudonym, and the free-text
 note of a StatusUpdate is dropped.
 
@@ -22,7 +22,7 @@ from typing import Any, TypeAlias
 
 import pyarrow as pa
 
-from veille.schemas.models import Record, RoutedAlert, RoutedIncident, StatusUpdate
+from veille.schemas.models import DeliveryReceipt, Record, RoutedAlert, RoutedIncident, StatusUpdate
 
 TS = pa.timestamp("ms", tz="UTC")
 STR_LIST = pa.list_(pa.string())
@@ -54,6 +54,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("version", pa.uint64()),
         # migrations/0003: what closes, supersedes or expires an alert, and the alert itself
         ("scope", pa.string()), ("references", STR_LIST), ("expires", TS), ("cap_json", pa.string()),
+    ]),
+    # migrations/0004: every attempt to deliver a dispatch (the topic <prefix>.delivery)
+    "delivery_receipts": pa.schema([
+        ("dispatch_id", pa.string()), ("agency_id", pa.string()), ("method", pa.string()),
+        ("attempt", pa.uint32()), ("outcome", pa.string()), ("status_code", pa.uint16()),
+        ("reply", pa.string()), ("latency_ms", pa.uint64()), ("at", TS), ("stored_at", TS),
     ]),
 }
 TABLES = tuple(SCHEMAS)
@@ -145,6 +151,11 @@ def to_rows(records: Iterable[Row], stored_at: datetime) -> dict[str, pa.Table]:
         elif isinstance(rec, StatusUpdate):
             _add(cols["status_events"], id=str(rec.id), incident_id=str(rec.incident_id),
                  agency_id=rec.agency_id, status=str(rec.status), at=ms(rec.at), stored_at=stored)
+        elif isinstance(rec, DeliveryReceipt):
+            _add(cols["delivery_receipts"], dispatch_id=str(rec.dispatch_id), agency_id=rec.agency_id,
+                 method=str(rec.method), attempt=rec.attempt, outcome=str(rec.outcome),
+                 status_code=rec.status_code, reply=rec.reply, latency_ms=rec.latency_ms, at=ms(rec.at),
+                 stored_at=stored)
         else:
             raise TypeError(f"the sink does not store {type(rec).__name__} records")
     if plain:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from veille.consumer import LastStep, MessageRejected, Offsets, ProcessingStep
@@ -28,6 +29,7 @@ from veille.sinks.batch_write import BatchWrite
 from veille.sinks.batching import Batch, Batcher
 from veille.sinks.decode import decode
 from veille.sinks.rows import Row, ms
+from veille.topics import ROUTED_TYPES
 
 log = logging.getLogger("veille.sinks.steps")
 
@@ -204,17 +206,20 @@ class Batching:
 
 
 class Decode:
-    """A routed message → a row or a dead letter (``sinks/decode.py``), within the dead-letter
+    """A message → a row or a dead letter (``sinks/decode.py``), within the dead-letter
     limit: most of the recent stream invalid stops the sink (``TooManyInvalid``) before the
-    batch is written, so its offsets stay uncommitted."""
+    batch is written, so its offsets stay uncommitted. ``expect`` gives the record types each
+    topic may carry (routed records for a topic it does not name)."""
 
     def __init__(self, next_step: ProcessingStep[Decoded], resolver: codec.Resolver | None,
-                 retry: RetryPolicy, stats: Stats, limit: DeadLetterLimit | None = None) -> None:
+                 retry: RetryPolicy, stats: Stats, limit: DeadLetterLimit | None = None,
+                 expect: Mapping[str, Collection[str]] | None = None) -> None:
         self.next_step = next_step
         self.resolver = resolver
         self.retry = retry
         self.stats = stats
         self.limit = limit or DeadLetterLimit()
+        self.expect = dict(expect or {})
         self._waiting: tuple[Message, int, float] | None = None  # registry: message, attempts, due
         self._refused: Decoded | None = None  # decoded, but the next step refused it: not again
 
@@ -240,7 +245,7 @@ class Decode:
             if waiting is not item or time.monotonic() < due:
                 raise MessageRejected()
         try:
-            row = decode(item, resolver=self.resolver)
+            row = decode(item, resolver=self.resolver, expect=self.expect.get(item.topic, ROUTED_TYPES))
         except RegistryUnavailable as exc:
             attempts = self._waiting[1] + 1 if self._waiting is not None else 1
             log.warning("%s[%d]@%d: %s (attempt %d)", item.topic, item.partition, item.offset, exc, attempts)

@@ -1,14 +1,23 @@
 """The known data of the console tests: routed incidents, status updates and an alert whose every
-count is chosen (per municipality, category, channel, status), and the filter semantics computed
-here in Python, independently of the console's SQL, to compare with what the page and export show."""
+count is chosen (per municipality, category, channel, status), delivery receipts whose every state
+is chosen, and the filter semantics computed here in Python, independently of the console's SQL, to
+compare with what the page and export show."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
-from veille.schemas.models import Alert, DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
+from veille.schemas.models import (
+    Alert,
+    DeliveryReceipt,
+    DispatchTarget,
+    RoutedAlert,
+    RoutedIncident,
+    StatusUpdate,
+)
 from veille.territory import load_territory
 
 # Incidents per municipality: 35403 and 35405 stay under 5 (the report suppresses them), 35406 has none.
@@ -117,3 +126,52 @@ def selected(known: list[Known], *, municipalities: tuple[str, ...] = (), catego
             continue
         out.append(k)
     return out
+
+
+# How each body with a push method is reached in the test data, and its one delivery that does
+# not go through (of its first dispatch; of its second for sdis35). Other bodies: Kafka only.
+DELIVERY = {"syndicat-eaux-veille": ("webhook", "undelivered"), "sdis35": ("email", "pending"),
+            "pm-35401": ("open311", "failed"), "pm-35402": ("webhook", "disabled")}
+# The bodies in the console's order: undelivered first, then failing (the oldest first), then by name.
+DELIVERY_ORDER = ("syndicat-eaux-veille", "pm-35401", "pm-35402", "sdis35")
+
+
+def delivery_id(incident: RoutedIncident, agency_id: str) -> uuid.UUID:
+    return uuid.uuid5(incident.id, agency_id)
+
+
+def _receipt(dispatch: uuid.UUID, agency: str, method: str, routed_at: datetime, attempt: int, minutes: float,
+             outcome: str, code: int | None, reply: str | None) -> DeliveryReceipt:
+    return DeliveryReceipt(dispatch_id=dispatch, agency_id=agency, method=method, attempt=attempt,
+                           outcome=outcome, status_code=code, reply=reply, latency_ms=400,
+                           at=routed_at + timedelta(minutes=minutes))
+
+
+def receipts(known: list[Known]) -> tuple[list[DeliveryReceipt], dict[tuple[str, str, str], str]]:
+    """The receipts of the known data's dispatches, and the state now of each (agency, dispatch, method)."""
+    out: list[DeliveryReceipt] = []
+    states: dict[tuple[str, str, str], str] = {}
+    seen: dict[str, int] = {}
+    for k in known:
+        inc = k.incident
+        for target in inc.dispatches:
+            agency = target.agency_id
+            if agency not in DELIVERY:
+                continue
+            method, trouble = DELIVERY[agency]
+            nth = seen[agency] = seen.get(agency, 0) + 1
+            dispatch = delivery_id(inc, agency)
+
+            receipt = partial(_receipt, dispatch, agency, method, inc.routed_at)
+            if nth == (2 if agency == "sdis35" else 1):
+                out += {"undelivered": [receipt(1, 1, "retry", 503, "Service Unavailable"),
+                                        receipt(2, 5, "retry", 503, "Service Unavailable"),
+                                        receipt(3, 31, "undelivered", 503, "Service Unavailable")],
+                        "pending": [receipt(1, 0.1, "retry", 451, "4.7.1 Greylisted, try again later")],
+                        "failed": [receipt(1, 0.1, "failed", 400, "service_code inconnu : VOI-99")],
+                        "disabled": [receipt(1, 0.1, "disabled", 410, "Gone")]}[trouble]
+                states[(agency, str(dispatch), method)] = trouble
+            else:
+                out.append(receipt(1, 0.05 * nth, "delivered", 250 if method == "email" else 200, None))
+                states[(agency, str(dispatch), method)] = "delivered"
+    return out, states

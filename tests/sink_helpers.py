@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from veille.reads.indicators import Cell
-from veille.schemas.models import DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
+from veille.schemas.models import DeliveryReceipt, DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
 from veille.sinks.store import ChdbStore
 
 MUNIS = ("35401", "35402", "35403")
-EVENT_TABLES = ("incidents", "dispatches", "status_events", "alerts")
+EVENT_TABLES = ("incidents", "dispatches", "status_events", "alerts", "delivery_receipts")
 VIEW_TABLES = ("reports_daily", "dispatch_daily", "incident_lifecycle", "alerts_daily")
 
 
@@ -75,6 +75,31 @@ def routed_alert(i: int, municipalities: list[str] | None = None, status: str = 
         dispatches=[DispatchTarget(agency_id="sdis35", service="fire_rescue", rule="alert-fire",
                                    cross_boundary=False)],
     )
+
+
+def delivery_receipt(dispatch: uuid.UUID | None = None, *, agency: str = "sdis35", method: str = "webhook",
+                     attempt: int = 1, outcome: str = "delivered", at: datetime | None = None,
+                     latency_ms: int = 120, status_code: int | None = 200,
+                     reply: str | None = None) -> DeliveryReceipt:
+    """One attempt's receipt, as ``veille deliver run`` publishes it on <prefix>.delivery."""
+    return DeliveryReceipt(dispatch_id=dispatch or uuid.uuid4(), agency_id=agency, method=method,
+                           attempt=attempt, outcome=outcome, status_code=status_code, reply=reply,
+                           latency_ms=latency_ms, at=at or now_ms())
+
+
+def receipts(n_dispatches: int) -> list[DeliveryReceipt]:
+    """Per dispatch: a refused first attempt (503), then every third one undelivered, the rest
+    delivered (two receipts each)."""
+    out: list[DeliveryReceipt] = []
+    base = now_ms() - timedelta(minutes=45)
+    for i in range(n_dispatches):
+        dispatch = uuid.UUID(int=random.getrandbits(128))
+        out.append(delivery_receipt(dispatch, attempt=1, outcome="retry", status_code=503, reply="busy",
+                                    at=base + timedelta(seconds=i)))
+        last = "undelivered" if i % 3 == 0 else "delivered"
+        out.append(delivery_receipt(dispatch, attempt=2, outcome=last, status_code=503 if i % 3 == 0 else 200,
+                                    at=base + timedelta(seconds=i, minutes=40)))
+    return out
 
 
 def scenario(n_incidents: int) -> list[RoutedIncident | RoutedAlert | StatusUpdate]:

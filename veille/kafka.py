@@ -205,13 +205,21 @@ def produce_and_confirm(producer: Producer, outputs: Iterable[tuple[int, Output]
 # --------------------------------------------------------------------------- consumer lag
 
 
-def committed_lag(consumer: Consumer, partitions: Sequence[TopicPartition], timeout: float) -> Lag:
+def committed_lag(consumer: Consumer, partitions: Sequence[TopicPartition], timeout: float,
+                  fetching: bool = False) -> Lag:
     """End offsets minus the group's *committed* offsets, asked of the broker: while a
     component cannot make progress nothing is committed, so its backlog shows (the
-    consumer's own position would not). Raises ``KafkaException``."""
+    consumer's own position would not). Raises ``KafkaException``.
+
+    ``fetching``: the consumer is fetching these partitions, so the end offsets its fetch
+    responses carry are fresh: they are used, and the broker asked only for those not known
+    yet. Asking it costs a round trip queued behind the connection's fetch long-poll (up to
+    ``fetch.wait.max.ms``, 500 ms) per partition; a paused consumer has none in flight."""
     out: Lag = {}
     for tp in consumer.committed(list(partitions), timeout=timeout):
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        low, high = consumer.get_watermark_offsets(tp, cached=True) if fetching else (-1, -1)
+        if high < 0 or (tp.offset < 0 and low < 0):
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
         out[(tp.topic, tp.partition)] = max(0, high - (tp.offset if tp.offset >= 0 else low))
     return out
 

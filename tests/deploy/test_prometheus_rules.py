@@ -18,6 +18,7 @@ import yaml
 from paths import ROOT
 from prometheus_client import REGISTRY
 
+import veille.deliver.metrics
 import veille.producers.metrics
 import veille.schemas.registry
 import veille.sinks.metrics
@@ -31,7 +32,8 @@ README = ROOT / "deploy" / "README.md"
 REQUIRED_ALERTS = {"ConsumerLagHigh", "DeadLetterRateHigh", "UnroutableRateHigh", "SinkStalled",
                    "SourceQuarantined",
                    "SchemaRegistryUnreachable",
-                   "ProducerDeliveryFailures", "TargetDown"}
+                   "ProducerDeliveryFailures", "TargetDown",
+                   "DispatchUndelivered", "WebhookDisabled"}
 
 
 def _promtool() -> str:

@@ -1,7 +1,8 @@
 """The console in a real headless Chromium, on a running sink (real broker, real chDB) holding
 known data: the map shows every municipality, the numbers equal the store's (/indicators),
 a filter change updates them and the URL, export.csv has exactly the filtered rows, the annual
-report suppresses counts below 5, the browser logs no error. Screenshots: test-artifacts/."""
+report suppresses counts below 5, each body's deliveries show with the undelivered first, the
+browser logs no error. Screenshots: test-artifacts/."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 import pytest
-from browser_helpers import ConsoleErrors, axe_violations, launch_browser, screenshot
+from browser_helpers import SCREENSHOTS, ConsoleErrors, axe_violations, launch_browser, screenshot
 from confluent_kafka import Producer
-from console_data import COUNTS, Known, dataset, selected
+from console_data import COUNTS, DELIVERY, DELIVERY_ORDER, Known, dataset, receipts, selected
 from hub_helpers import HubProcess, hub_settings, wait_for
 
 from veille.territory import load_territory
@@ -38,6 +39,7 @@ class Hub:
     known: list[Known]
     start: date
     end: date
+    deliveries: dict[tuple[str, str, str], str]  # (agency, dispatch id, method) -> state now
 
     def console(self, **params: str) -> str:
         query = {"from": self.start.isoformat(), "to": self.end.isoformat(), **params}
@@ -48,21 +50,27 @@ class Hub:
 def hub(kafka: KafkaFixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     settings = hub_settings(kafka.settings, tmp_path_factory.mktemp("console"), sink_batch_seconds=0.2)
     known, updates, alert = dataset()
+    sent, states = receipts(known)
     sink = HubProcess(settings, "sink", "run", "--port", "0").start()
     try:
         url = sink.info("sink.json")["url"]
         producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True, "acks": "all"})
+        topics = Topics(settings.topic_prefix)
         for record in [*(k.incident for k in known), *updates, alert]:
-            producer.produce(Topics(settings.topic_prefix).routed, value=record.encode())
+            producer.produce(topics.routed, value=record.encode())
+        # What `veille deliver run` publishes: one receipt per attempt, keyed by the dispatch id.
+        for receipt in sent:
+            producer.produce(topics.delivery, key=str(receipt.dispatch_id).encode(), value=receipt.encode())
         assert producer.flush(30) == 0
 
         def stored() -> bool:
             s = httpx.get(f"{url}/stats", timeout=30).json()
-            return (s["incidents"], s["status_events"], s["alerts"]) == (len(known), len(updates), 1)
+            return (s["incidents"], s["status_events"], s["alerts"], s["delivery_receipts"]) \
+                == (len(known), len(updates), 1, len(sent))
 
         wait_for(stored, 90, "the sink to store the known data")
         today = datetime.now(UTC).date()
-        yield Hub(url, known, today - timedelta(days=5), today + timedelta(days=2))
+        yield Hub(url, known, today - timedelta(days=5), today + timedelta(days=2), states)
     finally:
         assert sink.stop() == 0, sink.log()
 
@@ -153,6 +161,65 @@ def test_map_and_numbers_equal_the_store(hub: Hub, browser: Any) -> None:
         assert page.locator("#chart-category .uplot").count() == 1
         assert page.locator("#chart-channel .uplot").count() == 1
         screenshot(page, "console-overview")
+        assert axe_violations(page) == []
+        assert errors.messages == [] and failed == []
+    finally:
+        page.close()
+
+
+def test_each_body_shows_its_deliveries_the_undelivered_first(hub: Hub, browser: Any) -> None:
+    territory = load_territory()
+    page, errors, failed = open_page(browser, hub.console())
+    try:
+        ind = indicators(hub, sorted(territory.municipalities))["delivery"]
+        undelivered = sum(st == "undelivered" for st in hub.deliveries.values())
+        assert number(page.text_content("#kpi-undelivered")) == undelivered == 1
+        sections = page.locator("#delivery-bodies section.delivery-body")
+        # A section per body with a push method; the one with an undelivered dispatch first, then
+        # the failing ones (the oldest first).
+        assert tuple(sections.evaluate_all("s => s.map(e => e.dataset.agency)")) == DELIVERY_ORDER
+        for agency, (method, _trouble) in DELIVERY.items():
+            section = page.locator(f"section.delivery-body[data-agency='{agency}']")
+            name = territory.agencies[agency].name
+            assert (section.locator("h3").text_content() or "").startswith(name)
+            mine = [st for (a, _, _), st in hub.deliveries.items() if a == agency]
+            # transmis / en attente / en échec depuis …, equal to the store's indicator.
+            (row,) = [r for r in ind["by_agency_method"] if r["agency_id"] == agency]
+            assert number(section.locator(".delivery-summary .delivered").text_content().split(":")[1]) \
+                == mine.count("delivered") == row["delivered"]
+            assert number(section.locator(".delivery-summary .pending").text_content().split(":")[1]) \
+                == mine.count("pending") == row["pending"]
+            failing = section.locator(".delivery-summary .failing").text_content()
+            assert failing is not None
+            assert number(failing.split(":")[1].split("depuis")[0]) == row["failed"] + row["disabled"] \
+                + row["undelivered"] == sum(mine.count(s) for s in ("failed", "disabled", "undelivered"))
+            assert ("depuis" in failing) == (row["failing_since"] is not None)
+            methods = table(page, f"section.delivery-body[data-agency='{agency}'] table.delivery-methods",
+                            "method")
+            assert list(methods) == [method]
+            assert number(methods[method]["dispatches"]) == len(mine) == row["dispatches"]
+            stuck = section.locator("table.delivery-stuck tbody tr")
+            states = stuck.evaluate_all("rs => rs.map(r => [r.dataset.dispatch, r.dataset.state])")
+            assert [tuple(s) for s in states] == [(d, st) for (a, d, _), st in hub.deliveries.items()
+                                                  if a == agency and st != "delivered"]
+        # The undelivered dispatch: how long, which method, the last reply.
+        first = page.locator("section.delivery-body").first
+        assert "non remis depuis" in (first.locator("h3 .badge").text_content() or "")
+        row_cells = first.locator("table.delivery-stuck tbody tr[data-state=undelivered] td")
+        cells = row_cells.evaluate_all("cs => Object.fromEntries(cs.map(c => [c.className, c.textContent]))")
+        assert cells["method"] == "Webhook" and cells["state"] == "Non remis" and cells["attempts"] == "3"
+        assert cells["reply"] == "503 Service Unavailable" and cells["since"].endswith(("h", "j", "min"))
+        # Another agency filter: that body's section only.
+        page.select_option("#f-agency", "pm-35401")
+        page.wait_for_function("(document.body.dataset.ready || '').includes('agency')")
+        assert page.locator("section.delivery-body").evaluate_all("s => s.map(e => e.dataset.agency)") \
+            == ["pm-35401"]
+        page.select_option("#f-agency", "")
+        page.wait_for_function("!(document.body.dataset.ready || 'agency').includes('agency')")
+        delivery = page.locator("section[aria-labelledby=h-delivery]")
+        delivery.scroll_into_view_if_needed()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        delivery.screenshot(path=str(SCREENSHOTS / "console-delivery.png"))
         assert axe_violations(page) == []
         assert errors.messages == [] and failed == []
     finally:

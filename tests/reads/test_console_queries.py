@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from console_data import dataset, routed_alert, selected
+from console_data import DELIVERY, DELIVERY_ORDER, dataset, receipts, routed_alert, selected
 from pydantic import ValidationError
 from sink_helpers import chdb_store
 
@@ -50,6 +50,7 @@ def test_builders_bind_every_value_and_hide_exact_positions() -> None:
     munis = ["35401", "35402"]
     builders = [queries.by_municipality_sql, queries.grid_sql, queries.cross_boundary_sql,
                 queries.alerts_sql, queries.export_sql, queries.response_times_sql,
+                queries.delivery_sql, queries.delivery_stuck_sql,
                 lambda db, f, m: queries.daily_sql(db, f, m, "channel")]
     for build in builders:
         sql, params = build("vdb", f, munis)
@@ -74,6 +75,7 @@ def test_report_suppression_rules() -> None:
     assert shown_share(2, 10) == "n.d." and shown_share(8, 10) == "n.d." and shown_share(5, 10) == "50\u00a0%"
     assert shown_duration(600.0, 4) == "n.d." and shown_duration(600.0, 5) == "10\u00a0min"
     assert shown_duration(5400.0, 9) == "1,5\u00a0h" and shown_duration(None, 9) == "n.d."
+    assert shown_duration(2.4, 9) == "2\u00a0s" and shown_duration(0.4, 9) == "< 1\u00a0s"
 
 
 def test_csv_has_a_bom_semicolons_and_french_headers() -> None:
@@ -125,7 +127,8 @@ def test_access_middleware_answers(tmp_path: Path) -> None:
 def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
     territory = load_territory()
     known, updates, alert = dataset(TODAY)
-    records = [*(k.incident for k in known), *updates, alert]
+    sent, states = receipts(known)
+    records = [*(k.incident for k in known), *updates, alert, *sent]
     f_all = ConsoleFilter(start=date(2026, 3, 1), end=date(2026, 3, 12))
     with chdb_store(tmp_path / "chdb") as store:
         for table, rows in to_rows(records, known[0].incident.routed_at).items():
@@ -137,6 +140,8 @@ def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
         by_agency = export_rows(store, territory, f_all.model_copy(update={"agency": "syndicat-eaux-veille"}))
         report = build_report(store, territory, "35401", 2026)
         small = build_report(store, territory, "35405", 2026)
+        police = build_view(store, territory, f_all.model_copy(update={"agency": "pm-35401"}),
+                            now=datetime(2026, 3, 11, tzinfo=UTC))
     assert view["total"] == len(known)
     resolved = len(selected(known, status="resolved"))
     assert resolved and view["handled"] == {"last_7_days": resolved, "previous_7_days": 0}
@@ -154,6 +159,36 @@ def test_view_export_and_report_on_a_real_store(tmp_path: Path) -> None:
                                                                                  status="open")}
     assert {r["id"] for r in by_agency} == {str(k.incident.id) for k in selected(known, category="flood")}
     assert report["total"] == "12" and small["total"] == "< 5" and small["by_month"][2] == "< 5"
+
+    # Delivery: one section per body with a push method, the undelivered first, then the failing.
+    bodies = view["delivery"]["bodies"]
+    assert tuple(b["agency_id"] for b in bodies) == DELIVERY_ORDER
+    for b in bodies:
+        mine = [st for (agency, _, _), st in states.items() if agency == b["agency_id"]]
+        assert (b["delivered"], b["pending"], b["failing"], b["undelivered"]) == (
+            mine.count("delivered"), mine.count("pending"),
+            sum(mine.count(s) for s in ("failed", "disabled", "undelivered")), mine.count("undelivered"))
+        (row,) = b["methods"]
+        assert row["method"] == DELIVERY[b["agency_id"]][0] and row["dispatches"] == len(mine)
+        # The deliveries not accepted, with their state, attempts and last answer.
+        assert [(s["dispatch_id"], s["state"]) for s in b["stuck"]] == [
+            (d, st) for (a, d, _), st in states.items() if a == b["agency_id"] and st != "delivered"]
+    syndicat = bodies[0]
+    assert syndicat["undelivered"] == 1 and syndicat["undelivered_since"] == syndicat["failing_since"]
+    (stuck,) = syndicat["stuck"]
+    assert (stuck["attempts"], stuck["last_code"], stuck["last_reply"]) == (3, 503, "Service Unavailable")
+    head = stuck["dispatch_id"].upper()
+    assert stuck["ref"] == f"{head[:4]}-{head[4:8]}"  # as the e-mails' "réf."
+    assert bodies[-1]["failing_since"] is None and bodies[-1]["stuck"][0]["state"] == "pending"
+    # The agency filter keeps that body only.
+    assert [b["agency_id"] for b in police["delivery"]["bodies"]] == ["pm-35401"]
+    # The report: per body and method serving the town, all their deliveries (a receipt names no
+    # town), small counts suppressed. Every delivery took 0.4 s (its one accepted attempt).
+    name = {a: territory.agencies[a].name for a in DELIVERY}
+    assert report["delivery"] == [
+        (name["pm-35401"], "open311", "8", "< 1\u00a0s", "< 5"),
+        (name["sdis35"], "email", "6", "< 1\u00a0s", "< 5"),
+        (name["syndicat-eaux-veille"], "webhook", "6", "< 1\u00a0s", "< 5")]
 
 
 def test_ops_increments_count_a_new_reason_from_zero_and_survive_restarts() -> None:

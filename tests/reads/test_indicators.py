@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from sink_helpers import chdb_store, now_ms, routed_alert, routed_incident, status_update, today_cell
+from sink_helpers import (
+    chdb_store,
+    delivery_receipt,
+    now_ms,
+    routed_alert,
+    routed_incident,
+    status_update,
+    today_cell,
+)
 
+from veille.reads import delivery
 from veille.reads.indicators import (
     Cell,
     alerts_sql,
@@ -51,6 +60,14 @@ def test_sql_builders_bind_parameters_and_read_replay_proof_sources() -> None:
     assert "incidents FINAL" in response_times_sql("vdb", cell)[0]
     assert "dispatches FINAL" in open_incidents_sql("vdb", cell)[0]
     assert "status = 'Actual'" in alerts_sql("vdb", cell)[0]
+    for build in (delivery.by_agency_method_sql, delivery.oldest_undelivered_sql):
+        sql, params = build("vdb", cell)
+        assert params == cell.params() and "35401" not in sql
+        assert "vdb.delivery_receipts FINAL" in sql and "vdb.dispatches FINAL" in sql
+    # The console's agency filter is a bound parameter too.
+    where = delivery.selection("vdb", "{agency:String} = '' OR agency_id = {agency:String}")
+    assert "{agency:String}" in delivery.stuck_select("vdb", where) and "LIMIT 20 BY agency_id" in \
+        delivery.stuck_select("vdb", where)
 
 
 def test_indicators_values(tmp_path: Path) -> None:
@@ -69,6 +86,10 @@ def test_indicators_values(tmp_path: Path) -> None:
         status_update(c, "reopened", 100),
         routed_alert(1, ["35401", "35402"]), routed_alert(2, ["35401"]),
         routed_alert(3, ["35401"], status="Exercise"),
+        # sdis35's webhook: one dispatch delivered at the second attempt, one refused (failed).
+        delivery_receipt(a.id, outcome="retry", status_code=503, at=base, latency_ms=1000),
+        delivery_receipt(a.id, attempt=2, at=base + timedelta(seconds=4), latency_ms=1000),
+        delivery_receipt(c.id, outcome="failed", status_code=400, reply="Bad Request", at=base),
     ]
     cell = Cell(municipalities=["35401", "35402"], start=today_cell().start, end=today_cell().end)
     with chdb_store(tmp_path / "chdb") as store:
@@ -105,9 +126,17 @@ def test_indicators_values(tmp_path: Path) -> None:
         {"agency_id": "sdis35", "dispatched": 3, "open": 2},
     ]
     assert ind["alerts"]["total_by_municipality"] == {"35401": 2, "35402": 1}
+    (webhook,) = ind["delivery"]["by_agency_method"]
+    # a: first attempt started 1 s before `base`, delivered at base + 4 s -> 5 s.
+    assert webhook | {"failing_since": None} == {
+        "agency_id": "sdis35", "method": "webhook", "dispatches": 2, "delivered": 1, "pending": 0,
+        "failed": 1, "disabled": 0, "undelivered": 0, "delivery_p50_s": 5.0, "delivery_p90_s": 5.0,
+        "failing_since": None, "undelivered_since": None}
+    assert webhook["failing_since"] is not None and ind["delivery"]["oldest_undelivered"] == []
     json.dumps(ind)  # JSON-able
 
     text = render_text(ind)
     assert "Monitoring cell 35401, 35402" in text and "66.7%" in text and "sdis35" in text
+    assert "Delivery to the bodies" in text and "Oldest undelivered dispatch per agency" in text
     assert empty["reports"]["total"] == 0 and empty["cross_boundary"]["share"] is None
     assert "(none)" in render_text(empty)

@@ -27,10 +27,26 @@ Alerts (sender/identifier, status, severity, affected municipalities, sent):
   a1 Actual Severe [35401, 35402] D 08:00 (stored twice: replay), dispatch cross-boundary
   a2 Actual Moderate [35401] D+1 09:00;  a3 Exercise [35401] D;  a4 Actual [35403] D
   a5 Actual Severe [35402] D+2 09:00 (outside the period)
+Delivery receipts (dispatch, agency, method: attempts as "end of attempt (latency) outcome"):
+  d1 i1 sdis35 webhook   10:00:03 (1 s) retry 503;  10:00:32 (0.5 s) delivered        -> 30 s
+  d1 i1 sdis35 email     10:00:04 (1 s) failed 550;  10:35:00 (1 s) undelivered 550
+  d2 i2 sdis35 webhook   11:00:02.5 (0.5 s) delivered (stored twice)                  -> 0.5 s
+  d3 i7 sdis35 webhook   14:00:04 (2 s) retry;  14:02:02 (1 s) delivered;  14:05:00 retry 503
+                                                                                       -> 120 s
+  d4 i1 mairie webhook   10:00:03 (1 s) delivered                                     -> 1 s
+  d4 i1 mairie email     10:00:10 (10 s) retry 451;  10:05:00 retry 451;  10:40:00 undelivered 451
+  d5 i2 syndicat webhook 11:00:03 (1 s) disabled 410
+  d6 a1 syndicat webhook 08:00:03 (1 s) failed 400;  08:05:03 (1 s) failed 400
+  d7 i3 pm-35401 open311 12:00:13 (10 s) retry (timeout)
+  d8 i4 pm-35402 email   D+1 00:30:04 (1 s) delivered 250                             -> 1 s
+  d9 i6 syndicat webhook 10:00:03 (1 s) delivered (an incident of 35403)              -> 1 s
+  d10 pm-plessis-tremel webhook D 10:00 undelivered (a body of no event of the cell)
+  d11 i5 mairie email    D+2 09:00:04 (1 s) delivered (first attempt after the period)
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +57,14 @@ from paths import ROOT
 from sink_helpers import chdb_store, routed_incident, status_update
 
 from veille.reads.indicators import Cell, compute
-from veille.schemas.models import DeadLetter, DispatchTarget, RoutedAlert, RoutedIncident, StatusUpdate
+from veille.schemas.models import (
+    DeadLetter,
+    DeliveryReceipt,
+    DispatchTarget,
+    RoutedAlert,
+    RoutedIncident,
+    StatusUpdate,
+)
 from veille.sinks.rows import to_rows
 from veille.sinks.store import ChdbStore
 
@@ -106,6 +129,46 @@ ALERTS = [A1, alert("a2", "Actual", "Moderate", ["35401"], at(D1, 9)),
 CELL = Cell(municipalities=["35401", "35402"], start=D, end=D2)
 
 
+def dispatch(n: int) -> uuid.UUID:
+    return uuid.UUID(f"00000000-0000-4000-8000-{n:012d}")
+
+
+def receipt(n: int, agency: str, method: str, attempt: int, end: datetime, latency_ms: int, outcome: str,
+            code: int | None = None, reply: str | None = None) -> DeliveryReceipt:
+    return DeliveryReceipt(dispatch_id=dispatch(n), agency_id=agency, method=method, attempt=attempt,
+                           outcome=outcome, status_code=code, reply=reply, latency_ms=latency_ms, at=end)
+
+
+def sec(day: date, hour: int, minute: int, second: float) -> datetime:
+    return at(day, hour, minute) + timedelta(seconds=second)
+
+
+MAILBOX = "5.1.1 mailbox unavailable"
+D2_RECEIPT = receipt(2, "sdis35", "webhook", 1, sec(D, 11, 0, 2.5), 500, "delivered", 200)
+RECEIPTS = [
+    receipt(1, "sdis35", "webhook", 1, sec(D, 10, 0, 3), 1000, "retry", 503, "Service Unavailable"),
+    receipt(1, "sdis35", "webhook", 2, sec(D, 10, 0, 32), 500, "delivered", 200),
+    receipt(1, "sdis35", "email", 1, sec(D, 10, 0, 4), 1000, "failed", 550, MAILBOX),
+    receipt(1, "sdis35", "email", 2, sec(D, 10, 35, 0), 1000, "undelivered", 550, MAILBOX),
+    D2_RECEIPT,
+    receipt(3, "sdis35", "webhook", 1, sec(D, 14, 0, 4), 2000, "retry", None, "timeout"),
+    receipt(3, "sdis35", "webhook", 2, sec(D, 14, 2, 2), 1000, "delivered", 200),
+    receipt(3, "sdis35", "webhook", 3, sec(D, 14, 5, 0), 1000, "retry", 503),
+    receipt(4, "mairie-35401", "webhook", 1, sec(D, 10, 0, 3), 1000, "delivered", 204),
+    receipt(4, "mairie-35401", "email", 1, sec(D, 10, 0, 10), 10_000, "retry", 451, "4.7.1 greylisted"),
+    receipt(4, "mairie-35401", "email", 2, sec(D, 10, 5, 0), 1000, "retry", 451, "4.7.1 greylisted"),
+    receipt(4, "mairie-35401", "email", 3, sec(D, 10, 40, 0), 1000, "undelivered", 451, "4.7.1 greylisted"),
+    receipt(5, "syndicat-eaux-veille", "webhook", 1, sec(D, 11, 0, 3), 1000, "disabled", 410, "Gone"),
+    receipt(6, "syndicat-eaux-veille", "webhook", 1, sec(D, 8, 0, 3), 1000, "failed", 400, "Bad Request"),
+    receipt(6, "syndicat-eaux-veille", "webhook", 2, sec(D, 8, 5, 3), 1000, "failed", 400, "Bad Request"),
+    receipt(7, "pm-35401", "open311", 1, sec(D, 12, 0, 13), 10_000, "retry", None, "timeout after 10 s"),
+    receipt(8, "pm-35402", "email", 1, sec(D1, 0, 30, 4), 1000, "delivered", 250, "2.0.0 Ok: queued"),
+    receipt(9, "syndicat-eaux-veille", "webhook", 1, sec(D, 10, 0, 3), 1000, "delivered", 200),
+    receipt(10, "pm-plessis-tremel", "webhook", 1, sec(D, 10, 0, 0), 1000, "undelivered", 500),
+    receipt(11, "mairie-35401", "email", 1, sec(D2, 9, 0, 4), 1000, "delivered", 250),
+]
+
+
 def insert(store: ChdbStore, records: list[Any], token: str) -> None:
     for table, rows in to_rows(records, datetime.now(UTC)).items():
         if rows.num_rows:
@@ -116,10 +179,10 @@ def insert(store: ChdbStore, records: list[Any], token: str) -> None:
 def indicators(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # Computed, then the store is closed: chDB opens one store path per process at a time.
     with chdb_store(tmp_path_factory.mktemp("doc") / "chdb") as store:
-        insert(store, [I1, I2, I3, I4, I5, I6, I7, *STATUS, *ALERTS], "batch-1")
-        # Re-sent events: the same i1 and a1 replayed under another batch token, and i1
-        # re-routed later (a restarted router routes it again: same id, later routed_at).
-        insert(store, [I1, A1], "batch-2")
+        insert(store, [I1, I2, I3, I4, I5, I6, I7, *STATUS, *ALERTS, *RECEIPTS], "batch-1")
+        # Re-sent events: the same i1, a1 and one receipt replayed under another batch token, and
+        # i1 re-routed later (a restarted router routes it again: same id, later routed_at).
+        insert(store, [I1, A1, D2_RECEIPT], "batch-2")
         insert(store, [I1.model_copy(update={"routed_at": I1.routed_at + timedelta(minutes=3)})], "batch-3")
         one_day = compute(store, Cell(municipalities=["35401", "35402"], start=D, end=D1))
         return {"cell": compute(store, CELL), "one_day": one_day}
@@ -128,10 +191,10 @@ def indicators(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_the_document_exists_and_names_every_indicator() -> None:
     text = DOC.read_text()
     for heading in ("Reports", "Cross-boundary share", "Time to acknowledge and to resolve",
-                    "Open incidents", "Alerts per municipality"):
+                    "Open incidents", "Alerts per municipality", "Delivery to the bodies", "Delivery time"):
         assert f"## {heading}" in text, heading
     for source in ("reports_daily", "dispatch_daily", "incident_lifecycle", "incidents FINAL",
-                   "dispatches FINAL", "alerts_daily"):
+                   "dispatches FINAL", "alerts_daily", "delivery_receipts FINAL"):
         assert source in text, source
 
 
@@ -221,6 +284,68 @@ def test_alerts_per_municipality(indicators: dict[str, Any]) -> None:
         {"municipality": "35401", "severity": "Severe", "alerts": 1},
         {"municipality": "35402", "severity": "Severe", "alerts": 1},
     ]
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def test_delivery_to_the_bodies(indicators: dict[str, Any]) -> None:
+    rows = {(r["agency_id"], r["method"]): r for r in indicators["cell"]["delivery"]["by_agency_method"]}
+    # Bodies of the cell's events (i1 i2 i3 i4 i7, a1): pm-plessis-tremel (d10) is none of them;
+    # d11 was first tried after the period. Per (dispatch, method) pair, the state now.
+    assert sorted(rows) == [("mairie-35401", "email"), ("mairie-35401", "webhook"), ("pm-35401", "open311"),
+                            ("pm-35402", "email"), ("sdis35", "email"), ("sdis35", "webhook"),
+                            ("syndicat-eaux-veille", "webhook")]
+
+    def states(key: tuple[str, str]) -> tuple[int, ...]:
+        r = rows[key]
+        return r["dispatches"], r["delivered"], r["pending"], r["failed"], r["disabled"], r["undelivered"]
+
+    # sdis35 webhook: d1 delivered at its 2nd attempt, d2 (stored twice: once), d3 delivered at
+    # its 2nd attempt (a later retry does not undo it) -> 3 dispatches, 3 delivered.
+    assert states(("sdis35", "webhook")) == (3, 3, 0, 0, 0, 0)
+    assert states(("sdis35", "email")) == (1, 0, 0, 0, 0, 1)  # d1: latest attempt undelivered
+    assert states(("mairie-35401", "webhook")) == (1, 1, 0, 0, 0, 0)  # d4
+    assert states(("mairie-35401", "email")) == (1, 0, 0, 0, 0, 1)  # d4: retried, then undelivered
+    assert states(("pm-35401", "open311")) == (1, 0, 1, 0, 0, 0)  # d7: being retried
+    # d4's webhook arrived but not its e-mail: each method counts on its own.
+    # syndicat: d9 delivered (an incident of 35403: a receipt does not name its event), d6
+    # failed twice, d5 answered 410 -> 3 dispatches: 1 delivered, 1 failed, 1 disabled.
+    assert states(("syndicat-eaux-veille", "webhook")) == (3, 1, 0, 1, 1, 0)
+    # Failing since: the first attempt of the oldest failed, disabled or undelivered pair:
+    # d6 started at 08:00:02 (ended 08:00:03 after 1 s); d5 at 11:00:02.
+    assert rows[("syndicat-eaux-veille", "webhook")]["failing_since"] == iso(sec(D, 8, 0, 2))
+    assert rows[("syndicat-eaux-veille", "webhook")]["undelivered_since"] is None
+    # d4's e-mail started at 10:00:00 (its first attempt ended at 10:00:10 after 10 s).
+    assert rows[("mairie-35401", "email")]["undelivered_since"] == iso(sec(D, 10, 0, 0))
+    assert rows[("sdis35", "webhook")]["failing_since"] is None
+    # Oldest undelivered per body, the oldest first: the mairie's d4 e-mail (10:00:00), then
+    # sdis35's d1 e-mail (first attempt 10:00:03).
+    assert indicators["cell"]["delivery"]["oldest_undelivered"] == [
+        {"agency_id": "mairie-35401", "undelivered": 1, "since": iso(sec(D, 10, 0, 0)),
+         "dispatch_id": str(dispatch(4)), "method": "email"},
+        {"agency_id": "sdis35", "undelivered": 1, "since": iso(sec(D, 10, 0, 3)),
+         "dispatch_id": str(dispatch(1)), "method": "email"}]
+    # Local days: i4 (D+1 00:30 Paris) is not an event of day D, so pm-35402 is not a body of the
+    # one-day cell, and d8 (first attempt D+1 00:30:03 Paris = D 23:30 UTC) not a delivery of it.
+    one_day = {(r["agency_id"], r["method"]) for r in indicators["one_day"]["delivery"]["by_agency_method"]}
+    assert one_day == set(rows) - {("pm-35402", "email")}
+
+
+def test_delivery_time(indicators: dict[str, Any]) -> None:
+    rows = {(r["agency_id"], r["method"]): r for r in indicators["cell"]["delivery"]["by_agency_method"]}
+    # From the start of the first attempt (end minus latency) to the end of the first accepted one:
+    # d1 10:00:02 -> 10:00:32 = 30 s; d2 11:00:02 -> 11:00:02.5 = 0.5 s; d3 14:00:02 -> 14:02:02 =
+    # 120 s. Sorted [0.5, 30, 120]: p50 = index floor(0.5*3) = 1 -> 30 s, p90 = index 2 -> 120 s.
+    sdis = rows[("sdis35", "webhook")]
+    assert (sdis["delivery_p50_s"], sdis["delivery_p90_s"]) == (30.0, 120.0)
+    # d4 webhook 10:00:02 -> 10:00:03 = 1 s; d8 1 s; d9 1 s (the syndicate's only delivery).
+    for key in (("mairie-35401", "webhook"), ("pm-35402", "email"), ("syndicat-eaux-veille", "webhook")):
+        assert (rows[key]["delivery_p50_s"], rows[key]["delivery_p90_s"]) == (1.0, 1.0), key
+    # Nothing delivered, no time.
+    assert rows[("mairie-35401", "email")]["delivery_p50_s"] is None
+    assert rows[("pm-35401", "open311")]["delivery_p90_s"] is None
 
 
 def test_dead_letters_and_unroutable_events_never_reach_the_store() -> None:

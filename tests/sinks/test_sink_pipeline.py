@@ -25,6 +25,7 @@ from sink_helpers import (
     chdb_store,
     counts,
     final_counts,
+    receipts,
     routed_incident,
     scenario,
     today_cell,
@@ -63,7 +64,8 @@ def env(kafka: KafkaFixture, tmp_path: Path) -> Iterator[SinkEnv]:
     })
     topics = Topics(settings.topic_prefix)
     ensure_topics(AdminClient(settings.kafka_client_config()),
-                  [TopicSpec(topics.routed, 3, 1), TopicSpec(topics.dead_letter, 1, 1)])
+                  [TopicSpec(topics.routed, 3, 1), TopicSpec(topics.delivery, 3, 1),
+                   TopicSpec(topics.dead_letter, 1, 1)])
     with chdb_store(settings.chdb_path) as store:
         yield SinkEnv(settings, topics, store)
 
@@ -151,6 +153,42 @@ def test_stop_mid_stream_restart_and_full_replay(env: SinkEnv) -> None:
 
     # A full replay of the topic (as after a crash before any commit), cut into other batches.
     replay = pipeline(env, batch_rows=70, group_id=f"{env.settings.topic_prefix}.replay")
+    replay.run(until=deadline(60), max_idle=2.0)
+    assert final_counts(env.store) == {t: expected[t] for t in EVENT_TABLES}
+    assert compute(env.store, today_cell()) == before
+
+
+def test_delivery_receipts_are_stored_beside_routed_records(env: SinkEnv) -> None:
+    """The sink reads <prefix>.delivery too: receipts in the same batches as routed records,
+    each topic's offsets committed after the write, a full replay doubling nothing."""
+    records = scenario(20)
+    sent = receipts(15)
+    produce(env.settings, env.topics.routed, [r.encode() for r in records])
+    produce(env.settings, env.topics.delivery, [r.encode() for r in sent])
+    # A routed record on the delivery topic is refused there, like any record on the wrong topic.
+    produce(env.settings, env.topics.delivery, [records[0].encode()])
+    wrong_before = metric("veille_sink_dead_lettered_total", {"reason": "wrong_record_type"})
+
+    p = pipeline(env)
+    assert p.topics == [env.topics.routed, env.topics.delivery]
+    stats = p.run(until=deadline(60), max_idle=2.0)
+
+    expected = expected_counts([*records, *sent])
+    assert expected["delivery_receipts"] == 30
+    assert final_counts(env.store) == {t: expected[t] for t in EVENT_TABLES}
+    assert {t: n for t, n in counts(env.store).items() if t in EVENT_TABLES} == \
+        {t: expected[t] for t in EVENT_TABLES}
+    assert stats.messages == len(records) + len(sent) + 1 and stats.dead_lettered == 1
+    assert metric("veille_sink_dead_lettered_total", {"reason": "wrong_record_type"}) - wrong_before == 1
+    for topic in (env.topics.routed, env.topics.delivery):
+        assert committed(env.settings, topic, p.group_id) == end_offsets(env.settings, topic), topic
+    assert metric("veille_sink_rows_written_total", {"table": "delivery_receipts"}) >= 30
+    before = compute(env.store, today_cell())
+    # 15 sdis35 webhook dispatches: every third undelivered (5), the others delivered after 40 min.
+    (webhook,) = before["delivery"]["by_agency_method"]
+    assert (webhook["dispatches"], webhook["delivered"], webhook["undelivered"]) == (15, 10, 5)
+
+    replay = pipeline(env, batch_rows=7, group_id=f"{env.settings.topic_prefix}.replay")
     replay.run(until=deadline(60), max_idle=2.0)
     assert final_counts(env.store) == {t: expected[t] for t in EVENT_TABLES}
     assert compute(env.store, today_cell()) == before

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from sink_helpers import routed_alert, routed_incident, status_update
+from sink_helpers import delivery_receipt, routed_alert, routed_incident, status_update
 
 from veille.kafka import Message
 from veille.schemas import codec
@@ -17,6 +17,7 @@ from veille.sinks.decode import decode
 from veille.sinks.rows import SCHEMAS, TABLES, plain_incident, to_rows, version_of
 from veille.sinks.steps import RetryPolicy
 from veille.sinks.store import ClickHouseStore, insert_settings, load_migrations
+from veille.topics import DELIVERY_TYPES
 
 
 def msg(value: bytes | None, offset: int = 0, partition: int = 0, key: bytes | None = b"k") -> Message:
@@ -111,6 +112,34 @@ def test_decode_routed_records_and_dead_letters() -> None:
     # fastavro checks a uuid string only when it reads with logical types; the plain path checks it.
     upper = decode(msg(codec.encode("RoutedIncident", inc.to_avro() | {"id": str(inc.id).upper()})))
     assert isinstance(upper, dict) and upper["id"] == str(inc.id)
+
+
+def test_delivery_receipts_become_rows_and_only_on_the_delivery_topic() -> None:
+    receipt = delivery_receipt(method="email", attempt=3, outcome="retry", status_code=451,
+                               reply="451 4.7.1 greylisted", latency_ms=830)
+    rows = to_rows([receipt, routed_incident(0)], receipt.at)
+    assert rows["delivery_receipts"].schema == SCHEMAS["delivery_receipts"]
+    assert rows["delivery_receipts"].to_pylist() == [{
+        "dispatch_id": str(receipt.dispatch_id), "agency_id": "sdis35", "method": "email", "attempt": 3,
+        "outcome": "retry", "status_code": 451, "reply": "451 4.7.1 greylisted", "latency_ms": 830,
+        "at": receipt.at, "stored_at": receipt.at}]
+    assert rows["incidents"].num_rows == 1
+    assert to_rows([delivery_receipt(status_code=None)], receipt.at)["delivery_receipts"] \
+        .column("status_code").to_pylist() == [None]
+
+    on_delivery = Message("t.delivery", 0, 4, b"k", receipt.encode())
+    assert decode(on_delivery, expect=DELIVERY_TYPES) == receipt
+    # Each topic carries its own records: a receipt on the routed topic, an incident on the
+    # delivery topic are refused, as any record published to the wrong topic.
+    wrong = decode(msg(receipt.encode()))
+    assert isinstance(wrong, DeadLetter) and wrong.reason == "wrong_record_type"
+    inc = routed_incident(1)
+    misplaced = decode(Message("t.delivery", 0, 5, b"k", inc.encode()), expect=DELIVERY_TYPES)
+    assert isinstance(misplaced, DeadLetter) and misplaced.reason == "wrong_record_type"
+    far = receipt.to_avro() | {"at": datetime(2999, 1, 1, tzinfo=UTC)}
+    far_msg = Message("t.delivery", 0, 6, b"k", codec.encode("DeliveryReceipt", far))
+    out = decode(far_msg, expect=DELIVERY_TYPES)
+    assert isinstance(out, DeadLetter) and out.reason == "out_of_range"
 
 
 def test_batch_ranges_tokens_and_commit_offsets() -> None:

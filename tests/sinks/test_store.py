@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sink_helpers import VIEW_TABLES, chdb_store, counts, final_counts, scenario, today_cell
+from sink_helpers import VIEW_TABLES, chdb_store, counts, final_counts, receipts, scenario, today_cell
 
 from veille.reads.indicators import compute
 from veille.schemas.models import Record
@@ -28,7 +28,8 @@ def test_migrations_idempotent_and_recorded(tmp_path: Path) -> None:
         assert [(r["version"], r["name"]) for r in recorded] == \
             [(m.version, m.name) for m in load_migrations()]
         tables = {r["name"] for r in store.query("SHOW TABLES FROM veille")}
-        assert {"incidents", "dispatches", "status_events", "alerts", *VIEW_TABLES} <= tables
+        assert {"incidents", "dispatches", "status_events", "alerts", "delivery_receipts",
+                *VIEW_TABLES} <= tables
         ttl = store.query("SELECT engine_full FROM system.tables "
                           "WHERE database = 'veille' AND name = 'incidents'")
         assert "TTL toDateTime(reported_at) + toIntervalDay(400)" in ttl[0]["engine_full"]
@@ -39,13 +40,17 @@ def test_migrations_idempotent_and_recorded(tmp_path: Path) -> None:
 
 
 def test_replayed_batch_doubles_nothing(tmp_path: Path) -> None:
-    records = scenario(30)
+    records = [*scenario(30), *receipts(6)]
     with chdb_store(tmp_path / "chdb") as store:
         insert_all(store, records, "t:0:0-99")
         first_counts = counts(store)
         first = compute(store, today_cell())
         assert first_counts["incidents"] == 30 and first_counts["dispatches"] == 62
+        assert first_counts["delivery_receipts"] == 12
         assert first["reports"]["total"] == 30
+        # 6 dispatches of sdis35 by webhook: 2 undelivered (the 1st and the 4th), 4 delivered.
+        (webhook,) = first["delivery"]["by_agency_method"]
+        assert (webhook["dispatches"], webhook["delivered"], webhook["undelivered"]) == (6, 4, 2)
 
         # The same batch again, same token (crash before the offset commit): skipped everywhere.
         insert_all(store, records, "t:0:0-99")

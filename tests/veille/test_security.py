@@ -68,6 +68,8 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     assert deliver_writes == {"v.delivery", "v.status"}
     # The routing records (no personal data): the sink, and the intake's Open311 read model.
     assert {g.user for g in plan if g.operation == "READ" and g.name == "v.routed"} == {"sink", "intake"}
+    # The delivery receipts (every attempt to push a dispatch to its body): the sink stores them.
+    assert "sink" in {g.user for g in plan if g.operation == "READ" and g.name == "v.delivery"}
     # Only the router sees the restricted dead letters' topic, and only to write.
     restricted = {(g.user, g.operation) for g in plan if g.name == "v.deadletter.restricted"}
     assert restricted == {("router", "WRITE"), ("router", "DESCRIBE")}

@@ -219,7 +219,7 @@ class StreamRunner:
         if self.lag is None or not self.assigned or not self.group:
             return
         try:
-            lags = committed_lag(self.consumer, self.assigned, timeout=5)
+            lags = committed_lag(self.consumer, self.assigned, timeout=5, fetching=not self._paused)
         except KafkaException:
             return
         for (topic, partition), lag in lags.items():

@@ -183,12 +183,10 @@ class DeliverStep:
         now = datetime.now(UTC)
         pending: dict[str, int] = dict.fromkeys(self.territory.agencies, 0)
         oldest: dict[str, float] = dict.fromkeys(self.territory.agencies, 0.0)
-        after = self.engine.undelivered.after.total_seconds()
         for job in self.jobs.values():
             pending[job.agency.id] += 1
             age = (now - job.routed_at).total_seconds()
-            if age >= after:
-                oldest[job.agency.id] = max(oldest[job.agency.id], age)
+            oldest[job.agency.id] = max(oldest[job.agency.id], age)
         for agency_id, n in pending.items():
             metrics.PENDING.labels(agency_id).set(n)
             metrics.OLDEST_UNDELIVERED.labels(agency_id).set(oldest[agency_id])

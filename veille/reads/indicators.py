@@ -2,7 +2,9 @@
 
 Each indicator of docs/indicators.md is defined here once, for the CLI (``veille indicators``), the
 HTTP API (/indicators), the annual report and the console; the console applies its filters to the
-same definitions (``response_times_select``, ``cross_boundary_select``, ``CLOSED_STATUSES``).
+same definitions (``response_times_select``, ``cross_boundary_select``, ``CLOSED_STATUSES``). The
+delivery indicators are ``veille.reads.delivery``'s, included in ``compute``; the cell itself and
+the helpers every indicator shares are in ``veille.reads.cell`` (re-exported here).
 SQL builders are pure (``(sql, params)``, tested without a store); ``compute`` runs them on
 any ``Store`` and returns a JSON-able dict; ``render_text`` prints it for humans.
 Days are local days (Europe/Paris), ``to`` is exclusive. Every read is replay-proof: the
@@ -11,67 +13,24 @@ daily views hold idempotent aggregates (uniqExact/min/argMax) and event tables a
 
 from __future__ import annotations
 
-import math
-import re
 from collections import defaultdict
-from collections.abc import Sequence
-from datetime import date
 from typing import Any
-from urllib.parse import parse_qs
 
-from pydantic import BaseModel, Field, field_validator, model_validator
-
-from veille.schemas.models import INSEE_PATTERN
+from veille.reads import delivery
+from veille.reads.cell import (
+    LOCAL_TZ,
+    Cell,
+    Query,
+    cell_selection,
+    insee_codes,
+    parse_cell,
+    quantile_seconds,
+    share,
+    text_table,
+)
 from veille.sinks.store import Store
 
-Query = tuple[str, dict[str, Any]]
 CLOSED_STATUSES = ("resolved", "rejected")
-LOCAL_TZ = "Europe/Paris"
-
-
-def insee_codes(value: list[str]) -> list[str]:
-    """A cell's municipalities: INSEE codes, each once, sorted (raises ValueError)."""
-    bad = [m for m in value if not re.match(INSEE_PATTERN, m)]
-    if bad:
-        raise ValueError(f"not INSEE codes: {bad}")
-    return sorted(set(value))
-
-
-class Cell(BaseModel):
-    """A monitoring cell and period, validated at the boundary (CLI, HTTP)."""
-
-    municipalities: list[str] = Field(min_length=1)
-    start: date
-    end: date
-
-    @field_validator("municipalities")
-    @classmethod
-    def _insee(cls, value: list[str]) -> list[str]:
-        return insee_codes(value)
-
-    @model_validator(mode="after")
-    def _period(self) -> Cell:
-        if self.end <= self.start:
-            raise ValueError("'to' must be after 'from'")
-        return self
-
-    def params(self) -> dict[str, Any]:
-        return {"munis": self.municipalities, "start": self.start, "end": self.end}
-
-
-def parse_cell(query: str) -> Cell:
-    """``municipalities=35001,35002&from=2026-01-01&to=2026-02-01`` → Cell (raises ValueError)."""
-    qs = parse_qs(query)
-
-    def one(name: str) -> str:
-        values = qs.get(name)
-        if not values:
-            raise ValueError(f"missing parameter {name!r}")
-        return values[-1]
-
-    munis = [m.strip() for v in qs.get("municipalities", []) for m in v.split(",") if m.strip()]
-    return Cell(municipalities=munis, start=date.fromisoformat(one("from")),
-                end=date.fromisoformat(one("to")))
 
 
 def reports_sql(db: str, cell: Cell) -> Query:
@@ -129,14 +88,6 @@ def cross_boundary_sql(db: str, cell: Cell) -> Query:
     SELECT agency_id, municipality, dispatches, cross_boundary FROM {db}.dispatch_daily
     WHERE has({{munis:Array(String)}}, municipality) AND day >= {{start:Date}} AND day < {{end:Date}}"""
                                  ), cell.params()
-
-
-def cell_selection() -> str:
-    """The incidents of a cell and period, or their dispatches: declared municipality in the cell,
-    reported on a local day of [from, to)."""
-    return ("has({munis:Array(String)}, municipality) "
-            f"AND toDate(reported_at, '{LOCAL_TZ}') >= {{start:Date}} "
-            f"AND toDate(reported_at, '{LOCAL_TZ}') < {{end:Date}}")
 
 
 def _cell_incidents(db: str) -> str:
@@ -210,24 +161,14 @@ GROUP BY municipality, severity
 ORDER BY municipality, severity""", cell.params())
 
 
-def share(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
-def _seconds(q: Sequence[float] | None, index: int, count: int) -> float | None:
-    if not count or not q:
-        return None
-    v = float(q[index])
-    return None if math.isnan(v) else round(v, 3)
-
-
 def response_times(row: dict[str, Any]) -> dict[str, Any]:
     """One agency's row of ``response_times_select``, in seconds (None without answers)."""
     acked, resolved = int(row["acknowledged"]), int(row["resolved"])
+    ack, res = row["ack_q"], row["resolve_q"]
     return {"agency_id": row["agency_id"], "incidents": int(row["incidents"]), "acknowledged": acked,
-            "ack_p50_s": _seconds(row["ack_q"], 0, acked), "ack_p90_s": _seconds(row["ack_q"], 1, acked),
-            "resolved": resolved, "resolve_p50_s": _seconds(row["resolve_q"], 0, resolved),
-            "resolve_p90_s": _seconds(row["resolve_q"], 1, resolved)}
+            "ack_p50_s": quantile_seconds(ack, 0, acked), "ack_p90_s": quantile_seconds(ack, 1, acked),
+            "resolved": resolved, "resolve_p50_s": quantile_seconds(res, 0, resolved),
+            "resolve_p90_s": quantile_seconds(res, 1, resolved)}
 
 
 def cross_boundary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -288,21 +229,8 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
             "total_by_municipality": dict(sorted(alerts_by_muni.items())),
             "rows": [{k: (int(v) if k == "alerts" else v) for k, v in r.items()} for r in alerts],
         },
+        "delivery": delivery.compute(store, cell),
     }
-
-
-def text_table(title: str, headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain-text table, as ``veille indicators`` prints them (shares as percentages)."""
-    cells = [[("-" if v is None else (f"{v:.1%}" if isinstance(v, float) and h.endswith("share")
-                                      else str(v))) for v, h in zip(r, headers, strict=True)]
-             for r in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [title, line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells] or []
-    if not cells:
-        out.append("(none)")
-    return "\n".join(out)
 
 
 def render_text(ind: dict[str, Any]) -> str:
@@ -336,6 +264,7 @@ def render_text(ind: dict[str, Any]) -> str:
                    [[r["agency_id"], r["dispatched"], r["open"]] for r in ind["open_incidents"]]),
         text_table("Alerts per municipality (Actual)", ["municipality", "severity", "alerts"],
                    [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
+        delivery.render_text(ind["delivery"]),
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -351,13 +280,21 @@ def totals(store: Store, with_ids: bool = False) -> dict[str, Any]:
         "GROUP BY agency_id, service ORDER BY agency_id, service")
     (status,) = store.query(f"SELECT count() AS rows FROM {db}.status_events FINAL")
     (alerts,) = store.query(f"SELECT count() AS rows FROM {db}.alerts FINAL")
+    (receipts,) = store.query(f"SELECT count() AS rows FROM {db}.delivery_receipts FINAL")
     out: dict[str, Any] = {
         "incidents": int(inc["rows"]), "incident_ids": int(inc["ids"]), "incident_rows_raw": int(raw["rows"]),
         "dispatches": sum(int(r["dispatches"]) for r in per_agency),
         "dispatches_by_agency": [{"agency_id": r["agency_id"], "service": r["service"],
                                   "dispatches": int(r["dispatches"])} for r in per_agency],
         "status_events": int(status["rows"]), "alerts": int(alerts["rows"]),
+        "delivery_receipts": int(receipts["rows"]),
     }
     if with_ids:
         out["ids"] = [str(r["id"]) for r in store.query(f"SELECT DISTINCT id FROM {db}.incidents")]
     return out
+
+
+__all__ = ["CLOSED_STATUSES", "LOCAL_TZ", "Cell", "Query", "alerts_sql", "cell_selection", "compute",
+           "cross_boundary", "cross_boundary_select", "cross_boundary_sql", "dispatch_states", "insee_codes",
+           "open_incidents_sql", "parse_cell", "render_text", "reports_by_month_sql", "reports_sql",
+           "response_times", "response_times_select", "response_times_sql", "share", "text_table", "totals"]

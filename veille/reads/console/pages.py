@@ -85,6 +85,7 @@ def console_html(territory: Territory) -> str:
       <div><dt>{e['kpi_overdue']}</dt><dd id="kpi-overdue">-</dd></div>
       <div><dt>{e['kpi_handled']}</dt><dd id="kpi-handled">-</dd></div>
       <div><dt>{e['kpi_alerts']}</dt><dd id="kpi-alerts">-</dd></div>
+      <div><dt>{e['kpi_undelivered']}</dt><dd id="kpi-undelivered">-</dd></div>
     </dl></section>
   <section aria-labelledby="h-map"><h2 id="h-map">{e['map']}</h2>
     <label for="map-indicator">{e['map_indicator']}</label>
@@ -123,6 +124,10 @@ def console_html(territory: Territory) -> str:
       <th scope="col">{e['col_not_acknowledged']}</th><th scope="col">{e['col_acknowledged_late']}</th>
       <th scope="col">{e['col_open_overdue']}</th><th scope="col">{e['col_open_over_3x']}</th>
       <th scope="col">{e['col_resolved_late']}</th></tr></thead><tbody></tbody></table></section>
+  <section aria-labelledby="h-delivery" tabindex="0"><h2 id="h-delivery">{e['delivery']}</h2>
+    <p class="hint">{e['delivery_hint']}</p>
+    <div id="delivery-bodies"></div>
+    <p id="delivery-none" hidden>{e['delivery_none']}</p></section>
   <section aria-labelledby="h-alerts"><h2 id="h-alerts">{e['alerts']}</h2>
     <table id="alert-table"><thead><tr><th scope="col">{e['col_sent']}</th>
       <th scope="col">{e['col_event']}</th>
@@ -180,6 +185,11 @@ def report_html(data: dict[str, Any]) -> str:
 <h2>{escape(t['report_response'])}</h2>
 {_table(t['report_response'], [t['col_agency'], t['col_acknowledged'], t['col_ack_p50'], t['col_resolved'],
                                t['col_resolve_p50']], data['response_times'], "report-response")}
+<h2>{escape(t['report_delivery'])}</h2>
+<p>{escape(t['report_delivery_intro'])}</p>
+{_table(t['report_delivery'], [t['col_agency'], t['col_method'], t['col_delivered'], t['col_delivery_p50'],
+                               t['col_undelivered']],
+        [(a, t.get(f"method_{m}", m), *rest) for a, m, *rest in data['delivery']], "report-delivery")}
 </main></body></html>"""
 
 

@@ -4,8 +4,9 @@ Every builder selects from the same filtered set of incidents (``filtered_incide
 map, the charts, the tables and ``export.csv`` of one view always count the same incidents.
 Event tables are read FINAL and counted by distinct id, as the indicators are (replay-proof).
 The indicators the console shares with the CLI, the API and the annual report (cross-boundary
-share, response times, deadlines, closed statuses) are their one definition in
-``veille.reads.indicators`` and ``veille.reads.deadlines``, given the console's filters here.
+share, response times, deadlines, closed statuses, delivery) are their one definition in
+``veille.reads.indicators``, ``veille.reads.deadlines`` and ``veille.reads.delivery``, given the
+console's filters here.
 
 Privacy of positions (README, "Personal data"): the console never returns a stored point.
 Positions are rounded to a grid of ``GRID_DEGREES`` (about 1.1 km north-south and 0.75 km
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from veille.reads import deadlines
+from veille.reads import deadlines, delivery
 from veille.reads.console.filters import ConsoleFilter
 from veille.reads.indicators import (
     CLOSED_STATUSES,
@@ -184,3 +185,19 @@ INNER JOIN
 ) AS i ON l.incident_id = i.id
 WHERE resolved_at >= {{now:DateTime64(3, 'UTC')}} - INTERVAL 14 DAY
   AND resolved_at < {{now:DateTime64(3, 'UTC')}}""", {**f.params(munis), "now": now})
+
+
+# The deliveries of the bodies the filter selects: those of the municipalities and the period,
+# or the one agency of the agency filter. A receipt names no event: the other filters do not apply.
+_DELIVERY_AGENCY = "{agency:String} = '' OR agency_id = {agency:String}"
+
+
+def delivery_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
+    """Per body and method: the deliveries in each state now and the delivery time
+    (``veille.reads.delivery``, the indicator's definition, with the console's filters)."""
+    return _q(delivery.by_agency_method_select(db, delivery.selection(db, _DELIVERY_AGENCY)), f, munis)
+
+
+def delivery_stuck_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
+    """The deliveries not accepted yet, per body the undelivered first (``delivery.stuck_select``)."""
+    return _q(delivery.stuck_select(db, delivery.selection(db, _DELIVERY_AGENCY)), f, munis)

@@ -35,6 +35,8 @@ def shown_duration(seconds: float | None, count: int) -> str:
     if seconds is None or count < THRESHOLD:
         return NOT_SHOWN
     hours = seconds / 3600
+    if seconds < 60:  # delivery times are often seconds
+        return "< 1\u00a0s" if seconds < 1 else f"{seconds:.0f}\u00a0s"
     return f"{hours:.1f}\u00a0h".replace(".", ",") if hours >= 1 else f"{seconds / 60:.0f}\u00a0min"
 
 
@@ -48,6 +50,10 @@ def build_report(store: Store, territory: Territory, municipality: str, year: in
         months[int(r["month"]) - 1] = int(r["reports"])
     cb = ind["cross_boundary"]
     m = territory.municipalities[municipality]
+
+    def name(agency_id: str) -> str:
+        return territory.agencies[agency_id].name if agency_id in territory.agencies else agency_id
+
     return {
         "municipality": municipality, "name": m.name, "year": year,
         "total": shown(rep["total"]),
@@ -65,4 +71,8 @@ def build_report(store: Store, territory: Territory, municipality: str, year: in
                             shown_duration(r["resolve_p50_s"], r["resolved"]))
                            for r in ind["response_times"]],
         "alerts": shown(ind["alerts"]["total_by_municipality"].get(municipality, 0)),
+        # Per body and method serving the town: dispatches delivered, median delivery time, undelivered.
+        "delivery": [(name(r["agency_id"]), r["method"], shown(r["delivered"]),
+                      shown_duration(r["delivery_p50_s"], r["delivered"]), shown(r["undelivered"]))
+                     for r in ind["delivery"]["by_agency_method"]],
     }

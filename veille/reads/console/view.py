@@ -9,7 +9,7 @@ from typing import Any
 
 from shapely.geometry import mapping
 
-from veille.reads import deadlines
+from veille.reads import deadlines, delivery
 from veille.reads.console import queries
 from veille.reads.console.filters import ConsoleFilter
 from veille.reads.indicators import cross_boundary, response_times, share
@@ -56,6 +56,36 @@ def alert_shapes(cap_json: str | None) -> dict[str, list[Any]] | None:
     return {"polygons": polygons, "circles": circles} if polygons or circles else None
 
 
+def delivery_bodies(territory: Territory, rows: list[dict[str, Any]],
+                    stuck: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per body: its rows per method, its deliveries not accepted yet (the undelivered first), and
+    totals over its methods (a delivery is a (dispatch, method) pair). Bodies with undelivered
+    dispatches first (the oldest first), then those failing (the oldest first), then by name."""
+    bodies: dict[str, dict[str, Any]] = {}
+
+    def body(agency_id: str) -> dict[str, Any]:
+        if agency_id not in bodies:
+            bodies[agency_id] = {"agency_id": agency_id, "name": _agency_name(territory, agency_id),
+                                 "methods": [], "stuck": []}
+        return bodies[agency_id]
+
+    for r in rows:
+        body(r["agency_id"])["methods"].append(r)
+    for r in stuck:
+        body(r["agency_id"])["stuck"].append(r)
+    for b in bodies.values():
+        methods = b["methods"]
+        b["delivered"] = sum(r["delivered"] for r in methods)
+        b["pending"] = sum(r["pending"] for r in methods)
+        b["failing"] = sum(r[s] for r in methods for s in delivery.FAILING)
+        b["undelivered"] = sum(r["undelivered"] for r in methods)
+        for since in ("failing_since", "undelivered_since"):
+            b[since] = min((r[since] for r in methods if r[since]), default=None)
+    return sorted(bodies.values(), key=lambda b: (
+        b["undelivered_since"] is None, b["undelivered_since"] or "",
+        b["failing_since"] is None, b["failing_since"] or "", b["name"]))
+
+
 def build_view(store: Store, territory: Territory, f: ConsoleFilter,
                now: datetime | None = None) -> dict[str, Any]:
     db = store.database
@@ -90,6 +120,9 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
     times = [{"agency_id": t["agency_id"], "name": _agency_name(territory, t["agency_id"]), **t}
              for t in map(response_times, store.query(*queries.response_times_sql(db, f, munis)))]
     (weeks,) = store.query(*queries.handled_weeks_sql(db, f, munis, now))
+    sent = delivery_bodies(
+        territory, [delivery.agency_method_row(r) for r in store.query(*queries.delivery_sql(db, f, munis))],
+        [delivery.stuck_row(r) for r in store.query(*queries.delivery_stuck_sql(db, f, munis))])
     handled = {k: int(v) for k, v in weeks.items()}
     alerts = [{"sender": a["sender"], "identifier": a["identifier"], "sent": a["sent_at"].isoformat(),
                "event": a["alert_event"], "severity": a["alert_severity"], "headline": a["alert_headline"],
@@ -120,4 +153,5 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
         "deadlines": {"now": now.isoformat(timespec="seconds"), "rows": [
             {**r, "name": territory.agencies[r["agency_id"]].name if r["agency_id"] in territory.agencies
              else r["agency_id"]} for r in late if r["with_deadline"]]},
+        "delivery": {"bodies": sent},
     }

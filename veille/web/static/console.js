@@ -29,6 +29,10 @@
   const nf1 = new Intl.NumberFormat('fr-FR', {maximumFractionDigits: 1});
   const fmtDuration = (s) => (s === null || s === undefined ? '-'
     : s < 3600 ? nf.format(Math.round(s / 60)) + '\u00a0min' : nf1.format(s / 3600) + '\u00a0h');
+  // Delivery times are often seconds; ages of stuck deliveries may be days.
+  const fmtShort = (s) => (s === null || s === undefined ? '-'
+    : s < 60 ? nf1.format(s) + '\u00a0s' : fmtDuration(s));
+  const fmtAge = (s) => (s < 172800 ? fmtDuration(Math.max(60, s)) : nf.format(Math.floor(s / 86400)) + '\u00a0j');
 
   function readForm() {
     const params = new URLSearchParams();
@@ -60,6 +64,91 @@
       const tr = document.createElement('tr');
       build(tr, r);
       return tr;
+    }));
+  }
+
+  // A table with a caption, column headers and rows built by build(tr, row).
+  function makeTable(className, caption, headers, rows, build) {
+    const table = document.createElement('table');
+    table.className = className;
+    const cap = document.createElement('caption');
+    cap.textContent = caption;
+    const head = document.createElement('thead');
+    const tr = document.createElement('tr');
+    tr.append(...headers.map((h) => {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = h;
+      return th;
+    }));
+    head.append(tr);
+    const body = document.createElement('tbody');
+    body.append(...rows.map((r) => {
+      const row = document.createElement('tr');
+      build(row, r);
+      return row;
+    }));
+    table.append(cap, head, body);
+    return table;
+  }
+
+  // Transmission to the bodies: one section per body, the undelivered first (the server's order).
+  function renderDelivery() {
+    const bodies = view.delivery.bodies;
+    const now = Date.parse(view.deadlines.now);
+    const age = (iso) => fmtAge((now - Date.parse(iso)) / 1000);
+    const method = (m) => label('method_', m);
+    document.getElementById('kpi-undelivered').textContent = fmtNum(bodies.reduce((s, b) => s + b.undelivered, 0));
+    document.getElementById('delivery-none').hidden = bodies.length > 0;
+    document.getElementById('delivery-bodies').replaceChildren(...bodies.map((b, i) => {
+      const section = document.createElement('section');
+      section.className = 'delivery-body';
+      section.dataset.agency = b.agency_id;
+      section.setAttribute('aria-labelledby', 'd-body-' + i);
+      const h = document.createElement('h3');
+      h.id = 'd-body-' + i;
+      h.textContent = b.name;
+      if (b.undelivered_since) {
+        const badge = document.createElement('span');
+        badge.className = 'badge undelivered-since';
+        badge.textContent = T.delivery_undelivered_badge + ' ' + age(b.undelivered_since);
+        h.append(' ', badge);
+      }
+      const summary = document.createElement('p');
+      summary.className = 'delivery-summary';
+      const part = (cls, text) => {
+        const span = document.createElement('span');
+        span.className = cls;
+        span.textContent = text;
+        return span;
+      };
+      summary.append(part('delivered', T.delivery_delivered + ' : ' + fmtNum(b.delivered)), ' · ',
+        part('pending', T.delivery_pending + ' : ' + fmtNum(b.pending)), ' · ',
+        part(b.failing ? 'failing alarm' : 'failing', T.delivery_failing + ' : ' + fmtNum(b.failing)
+          + (b.failing_since ? ' ' + T.delivery_since + ' ' + age(b.failing_since) : '')));
+      const methods = makeTable('delivery-methods', T.delivery_by_method,
+        [T.col_method, T.col_sends, T.col_delivered, T.col_pending, T.col_failed, T.col_disabled, T.col_undelivered,
+          T.col_failing_since, T.col_delivery_p50, T.col_delivery_p90], b.methods, (tr, r) => {
+          tr.dataset.method = r.method;
+          tr.append(td(method(r.method)), td(fmtNum(r.dispatches), 'dispatches'), td(fmtNum(r.delivered), 'delivered'),
+            td(fmtNum(r.pending), 'pending'), td(fmtNum(r.failed), 'failed'), td(fmtNum(r.disabled), 'disabled'),
+            td(fmtNum(r.undelivered), 'undelivered'), td(r.failing_since ? age(r.failing_since) : '-', 'failing_since'),
+            td(fmtShort(r.delivery_p50_s), 'delivery_p50'), td(fmtShort(r.delivery_p90_s), 'delivery_p90'));
+        });
+      section.append(h, summary, methods);
+      if (b.stuck.length) {
+        section.append(makeTable('delivery-stuck', T.delivery_stuck,
+          [T.col_ref, T.col_method, T.col_delivery_state, T.col_since, T.col_attempts, T.col_last_reply,
+            T.col_last_attempt], b.stuck, (tr, r) => {
+            tr.dataset.dispatch = r.dispatch_id;
+            tr.dataset.state = r.state;
+            const reply = [r.last_code, r.last_reply].filter((v) => v !== null && v !== '').join(' ');
+            tr.append(td(r.ref, 'ref'), td(method(r.method), 'method'), td(label('delivery_state_', r.state), 'state'),
+              td(age(r.since), 'since'), td(fmtNum(r.attempts), 'attempts'), td(reply || T.no_reply, 'reply'),
+              td(new Date(r.last_at).toLocaleString('fr-FR', {timeZone: 'Europe/Paris'}), 'last_at'));
+          }));
+      }
+      return section;
     }));
   }
 
@@ -218,6 +307,7 @@
         td(label('sev_', a.severity)), td(a.headline || ''), td(a.municipalities.map((c) => names[c] || c).join(', ')),
         td(label('alert_state_', a.state), 'state'));
     });
+    renderDelivery();
     drawMap();
     drawChart('chart-category', view.by_category, 'cat_');
     drawChart('chart-channel', view.by_channel, 'ch_');
