@@ -8,21 +8,24 @@ that the router accepts (its dispatch id is genuine)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from deliver_helpers import KEY, SECRET, GeoReport, Mailbox, Receiver, free_port
-from hub_helpers import HubProcess, hub_settings, read_topics, wait_for
+from hub_helpers import HubProcess, get_json, hub_settings, read_topics, wait_for
 
 from veille.config import Settings
 from veille.producers.sdk import Publisher
@@ -270,3 +273,79 @@ def test_slow_tls_failing_and_forbidden_destinations_delay_nobody_else(kafka: An
         peers.receiver.delay = 0.0
         deliverer.stop()
         router.stop()
+
+
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/reponse/[0-9a-f-]{36}/[A-Za-z0-9._~-]+)")
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def _answer(client: httpx.Client, link: str, status: str) -> int:
+    page = client.get(link)
+    assert page.status_code == 200, page.text
+    match = CSRF.search(page.text)
+    assert match, page.text
+    resp = client.post(link, data={"status": status, "csrf_token": match.group(1) or match.group(2)})
+    return resp.status_code
+
+
+def test_an_email_body_answers_from_the_link_and_the_store_and_console_show_it(
+        kafka: Any, tmp_path: Path, peers: Peers) -> None:
+    """The issue's "done when": a dispatch to a body reached by e-mail is in a real mailbox within
+    seconds, its link answers *pris en compte* then *résolu*, and the store and the console show
+    the dispatch delivered, acknowledged and resolved."""
+    settings = hub_settings(kafka.settings, tmp_path, sink_batch_seconds=0.3,
+                            territory_dir=territory_with_delivery(tmp_path, peers))
+    territory = load_territory(settings.territory_dir)
+    sim = Simulator(territory, seed=23, start=datetime.now(UTC) - timedelta(hours=1))
+    at = datetime.now(UTC) - timedelta(minutes=3)
+    incident = next(i for i in (sim.incident(municipality="35401", at=at) for _ in range(200))
+                    if any(t.agency_id == EMAIL for t in route_incident(i, territory).targets))
+    (wanted,) = expected(settings, [incident])[EMAIL]
+    port = free_port()
+    link_env = {"VEILLE_DELIVERY_LINK_KEY": "test-link-key-for-the-e2e"}
+    intake = HubProcess(settings, "intake", "serve", "--port", str(port), env=link_env).start()
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    sink = HubProcess(settings, "sink", "run", "--port", "0").start()
+    deliverer = HubProcess(settings, "deliver", "run", "--metrics-port", "0", env={
+        **deliverer_env(peers), **link_env,
+        "VEILLE_DELIVERY_RESPONSE_BASE_URL": f"http://127.0.0.1:{port}/reponse"}).start()
+    try:
+        sink_url = sink.info("sink.json")["url"]
+        deliverer.info("deliver.json")
+        with Publisher(settings, client_id="test-deliver-e2e") as pub:
+            pub.publish(incident)
+        began = time.monotonic()
+
+        def mail() -> Any:
+            return next((m for _, _, m in peers.mailbox.messages
+                         if str(m["X-Veille-Dispatch-Id"]) == wanted), None)
+
+        wait_for(lambda: mail() is not None, 60, "the e-mail in the mailbox")
+        print(f"\ne-mail in the mailbox {time.monotonic() - began:.1f}s after publishing")
+        text = mail().get_body(preferencelist=("plain",)).get_content()
+        (link,) = set(LINK.findall(text))
+        with httpx.Client(timeout=20, follow_redirects=False) as client:
+            assert _answer(client, link, "acknowledged") == 303
+            assert _answer(client, link, "resolved") == 303
+            assert _answer(client, link, "resolved") == 409  # once per status
+
+        def lifecycle() -> set[str]:
+            stats = get_json(f"{sink_url}/console/api/view")
+            bodies = {b["agency_id"]: b for b in stats["delivery"]["bodies"]}
+            states = set()
+            if bodies.get(EMAIL, {}).get("delivered", 0) >= 1:
+                states.add("delivered")
+            return states
+
+        wait_for(lambda: "delivered" in lifecycle(), 60, "the console showing the e-mail delivered")
+        statuses = {(d.value["dispatch_id"], d.value["status"]) for _, d in read_topics(
+            settings, [Topics(settings.topic_prefix).routed], timeout=30,
+            until=lambda out: {str(d.value.get("dispatch_id")) for _, d in out
+                               if d.value.get("status") in ("acknowledged", "resolved")} >= {wanted})
+            if "status" in d.value}
+        assert {(uuid.UUID(wanted), "acknowledged"), (uuid.UUID(wanted), "resolved")} <= statuses
+        wait_for(lambda: get_json(f"{sink_url}/stats")["status_events"] >= 2, 60,
+                 "both answers in the store")
+    finally:
+        for proc in (deliverer, sink, router, intake):
+            proc.stop()
