@@ -17,7 +17,7 @@ import asyncio
 import logging
 import uuid
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Producer
@@ -47,6 +47,7 @@ class Tracked(BaseModel):
     incident_id: str
     reference: str  # service_request_id, or "token:<token>"
     status: IncidentStatus | None = None
+    status_at: datetime | None = None  # the time of the change last published
     sent_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -60,6 +61,7 @@ class Open311Tracker:
         self.file = RecordFile(settings.state_dir / "deliver" / "open311-requests.json", Tracked)
         self._engine: Engine | None = None
         self._task: Future[object] | None = None
+        self._since: dict[str, datetime] = {}  # agency -> end of its last poll (updates' window)
 
     def start(self, engine: Engine) -> None:
         self._engine = engine
@@ -96,49 +98,61 @@ class Open311Tracker:
         """Ask every endpoint once; publish the changes. Returns how many were published."""
         assert self._engine is not None
         records = dict(self.file.load())
-        by_agency: dict[str, list[Tracked]] = {}
-        for tracked in records.values():
-            by_agency.setdefault(tracked.agency_id, []).append(tracked)
+        agencies = sorted({r.agency_id for r in records.values()})
         published = 0
-        for agency_id, items in by_agency.items():
+        now = datetime.now(UTC)
+        for agency_id in agencies:
             agency = self.territory.agencies.get(agency_id)
             if agency is None or agency.delivery.open311 is None:
                 continue
             client = self._engine.open311(agency)
+            window = timedelta(seconds=2 * self.delivery.open311_poll_seconds)
+            since = self._since.get(agency_id, now - window)
             try:
-                for item in items:
+                for item in [r for r in records.values() if r.agency_id == agency_id]:
                     if item.reference.startswith("token:"):
                         found = await client.resolve_token(item.reference.removeprefix("token:"))
                         if found:
-                            records[item.id] = item = item.model_copy(update={"reference": found})
-                by_ref = {i.reference: i for i in items if not i.reference.startswith("token:")}
+                            records[item.id] = item.model_copy(update={"reference": found})
+                by_ref = {r.reference: r.id for r in records.values()
+                          if r.agency_id == agency_id and not r.reference.startswith("token:")}
+                # mySociety's updates first (every change since the last poll, in order), then
+                # the current statuses (what an endpoint without the extension tells).
+                updates = await client.updates(since, now) or []
                 statuses = await client.statuses(sorted(by_ref))
             except (Open311Error, OSError, TimeoutError) as exc:
                 log.warning("open311 statuses of %s unavailable: %s", agency_id, exc)
                 continue
-            for remote in statuses:
-                sent = by_ref.get(remote.service_request_id)
-                known = records.get(sent.id) if sent is not None else None
-                status = remote.veille_status
+            self._since[agency_id] = now
+            # (request, status, time, remote status, from the updates: older ones are history)
+            observed: list[tuple[str, IncidentStatus | None, datetime | None, str, bool]] = [
+                (u.service_request_id, u.veille_status, u.updated_datetime, u.status, True)
+                for u in sorted(updates, key=lambda u: u.updated_datetime)]
+            observed += [(r.service_request_id, r.veille_status, r.updated_datetime, r.status, False)
+                         for r in statuses]
+            for ref, status, at, raw, history in observed:
+                known = records.get(by_ref.get(ref, ""))
                 if known is None or status is None or status == known.status:
                     continue
+                if history and at is not None and known.status_at is not None and at <= known.status_at:
+                    continue  # already past it (a window read again after a restart)
                 try:
-                    self._publish(known, status, remote.updated_datetime)
+                    when = self._publish(known, status, at)
                 except ValidationError as exc:  # a remote value our contract refuses: skip it, loudly
-                    log.warning("open311: status %r of dispatch %s not publishable: %s", remote.status,
-                                known.id, exc.errors()[0]["msg"])
+                    log.warning("open311: status %r of dispatch %s not publishable: %s", raw, known.id,
+                                exc.errors()[0]["msg"])
                     continue
                 published += 1
                 if status in CLOSED:
                     records.pop(known.id, None)
                 else:
-                    records[known.id] = known.model_copy(update={"status": status})
+                    records[known.id] = known.model_copy(update={"status": status, "status_at": when})
         self.file.save(records)
         if published:
             self.producer.flush(30)
         return published
 
-    def _publish(self, item: Tracked, status: IncidentStatus, at: datetime | None) -> None:
+    def _publish(self, item: Tracked, status: IncidentStatus, at: datetime | None) -> datetime:
         now = datetime.now(UTC)
         # The body's own time of the change, unless it is before we sent the request (its clock,
         # or a time of the request's creation on its side) or in the future: then ours.
@@ -149,3 +163,4 @@ class Open311Tracker:
             dispatch_id=uuid.UUID(item.id), status=status, at=when)
         self.producer.produce(self.topics.status, key=update.incident_id.bytes, value=update.encode())
         log.info("open311: dispatch %s of %s is now %s", item.id, item.agency_id, status.value)
+        return when
