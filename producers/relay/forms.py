@@ -24,12 +24,12 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.csrf.session import SessionCSRF
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp, ValidationError
 
 from veille.producers.open311_catalog import DEFAULT_SEVERITY, SERVICES, group_of
 from veille.schemas.models import HUB_EPOCH, MAX_CLOCK_SKEW, MAX_DESCRIPTION, IncidentCategory, Severity
+from veille.web.csrf import SessionCSRFWithMessage
 from veille.web.i18n import page_texts
 
 # The territory's civil time: a desk types local hours (README: CSV logs default to it too).
@@ -48,14 +48,8 @@ def text(key: str, **values: Any) -> str:
     return TEXTS[key].format(**values) if values else TEXTS[key]
 
 
-class RelayCSRF(SessionCSRF):
-    def validate_csrf_token(self, form: Any, field: Any) -> None:
-        if "csrf" not in self.session:  # no session secret yet: WTForms would raise KeyError
-            raise ValidationError(text("error.csrf"))
-        try:
-            super().validate_csrf_token(form, field)
-        except ValidationError:
-            raise ValidationError(text("error.csrf")) from None
+class RelayCSRF(SessionCSRFWithMessage):
+    message = text("error.csrf")
 
 
 class RelayForm(Form):

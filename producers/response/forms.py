@@ -19,12 +19,12 @@ from datetime import timedelta
 from typing import Any
 
 from wtforms import Form, RadioField, SelectField, TextAreaField
-from wtforms.csrf.session import SessionCSRF
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from veille.deliver.links import RESPONSE_STATUSES
 from veille.schemas.models import IncidentStatus
+from veille.web.csrf import SessionCSRFWithMessage
 from veille.web.i18n import page_texts
 
 TEXTS = page_texts("response")
@@ -37,14 +37,8 @@ def text(key: str, **values: Any) -> str:
     return TEXTS[key].format(**values) if values else TEXTS[key]
 
 
-class ResponseCSRF(SessionCSRF):
-    def validate_csrf_token(self, form: Any, field: Any) -> None:
-        if "csrf" not in self.session:  # no session secret yet: WTForms would raise KeyError
-            raise ValidationError(text("error.csrf"))
-        try:
-            super().validate_csrf_token(form, field)
-        except ValidationError:
-            raise ValidationError(text("error.csrf")) from None
+class ResponseCSRF(SessionCSRFWithMessage):
+    message = text("error.csrf")
 
 
 def form_meta(session: Any, secret: bytes) -> dict[str, Any]:
