@@ -9,7 +9,6 @@ what a *sensible* event is (INSEE code format, WGS84 ranges, bounded text, sane 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
 from uuid import UUID
 
@@ -29,6 +28,24 @@ from veille.schemas.bounds import (
     MAX_POLYGON_VERTICES,
     check_alert_geometry,
     too_complex,
+)
+from veille.schemas.enums import (
+    CLIMATE_CATEGORIES,
+    CapCategory,
+    CapCertainty,
+    CapMsgType,
+    CapScope,
+    CapSeverity,
+    CapStatus,
+    CapUrgency,
+    Channel,
+    DeliveryMethod,
+    DeliveryOutcome,
+    EventType,
+    IncidentCategory,
+    IncidentStatus,
+    ServiceKind,
+    Severity,
 )
 
 # Nothing can have happened on the hub before it existed; clocks this far off are bugs.
@@ -55,166 +72,6 @@ def _millis(value: datetime) -> datetime:
 
 Timestamp = Annotated[AwareDatetime, AfterValidator(_millis)]
 EventTime = Annotated[AwareDatetime, AfterValidator(_sane_time), AfterValidator(_millis)]
-
-
-class IncidentCategory(StrEnum):
-    burglary = "burglary"
-    theft = "theft"
-    assault = "assault"
-    vandalism = "vandalism"
-    drug_trafficking = "drug_trafficking"
-    noise_nuisance = "noise_nuisance"
-    illegal_dumping = "illegal_dumping"
-    graffiti = "graffiti"
-    urban_rodeo = "urban_rodeo"
-    public_disorder = "public_disorder"
-    broken_streetlight = "broken_streetlight"
-    damaged_road = "damaged_road"
-    damaged_street_furniture = "damaged_street_furniture"
-    blocked_drain = "blocked_drain"
-    damaged_playground = "damaged_playground"
-    abandoned_vehicle = "abandoned_vehicle"
-    fallen_tree = "fallen_tree"
-    neighbour_dispute = "neighbour_dispute"
-    neighbour_noise = "neighbour_noise"
-    heatwave = "heatwave"
-    flood = "flood"
-    flash_flood = "flash_flood"
-    wildfire = "wildfire"
-    storm = "storm"
-    landslide = "landslide"
-    drought = "drought"
-    other = "other"
-
-
-CLIMATE_CATEGORIES = frozenset(
-    {IncidentCategory.heatwave, IncidentCategory.flood, IncidentCategory.flash_flood,
-     IncidentCategory.wildfire, IncidentCategory.storm, IncidentCategory.landslide,
-     IncidentCategory.drought}
-)
-
-
-class Severity(StrEnum):
-    minor = "minor"
-    moderate = "moderate"
-    severe = "severe"
-    critical = "critical"
-
-    @property
-    def rank(self) -> int:
-        return list(Severity).index(self)
-
-
-class Channel(StrEnum):
-    app = "app"
-    web = "web"
-    phone = "phone"
-    town_hall_desk = "town_hall_desk"
-    neighbourhood_representative = "neighbourhood_representative"
-    sensor = "sensor"
-    agency = "agency"
-
-
-class ServiceKind(StrEnum):
-    municipal_police = "municipal_police"
-    fire_rescue = "fire_rescue"
-    stormwater = "stormwater"
-    public_works = "public_works"
-    social_mediation = "social_mediation"
-    health = "health"
-    monitoring_cell = "monitoring_cell"
-    municipal_safeguard = "municipal_safeguard"
-
-
-class IncidentStatus(StrEnum):
-    received = "received"
-    acknowledged = "acknowledged"
-    dispatched = "dispatched"
-    on_site = "on_site"
-    resolved = "resolved"
-    rejected = "rejected"
-    reopened = "reopened"
-
-
-class DeliveryMethod(StrEnum):
-    kafka = "kafka"
-    webhook = "webhook"
-    email = "email"
-    open311 = "open311"
-
-
-class DeliveryOutcome(StrEnum):
-    delivered = "delivered"
-    retry = "retry"
-    failed = "failed"
-    disabled = "disabled"
-    undelivered = "undelivered"
-
-
-class EventType(StrEnum):
-    incident = "incident"
-    alert = "alert"
-
-
-class CapStatus(StrEnum):
-    Actual = "Actual"
-    Exercise = "Exercise"
-    System = "System"
-    Test = "Test"
-    Draft = "Draft"
-
-
-class CapMsgType(StrEnum):
-    Alert = "Alert"
-    Update = "Update"
-    Cancel = "Cancel"
-    Ack = "Ack"
-    Error = "Error"
-
-
-class CapScope(StrEnum):
-    Public = "Public"
-    Restricted = "Restricted"
-    Private = "Private"
-
-
-class CapCategory(StrEnum):
-    Geo = "Geo"
-    Met = "Met"
-    Safety = "Safety"
-    Security = "Security"
-    Rescue = "Rescue"
-    Fire = "Fire"
-    Health = "Health"
-    Env = "Env"
-    Transport = "Transport"
-    Infra = "Infra"
-    CBRNE = "CBRNE"
-    Other = "Other"
-
-
-class CapUrgency(StrEnum):
-    Immediate = "Immediate"
-    Expected = "Expected"
-    Future = "Future"
-    Past = "Past"
-    Unknown = "Unknown"
-
-
-class CapSeverity(StrEnum):
-    Extreme = "Extreme"
-    Severe = "Severe"
-    Moderate = "Moderate"
-    Minor = "Minor"
-    Unknown = "Unknown"
-
-
-class CapCertainty(StrEnum):
-    Observed = "Observed"
-    Likely = "Likely"
-    Possible = "Possible"
-    Unlikely = "Unlikely"
-    Unknown = "Unknown"
 
 
 class Record(BaseModel):
@@ -479,4 +336,9 @@ MODELS: dict[str, type[Record]] = {
     for m in (Incident, Alert, StatusUpdate, DeadLetter, Dispatch, RoutedIncident, RoutedAlert,
               DeliveryReceipt)
 }
-__all__ = ["MODELS", "Record", *[n for n in MODELS]]
+# The enums live in schemas/enums.py; imported from here as well.
+__all__ = ["MODELS", "Record", *[n for n in MODELS],
+           "CLIMATE_CATEGORIES", "CapCategory", "CapCertainty", "CapMsgType", "CapScope",
+           "CapSeverity", "CapStatus", "CapUrgency", "Channel", "DeliveryMethod",
+           "DeliveryOutcome", "EventType", "IncidentCategory", "IncidentStatus", "ServiceKind",
+           "Severity"]
