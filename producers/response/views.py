@@ -168,11 +168,14 @@ async def _page(request: web.Request, claim: LinkClaim, form: AnswerForm, *, sta
                   sent=RESPONSE_STATUSES[sent] if sent is not None and sent in answered else None)
 
 
-async def answer_page(request: web.Request) -> web.Response:
+def _admitted(request: web.Request) -> LinkClaim | web.Response:
+    """The link's claim, or the answer refusing it: over the rate limit first, then the link."""
     throttled = _throttled(request)
-    if throttled is not None:
-        return throttled
-    claim = _verify(request)
+    return throttled if throttled is not None else _verify(request)
+
+
+async def answer_page(request: web.Request) -> web.Response:
+    claim = _admitted(request)
     if isinstance(claim, web.Response):
         return claim
     session = await get_session(request)
@@ -183,10 +186,7 @@ async def answer_page(request: web.Request) -> web.Response:
 
 
 async def answer(request: web.Request) -> web.Response:
-    throttled = _throttled(request)
-    if throttled is not None:
-        return throttled
-    claim = _verify(request)
+    claim = _admitted(request)
     if isinstance(claim, web.Response):
         return claim
     session = await get_session(request)
