@@ -61,6 +61,7 @@ bench: setup
 ## times and data checks (not part of the tests; about 10 minutes).
 chaos: setup
 	$(BIN)/python -m benchmarks.chaos
+	$(BIN)/python -m benchmarks.chaos_delivery
 
 broker-start: setup
 	$(BIN)/veille broker start

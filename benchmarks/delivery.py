@@ -47,7 +47,7 @@ class DeliveryNumbers:
     samples: int
 
 
-def _dispatches(settings: Settings, n: int, seed: int) -> list[tuple[str, bytes, bytes, float]]:
+def router_dispatches(settings: Settings, n: int, seed: int) -> list[tuple[str, bytes, bytes, float]]:
     """Up to ``n`` dispatches per body: (topic, key, value, routed_at epoch s), from the router."""
     territory = load_territory(settings.territory_dir)
     topics = Topics(settings.topic_prefix)
@@ -69,7 +69,7 @@ def _dispatches(settings: Settings, n: int, seed: int) -> list[tuple[str, bytes,
     return out
 
 
-def _produce(settings: Settings, items: list[tuple[str, bytes, bytes, float]],
+def produce_dispatches(settings: Settings, items: list[tuple[str, bytes, bytes, float]],
              rate: float | None = None) -> dict[str, float]:
     """Produce; with ``rate``, paced, each re-encoded with routed_at = now. Returns id -> routed_at."""
     producer = Producer({**settings.kafka_client_config(), "linger.ms": 5, "enable.idempotence": True})
@@ -104,8 +104,8 @@ def bench_delivery(settings: Settings, per_body: int, latency_seconds: float, ra
                                         "state_dir": workdir / "deliver-state"})
         ensure_topics(AdminClient(s.kafka_client_config()), territory_topic_specs(s))
         say(f"delivery: pre-filling {per_body:,} dispatches for each of {', '.join(BODIES)}")
-        items = _dispatches(s, per_body, seed=31)
-        _produce(s, items)
+        items = router_dispatches(s, per_body, seed=31)
+        produce_dispatches(s, items)
         env = {**hub_env(s), **bodies.env, "VEILLE_TERRITORY_DIR": str(bodies.target)}
         env.update({"VEILLE_SECURITY_PROTOCOL": creds.protocol, "VEILLE_SASL_USERNAME": creds.username,
                     "VEILLE_SASL_PASSWORD": creds.password})
@@ -132,9 +132,10 @@ def bench_delivery(settings: Settings, per_body: int, latency_seconds: float, ra
             rates = {m: (counts[m] - 1) / max(lasts[m] - firsts[m], 1e-3) if m in firsts else 0.0
                      for m in counts}
             say(f"delivery drain: {counts} in {time.monotonic() - started:.1f}s")
-            paced = _dispatches(s, max(10, int(rate * latency_seconds / len(BODIES))), seed=32)  # new ids
+            paced = router_dispatches(s, max(10, int(rate * latency_seconds / len(BODIES))),
+                                      seed=32)  # new ids
             say(f"delivery latency: {len(paced)} dispatches at {rate:.0f}/s")
-            routed = _produce(s, paced, rate)
+            routed = produce_dispatches(s, paced, rate)
             latencies = _receipt_latencies(s, routed, timeout=120)
         finally:
             child.stop()

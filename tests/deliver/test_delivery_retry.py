@@ -40,15 +40,30 @@ def test_jitter_spreads_retries() -> None:
 def test_a_failing_destination_waits_and_others_do_not() -> None:
     d = Destinations(Backoff(1.0, 300.0), rand=lambda: 0.999)
     down, up = ("mairie-35401", "webhook", "https://down.example"), ("sdis35", "email", "astreinte@sdis35.fr")
-    waits = [d.record(down, Out.retry, now=100.0) for _ in range(5)]
+    # Five attempts in a row, each when the previous wait is over: each failure a step further.
+    waits, now = [], 100.0
+    for _ in range(5):
+        waits.append(d.record(down, Out.retry, now=now))
+        now += waits[-1]
     assert waits == pytest.approx([0.999, 1.998, 3.996, 7.992, 15.984])
-    assert not d.ready(down, 110.0) and d.wait(down, 110.0) == pytest.approx(5.984)
+    assert not d.ready(down, 110.0) and d.wait(down, 110.0) == pytest.approx(now - 110.0)
     assert d.ready(up, 110.0) and d.wait(up, 110.0) == 0.0  # never seen: at once
     d.record(up, Out.delivered, now=110.0)
     assert d.ready(up, 110.0)
-    assert d.ready(down, 116.0)
-    assert d.record(down, Out.delivered, now=116.0) == 0.0  # back: healthy at once, counter reset
-    assert d.state(down).failures == 0 and d.record(down, Out.retry, now=117.0) == pytest.approx(0.999)
+    assert d.ready(down, now)
+    assert d.record(down, Out.delivered, now=now) == 0.0  # back: healthy at once, counter reset
+    assert d.state(down).failures == 0 and d.record(down, Out.retry, now=now + 1) == pytest.approx(0.999)
+
+
+def test_attempts_in_flight_together_fail_as_one_step() -> None:
+    """Four workers' attempts to one destination were in flight when it went down: the first
+    failure sets the wait, the others, already sent, do not push it further."""
+    d = Destinations(Backoff(1.0, 300.0), rand=lambda: 0.999)
+    key = ("mairie-35401", "webhook")
+    first = d.record(key, Out.retry, now=50.0)
+    assert [d.record(key, Out.retry, now=50.1) for _ in range(3)] == pytest.approx([first - 0.1] * 3)
+    assert d.state(key).failures == 1
+    assert d.record(key, Out.retry, now=50.0 + first) == pytest.approx(1.998)  # the next attempt: step 2
 
 
 def test_a_refusal_waits_long_and_a_410_disables_until_reconfigured() -> None:

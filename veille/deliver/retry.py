@@ -99,6 +99,11 @@ class Destinations:
         if outcome is DeliveryOutcome.disabled:
             state.disabled = True
             return math.inf
+        if now < state.next_attempt_at:
+            # An attempt that was already in flight when another one to the same destination
+            # failed: the same outage, not a further step (with a few attempts in flight at
+            # once, each failure counted would grow the wait several times too fast).
+            return state.next_attempt_at - now
         state.failures += 1
         if outcome is DeliveryOutcome.failed:
             delay = self.backoff.refused_delay(self.rand)
