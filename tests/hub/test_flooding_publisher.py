@@ -259,8 +259,11 @@ def test_every_source_invalid_still_stops_and_commits_nothing(kafka: Any, tmp_pa
         group = f"{settings.topic_prefix}-router"
         committed = committed_offsets(settings, group, [topics.intake(m) for m in municipalities])
         assert sum(max(0, offset) for offset in committed.values()) == 0
-        # Decided before delivery: not even a dead letter of the batch was written.
+        # The batch that made it systemic wrote nothing (decided before delivery); a first small
+        # batch, judged before any source had 100 messages, may have dead-lettered a few one by
+        # one (uncommitted: read again after the fix). Nothing was quarantined, nothing copied.
         letters = read_topics(settings, [topics.dead_letter_restricted], until=lambda out: False, timeout=5)
-        assert letters == []
+        assert all(d.value["range_count"] == 1 for _, d in letters)
+        assert len(letters) < 100, "the garbage was copied to the dead-letter topic"
     finally:
         router.stop()
