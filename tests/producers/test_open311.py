@@ -203,8 +203,11 @@ def test_status_read_from_the_routed_topic(kafka: Any) -> None:
         params = {"api_key": token}
         deadline = time.monotonic() + 20
         while True:
+            # Keyed by incident: every partition must have been read, not only flood's.
             resp = await client.get(f"{V2}/requests/{flood}.json", params=params)
-            if resp.status == 200 and (await resp.json())[0]["status_notes"] == "Intervention en cours":
+            seen_old = (await client.get(f"{V2}/requests/{old}.json", params=params)).status == 200
+            if (resp.status == 200 and seen_old
+                    and (await resp.json())[0]["status_notes"] == "Intervention en cours"):
                 break
             assert time.monotonic() < deadline, "the read model never caught up"
             await asyncio.sleep(0.2)
