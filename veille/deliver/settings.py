@@ -60,7 +60,9 @@ class DeliverySettings(BaseSettings):
     # retry_base_seconds doubling up to retry_max_seconds; a dispatch not delivered
     # undelivered_after_minutes after it was routed is marked undelivered (and still retried).
     retry_base_seconds: float = Field(default=1.0, gt=0)
-    retry_max_seconds: float = Field(default=300.0, gt=0)
+    # The cap bounds how long a body waits for its dispatches once its system is back: with
+    # 300 s, a webhook down 2 minutes got them all 207 s after it came back (make chaos).
+    retry_max_seconds: float = Field(default=60.0, gt=0)
     undelivered_after_minutes: float = Field(default=30.0, gt=0)
 
     @field_validator("response_base_url")
