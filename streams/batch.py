@@ -134,7 +134,6 @@ class BatchHandler:
             for n, i in enumerate(owners):
                 outcomes[i] = Outcome(OutcomeKind.dead_letter, (letter,) if n == 0 else (), reasons[n],
                                       source=source, ranged=True)
-            self.guard.sources[source].ranged += len(owners)
         return outcomes
 
     def _source(self, msg: Message, outcome: Outcome) -> str:

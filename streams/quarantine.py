@@ -52,8 +52,6 @@ class SourceState:
     last_seen: float = 0.0
     last_invalid: float = 0.0
     quarantined: bool = False
-    quarantined_since: float = 0.0
-    ranged: int = 0  # invalid messages dead-lettered in ranges during the current quarantine
 
     def ratio(self) -> float:
         return self.invalid / len(self.recent) if self.recent else 0.0
@@ -114,12 +112,11 @@ class SourceGuard:
         for source in released:
             state = self.sources[source]
             # A fresh window: the garbage that caused the quarantine must not re-enter it at once.
-            state.quarantined, state.ranged = False, 0
+            state.quarantined = False
             state.recent.clear()
             state.invalid = 0
         for source in entered:
-            state = self.sources[source]
-            state.quarantined, state.quarantined_since = True, now
+            self.sources[source].quarantined = True
         return Verdict(frozenset(bad_now), tuple(entered), tuple(released))
 
     def quarantined(self) -> dict[str, SourceState]:
