@@ -89,6 +89,16 @@ class IncidentStatus(StrEnum):
     reopened = "reopened"
 
 
+class RejectionReason(StrEnum):
+    """Why an agency refuses a dispatch (StatusUpdate v3); the first two make the router re-route."""
+
+    not_competent = "not_competent"
+    wrong_location = "wrong_location"
+    duplicate = "duplicate"
+    no_action_needed = "no_action_needed"
+    other = "other"
+
+
 class DeliveryMethod(StrEnum):
     kafka = "kafka"
     webhook = "webhook"

@@ -44,6 +44,7 @@ from veille.schemas.enums import (
     EventType,
     IncidentCategory,
     IncidentStatus,
+    RejectionReason,
     ServiceKind,
     Severity,
 )
@@ -225,7 +226,10 @@ class StatusUpdate(Record):
     dispatch_id: UUID | None = None  # required by the router since v2 (see streams/router.py)
     status: IncidentStatus
     at: EventTime
-    note: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    note: str | None = Field(default=None, max_length=MAX_DESCRIPTION)  # never in the shared store
+    # v3, with status rejected: why, and where the agency says it really is (streams re-route).
+    reason: RejectionReason | None = None
+    corrected_location: GeoPoint | None = None
 
 
 class DeadLetter(Record):
@@ -340,5 +344,6 @@ MODELS: dict[str, type[Record]] = {
 __all__ = ["MODELS", "Record", *[n for n in MODELS],
            "CLIMATE_CATEGORIES", "CapCategory", "CapCertainty", "CapMsgType", "CapScope",
            "CapSeverity", "CapStatus", "CapUrgency", "Channel", "DeliveryMethod",
-           "DeliveryOutcome", "EventType", "IncidentCategory", "IncidentStatus", "ServiceKind",
+           "DeliveryOutcome", "EventType", "IncidentCategory", "IncidentStatus", "RejectionReason",
+           "ServiceKind",
            "Severity"]
