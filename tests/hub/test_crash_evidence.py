@@ -13,9 +13,13 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize("command", [["router", "run"], ["sink", "run", "--port", "0"],
-                                     ["intake", "serve", "--port", "0"]])
-def test_segfault_leaves_a_traceback_in_the_log(command: list[str], tmp_path: Path) -> None:
+# What the log shows once the command runs its own code (Kafka clients made; the sink's store
+# opened, after which it re-enables the tracebacks): a fixed sleep was not enough on a loaded
+# machine, where imports alone can take longer and a SIGSEGV before main() leaves no trace.
+@pytest.mark.parametrize(("command", "ready"), [(["router", "run"], "rdkafka"),
+                                                (["sink", "run", "--port", "0"], "sink: "),
+                                                (["intake", "serve", "--port", "0"], "rdkafka")])
+def test_segfault_leaves_a_traceback_in_the_log(command: list[str], ready: str, tmp_path: Path) -> None:
     env = {**os.environ, "VEILLE_STATE_DIR": str(tmp_path), "VEILLE_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     log = tmp_path / "process.log"
     with log.open("wb") as out:
