@@ -52,9 +52,8 @@ def _lag_probe(conf: dict[str, str | int | float | bool], group: str, topics: li
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import faust
-
     from veille.streams.app import create_app, router_source_topics
+    from veille.streams.worker import Worker
     from veille.territory.topics import ensure_territory_topics
 
     settings = get_settings()
@@ -79,7 +78,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                               settings.router_stall_seconds, join_limit),
                      daemon=True).start()
     log.info("group %s, static member %s", app.conf.id, app.conf.consumer_group_instance_id)
-    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
+    worker = Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False,
+                    stop_seconds=settings.router_stop_seconds)
     # faust's terminal spinner sets the root logger to DEBUG: every aiokafka debug record
     # is then built and dropped (~10% of the router's time, profiled).
     worker.spinner = None

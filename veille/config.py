@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # completed batch while its consumer group has a backlog.
     # It must exceed router_session_seconds + 10 s (a rejoin), or the router refuses to start.
     router_stall_seconds: float = 60.0
+    # How long a stopping router may take (SIGTERM/SIGINT) before it exits anyway: faust's
+    # stop chain waits on each child service in turn, and with the broker unreachable that took
+    # over 60 s, past an orchestrator's grace period (Kubernetes: 30 s, then SIGKILL).
+    router_stop_seconds: float = 8.0
     # Consumer session timeout of the router: how long the group waits for a member that
     # stopped heartbeating (a router that died on another host, or under a new instance id).
     router_session_seconds: float = 20.0
