@@ -12,6 +12,12 @@ rebalance under way, flow active, the partition's stream buffers have room, faus
 buffer has ebbed), the message is handed over inline; otherwise faust's own guarded path is
 taken, unchanged. Either way the same messages reach the same streams in the same order.
 
+Topic creation (faust declares its leader topic and tables' changelogs at start) asks the
+first broker of its metadata for the controller's id and sends ``CreateTopics`` there: a router
+started while one node of a three-node cluster was down exited 1 when either was the dead
+node. On KRaft every broker forwards ``CreateTopics`` to the active controller (KIP-590), so
+this transport sends it to the first node that answers.
+
 Used as the ``veille://`` broker scheme (entry point ``faust.transports`` in pyproject.toml) by
 the router and by the bare agent it is measured against.
 """
@@ -21,6 +27,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
+from faust.exceptions import NotReady
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -92,6 +101,20 @@ class Consumer(faust_aiokafka.Consumer):
 
 class Transport(faust_aiokafka.Transport):
     Consumer: ClassVar[type[faust_aiokafka.Consumer]] = Consumer
+
+    async def _get_controller_node(self, owner: Any, client: Any, timeout: int = 30000) -> int | None:
+        """The node to send ``CreateTopics`` to: the first that answers a metadata request."""
+        failures: list[str] = []
+        for node_id in sorted(b.nodeId for b in client.cluster.brokers()):
+            try:
+                result = await owner.wait(client.send(node_id, MetadataRequest([])), timeout=timeout)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                failures.append(f"{node_id}: {exc!r}")
+                continue
+            if result.stopped:
+                return None
+            return node_id
+        raise NotReady(f"no Kafka node answered ({'; '.join(failures) or 'none known'})")
 
 
 def broker_url(bootstrap: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from hub_helpers import HubProcess, get_json, hub_settings, wait_for
+from hub_helpers import HubProcess, get_json, hub_settings, read_topics, wait_for
 from live_hub import LiveHub, check_store_and_dispatches
 from producer_helpers import jsonable, run_intake
 from pydantic import SecretStr
@@ -191,3 +191,32 @@ def test_two_nodes_down_refused_clearly_then_flows_again(cluster: ClusterFixture
         sink.stop()
         for node in (1, 2, 3):
             cluster.cluster.start_node(node, die_with_parent=True, wait=False)
+
+
+def test_router_starts_with_one_node_down(cluster: ClusterFixture, tmp_path: Path) -> None:
+    """Two nodes of three are a working cluster: a router started then must start and route,
+    whichever node is down (issue 26: it exited 1 when the dead node was the one the metadata
+    named as controller, through which faust declared its topics)."""
+    settings = hub_settings(cluster.settings, tmp_path)
+    topics = Topics(settings.topic_prefix)
+    down = AdminClient(settings.kafka_client_config()).list_topics(timeout=10).controller_id
+    # kill -9, and the router started at once: the dead node is still in the metadata the
+    # router first reads (the cluster fences it only after its session timeout).
+    assert cluster.cluster.kill_node(down)
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0")
+    try:
+        router.start()
+        router.info("router.json", timeout=120)
+        sim = Simulator(load_territory(), seed=33, start=datetime.now(UTC) - span_for(40))
+        incidents = list(sim.incidents(40))
+        with Publisher(settings, client_id="t-one-down") as pub:
+            for inc in incidents:
+                pub.publish(inc)
+            assert not pub.flush(60).failed
+        routed = read_topics(settings, [topics.routed], until=lambda out: len(out) >= len(incidents),
+                             timeout=120)
+        assert len(routed) >= len(incidents)
+        assert router.proc is not None and router.proc.poll() is None, router.log()
+    finally:
+        router.stop()
+        cluster.cluster.start_node(down, die_with_parent=True)

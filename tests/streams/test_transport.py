@@ -69,3 +69,57 @@ def test_inline_not_while_the_partitions_change_hands(app: faust.App) -> None:
 
     assert not asyncio.run(during_an_assignment())
     assert consumer.can_hand_over_inline(tp)
+
+
+class _Node:
+    def __init__(self, node_id: int) -> None:
+        self.nodeId = node_id
+
+
+class _Cluster:
+    """What faust reads of aiokafka's client to create a topic: known nodes, and a send that
+    fails for a dead one (the connection error aiokafka raises)."""
+
+    def __init__(self, alive: set[int], known: list[int]) -> None:
+        self.alive, self.known, self.asked = alive, known, []  # type: list[int]
+
+    def brokers(self) -> set[_Node]:
+        return {_Node(n) for n in self.known}
+
+    @property
+    def cluster(self) -> _Cluster:
+        return self
+
+    async def send(self, node_id: int, request: Any) -> Any:
+        self.asked.append(node_id)
+        if node_id not in self.alive:
+            from aiokafka.errors import KafkaConnectionError
+
+            raise KafkaConnectionError(f"node {node_id} is down")
+        return type("Response", (), {"controller_id": 3})()
+
+
+def test_topics_are_created_through_a_node_that_answers(app: faust.App) -> None:
+    transport = app.transport
+    assert isinstance(transport, Transport)
+    client = _Cluster(alive={2, 3}, known=[1, 2, 3])  # node 1 died; the metadata still names it
+
+    async def ask() -> None:
+        assert await transport._get_controller_node(app, client, timeout=5) == 2
+        assert client.asked == [1, 2]
+        with pytest.raises(Exception, match="no Kafka node answered"):
+            await transport._get_controller_node(app, _Cluster(alive=set(), known=[1, 2]), timeout=5)
+
+    asyncio.run(ask())
+
+
+def test_faust_still_creates_topics_through_the_controller_lookup() -> None:
+    """The override above is used only while faust asks ``_get_controller_node`` for the node
+    its ``CreateTopics`` goes to: fail loudly if a faust upgrade changes that."""
+    import inspect
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    source = inspect.getsource(faust_aiokafka.Transport._really_create_topic)
+    assert "self._get_controller_node(" in source
+    assert "client.send(controller_node, request)" in source
