@@ -172,11 +172,14 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
     publisher = Publisher(settings, client_id="veille-intake", known_municipalities=known_municipalities,
                           known_agencies=known_agencies)
     app = make_app(publisher, intake_config(settings))
+    landing = None
     if territory is not None:
         open311.register(app, territory, RequestBook(settings))
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/
-        desk.register(app, territory, settings)  # the agencies' desk, /agence/
-    response.register(app, settings, territory=territory)  # the e-mails' response page, /reponse/
+        desk_app = desk.register(app, territory, settings)  # the agencies' desk, /agence/
+        landing = desk.landing(desk_app, settings)
+    # The e-mails' response page, /reponse/ (its links land on the desk for a logged-in body).
+    response.register(app, settings, territory=territory, landing=landing)
     tune_gc()
     # keepalive_timeout: an idle connection is closed after 15 s (slow clients hold no slot).
     # The access log leaves out query strings, referrers and the response links' tokens.

@@ -50,7 +50,8 @@ INTAKE_REQUESTS = Counter(
 RESPONSE_PAGE = Counter(
     "veille_response_page_total",
     "Requests of the e-mails' response page (/reponse/) by outcome: published, throttled, csrf, "
-    "invalid, forged, expired, other_dispatch, used, no_incident, broker, rejected.",
+    "invalid, forged, expired, other_dispatch, used, no_incident, broker, rejected, desk (sent to the "
+    "agencies' desk of a logged-in body).",
     ["outcome"],
 )
 

@@ -21,7 +21,7 @@ from veille.producers.desk.accounts import ACCOUNTS_FILE, AccountStore
 from veille.producers.desk.actions import Sent
 from veille.producers.desk.book import DeskBook
 from veille.producers.desk.feed import DeskFeed
-from veille.producers.desk.session import install
+from veille.producers.desk.session import install, peek
 from veille.producers.gate import TokenBuckets
 from veille.territory import Territory
 from veille.web.assets import add_vendor_routes
@@ -89,6 +89,23 @@ def register(app: web.Application, territory: Territory, settings: Settings, *,
         app.on_startup.append(start)
         app.on_cleanup.append(stop)
     return desk
+
+
+def landing(desk: web.Application, settings: Settings) -> Callable[[web.Request, str, str], str | None]:
+    """For the e-mails' response page: where a signed link of (agency, dispatch) should land
+    instead, when the person opening it has a desk session of that body that sees the dispatch
+    (the desk's page of it); None: the single-dispatch response page."""
+    def where(request: web.Request, agency_id: str, dispatch_id: str) -> str | None:
+        identity = peek(request, settings)
+        if identity is None or identity.agency_id != agency_id:
+            return None
+        if not desk[views.ACCOUNTS_KEY].still_valid(identity):
+            return None
+        if desk[views.BOOK_KEY].one(agency_id, dispatch_id) is None:
+            return None
+        return f"{PREFIX}/dispatches/{dispatch_id}"
+
+    return where
 
 
 async def _to_inbox(request: web.Request) -> web.Response:

@@ -7,15 +7,16 @@ import html
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from response_helpers import routed_dispatch
+from response_helpers import delivery, routed_dispatch
 
 from veille.config import Settings
-from veille.producers import desk
+from veille.deliver.links import UsedLinks
+from veille.producers import desk, response
 from veille.producers.desk.accounts import ACCOUNTS_FILE, AccountStore
 from veille.producers.desk.book import DeskBook
 from veille.producers.gate import intake_config
@@ -71,8 +72,10 @@ def filled_book(settings: Settings) -> tuple[DeskBook, dict[str, Dispatch]]:
     return book, {"mine": mine, "theirs": theirs, "shared": shared}
 
 
-def run_desk(settings: Settings, book: DeskBook, scenario: Scenario, *, publisher: bool = False) -> None:
-    """The desk on an intake app; with ``publisher`` a real one (broker), else no gate at all."""
+def run_desk(settings: Settings, book: DeskBook, scenario: Scenario, *, publisher: bool = False,
+             response_page: bool = False) -> None:
+    """The desk on an intake app; with ``publisher`` a real one (broker), else no gate at all;
+    with ``response_page`` the e-mails' response page too, landing on the desk."""
     async def main() -> None:
         if publisher:
             config = replace(intake_config(settings, KeyStore(settings.state_dir / "no-keys.json")), ack_timeout=10)
@@ -80,7 +83,12 @@ def run_desk(settings: Settings, book: DeskBook, scenario: Scenario, *, publishe
             app = make_app(pub, config)
         else:
             app = web.Application()
-        desk.register(app, load_territory(), settings, accounts=accounts(settings), book=book, feed=False)
+        desk_app = desk.register(app, load_territory(), settings, accounts=accounts(settings), book=book,
+                                 feed=False)
+        if response_page:
+            response.register(app, settings, delivery(), load_territory(),
+                              used=UsedLinks(settings.state_dir / "used.json", timedelta(days=8)),
+                              landing=desk.landing(desk_app, settings))
         async with TestClient(TestServer(app)) as client:
             await scenario(client)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from desk_helpers import Client, accounts, act, csrf_of, filled_book, log_in, run_desk
+from response_helpers import link_path
 
 from veille.config import Settings
 from veille.producers.desk.accounts import ACCOUNTS_FILE, AccountStore
@@ -133,3 +134,25 @@ def test_wrong_passwords_are_throttled(settings: Settings) -> None:
 
     accounts(settings)
     run_desk(settings, book, scenario)
+
+
+def test_a_response_link_lands_on_the_desk_for_its_body_only(settings: Settings) -> None:
+    """One set of pages: the e-mail's signed link opens the desk's page of that dispatch for
+    someone of that body logged in on the desk, and the single-dispatch page for anyone else."""
+    book, d = filled_book(settings)
+    mine, theirs = link_path(d["mine"]), link_path(d["theirs"])
+
+    async def scenario(client: Client) -> None:
+        resp = await client.get(mine, allow_redirects=False)
+        assert resp.status == 200 and "Pas de notre ressort" in html.unescape(await resp.text())
+        await log_in(client, "voirie-montveille")
+        resp = await client.get(mine, allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"] == f"/agence/dispatches/{d['mine'].id}"
+        # Another body's link: its own response page, never the desk (nor that body's dispatch on it).
+        resp = await client.get(theirs, allow_redirects=False)
+        assert resp.status == 200 and "Saint-Méen" in html.unescape(await resp.text())
+        # A rotated account's cookie no longer lands anywhere but the response page.
+        AccountStore(settings.state_dir / ACCOUNTS_FILE).rotate("voirie-montveille")
+        assert (await client.get(mine, allow_redirects=False)).status == 200
+
+    run_desk(settings, book, scenario, response_page=True)
