@@ -215,6 +215,8 @@ async def act(request: web.Request) -> web.Response:
         return _acted(request, 400 if "csrf_token" in errors else 422, errors=errors)
     ids = form.dispatch_ids()
     book, sent = request.app[BOOK_KEY], request.app[SENT_KEY]
+    if not book.caught_up.is_set():  # just started: "not found" may only mean "not read yet"
+        return _acted(request, 503, errors={"form": text("error.broker")})
     entries = book.visible(identity.agency_id, ids)
     if len(entries) != len(ids):  # another body's dispatch, or none: nothing is published
         log.warning("desk: %s of %s named dispatches not theirs", identity.subject, identity.agency_id)

@@ -37,10 +37,12 @@ def accounts(settings: Settings) -> AccountStore:
     """Two bodies: Montveille's town hall (an agent and a chef) and Saint-Méen's (an agent)."""
     store = AccountStore(settings.state_dir / ACCOUNTS_FILE)
     if not store.accounts():
-        store.issue("Services techniques", agency_id="mairie-35401", login="voirie-montveille", password=PASSWORD)
+        store.issue("Services techniques", agency_id="mairie-35401", login="voirie-montveille",
+                    password=PASSWORD)
         store.issue("Chef des services", agency_id="mairie-35401", role="chef", login="chef-montveille",
                     password=PASSWORD)
-        store.issue("Services techniques", agency_id="mairie-35402", login="voirie-saint-meen", password=PASSWORD)
+        store.issue("Services techniques", agency_id="mairie-35402", login="voirie-saint-meen",
+                    password=PASSWORD)
     return store
 
 
@@ -69,6 +71,7 @@ def filled_book(settings: Settings) -> tuple[DeskBook, dict[str, Dispatch]]:
                                       "payload": mine.payload})
     for d in (mine, theirs, shared):
         book.apply(d)
+    book.caught_up.set()
     return book, {"mine": mine, "theirs": theirs, "shared": shared}
 
 
@@ -78,7 +81,8 @@ def run_desk(settings: Settings, book: DeskBook, scenario: Scenario, *, publishe
     with ``response_page`` the e-mails' response page too, landing on the desk."""
     async def main() -> None:
         if publisher:
-            config = replace(intake_config(settings, KeyStore(settings.state_dir / "no-keys.json")), ack_timeout=10)
+            config = replace(intake_config(settings, KeyStore(settings.state_dir / "no-keys.json")),
+                             ack_timeout=10)
             pub = Publisher(settings, client_id="test-desk", known_agencies=set(load_territory().agencies))
             app = make_app(pub, config)
         else:
@@ -106,7 +110,8 @@ async def csrf_of(client: Client, path: str) -> str:
 
 async def log_in(client: Client, login: str, password: str = PASSWORD) -> Any:
     token = await csrf_of(client, "/agence/connexion")
-    return await client.post("/agence/connexion", data={"csrf_token": token, "login": login, "password": password},
+    return await client.post("/agence/connexion", data={"csrf_token": token, "login": login,
+                                                        "password": password},
                              allow_redirects=False)
 
 
@@ -116,6 +121,7 @@ async def act(client: Client, dispatches: list[str], status: str, *, token: str 
 
     token = token or await csrf_of(client, "/agence/")
     data: list[tuple[str, str]] = [("csrf_token", token), ("action_id", action_id or str(uuid.uuid4())),
-                                   ("status", status), *(("dispatch", d) for d in dispatches), *fields.items()]
+                                   ("status", status), *(("dispatch",
+                                                          d) for d in dispatches), *fields.items()]
     headers = {"Accept": "application/json"} if json else {}
     return await client.post("/agence/actions", data=data, headers=headers, allow_redirects=False)

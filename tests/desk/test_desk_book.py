@@ -66,12 +66,12 @@ def test_statuses_move_a_dispatch_on_by_their_time_and_only_its_own_body_s(setti
     assert entry.acknowledged_at == now - timedelta(minutes=1) and entry.resolved_at == now
     # Another body's update naming this dispatch changes nothing.
     book.apply(update(mine, "rejected", agency_id="mairie-35402", at=now + timedelta(minutes=1)))
-    assert book.one("mairie-35401", str(mine.id)).status == IncidentStatus.resolved  # type: ignore[union-attr]
+    assert book.one("mairie-35401", str(mine.id)).status == IncidentStatus.resolved
     # The same update twice (acted on the desk, then forwarded by the router) is applied once.
     again = update(mine, "on_site", at=now + timedelta(minutes=2))
     book.acted(again)
     book.apply(again)
-    assert len(book.one("mairie-35401", str(mine.id)).history) == 4  # type: ignore[union-attr]
+    assert len(book.one("mairie-35401", str(mine.id)).history) == 4
 
 
 def test_updates_and_receipts_read_before_their_dispatch_are_kept(settings: Settings) -> None:
@@ -85,7 +85,7 @@ def test_updates_and_receipts_read_before_their_dispatch_are_kept(settings: Sett
     assert entry.delivery is not None and entry.delivery.value == "retry"
     book.apply(receipt(d, "delivered"))
     book.apply(receipt(d, "failed"))  # delivered once is delivered
-    assert book.one(d.agency_id, str(d.id)).delivery.value == "delivered"  # type: ignore[union-attr]
+    assert book.one(d.agency_id, str(d.id)).delivery.value == "delivered"
 
 
 def test_most_urgent_and_newest_first_and_filters(settings: Settings) -> None:
@@ -105,10 +105,13 @@ def test_most_urgent_and_newest_first_and_filters(settings: Settings) -> None:
     assert order == [str(x.id) for x in (old_critical, new_minor, old_minor, done)]
     assert [e.id for e in book.visible("mairie-35401", filters=Filters())] == order[:3]
     assert [e.id for e in book.visible("mairie-35401", filters=Filters(state="closed"))] == [str(done.id)]
-    query = MultiDict([("etat", "tous"), ("categorie", "graffiti"), ("categorie", "<script>"), ("gravite", "minor")])
+    query = MultiDict([("etat", "tous"), ("categorie", "graffiti"), ("categorie", "<script>"), ("gravite",
+                                                                                                "minor")])
     filters = parse_filters(query, {"graffiti", "damaged_road"})
-    assert filters == Filters(state="all", categories=frozenset({"graffiti"}), severities=frozenset({"minor"}))
-    assert [e.id for e in book.visible("mairie-35401", filters=filters)] == [str(new_minor.id), str(old_minor.id)]
+    assert filters == Filters(state="all", categories=frozenset({"graffiti"}),
+                              severities=frozenset({"minor"}))
+    assert [e.id for e in book.visible("mairie-35401", filters=filters)] == [str(new_minor.id),
+                                                                             str(old_minor.id)]
     assert parse_filters(MultiDict([("etat", "n'importe")]), set()) == Filters()
 
 
@@ -121,7 +124,7 @@ def test_alerts_and_garbage_are_left_out(settings: Settings) -> None:
     d = routed_dispatch(settings)
     apply_bytes(book, topics, topics.dispatch("mairie-35401"), d.encode())
     apply_bytes(book, topics, topics.routed, update(d, "on_site").encode())
-    assert book.one("mairie-35401", str(d.id)).status == IncidentStatus.on_site  # type: ignore[union-attr]
+    assert book.one("mairie-35401", str(d.id)).status == IncidentStatus.on_site
 
 
 def test_deadlines_and_labels(settings: Settings) -> None:
@@ -145,7 +148,8 @@ def test_accounts_issue_rotate_revoke_end_sessions(tmp_path: Path) -> None:
     account, password = store.issue("Astreinte", agency_id="mairie-35401", role="chef")
     assert account.login.startswith("mairie-35401-") and store.authenticate(account.login, password)
     identity = account.identity()
-    assert identity.agency_id == "mairie-35401" and identity.role.value == "chef" and store.still_valid(identity)
+    assert identity.agency_id == "mairie-35401" and identity.role.value == "chef"
+    assert store.still_valid(identity)
     with pytest.raises(ValueError):
         store.issue("x", agency_id="mairie-35401", role="admin")
     # A forged identity (another body, a higher role) with a real account's id is not valid.
@@ -165,13 +169,15 @@ def test_an_action_s_updates_and_sending_once(settings: Settings) -> None:
     me = Identity(agency_id="mairie-35401", role="agent", subject="account:x", via="password")
     action, at = str(uuid.uuid4()), datetime.now(UTC)
     data = status_update(me, entry, action_id=action, status=IncidentStatus.rejected, at=at,
-                         reason="wrong_location", corrected={"lat": 48.1, "lon": -1.7}, note="Plutôt rue Haute")
+                         reason="wrong_location", corrected={"lat": 48.1,
+                                                             "lon": -1.7}, note="Plutôt rue Haute")
     parsed = StatusUpdate.model_validate(data)
     assert parsed.agency_id == "mairie-35401" and str(parsed.dispatch_id) == entry.id
     assert str(parsed.incident_id) == entry.incident_id and parsed.reason is not None
     assert parsed.corrected_location is not None and parsed.id == uuid.UUID(update_id(action, entry.id))
     # Not a refusal: no reason nor corrected place, whatever the form said.
-    ack = status_update(me, entry, action_id=action, status=IncidentStatus.acknowledged, at=at, reason="duplicate",
+    ack = status_update(me, entry, action_id=action, status=IncidentStatus.acknowledged, at=at,
+                        reason="duplicate",
                         corrected={"lat": 1.0, "lon": 1.0})
     assert ack["reason"] is None and ack["corrected_location"] is None
     other = Identity(agency_id="mairie-35402", role="agent", subject="account:y", via="password")

@@ -70,7 +70,8 @@ def test_actions_on_another_body_s_dispatch_publish_nothing(settings: Settings) 
         # A status the desk may not send, and a refusal without its reason.
         assert (await act(client, [str(d["mine"].id)], "received")).status == 422
         assert (await act(client, [str(d["mine"].id)], "rejected")).status == 422
-        assert (await act(client, [str(d["mine"].id)], "rejected", reason="other", lat="91", lon="2")).status == 422
+        assert (await act(client, [str(d["mine"].id)], "rejected", reason="other", lat="91",
+                          lon="2")).status == 422
 
     run_desk(settings, book, scenario)
 
@@ -86,7 +87,8 @@ def test_csrf_tokens_bind_to_their_session(settings: Settings) -> None:
         resp = await act(client, [str(d["mine"].id)], "resolved", token=foreign)
         assert resp.status == 400 and "La page a expiré" in (await resp.json())["errors"]["csrf_token"]
         # No token at all; and a logout without a token does not log out.
-        resp = await client.post("/agence/actions", data={"dispatch": str(d["mine"].id), "status": "resolved"},
+        resp = await client.post("/agence/actions", data={"dispatch": str(d["mine"].id),
+                                                          "status": "resolved"},
                                  headers={"Accept": "application/json"})
         assert resp.status == 400
         await client.post("/agence/deconnexion", data={})

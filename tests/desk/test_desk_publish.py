@@ -70,6 +70,7 @@ def test_actions_are_published_once_in_the_body_s_name(settings: Settings) -> No
     book = DeskBook()
     for d in (mine, other, theirs):
         book.apply(d)
+    book.caught_up.set()
     action = str(uuid.uuid4())
 
     async def scenario(client: Client) -> None:
@@ -79,7 +80,8 @@ def test_actions_are_published_once_in_the_body_s_name(settings: Settings) -> No
                          agency_id="mairie-35402")
         body = await resp.json()
         assert resp.status == 200, body
-        assert sorted(body["done"]) == sorted([str(mine.id), str(other.id)]) and "Pris en compte" in body["message"]
+        assert sorted(body["done"]) == sorted([str(mine.id),
+                                               str(other.id)]) and "Pris en compte" in body["message"]
         # The same action again (offline queue, double click): answered done, not published again.
         resp = await act(client, [str(mine.id), str(other.id)], "acknowledged", action_id=action)
         assert resp.status == 200 and len((await resp.json())["done"]) == 2
@@ -89,7 +91,8 @@ def test_actions_are_published_once_in_the_body_s_name(settings: Settings) -> No
         # The plain form (no script): back to the dispatch's page, which confirms it.
         resp = await act(client, [str(mine.id)], "rejected", json=False, reason="wrong_location",
                          lat="48.1601", lon="-1.7101", note="Plutôt devant la mairie")
-        assert resp.status == 303 and resp.headers["Location"] == f"/agence/dispatches/{mine.id}?fait=rejected"
+        assert resp.status == 303
+        assert resp.headers["Location"] == f"/agence/dispatches/{mine.id}?fait=rejected"
         page = await (await client.get(resp.headers["Location"])).text()
         assert "est transmis au centre de veille" in page
         # Another body's dispatch in the selection: nothing at all is published.
