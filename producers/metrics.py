@@ -54,6 +54,13 @@ RESPONSE_PAGE = Counter(
     "agencies' desk of a logged-in body).",
     ["outcome"],
 )
+DESK = Counter(
+    "veille_desk_total",
+    "The agencies' desk (/agence/) by outcome: login, login_failed, login_throttled; per dispatch "
+    "of an action: published, replayed (an action id already published: not again), broker, rejected; "
+    "per refused action: invalid, csrf, not_theirs (a dispatch not of the account's body), not_ready.",
+    ["outcome"],
+)
 
 # Cached label children: labels() costs a lock and a dict lookup per call, which shows on the
 # per-event path of the SDK (~2 µs/event at 30k events/s). Label sets are small and bounded.
@@ -76,6 +83,7 @@ __all__ = [
     "ACKNOWLEDGED",
     "DELIVERY_FAILED",
     "DELIVERY_SECONDS",
+    "DESK",
     "INTAKE_REQUESTS",
     "PUBLISHED",
     "REJECTED",

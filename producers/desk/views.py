@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp_session import Session, get_session, new_session
 from shapely.geometry import mapping
 
+from veille.producers import metrics
 from veille.producers.desk.accounts import AccountStore
 from veille.producers.desk.actions import Sent, status_update
 from veille.producers.desk.book import DeskBook, parse_filters
@@ -114,15 +115,18 @@ async def login(request: web.Request) -> web.Response:
     if not form.validate():
         return render(request, "login.html", status=400, form=form, sso=sso)
     if request.app[LOGIN_BUCKETS_KEY].take(f"login:{request.remote}", LOGIN_QUOTA) > 0:
+        metrics.DESK.labels("login_throttled").inc()
         return render(request, "login.html", status=429, form=form, sso=sso, failure=text("login_throttled"))
     # scrypt takes ~0.1 s of CPU and 32 MiB: off the event loop, which serves every publisher.
     account = await asyncio.get_running_loop().run_in_executor(
         None, request.app[ACCOUNTS_KEY].authenticate, form.login.data or "", form.password.data or "")
     if account is None:
+        metrics.DESK.labels("login_failed").inc()
         form.password.data = ""
         return render(request, "login.html", status=403, form=form, sso=sso, failure=text("login_failed"))
     fresh = await new_session(request)  # a new session (and CSRF secret): no fixation
     remember(fresh, account.identity())
+    metrics.DESK.labels("login").inc()
     log.info("desk: %s of %s logged in", account.id, account.agency_id)
     raise web.HTTPSeeOther(_url(request, "desk-inbox"))
 
@@ -212,13 +216,16 @@ async def act(request: web.Request) -> web.Response:
     form = ActionForm(await request.post(), meta=_meta(request, session))
     if not form.validate():
         errors = form.errors_by_field()
+        metrics.DESK.labels("csrf" if "csrf_token" in errors else "invalid").inc()
         return _acted(request, 400 if "csrf_token" in errors else 422, errors=errors)
     ids = form.dispatch_ids()
     book, sent = request.app[BOOK_KEY], request.app[SENT_KEY]
     if not book.caught_up.is_set():  # just started: "not found" may only mean "not read yet"
+        metrics.DESK.labels("not_ready").inc()
         return _acted(request, 503, errors={"form": text("error.broker")})
     entries = book.visible(identity.agency_id, ids)
     if len(entries) != len(ids):  # another body's dispatch, or none: nothing is published
+        metrics.DESK.labels("not_theirs").inc()
         log.warning("desk: %s of %s named dispatches not theirs", identity.subject, identity.agency_id)
         return _acted(request, 404, errors={"dispatch": text("error.not_found")})
     action_id, status = str(form.action_id.data), IncidentStatus(form.status.data)
@@ -226,12 +233,14 @@ async def act(request: web.Request) -> web.Response:
     done, failed = [], []
     for entry in entries:
         if sent.done(action_id, entry.id):
+            metrics.DESK.labels("replayed").inc()
             done.append(entry.id)  # a re-send of an acknowledged action: published once
             continue
         data = status_update(identity, entry, action_id=action_id, status=status, at=at,
                              reason=form.reason.data or None, corrected=form.corrected(),
                              note=clean(form.note.data) or None)
         why = await _publish(request, data)
+        metrics.DESK.labels(why or "published").inc()
         if why:
             failed.append((entry.id, why))
             continue

@@ -14,6 +14,7 @@ from desk_helpers import Client, accounts, act, csrf_of, filled_book, log_in, ru
 from response_helpers import link_path
 
 from veille.config import Settings
+from veille.producers import metrics
 from veille.producers.desk.accounts import ACCOUNTS_FILE, AccountStore
 
 
@@ -55,6 +56,7 @@ def test_login_then_the_inbox_shows_the_body_s_dispatches_only(settings: Setting
 def test_actions_on_another_body_s_dispatch_publish_nothing(settings: Settings) -> None:
     """No gate on this app: anything that tried to publish would fail with a 500."""
     book, d = filled_book(settings)
+    before = metrics.DESK.labels("not_theirs")._value.get()
 
     async def scenario(client: Client) -> None:
         await log_in(client, "voirie-montveille")
@@ -74,6 +76,7 @@ def test_actions_on_another_body_s_dispatch_publish_nothing(settings: Settings) 
                           lon="2")).status == 422
 
     run_desk(settings, book, scenario)
+    assert metrics.DESK.labels("not_theirs")._value.get() - before == 3  # counted, for the alerts
 
 
 def test_csrf_tokens_bind_to_their_session(settings: Settings) -> None:
@@ -158,3 +161,17 @@ def test_a_response_link_lands_on_the_desk_for_its_body_only(settings: Settings)
         assert (await client.get(mine, allow_redirects=False)).status == 200
 
     run_desk(settings, book, scenario, response_page=True)
+
+
+def test_actions_wait_until_the_read_model_caught_up(settings: Settings) -> None:
+    """Right after a start the book is still being read: an action is answered 503 (the page's
+    queue sends it again), never 404 (which it would drop as refused)."""
+    book, d = filled_book(settings)
+    book.caught_up.clear()
+
+    async def scenario(client: Client) -> None:
+        await log_in(client, "voirie-montveille")
+        resp = await act(client, [str(d["mine"].id)], "resolved")
+        assert resp.status == 503 and "réessayez" in (await resp.json())["errors"]["form"]
+
+    run_desk(settings, book, scenario)
