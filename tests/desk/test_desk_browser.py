@@ -266,3 +266,47 @@ def test_an_action_taken_offline_is_sent_once(hub: Hub) -> None:
         assert [u["status"] for u in statuses(settings, ours, 2, timeout=5)] == ["acknowledged"]
     finally:
         router.stop()
+
+
+def test_not_ours_with_a_place_picked_on_the_map(hub: Hub) -> None:
+    """*Pas de notre ressort*: the reason, and a corrected place clicked on the map, go out in the
+    StatusUpdate (v3) the re-routing reads. On a tablet held upright nothing is wider than the screen."""
+    settings, intake, logins = hub
+    point = load_territory().municipalities["35401"].geometry.representative_point()
+    event = incident("35401", point.y, point.x)
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    try:
+        with Publisher(settings, client_id="test-desk-refuse") as publisher:
+            publisher.publish(event)
+            assert publisher.flush(30).ok
+        ours = the_dispatch(settings, event, "mairie-35401")
+        with launch_browser() as browser:
+            page = browser.new_page(**TABLET)
+            errors = ConsoleErrors(page)
+            log_in(page, intake.url, "voirie-montveille", logins["voirie-montveille"])
+            shows(page, f"#ref-{ours}")
+            page.goto(intake.url + f"/agence/dispatches/{ours}")
+            assert page.is_hidden("#one-reason")  # only asked for a refusal
+            page.check("#one-status-rejected")
+            assert page.is_visible("#one-reason")
+            page.select_option("#one-reason", "wrong_location")
+            box = page.locator("#map").bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25)
+            lat, lon = float(page.input_value("#one-lat")), float(page.input_value("#one-lon"))
+            assert 47 < lat < 49 and -3 < lon < 0
+            assert axe_violations(page) == []
+            screenshot(page, "desk-not-ours")
+            page.click("#one-submit")
+            page.wait_for_url("**?fait=rejected")
+            assert "Pas de notre ressort" in page.inner_text("#status-now")
+            page.set_viewport_size({"width": 768, "height": 1024})
+            for path in (f"/agence/dispatches/{ours}", "/agence/"):
+                page.goto(intake.url + path)
+                assert page.evaluate("document.documentElement.scrollWidth") <= 768, path
+            screenshot(page, "desk-inbox-portrait")
+            assert errors.messages == []
+        (refusal,) = statuses(settings, ours, 1)
+        assert refusal["status"] == "rejected" and refusal["reason"] == "wrong_location"
+        assert refusal["corrected_location"] == {"lat": round(lat, 6), "lon": round(lon, 6)}
+    finally:
+        router.stop()
