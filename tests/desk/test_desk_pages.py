@@ -10,11 +10,12 @@ import io
 from pathlib import Path
 
 import pytest
-from desk_helpers import Client, accounts, act, csrf_of, filled_book, log_in, run_desk
+from desk_helpers import Client, accounts, act, csrf_of, filled_book, log_in, routed_dispatch, run_desk
 from response_helpers import link_path
 
 from veille.config import Settings
 from veille.producers import metrics
+from veille.producers.desk import views
 from veille.producers.desk.accounts import ACCOUNTS_FILE, AccountStore
 
 
@@ -173,5 +174,25 @@ def test_actions_wait_until_the_read_model_caught_up(settings: Settings) -> None
         await log_in(client, "voirie-montveille")
         resp = await act(client, [str(d["mine"].id)], "resolved")
         assert resp.status == 503 and "réessayez" in (await resp.json())["errors"]["form"]
+
+    run_desk(settings, book, scenario)
+
+
+def test_the_inbox_shows_the_most_urgent_first_and_says_how_many_more(settings: Settings) -> None:
+    book, d = filled_book(settings)
+    extra = [routed_dispatch(settings, severity="minor") for _ in range(views.MAX_ROWS + 4)]
+    for x in extra:
+        book.apply(x)
+
+    async def scenario(client: Client) -> None:
+        await log_in(client, "chef-montveille")
+        rows = html.unescape(await (await client.get("/agence/boite")).text())
+        assert rows.index(str(d["mine"].id)) < rows.index(str(extra[0].id))  # severe before minor
+        assert f"{views.MAX_ROWS} signalements affichés sur {views.MAX_ROWS + 5}" in rows
+        assert rows.count('name="dispatch"') == views.MAX_ROWS
+        narrowed = await (await client.get("/agence/boite?gravite=severe")).text()
+        assert narrowed.count('name="dispatch"') == 1 and "affichés sur" not in narrowed
+        export = await (await client.get("/agence/export.csv")).text()
+        assert len(export.strip().splitlines()) == views.MAX_ROWS + 6  # the export is never cut
 
     run_desk(settings, book, scenario)
