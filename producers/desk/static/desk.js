@@ -42,6 +42,10 @@
       plot();
     });
     map.on("click", function (e) { pick(e.latlng); });
+    // Keyboard: arrows move the map, Enter picks its centre (as on the relays' form).
+    mapEl.addEventListener("keydown", function (e) {
+      if ((e.key === "Enter" || e.key === " ") && form && rejecting()) { e.preventDefault(); pick(map.getCenter()); }
+    });
   }
 
   function plot() {
