@@ -28,6 +28,7 @@ from veille.territory import load_territory
 
 Client = TestClient[Any, Any]
 Scenario = Callable[[Client], Awaitable[None]]
+Routes = Callable[[web.Application], None]
 CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 PASSWORD = "mot-de-passe-de-test"
 __all__ = ["routed_dispatch"]
@@ -76,8 +77,7 @@ def filled_book(settings: Settings) -> tuple[DeskBook, dict[str, Dispatch]]:
 
 
 def run_desk(settings: Settings, book: DeskBook, scenario: Scenario, *, publisher: bool = False,
-             response_page: bool = False, extra_routes: Callable[[web.Application],
-                                                                 None] | None = None) -> None:
+             response_page: bool = False, extra_routes: Routes | None = None) -> None:
     """The desk on an intake app; with ``publisher`` a real one (broker), else no gate at all;
     with ``response_page`` the e-mails' response page too, landing on the desk."""
     async def main() -> None:
