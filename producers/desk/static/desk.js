@@ -165,5 +165,12 @@
     plot();
   }
   window.deskRefresh = refresh;  // for the browser tests
+  var all = document.getElementById("select-all");
+  if (all && rows) {
+    all.hidden = false;  // only with the script that makes it work
+    all.addEventListener("change", function () {
+      rows.querySelectorAll("input[name=dispatch]").forEach(function (i) { i.checked = all.checked; });
+    });
+  }
   if (rows) { setInterval(refresh, 15000); }
 })();
