@@ -245,6 +245,10 @@ def test_an_action_taken_offline_is_sent_once(hub: Hub) -> None:
             page = browser.new_page(**TABLET)
             log_in(page, intake.url, "voirie-montveille", logins["voirie-montveille"])
             shows(page, f"#ref-{ours}")
+            page.check("#select-all")  # every row shown, then none again
+            assert page.eval_on_selector_all("input[name=dispatch]", "cs => cs.every(c => c.checked)")
+            page.uncheck("#select-all")
+            assert page.eval_on_selector_all("input[name=dispatch]", "cs => cs.every(c => !c.checked)")
             page.check(f"#sel-{ours}")
             intake.stop()
             try:
