@@ -32,7 +32,7 @@ from veille.producers import metrics
 from veille.producers.desk.accounts import AccountStore
 from veille.producers.desk.actions import Sent, status_update
 from veille.producers.desk.book import DeskBook, parse_filters
-from veille.producers.desk.forms import ACTIONS, ActionForm, LoginForm, form_meta, text
+from veille.producers.desk.forms import ACTIONS, ActionForm, LoginForm, action_label, form_meta, text
 from veille.producers.desk.pages import render
 from veille.producers.desk.present import detail, present
 from veille.producers.gate import Quota, TokenBuckets, deliver
@@ -163,7 +163,7 @@ def _choices(request: web.Request) -> dict[str, Any]:
 
     return {"categories": [(c.value, category_label(c.value)) for c in IncidentCategory],
             "severities": [(s.value, severity_label(s.value)) for s in Severity],
-            "actions": [(s.value, text(f"action.{s.value}")) for s in ACTIONS]}
+            "actions": [(s.value, action_label(s.value)) for s in ACTIONS]}
 
 
 async def inbox(request: web.Request) -> web.Response:
@@ -197,7 +197,8 @@ async def dispatch_page(request: web.Request) -> web.Response:
     row = present(entry, request.app[TERRITORY_KEY], book.others(entry), datetime.now(UTC))
     return render(request, "dispatch.html", identity=identity, agency=_agency_name(request, identity),
                   row=row, detail=detail(entry), form=ActionForm(meta=_meta(request, session)),
-                  done=request.query.get("fait", ""), chef=identity.role == Role.chef, **_choices(request))
+                  done=action_label(request.query.get("fait", "")), chef=identity.role == Role.chef,
+                  **_choices(request))
 
 
 # --------------------------------------------------------------------------- acting
@@ -263,7 +264,7 @@ async def act(request: web.Request) -> web.Response:
 
 def _acted(request: web.Request, code: int, *, done: list[str] | None = None,
            errors: dict[str, str] | None = None, status: IncidentStatus | None = None) -> web.Response:
-    label = text(f"action.{status.value}") if status else ""
+    label = action_label(status.value) if status else ""
     if _wants_json(request):
         return web.json_response({"done": done or [], "errors": errors or {},
                                   "message": text("acted", action=label, count=len(done or []))
