@@ -24,6 +24,7 @@ from typing import Any
 
 from veille.config import Settings, get_settings
 from veille.producers import intake_keys
+from veille.producers.desk import accounts as desk_accounts
 from veille.producers.relay import accounts as relay_accounts
 from veille.producers.sdk import RECORD_FIELD, DeliveryReport, DeliverySummary, Publisher, Rejected
 from veille.schemas.models import Channel, IncidentCategory, IncidentStatus, Record, Severity
@@ -407,7 +408,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "fields, 400 invalid JSON, 408 slow body, 413 body too large, 503 broker not "
                     "acknowledging; /v1/alerts also takes CAP 1.2 XML); Open311 GeoReport v2 under "
                     "/open311/v2/ (services, requests, request status); the relays' form under /relais/ "
-                    "(veille relay accounts); GET /metrics, /healthz.")
+                    "(veille relay accounts); the agencies' desk under /agence/ (veille agency accounts); "
+                    "GET /metrics, /healthz.")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port (default: VEILLE_INTAKE_PORT, 8080)")
     _no_topics_option(srv)
@@ -415,6 +417,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     intake_keys.add_commands(isub)
     intake_keys.add_open311_commands(sub)
     relay_accounts.add_commands(sub)
+    desk_accounts.add_commands(sub)
 
     # veille simulate
     sim = sub.add_parser(
