@@ -49,7 +49,8 @@ class PhotoClaim:
 class PhotoLinks:
     """Makes and checks photo tokens; ``clock`` (seconds since the epoch) is for tests."""
 
-    def __init__(self, keys: Sequence[str], max_age: timedelta, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, keys: Sequence[str], max_age: timedelta,
+                 clock: Callable[[], float] = time.time) -> None:
         if not keys or not all(keys):
             raise ValueError("photo URLs need a non-empty key")
         self.max_age = max_age

@@ -24,6 +24,7 @@ The kept photo is identified by the SHA-256 of the re-encoded bytes (:class:`Cle
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
@@ -43,9 +44,9 @@ MESSAGES = {
     "markup": "Ce fichier est un document (SVG, HTML ou XML), pas une photo : il est refusé.",
     "polyglot": "Ce fichier contient autre chose qu'une image ({what}) : il est refusé.",
     "malformed": "Cette photo est illisible ou incomplète ({detail}).",
-    "too_many_pixels": "Cette image est trop grande ({width} × {height} pixels ; au plus {limit} "
+    "too_many_pixels": "Cette image est trop grande ({width} x {height} pixels ; au plus {limit} "
                        "mégapixels et {side} pixels de côté).",
-    "too_small": "Cette image est trop petite ({width} × {height} pixels ; au moins {side} de côté).",
+    "too_small": "Cette image est trop petite ({width} x {height} pixels ; au moins {side} de côté).",
 }
 _MARKUP = re.compile(rb"<(?:script|html|!doctype|iframe|svg|body|object|embed)[\s>/]|javascript:",
                      re.IGNORECASE)
@@ -96,7 +97,8 @@ def _malformed(detail: str) -> PhotoRefused:
 
 def _jpeg_walk(data: bytes) -> tuple[int, list[bytes]]:
     """(offset after the end-of-image marker, metadata segments: APPn and comments)."""
-    i, n, meta = 2, len(data), []
+    i, n = 2, len(data)
+    meta: list[bytes] = []
     while i < n:
         if data[i] != 0xFF:
             raise _malformed("segment JPEG attendu")
@@ -135,7 +137,8 @@ def _jpeg_walk(data: bytes) -> tuple[int, list[bytes]]:
 
 
 def _png_walk(data: bytes) -> tuple[int, list[bytes]]:
-    i, n, meta = 8, len(data), []
+    i, n = 8, len(data)
+    meta: list[bytes] = []
     while i + 12 <= n:
         length = int.from_bytes(data[i:i + 4], "big")
         kind = data[i + 4:i + 8]
@@ -202,10 +205,9 @@ def _decode(data: bytes, fmt: str, settings: PhotoSettings) -> Image.Image:
 
 
 def _reencode(image: Image.Image, settings: PhotoSettings) -> tuple[bytes, int, int]:
-    try:
-        image = ImageOps.exif_transpose(image)  # the pixels as the camera meant them, then no EXIF
-    except (ValueError, OSError, SyntaxError):
-        pass  # an unreadable orientation tag: keep the pixels as stored
+    # The pixels as the camera meant them (then no EXIF); an unreadable orientation tag: as stored.
+    with contextlib.suppress(ValueError, OSError, SyntaxError):
+        image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -226,7 +228,8 @@ def sanitise(data: bytes, settings: PhotoSettings) -> CleanPhoto:
     if not data:
         raise PhotoRefused("empty")
     if len(data) > settings.max_bytes:
-        raise PhotoRefused("too_large", size=f"{len(data) / 2**20:.1f}", limit=f"{settings.max_bytes / 2**20:g}")
+        raise PhotoRefused("too_large", size=f"{len(data) / 2**20:.1f}",
+                           limit=f"{settings.max_bytes / 2**20:g}")
     fmt = sniff(data)
     if fmt is None:
         raise PhotoRefused("markup" if _TEXT_START.match(data[:1024]) else "unsupported_type")
