@@ -31,7 +31,8 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -34,7 +34,8 @@ def refusal(data: bytes, settings: PhotoSettings = SETTINGS) -> PhotoRefused:
 def test_exif_and_gps_are_stripped_and_the_photo_re_encoded() -> None:
     original = camera_jpeg()
     exif = Image.open(io.BytesIO(original)).getexif()
-    assert exif[ExifTags.Base.Make] == "Fairphone" and exif.get_ifd(ExifTags.IFD.GPSInfo)  # the input has them
+    # the input has them
+    assert exif[ExifTags.Base.Make] == "Fairphone" and exif.get_ifd(ExifTags.IFD.GPSInfo)
 
     clean = sanitise(original, SETTINGS)
 

@@ -48,7 +48,8 @@ def test_local_store_keeps_a_photo_once_by_digest_in_private_files(tmp_path: Pat
     store = LocalStore(tmp_path / "photos")
     _kept_once(store)
     files = [p for p in (tmp_path / "photos" / "photos").iterdir()]
-    assert len(files) == 1 and files[0].name.removesuffix(".jpg") == hashlib.sha256(files[0].read_bytes()).hexdigest()
+    assert len(files) == 1
+    assert files[0].name.removesuffix(".jpg") == hashlib.sha256(files[0].read_bytes()).hexdigest()
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "photos").stat().st_mode) == 0o700
 
@@ -76,7 +77,8 @@ def test_s3_store_keeps_a_photo_once_by_digest(s3_endpoint: str) -> None:
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_retention_deletes_a_photo_when_its_last_incident_is_past_retention(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    store: PhotoStore = LocalStore(tmp_path) if backend == "local" else _s3(request.getfixturevalue("s3_endpoint"))
+    store: PhotoStore = LocalStore(tmp_path) if backend == "local" \
+        else _s3(request.getfixturevalue("s3_endpoint"))
     clean = sanitise(camera_jpeg(), SETTINGS)
     store.put(clean.sha256, clean.data)
     first, second = uuid.uuid4(), uuid.uuid4()
@@ -91,7 +93,8 @@ def test_retention_deletes_a_photo_when_its_last_incident_is_past_retention(
     assert store.get(clean.sha256) == clean.data and store.users_of(clean.sha256) == [second]
 
     closed[second] = now - timedelta(days=29)  # closed, within the 30 days
-    assert purge(store, lambda ids: {i: closed[i] for i in ids if i in closed}, SETTINGS, now).photos_deleted == 0
+    report = purge(store, lambda ids: {i: closed[i] for i in ids if i in closed}, SETTINGS, now)
+    assert report.photos_deleted == 0
     later = now + timedelta(days=2)
     report = purge(store, lambda ids: {i: closed[i] for i in ids if i in closed}, SETTINGS, later)
     assert (report.references_dropped, report.photos_deleted, report.photos_kept) == (1, 1, 0)
