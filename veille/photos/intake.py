@@ -79,8 +79,8 @@ class PhotoIntake:
         loop = asyncio.get_running_loop()
         out = []
         for digest in digests:
-            kept = DIGEST.match(digest) and await loop.run_in_executor(None, self.store.stored_at, digest)
-            if not kept:
+            if not DIGEST.match(digest) or \
+                    await loop.run_in_executor(None, self.store.stored_at, digest) is None:
                 out.append(digest)
         return out
 

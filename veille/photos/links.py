@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -46,6 +46,15 @@ class PhotoClaim:
     signed_at: datetime
 
 
+@dataclass(frozen=True)
+class PhotoLink:
+    """A photo's URL for one dispatch, and until when it works."""
+
+    url: str
+    expires_at: datetime
+    media_type: str = "image/jpeg"
+
+
 class PhotoLinks:
     """Makes and checks photo tokens; ``clock`` (seconds since the epoch) is for tests."""
 
@@ -59,19 +68,38 @@ class PhotoLinks:
             def get_timestamp(self) -> int:
                 return int(clock())
 
-        self._serializer = URLSafeTimedSerializer(list(keys), salt=SALT, signer=_Signer)
+        self._keys = list(keys)
+        self._serializer = URLSafeTimedSerializer(self._keys, salt=SALT, signer=_Signer)
 
     @classmethod
     def from_settings(cls, settings: PhotoSettings) -> PhotoLinks:
         return cls(settings.url_keys, settings.url_max_age)
 
-    def token(self, digest: str, dispatch_id: UUID) -> str:
+    def token(self, digest: str, dispatch_id: UUID, issued_at: datetime | None = None) -> str:
+        """Signed now, or at ``issued_at``: the deliverer signs at the dispatch's routing time,
+        so that every attempt of a webhook carries the same bytes (and the URL expires
+        ``max_age`` after routing)."""
         if not DIGEST.match(digest):
             raise ValueError("not a photo digest")
-        return str(self._serializer.dumps({"p": digest, "d": dispatch_id.hex}))
+        serializer = self._serializer
+        if issued_at is not None:
+            at = int(issued_at.timestamp())
 
-    def url(self, base_url: str, digest: str, dispatch_id: UUID) -> str:
-        return f"{base_url.rstrip('/')}{PATH}/{self.token(digest, dispatch_id)}"
+            class _Fixed(TimestampSigner):
+                def get_timestamp(self) -> int:
+                    return at
+
+            serializer = URLSafeTimedSerializer(self._keys, salt=SALT, signer=_Fixed)
+        return str(serializer.dumps({"p": digest, "d": dispatch_id.hex}))
+
+    def url(self, base_url: str, digest: str, dispatch_id: UUID, issued_at: datetime | None = None) -> str:
+        return f"{base_url.rstrip('/')}{PATH}/{self.token(digest, dispatch_id, issued_at)}"
+
+    def for_dispatch(self, base_url: str, digests: Sequence[str], dispatch_id: UUID,
+                     routed_at: datetime) -> tuple[PhotoLink, ...]:
+        """The links of an incident's photos for one of its dispatches (same on every attempt)."""
+        expires = datetime.fromtimestamp(int(routed_at.timestamp()), UTC) + self.max_age
+        return tuple(PhotoLink(self.url(base_url, d, dispatch_id, routed_at), expires) for d in digests)
 
     def verify(self, token: str) -> PhotoClaim:
         try:
