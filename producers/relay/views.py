@@ -28,10 +28,13 @@ from aiohttp import web
 from aiohttp_session import Session, get_session, new_session
 from shapely.geometry import mapping
 
+from veille.photos.intake import PHOTOS_KEY
+from veille.photos.sanitise import PhotoRefused
 from veille.producers import metrics
 from veille.producers.gate import STATE_KEY, Quota, TokenBuckets, deliver
 from veille.producers.open311_catalog import CLOSED
 from veille.producers.open311_requests import RequestBook, ServiceRequest
+from veille.producers.photo_upload import check_references
 from veille.producers.relay.accounts import AccountStore, RelayAccount
 from veille.producers.relay.forms import (
     LOCAL_TZ,
@@ -44,6 +47,7 @@ from veille.producers.relay.forms import (
     text,
 )
 from veille.producers.relay.pages import render
+from veille.producers.relay.upload import FormTooLarge, read_report
 from veille.producers.sdk import Rejected
 from veille.schemas.registry import RegistryUnavailable
 from veille.territory import Territory
@@ -194,7 +198,17 @@ async def send_report(request: web.Request) -> web.Response:
     account, session = await current_account(request)
     if account is None:
         return _unauthorised(request)
-    form = _new_form(request, session, account, await request.post())
+    main = request.app[MAIN_APP_KEY]
+    photos = main.get(PHOTOS_KEY)
+    try:
+        formdata, photo_bytes = await read_report(request, photos)
+    except PhotoRefused as exc:
+        return _answer(request, account, _new_form(request, session, account),
+                       413 if exc.code == "too_large" else 422, {"photo": str(exc)})
+    except FormTooLarge:
+        return _answer(request, account, _new_form(request, session, account), 413,
+                       {"form": text("error.rejected")})
+    form = _new_form(request, session, account, formdata)
     if not form.validate():
         errors = form.errors_by_field()
         return _answer(request, account, form, 400 if "csrf_token" in errors else 422, errors)
@@ -204,9 +218,17 @@ async def send_report(request: web.Request) -> web.Response:
             metrics.REJECTED.labels("Incident", "municipality_mismatch").inc()
         return _answer(request, account, form, status, errors,
                        **({"code": "municipality_mismatch"} if status == 403 else {}))
-    main = request.app[MAIN_APP_KEY]
     data = form.incident(channel=account.channel.value)
+    if photo_bytes is not None and photos is not None:
+        try:
+            kept = await photos.keep(photo_bytes)  # stripped, re-encoded, stored by digest
+        except PhotoRefused as exc:
+            return _answer(request, account, form, 422, {"photo": str(exc)})
+        data["photos"] = [{"sha256": kept.sha256}]
     main[STATE_KEY].fill("Incident", data, account.channel.value)  # same reported_at for a re-send
+    refused = await check_references(main, data)  # the photo's reference, before publishing
+    if refused is not None:
+        return _answer(request, account, form, 422, {"photo": refused.reason})
     try:
         queued, report = await deliver(main, data, "Incident")
     except Rejected as exc:
