@@ -158,7 +158,14 @@ def _page(request: web.Request, account: RelayAccount, form: ReportForm, *, stat
     return render(request, "form.html", status=status, form=form, account=account, errors=errors or {},
                   active="form",
                   sent=sent, towns=_towns(request, account), keywords=category_keywords(),
-                  groups=category_choices(), kind=text(f"kind.{account.kind}"), timezone=LOCAL_TZ.key)
+                  groups=category_choices(), kind=text(f"kind.{account.kind}"), timezone=LOCAL_TZ.key,
+                  photo_max_bytes=_photo_max_bytes(request))
+
+
+def _photo_max_bytes(request: web.Request) -> int:
+    """The photo field's bound; 0 (no field) when the intake keeps no photos."""
+    photos = request.app[MAIN_APP_KEY].get(PHOTOS_KEY)
+    return photos.settings.max_bytes if photos is not None else 0
 
 
 async def form_page(request: web.Request) -> web.Response:
