@@ -106,7 +106,10 @@
       var file = photoInput.files && photoInput.files[0];
       chosen = null; preview.hidden = true;
       if (!file) { return; }
-      var mb = function (n) { return (n / 1048576).toLocaleString("fr-FR", {maximumFractionDigits: 1}); };
+      var mb = function (n) {
+        return n < 1048576 ? Math.max(1, Math.round(n / 1024)) + " Ko"
+          : (n / 1048576).toLocaleString("fr-FR", {maximumFractionDigits: 1}) + " Mo";
+      };
       if (file.size > config.photo_max_bytes) {
         setError("photo", fmt(T["error.photo_too_large"], {size: mb(file.size), limit: mb(config.photo_max_bytes)}));
         photoInput.value = ""; return;
