@@ -7,6 +7,11 @@
                        with ``code`` (unsupported_type, markup, polyglot, malformed,
                        too_many_pixels, too_small, empty) and a French reason; 413 too_large.
 
+The relays' form and Open311 send the photo with the report, as multipart/form-data:
+:func:`read_form` reads it part by part without the intake's body limit (which bounds a JSON
+event, not a photo): text fields bounded (``MAX_FIELD_BYTES`` each, ``MAX_FIELDS`` in all), the
+photo by ``VEILLE_PHOTOS_MAX_BYTES`` (:meth:`PhotoIntake.read`).
+
 An incident then refers to it: ``"photos": [{"sha256": "<digest>"}]`` (Incident v3). The
 intake publishes it only if the store holds each photo (422 ``photos`` otherwise), and records
 the reference first, for the retention (veille.photos.retention).
@@ -19,12 +24,19 @@ from typing import Any
 from uuid import UUID
 
 from aiohttp import BodyPartReader, web
+from multidict import MultiDict
 
 from veille.photos.intake import PHOTOS_KEY, PhotoIntake, refusal_json
 from veille.photos.sanitise import CleanPhoto, PhotoRefused
 from veille.producers.gate import CONFIG_KEY, Refusal, admit
 
 PART_NAMES = ("photo", "media")
+MAX_FIELDS = 50
+MAX_FIELD_BYTES = 16 * 1024
+
+
+class FormTooLarge(ValueError):
+    pass
 
 
 def photos_of(app: web.Application) -> PhotoIntake | None:
@@ -92,3 +104,34 @@ async def check_references(app: web.Application, data: dict[str, Any]) -> Refusa
         return None  # the model refuses the id itself
     await photos.refer(incident, digests)
     return None
+
+
+async def read_form(request: web.Request, photos: PhotoIntake | None,
+                    photo_field: str = "photo") -> tuple[MultiDict[str], bytes | None]:
+    """A form's text fields, and its photo's bytes (None when no file was chosen); a form that is
+    not multipart is read as before (``request.post()``, the intake's limit).
+
+    PhotoRefused for a photo past the size bound (or sent where no photo store is set up),
+    FormTooLarge for text fields past theirs."""
+    if not request.content_type.startswith("multipart/"):
+        return MultiDict((k, v) for k, v in (await request.post()).items() if isinstance(v, str)), None
+    fields: MultiDict[str] = MultiDict()
+    photo: bytes | None = None
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        if len(fields) >= MAX_FIELDS:
+            raise FormTooLarge("too many fields")
+        if part.name == photo_field:
+            if photos is None:
+                raise PhotoRefused("unsupported_type")
+            photo = await photos.read(part) or None  # an empty file input sends an empty part
+            continue
+        value = bytearray()
+        while chunk := await part.read_chunk(4096):
+            value += chunk
+            if len(value) > MAX_FIELD_BYTES:
+                raise FormTooLarge(part.name)
+        fields.add(part.name, value.decode(part.get_charset(default="utf-8"), errors="replace"))
+    return fields, photo

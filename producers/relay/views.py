@@ -34,7 +34,7 @@ from veille.producers import metrics
 from veille.producers.gate import STATE_KEY, Quota, TokenBuckets, deliver
 from veille.producers.open311_catalog import CLOSED
 from veille.producers.open311_requests import RequestBook, ServiceRequest
-from veille.producers.photo_upload import check_references
+from veille.producers.photo_upload import FormTooLarge, check_references, read_form
 from veille.producers.relay.accounts import AccountStore, RelayAccount
 from veille.producers.relay.forms import (
     LOCAL_TZ,
@@ -47,7 +47,6 @@ from veille.producers.relay.forms import (
     text,
 )
 from veille.producers.relay.pages import render
-from veille.producers.relay.upload import FormTooLarge, read_report
 from veille.producers.sdk import Rejected
 from veille.schemas.registry import RegistryUnavailable
 from veille.territory import Territory
@@ -208,7 +207,7 @@ async def send_report(request: web.Request) -> web.Response:
     main = request.app[MAIN_APP_KEY]
     photos = main.get(PHOTOS_KEY)
     try:
-        formdata, photo_bytes = await read_report(request, photos)
+        formdata, photo_bytes = await read_form(request, photos)
     except PhotoRefused as exc:
         return _answer(request, account, _new_form(request, session, account),
                        413 if exc.code == "too_large" else 422, {"photo": str(exc)})
