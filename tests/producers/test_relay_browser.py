@@ -289,7 +289,7 @@ def _options(page: Any) -> list[str]:
 
 
 def test_the_category_search_narrows_the_list(hub: Hub) -> None:
-    settings, intake, logins = hub
+    _, intake, logins = hub
     with launch_browser() as browser:
         page = browser.new_page(**TABLET)
         errors = ConsoleErrors(page)
@@ -366,4 +366,5 @@ def test_the_photo_field_sends_a_photo_that_arrives_stripped(hub: Hub) -> None:
     assert image.format == "JPEG" and image.size == (800, 600)
     assert len(image.getexif()) == 0 and exifread.process_file(io.BytesIO(kept), details=False) == {}
     assert b"SN-0042-SECRET" not in kept and kept != original
-    assert list((settings.state_dir / "photos" / "refs" / str(incident.id)).iterdir())[0].name == digest
+    refs = [p.name for p in (settings.state_dir / "photos" / "refs" / str(incident.id)).iterdir()]
+    assert refs == [digest]
