@@ -70,11 +70,11 @@ def closed_in_store(query: Callable[[str], list[dict[str, Any]]], database: str,
         for start in range(0, len(ids), batch):
             listed = ", ".join(f"'{i}'" for i in ids[start:start + batch])
             rows = query(
-                f"SELECT toString(incident_id) AS incident, argMax(status, at) AS last, max(at) AS at "
+                f"SELECT toString(incident_id) AS incident, argMax(status, at) AS last, max(at) AS last_at "
                 f"FROM {database}.status_events WHERE incident_id IN ({listed}) GROUP BY incident_id")
             for row in rows:
                 if row["last"] in CLOSING:
-                    at = row["at"]
+                    at = row["last_at"]
                     out[UUID(row["incident"])] = at if at.tzinfo else at.replace(tzinfo=UTC)
         return out
 
