@@ -368,3 +368,35 @@ def test_the_photo_field_sends_a_photo_that_arrives_stripped(hub: Hub) -> None:
     assert b"SN-0042-SECRET" not in kept and kept != original
     refs = [p.name for p in (settings.state_dir / "photos" / "refs" / str(incident.id)).iterdir()]
     assert refs == [digest]
+
+
+def test_a_photo_kept_offline_is_sent_with_its_report_when_the_intake_is_back(hub: Hub) -> None:
+    from photo_helpers import camera_jpeg
+
+    settings, intake, logins = hub
+    with launch_browser() as browser:
+        page = browser.new_page(**TABLET)
+        log_in(page, intake.url, "standard-35401", logins["standard-35401"])
+        page.select_option("#category", "illegal_dumping")
+        page.fill("#description", "Dépôt sauvage derrière le gymnase, photo jointe")
+        page.set_input_files("#photo", files=[{"name": "depot.jpg", "mimeType": "image/jpeg",
+                                               "buffer": camera_jpeg(color=(90, 60, 20))}])
+        page.wait_for_selector("#photo-preview:not([hidden])")
+        report_id = page.eval_on_selector("#report_id", "i => i.value")
+        intake.stop()
+        try:
+            page.click("#submit")
+            page.wait_for_selector("#queue:not([hidden])")
+            assert "La photo est gardée avec lui et partira en même temps." in page.inner_text("#sent")
+            queued = json.loads(page.evaluate("localStorage.getItem('veille.relais.queue.standard-35401')"))
+            assert [q["id"] for q in queued] == [report_id]
+            assert queued[0]["photo"]["dataUrl"].startswith("data:image/jpeg;base64,")
+            screenshot(page, "relay-photo-queued")
+        finally:
+            intake.start()
+        page.wait_for_function(
+            "() => JSON.parse(localStorage.getItem('veille.relais.queue.standard-35401')).length === 0",
+            timeout=30_000)
+    (incident,) = incidents_of(settings, {report_id})
+    assert incident.category.value == "illegal_dumping" and len(incident.photos) == 1
+    assert (settings.state_dir / "photos" / "photos" / f"{incident.photos[0].sha256}.jpg").exists()

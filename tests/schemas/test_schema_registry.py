@@ -117,7 +117,7 @@ def test_credentials_never_sent_in_clear_to_a_remote_registry() -> None:
 def test_registration_plan_covers_every_topic_and_version() -> None:
     plan = {p.subject: p for p in registration_plan(Settings(), territory_topic_specs(Settings()))}
     topics = Topics()
-    assert [sv.version for sv in plan["veille.intake.35401-value"].versions] == [1, 2]
+    assert [sv.version for sv in plan["veille.intake.35401-value"].versions] == [1, 2, 3]
     assert plan["veille.alerts-value"].record == "Alert"
     assert plan["veille.dispatch.sdis35-value"].record == "Dispatch"
     routed = {p.record for p in plan.values() if p.topic == topics.routed}
@@ -140,22 +140,22 @@ def test_register_catalog_sets_compatibility_and_is_idempotent(
     client = RegistryClient(schema_registry.url, timeout=10)
     subject = "veille.intake.35401-value"
     assert client.compatibility(subject) == COMPATIBILITY
-    assert client.versions(subject) == [1, 2]
+    assert client.versions(subject) == [1, 2, 3]
     again = register_catalog(client, registration_plan(Settings(), territory_topic_specs(Settings())))
     assert again == registered
-    assert client.versions(subject) == [1, 2]
+    assert client.versions(subject) == [1, 2, 3]
 
 
 def test_incompatible_change_to_a_released_schema_is_refused_409(
         schema_registry: RegistryFixture, registered: dict[str, list[int]]) -> None:
     client = RegistryClient(schema_registry.url, timeout=10)
     schema = json.loads(schema_text(catalog().latest("Incident")))
-    # A new required field without a default: the new reader cannot read v1/v2 data.
+    # A new required field without a default: the new reader cannot read v1-v3 data.
     schema["fields"].append({"name": "priority_code", "type": "int"})
     with pytest.raises(RegistryRefused) as err:
         client.register("veille.intake.35401-value", json.dumps(schema))
     assert err.value.status == 409
-    assert client.versions("veille.intake.35401-value") == [1, 2]
+    assert client.versions("veille.intake.35401-value") == [1, 2, 3]
     # Editing an old released version (a field's type changed) is refused just the same.
     v1 = json.loads(schema_text(catalog().version("Incident", 1)))
     for f in v1["fields"]:
