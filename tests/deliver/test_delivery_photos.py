@@ -1,6 +1,6 @@
 """A dispatched body sees the incident's photos: their signed URLs are in its webhook body and its
 e-mail (real receivers: the webhook endpoint and an SMTP server), and the intake's /photos/ serves
-them, stripped, to whoever holds one; nobody else gets a URL."""
+them, stripped, to whoever holds one; an Open311 body gets the first as its ``media_url``."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from jsonschema import Draft202012Validator
 from photo_helpers import camera_jpeg
 from PIL import Image
 
-from veille.deliver.config import EmailDelivery, WebhookDelivery
+from veille.deliver.config import EmailDelivery, Open311Delivery, WebhookDelivery
 from veille.deliver.email import EmailSender
+from veille.deliver.open311_client import open311_request
 from veille.deliver.view import view, with_photos
 from veille.deliver.webhook import SCHEMA_FILE, WebhookSender, encode_body, webhook_body
 from veille.local.receivers import Mailbox
@@ -108,3 +109,15 @@ def test_without_a_photo_base_url_no_url_is_made(tmp_path: Path) -> None:
     v: Any = with_photos(view(d), PhotoLinks.from_settings(PhotoSettings()), "")
     assert v.photos == ("ab" * 32,) and webhook_body(v)["photos"] == []
     assert webhook_body(view(dispatch()))["photos"] == []  # an incident without photos
+
+
+def test_an_open311_body_gets_the_first_photo_as_media_url() -> None:
+    d = dispatch(incident(photos=[{"sha256": "ab" * 32}, {"sha256": "cd" * 32}]))
+    v = with_photos(view(d), PhotoLinks.from_settings(PhotoSettings()), "https://veille.example.fr")
+    config = Open311Delivery.model_validate({"base_url": "https://gmao.example.fr/open311/v2/",
+                                             "api_key": {"env": "VEILLE_TEST_O311_KEY"},
+                                             "service_codes": {"damaged_road": "VOI-02"}})
+    request = open311_request(v, config)
+    assert request is not None
+    assert ("media_url", v.photo_links[0].url) in request.form("key")
+    assert open311_request(view(dispatch()), config).media_url is None  # type: ignore[union-attr]

@@ -197,7 +197,8 @@ class Engine:
                                              link_expires=expires if url else None,
                                              dispatch_view=self._view(job.dispatch))
         if method is DeliveryMethod.open311 and config.open311 is not None:
-            return await self.open311(job.agency).deliver(job.dispatch)
+            client = self.open311(job.agency)
+            return await client.deliver(job.dispatch, dispatch_view=self._view(job.dispatch))
         raise ValueError(f"{job.agency.id} has no {method.value} delivery configured")
 
     async def _shutdown(self) -> None:
