@@ -277,11 +277,13 @@
     renderHistory();
   }
 
-  function announceSent(ref, text, title) {
+  function announceSent(ref, text, title, note) {
     sent.textContent = "";
     var h = document.createElement("h2"); h.textContent = title || T.sent_title;
     var p = document.createElement("p"); p.className = "reference"; p.textContent = text || fmt(T.sent_reference, {reference: ref});
-    sent.appendChild(h); sent.appendChild(p); sent.hidden = false;
+    sent.appendChild(h); sent.appendChild(p);
+    if (note) { var n = document.createElement("p"); n.textContent = note; sent.appendChild(n); }
+    sent.hidden = false;
   }
 
   function resetForm() {
@@ -351,11 +353,11 @@
       if (photo) {
         try {
           queue.add(Object.assign({}, entry, {photo: {name: photo.name, type: photo.type, dataUrl: photo.dataUrl}}));
-          return " " + T.photo_queued;
+          return T.photo_queued;
         } catch (e) { /* over this browser's storage quota: without it, and said so */ }
       }
       queue.add(entry);
-      return photo ? " " + T.photo_not_kept : "";
+      return photo ? T.photo_not_kept : "";
     }
 
     try {
@@ -368,7 +370,7 @@
       } else if (!outcome || outcome.status >= 500 || outcome.status === 429) {
         var note = keep();
         showErrors({});
-        announceSent(reference(id), fmt(T.queued, {reference: reference(id)}) + note, T.queued_title);
+        announceSent(reference(id), fmt(T.queued, {reference: reference(id)}), T.queued_title, note);
         remember(id, reference(id)); resetForm(); sent.focus();
       } else if (outcome.status === 401) {
         keep();
