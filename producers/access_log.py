@@ -12,11 +12,15 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
+from veille.photos.links import PATH as PHOTOS_PATH
 from veille.producers.response import PREFIX as RESPONSE_PREFIX
 
 
 def loggable_path(path: str) -> str:
-    """``path`` without secrets: ``/reponse/<id>/<token>`` -> ``/reponse/<id>/…``."""
+    """``path`` without secrets: ``/reponse/<id>/<token>`` -> ``/reponse/<id>/…``,
+    ``/photos/<token>`` -> ``/photos/…`` (a photo's signed URL)."""
+    if path.startswith(PHOTOS_PATH + "/"):
+        return PHOTOS_PATH + "/…"
     if path.startswith(RESPONSE_PREFIX + "/") and not path.startswith(RESPONSE_PREFIX + "/static/"):
         parts = path.split("/", 3)  # "", "reponse", "<id>", "<token>..."
         return "/".join(parts[:3]) + ("/…" if len(parts) > 3 else "")
@@ -26,7 +30,7 @@ def loggable_path(path: str) -> str:
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         path = request.path
-        private = path.startswith(RESPONSE_PREFIX + "/")
+        private = path.startswith((RESPONSE_PREFIX + "/", PHOTOS_PATH + "/"))
         self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.3fs', "-" if private else request.remote or "-",
                          request.method, loggable_path(path), request.version.major, request.version.minor,
                          response.status, response.body_length, time)

@@ -4,6 +4,8 @@
     POST /v1/alerts      a CAP alert (Alert fields as JSON, or CAP 1.2 XML / an Atom feed of
                          CAP alerts with Content-Type application/cap+xml: producers/cap_xml.py)
     POST /v1/status      a StatusUpdate (with the dispatch_id it answers); id optional
+    POST /v1/photos      a photo, kept stripped by digest (producers/photo_upload.py)
+    GET  /photos/<token> a photo, for whoever holds its signed URL (veille/photos/intake.py)
     GET  /metrics        Prometheus exposition
     GET  /healthz        liveness
     /open311/v2/...      Open311 GeoReport v2 (producers/open311.py, when serve() has a territory)
@@ -37,7 +39,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from veille.config import Settings
-from veille.producers import desk, metrics, open311, relay, response
+from veille.photos.intake import install as install_photos
+from veille.photos.settings import PhotoSettings
+from veille.producers import desk, metrics, open311, photo_upload, relay, response
 from veille.producers.access_log import AccessLogger
 from veille.producers.cap_xml import publish_cap
 from veille.producers.gate import (
@@ -126,6 +130,10 @@ async def _publish(request: web.Request, record_type: str) -> web.Response:
         return refused
     filled = state.fill(record_type, data, request.query.get("channel", Channel.app.value)) \
         if record_type != "Alert" else {}
+    if record_type == "Incident":
+        unknown = await photo_upload.check_references(request.app, data)
+        if unknown is not None:
+            return _errors(unknown.status, [{"field": unknown.code, "reason": unknown.reason}])
     try:
         queued, report = await deliver(request.app, data, record_type)
     except Rejected as exc:
@@ -145,6 +153,12 @@ async def _publish(request: web.Request, record_type: str) -> web.Response:
                               "partition": report.partition, "offset": report.offset}, status=202)
 
 
+async def _photo(request: web.Request) -> web.Response:
+    response = await photo_upload.upload(request, _token(request))
+    metrics.INTAKE_REQUESTS.labels("photos", str(response.status)).inc()
+    return response
+
+
 async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -160,6 +174,7 @@ def make_app(publisher: Publisher, config: IntakeConfig, *, close_publisher: boo
     app.router.add_post("/v1/incidents", _handler("Incident", "incidents"))
     app.router.add_post("/v1/alerts", _handler("Alert", "alerts"))
     app.router.add_post("/v1/status", _handler("StatusUpdate", "status"))
+    app.router.add_post("/v1/photos", _photo)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     return app
@@ -173,6 +188,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
                           known_agencies=known_agencies)
     app = make_app(publisher, intake_config(settings))
     landing = None
+    install_photos(app, PhotoSettings(), settings.state_dir)  # before the front-ends that take photos
     if territory is not None:
         open311.register(app, territory, RequestBook(settings))
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/

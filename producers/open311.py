@@ -19,7 +19,10 @@ A request becomes an Incident: ``service_code`` is the category; the municipalit
 ``email`` and ``phone`` become the reporter's contact, which only reaches the dispatches of
 the agencies that act (never the shared store); ``device_id`` and ``account_id`` identify a
 person and serve no purpose of the hub: they are dropped. ``media_url`` becomes an
-attachment; ``attribute[severity]`` the severity (default moderate). The answer
+attachment; ``media``, a file uploaded in a multipart/form-data request (mySociety's and
+Open311's photo upload), becomes a photo of the incident, checked, stripped and kept by
+veille.photos (400 ``media: <code>: <reason>`` when refused, 413 too large);
+``attribute[severity]`` the severity (default moderate). The answer
 ``[{"service_request_id", "service_notice"}]`` comes only once the broker acknowledged;
 errors are ``[{"code", "description"}]`` (400 invalid, 403 key, 404 unknown service or
 jurisdiction, 429 quota, 503 broker did not acknowledge: retry).
@@ -31,6 +34,7 @@ routed record holds (no personal data) is served.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import uuid
@@ -40,8 +44,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
 
+from veille.photos.intake import PHOTOS_KEY
+from veille.photos.sanitise import PhotoRefused
 from veille.producers import metrics
-from veille.producers.gate import Refusal, admit, deliver, read_body
+from veille.producers.gate import CONFIG_KEY, Refusal, admit, deliver, read_body
 from veille.producers.intake_keys import IntakeKey
 from veille.producers.open311_catalog import (
     CLOSED,
@@ -56,6 +62,7 @@ from veille.producers.open311_catalog import (
     service_codes,
 )
 from veille.producers.open311_requests import RequestBook, ServiceRequest
+from veille.producers.photo_upload import FormTooLarge, check_references, read_form
 from veille.producers.sdk import Rejected
 from veille.schemas.models import Channel, IncidentCategory
 from veille.schemas.registry import RegistryUnavailable
@@ -70,7 +77,8 @@ DEFAULT_WINDOW = timedelta(days=90)
 # Incident fields -> the Open311 parameter a client sent.
 PARAMETER = {"location.lat": "lat", "location.lon": "long", "address": "address_string",
              "category": "service_code", "severity": "attribute[severity]", "reporter.email": "email",
-             "reporter.phone": "phone", "reporter.name": "first_name/last_name", "attachments": "media_url"}
+             "reporter.phone": "phone", "reporter.name": "first_name/last_name", "attachments": "media_url",
+             "photos": "media"}
 
 
 def _fmt(request: web.Request) -> str:
@@ -210,13 +218,26 @@ async def post_request(request: web.Request) -> web.Response:
 
 async def _post_request(request: web.Request) -> web.Response:
     fmt, territory = _fmt(request), request.app[TERRITORY_KEY]
-    body = await read_body(request, "Incident")
-    if isinstance(body, Refusal):
-        return _refusal(fmt, body)
-    try:
-        params = _params(body, request.content_type)
-    except (ValueError, RecursionError) as exc:
-        return error(fmt, 400, f"unreadable request: {str(exc)[:200]}")
+    photos, media = request.app.get(PHOTOS_KEY), None
+    if request.content_type.startswith("multipart/"):  # with a media upload
+        try:
+            form, media = await asyncio.wait_for(read_form(request, photos, "media"),
+                                                 request.app[CONFIG_KEY].body_timeout)
+        except PhotoRefused as exc:
+            return error(fmt, 413 if exc.code == "too_large" else 400, f"media: {exc.code}: {exc}")
+        except (FormTooLarge, ValueError) as exc:
+            return error(fmt, 400, f"unreadable request: {str(exc)[:200]}")
+        except TimeoutError:
+            return error(fmt, 408, "body not received in time")
+        params = dict(form)
+    else:
+        body = await read_body(request, "Incident")
+        if isinstance(body, Refusal):
+            return _refusal(fmt, body)
+        try:
+            params = _params(body, request.content_type)
+        except (ValueError, RecursionError) as exc:
+            return error(fmt, 400, f"unreadable request: {str(exc)[:200]}")
     key, refusal = admit(request.app, _token(request, params), request.remote, "Incident", anonymous=False)
     if refusal is not None or key is None:
         return _refusal(fmt, refusal or Refusal(403, "no_key", "api_key is required"))
@@ -238,6 +259,15 @@ async def _post_request(request: web.Request) -> web.Response:
         metrics.REJECTED.labels("Incident", "municipality_mismatch").inc()
         return error(fmt, 403, f"municipality_mismatch: this api_key may not report incidents for "
                                f"municipality {municipality}")
+    if media is not None and photos is not None:
+        try:
+            kept = await photos.keep(media)  # stripped, re-encoded, stored by digest
+        except PhotoRefused as exc:
+            return error(fmt, 400, f"media: {exc.code}: {exc}")
+        data["photos"] = [{"sha256": kept.sha256, "media_type": kept.media_type}]
+        unknown = await check_references(request.app, data)
+        if unknown is not None:
+            return error(fmt, 400, f"media: {unknown.reason}")
     try:
         queued, report = await deliver(request.app, data, "Incident")
     except Rejected as exc:

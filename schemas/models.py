@@ -123,6 +123,18 @@ class Attachment(BaseModel):
     media_type: str = Field(pattern=r"^[\w.+-]+/[\w.+-]+$")
 
 
+MAX_PHOTOS = 5
+PHOTO_DIGEST = r"^[0-9a-f]{64}$"
+
+
+class PhotoRef(BaseModel):
+    """A photo in the hub's photo store (veille.photos), by the SHA-256 of its clean bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sha256: str = Field(pattern=PHOTO_DIGEST)
+    media_type: str = Field(default="image/jpeg", pattern=r"^image/[\w.+-]+$")
+
+
 class Incident(Record):
     avro_name: ClassVar[str] = "Incident"
     id: UUID
@@ -137,6 +149,7 @@ class Incident(Record):
     reporter: ReporterContact | None = None
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
     attachments: list[Attachment] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+    photos: list[PhotoRef] = Field(default_factory=list, max_length=MAX_PHOTOS)  # v3
 
     @model_validator(mode="after")
     def _occurred_before_reported(self) -> Self:

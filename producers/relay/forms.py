@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
+    FileField,
     Form,
     HiddenField,
     PasswordField,
@@ -41,7 +42,7 @@ PHONE = r"^[0-9+ ().-]{6,40}$"
 INCIDENT_FIELD = {"category": "category", "severity": "severity", "description": "description",
                   "occurred_at": "occurred_at", "municipality": "municipality", "address": "address",
                   "location": "place", "reporter.name": "contact_name", "reporter.phone": "contact_phone",
-                  "reporter.email": "contact_email", "id": "report_id"}
+                  "reporter.email": "contact_email", "id": "report_id", "photos": "photo"}
 
 
 def text(key: str, **values: Any) -> str:
@@ -146,6 +147,8 @@ class ReportForm(RelayForm):
                                 [Optional(), Length(max=254, message=text("error.contact_email")),
                                  Regexp(EMAIL, message=text("error.contact_email"))])
     consent = BooleanField(text("consent"))
+    # Read apart from the other fields (producers/relay/upload.py), kept by veille.photos.
+    photo = FileField(text("photo"))
 
     def setup(self, municipalities: Mapping[str, str]) -> ReportForm:
         self.severity.choices = [SelectChoice(s.value, text(f"severity.{s.value}")) for s in Severity]

@@ -28,10 +28,13 @@ from aiohttp import web
 from aiohttp_session import Session, get_session, new_session
 from shapely.geometry import mapping
 
+from veille.photos.intake import PHOTOS_KEY
+from veille.photos.sanitise import PhotoRefused
 from veille.producers import metrics
 from veille.producers.gate import STATE_KEY, Quota, TokenBuckets, deliver
 from veille.producers.open311_catalog import CLOSED
 from veille.producers.open311_requests import RequestBook, ServiceRequest
+from veille.producers.photo_upload import FormTooLarge, check_references, read_form
 from veille.producers.relay.accounts import AccountStore, RelayAccount
 from veille.producers.relay.forms import (
     LOCAL_TZ,
@@ -154,7 +157,14 @@ def _page(request: web.Request, account: RelayAccount, form: ReportForm, *, stat
     return render(request, "form.html", status=status, form=form, account=account, errors=errors or {},
                   active="form",
                   sent=sent, towns=_towns(request, account), keywords=category_keywords(),
-                  groups=category_choices(), kind=text(f"kind.{account.kind}"), timezone=LOCAL_TZ.key)
+                  groups=category_choices(), kind=text(f"kind.{account.kind}"), timezone=LOCAL_TZ.key,
+                  photo_max_bytes=_photo_max_bytes(request))
+
+
+def _photo_max_bytes(request: web.Request) -> int:
+    """The photo field's bound; 0 (no field) when the intake keeps no photos."""
+    photos = request.app[MAIN_APP_KEY].get(PHOTOS_KEY)
+    return photos.settings.max_bytes if photos is not None else 0
 
 
 async def form_page(request: web.Request) -> web.Response:
@@ -194,7 +204,17 @@ async def send_report(request: web.Request) -> web.Response:
     account, session = await current_account(request)
     if account is None:
         return _unauthorised(request)
-    form = _new_form(request, session, account, await request.post())
+    main = request.app[MAIN_APP_KEY]
+    photos = main.get(PHOTOS_KEY)
+    try:
+        formdata, photo_bytes = await read_form(request, photos)
+    except PhotoRefused as exc:
+        return _answer(request, account, _new_form(request, session, account),
+                       413 if exc.code == "too_large" else 422, {"photo": str(exc)})
+    except FormTooLarge:
+        return _answer(request, account, _new_form(request, session, account), 413,
+                       {"form": text("error.rejected")})
+    form = _new_form(request, session, account, formdata)
     if not form.validate():
         errors = form.errors_by_field()
         return _answer(request, account, form, 400 if "csrf_token" in errors else 422, errors)
@@ -204,9 +224,17 @@ async def send_report(request: web.Request) -> web.Response:
             metrics.REJECTED.labels("Incident", "municipality_mismatch").inc()
         return _answer(request, account, form, status, errors,
                        **({"code": "municipality_mismatch"} if status == 403 else {}))
-    main = request.app[MAIN_APP_KEY]
     data = form.incident(channel=account.channel.value)
+    if photo_bytes is not None and photos is not None:
+        try:
+            kept = await photos.keep(photo_bytes)  # stripped, re-encoded, stored by digest
+        except PhotoRefused as exc:
+            return _answer(request, account, form, 422, {"photo": str(exc)})
+        data["photos"] = [{"sha256": kept.sha256}]
     main[STATE_KEY].fill("Incident", data, account.channel.value)  # same reported_at for a re-send
+    refused = await check_references(main, data)  # the photo's reference, before publishing
+    if refused is not None:
+        return _answer(request, account, form, 422, {"photo": refused.reason})
     try:
         queued, report = await deliver(main, data, "Incident")
     except Rejected as exc:

@@ -18,12 +18,14 @@ from paths import ROOT
 
 from veille.config import Settings
 from veille.deliver.settings import DeliverySettings
+from veille.photos.settings import PhotoSettings
 
 DEPLOY = ROOT / "deploy"
 HUB_SERVICES = {"topics-init", "router", "sink", "intake", "simulator", "deliver"}
-# The hub's settings, and the deployment's side of delivery (veille.deliver.settings).
+# The hub's settings, the deployment's side of delivery (veille.deliver.settings) and photos.
 SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
-                | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields})
+                | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields}
+                | {f"VEILLE_PHOTOS_{name.upper()}" for name in PhotoSettings.model_fields})
 
 
 def _compose() -> dict[str, Any]:

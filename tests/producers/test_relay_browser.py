@@ -281,3 +281,122 @@ def test_offline_report_is_kept_and_sent_once_when_the_intake_is_back(
     topic = Topics(settings.topic_prefix).intake("35401")
     every = read_topics(settings, [topic], timeout=5, until=lambda rs: False)
     assert [str(r.value["id"]) for _, r in every].count(report_id) == 1
+
+
+def _options(page: Any) -> list[str]:
+    """The types the list offers (in the DOM: what every phone's and tablet's picker shows)."""
+    return list(page.eval_on_selector_all("#category option", "os => os.map(o => o.value).filter(v => v)"))
+
+
+def test_the_category_search_narrows_the_list(hub: Hub) -> None:
+    _, intake, logins = hub
+    with launch_browser() as browser:
+        page = browser.new_page(**TABLET)
+        errors = ConsoleErrors(page)
+        log_in(page, intake.url, "accueil-35401", logins["accueil-35401"])
+        assert len(_options(page)) == 27  # every type before a search
+        tab_to(page, "category-search")
+        page.keyboard.type("lampadaire")
+        assert _options(page) == ["broken_streetlight"]
+        assert page.eval_on_selector("#category", "s => s.value") == "broken_streetlight"
+        assert page.inner_text("#category-count") == \
+            "1 type(s) sur 27 correspondent : choisissez dans la liste ci-dessous."
+        screenshot(page, "relay-search-lampadaire")
+        assert axe_violations(page) == []
+        for typed, expected in (("ÉCLAIRAGE", ["broken_streetlight"]),  # case and accents
+                                ("Lampadaires", ["broken_streetlight"]),  # a plural
+                                ("inondation", None), ("tag", None)):
+            page.fill("#category-search", typed)
+            found = _options(page)
+            assert 1 <= len(found) < 27, (typed, found)
+            if expected is not None:
+                assert found == expected, (typed, found)
+        page.fill("#category-search", "zzzz")
+        assert _options(page) == ["other"]  # nothing matches: "Autre signalement" is still offered
+        assert "Aucun type ne correspond" in page.inner_text("#category-count")
+        page.fill("#category-search", "")
+        assert len(_options(page)) == 27
+        assert errors.messages == []
+
+
+def test_the_photo_field_sends_a_photo_that_arrives_stripped(hub: Hub) -> None:
+    import hashlib
+    import io
+
+    import exifread
+    from photo_helpers import camera_jpeg, jpeg_with_zip
+    from PIL import ExifTags, Image
+
+    settings, intake, logins = hub
+    original = camera_jpeg()
+    assert Image.open(io.BytesIO(original)).getexif().get_ifd(ExifTags.IFD.GPSInfo)  # it has a position
+    with launch_browser() as browser:
+        page = browser.new_page(**TABLET)
+        errors = ConsoleErrors(page)
+        log_in(page, intake.url, "accueil-35401", logins["accueil-35401"])
+        page.fill("#category-search", "avaloir")
+        page.fill("#description", "Avaloir bouché rue des Lavoirs, photo prise par l'habitant")
+        # A hostile file first: a JPEG with a ZIP appended, named as a photo.
+        page.set_input_files("#photo", files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
+                                               "buffer": jpeg_with_zip()}])
+        page.wait_for_selector("#photo-preview:not([hidden])")
+        page.click("#submit")
+        page.wait_for_selector("#photo-error:not([hidden])")
+        assert "archive ZIP" in page.inner_text("#photo-error")
+        assert axe_violations(page) == []
+        screenshot(page, "relay-photo-refused")
+        # Then the real photo: previewed, sent, kept without its metadata.
+        page.set_input_files("#photo", files=[{"name": "IMG_2041.jpg", "mimeType": "image/jpeg",
+                                               "buffer": original}])
+        page.wait_for_selector("#photo-preview:not([hidden])")
+        assert "IMG_2041.jpg" in page.inner_text("#photo-status")
+        assert axe_violations(page) == []
+        screenshot(page, "relay-photo-preview")
+        report_id = page.eval_on_selector("#report_id", "i => i.value")
+        page.click("#submit")
+        page.wait_for_selector("#sent:not([hidden]) .reference")
+        assert page.is_hidden("#photo-preview")  # the form is ready for the next report
+        assert all("422" in m for m in errors.messages), errors.messages
+    (incident,) = incidents_of(settings, {report_id})
+    assert incident.category.value == "blocked_drain" and len(incident.photos) == 1
+    digest = incident.photos[0].sha256
+    kept = (settings.state_dir / "photos" / "photos" / f"{digest}.jpg").read_bytes()
+    assert hashlib.sha256(kept).hexdigest() == digest
+    image = Image.open(io.BytesIO(kept))
+    assert image.format == "JPEG" and image.size == (800, 600)
+    assert len(image.getexif()) == 0 and exifread.process_file(io.BytesIO(kept), details=False) == {}
+    assert b"SN-0042-SECRET" not in kept and kept != original
+    refs = [p.name for p in (settings.state_dir / "photos" / "refs" / str(incident.id)).iterdir()]
+    assert refs == [digest]
+
+
+def test_a_photo_kept_offline_is_sent_with_its_report_when_the_intake_is_back(hub: Hub) -> None:
+    from photo_helpers import camera_jpeg
+
+    settings, intake, logins = hub
+    with launch_browser() as browser:
+        page = browser.new_page(**TABLET)
+        log_in(page, intake.url, "standard-35401", logins["standard-35401"])
+        page.select_option("#category", "illegal_dumping")
+        page.fill("#description", "Dépôt sauvage derrière le gymnase, photo jointe")
+        page.set_input_files("#photo", files=[{"name": "depot.jpg", "mimeType": "image/jpeg",
+                                               "buffer": camera_jpeg(color=(90, 60, 20))}])
+        page.wait_for_selector("#photo-preview:not([hidden])")
+        report_id = page.eval_on_selector("#report_id", "i => i.value")
+        intake.stop()
+        try:
+            page.click("#submit")
+            page.wait_for_selector("#queue:not([hidden])")
+            assert "La photo est gardée avec lui et partira en même temps." in page.inner_text("#sent")
+            queued = json.loads(page.evaluate("localStorage.getItem('veille.relais.queue.standard-35401')"))
+            assert [q["id"] for q in queued] == [report_id]
+            assert queued[0]["photo"]["dataUrl"].startswith("data:image/jpeg;base64,")
+            screenshot(page, "relay-photo-queued")
+        finally:
+            intake.start()
+        page.wait_for_function(
+            "() => JSON.parse(localStorage.getItem('veille.relais.queue.standard-35401')).length === 0",
+            timeout=30_000)
+    (incident,) = incidents_of(settings, {report_id})
+    assert incident.category.value == "illegal_dumping" and len(incident.photos) == 1
+    assert (settings.state_dir / "photos" / "photos" / f"{incident.photos[0].sha256}.jpg").exists()

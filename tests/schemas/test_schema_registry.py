@@ -117,7 +117,7 @@ def test_credentials_never_sent_in_clear_to_a_remote_registry() -> None:
 def test_registration_plan_covers_every_topic_and_version() -> None:
     plan = {p.subject: p for p in registration_plan(Settings(), territory_topic_specs(Settings()))}
     topics = Topics()
-    assert [sv.version for sv in plan["veille.intake.35401-value"].versions] == [1, 2]
+    assert [sv.version for sv in plan["veille.intake.35401-value"].versions] == [1, 2, 3]
     assert plan["veille.alerts-value"].record == "Alert"
     assert plan["veille.dispatch.sdis35-value"].record == "Dispatch"
     routed = {p.record for p in plan.values() if p.topic == topics.routed}
@@ -140,22 +140,22 @@ def test_register_catalog_sets_compatibility_and_is_idempotent(
     client = RegistryClient(schema_registry.url, timeout=10)
     subject = "veille.intake.35401-value"
     assert client.compatibility(subject) == COMPATIBILITY
-    assert client.versions(subject) == [1, 2]
+    assert client.versions(subject) == [1, 2, 3]
     again = register_catalog(client, registration_plan(Settings(), territory_topic_specs(Settings())))
     assert again == registered
-    assert client.versions(subject) == [1, 2]
+    assert client.versions(subject) == [1, 2, 3]
 
 
 def test_incompatible_change_to_a_released_schema_is_refused_409(
         schema_registry: RegistryFixture, registered: dict[str, list[int]]) -> None:
     client = RegistryClient(schema_registry.url, timeout=10)
     schema = json.loads(schema_text(catalog().latest("Incident")))
-    # A new required field without a default: the new reader cannot read v1/v2 data.
+    # A new required field without a default: the new reader cannot read v1-v3 data.
     schema["fields"].append({"name": "priority_code", "type": "int"})
     with pytest.raises(RegistryRefused) as err:
         client.register("veille.intake.35401-value", json.dumps(schema))
     assert err.value.status == 409
-    assert client.versions("veille.intake.35401-value") == [1, 2]
+    assert client.versions("veille.intake.35401-value") == [1, 2, 3]
     # Editing an old released version (a field's type changed) is refused just the same.
     v1 = json.loads(schema_text(catalog().version("Incident", 1)))
     for f in v1["fields"]:
@@ -175,7 +175,7 @@ def test_resolver_caches_ids_and_survives_the_registry_stopping(
     schema_id = int.from_bytes(framed[1:5], "big")
     assert schema_id == registered[f"{topic}-value"][-1]
     fresh = SchemaResolver(client, Topics())
-    assert codec.decode(framed, expect=("Incident",), resolver=fresh).writer_version == 2
+    assert codec.decode(framed, expect=("Incident",), resolver=fresh).writer_version == 3
     with pytest.raises(codec.DecodeError) as err:
         codec.decode(b"\x00" + (999_999).to_bytes(4, "big") + b"x", resolver=fresh)
     assert err.value.reason == "unknown_schema" and "999999" in err.value.detail
@@ -183,12 +183,13 @@ def test_resolver_caches_ids_and_survives_the_registry_stopping(
     schema_registry.registry.stop(timeout=15)
     try:
         # Cached: still decoded. Not cached: a retriable error, never a DecodeError.
-        assert codec.decode(framed, expect=("Incident",), resolver=fresh).writer_version == 2
+        assert codec.decode(framed, expect=("Incident",), resolver=fresh).writer_version == 3
         assert resolver.encode(topic, "Incident", _incident("35403").to_avro())[1:5] == framed[1:5]
         with pytest.raises(RegistryUnavailable):
             codec.decode(b"\x00" + v1_id.to_bytes(4, "big") + b"x", resolver=fresh)
     finally:
         schema_registry.registry.start(port=schema_registry.info.port, die_with_parent=True)
-    v1_value = codec.encode_confluent("Incident", {k: v for k, v in _incident("35403").to_avro().items()
-                                                  if k not in ("address", "attachments")}, v1_id, version=1)
+    v1_fields = {k: v for k, v in _incident("35403").to_avro().items()
+                 if k not in ("address", "attachments", "photos")}
+    v1_value = codec.encode_confluent("Incident", v1_fields, v1_id, version=1)
     assert codec.decode(v1_value, resolver=fresh).writer_version == 1

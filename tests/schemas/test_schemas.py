@@ -135,6 +135,18 @@ def test_incident_v1_bytes_decode_into_current_model() -> None:
     assert inc.address is None and inc.attachments == [] and inc.category == "flood"
 
 
+def test_incident_v1_and_v2_bytes_decode_with_no_photos_and_v3_carries_them() -> None:
+    for version in (1, 2):
+        old = Incident.from_avro(codec.decode(codec.encode("Incident", _incident(), version=version)).value)
+        assert old.photos == []
+    digest = "ab" * 32
+    inc = Incident.model_validate(_incident(photos=[{"sha256": digest}]))
+    assert Incident.decode(inc.encode()).photos[0].sha256 == digest
+    assert Incident.decode(inc.encode()).photos[0].media_type == "image/jpeg"
+    with pytest.raises(ValueError):
+        Incident.model_validate(_incident(photos=[{"sha256": "../etc/passwd"}]))
+
+
 def test_model_round_trip_is_lossless() -> None:
     inc = Incident.model_validate(_incident(reporter={"phone": "0600000000"}, address="1 rue X"))
     assert Incident.decode(inc.encode()) == inc
@@ -164,7 +176,7 @@ def test_truncated_body_wrong_type_and_trailing_bytes() -> None:
     assert err.value.reason == "truncated"
     with pytest.raises(codec.DecodeError) as err:
         codec.decode(good, expect=("Alert",))
-    assert err.value.reason == "wrong_record_type" and "Incident v2" in str(err.value)
+    assert err.value.reason == "wrong_record_type" and "Incident v3" in str(err.value)
     with pytest.raises(codec.DecodeError) as err:
         codec.decode(good + b"\x00\x00")
     assert err.value.reason == "trailing_bytes"

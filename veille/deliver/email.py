@@ -81,6 +81,7 @@ def build_message(v: DispatchView, *, to: Sequence[str], sender: str, map_url: s
         "deadline": french_time(deadline) if deadline else None,
         "link_expires": french_time(link_expires) if link_expires else None,
         "response_url": response_url,
+        "photos": [(link.url, french_time(link.expires_at)) for link in v.photo_links],
         "reporter": v.reporter if include_reporter_contact else None,
     }
     msg = EmailMessage()

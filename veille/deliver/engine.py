@@ -34,7 +34,10 @@ from veille.deliver.open311_client import Open311Client
 from veille.deliver.outcome import Attempt
 from veille.deliver.retry import Destinations, from_settings
 from veille.deliver.settings import DeliverySettings
+from veille.deliver.view import DispatchView, view, with_photos
 from veille.deliver.webhook import WebhookSender
+from veille.photos.links import PhotoLinks
+from veille.photos.settings import PhotoSettings
 from veille.schemas.models import DeliveryMethod, DeliveryOutcome, DeliveryReceipt, Dispatch
 from veille.territory.model import Agency
 
@@ -66,13 +69,15 @@ class Engine:
     def __init__(self, settings: DeliverySettings, *, emit: Callable[[DeliveryReceipt], None],
                  done: Callable[[Job], None], response_base_url: str = "",
                  on_delivered: Callable[[Job, DeliveryMethod, Attempt], Awaitable[None]] | None = None,
-                 concurrency: int = CONCURRENCY) -> None:
+                 concurrency: int = CONCURRENCY, photos: PhotoSettings | None = None) -> None:
         self.settings = settings
         self.emit = emit
         self.done = done
         self.on_delivered = on_delivered
         self.response_base_url = response_base_url.rstrip("/")
         self.links = ResponseLinks.from_settings(settings)
+        photos = photos or PhotoSettings()
+        self.photo_links, self.photo_base_url = PhotoLinks.from_settings(photos), photos.base_url
         backoff, self.undelivered = from_settings(settings)
         self.destinations = Destinations(backoff)
         self.concurrency = concurrency
@@ -172,21 +177,28 @@ class Engine:
                     self.done(job)
                 return
 
+    def _view(self, dispatch: Dispatch) -> DispatchView:
+        """The dispatch as read, with its photos' signed URLs when the intake serves them."""
+        return with_photos(view(dispatch), self.photo_links, self.photo_base_url)
+
     async def _attempt(self, job: Job, method: DeliveryMethod) -> Attempt:
         config = job.agency.delivery
         if method is DeliveryMethod.webhook and config.webhook is not None:
             if self._webhooks is None:
                 self._webhooks = WebhookSender(self.settings)
-            return await self._webhooks.send(job.dispatch, config.webhook)
+            return await self._webhooks.send(job.dispatch, config.webhook,
+                                             dispatch_view=self._view(job.dispatch))
         if method is DeliveryMethod.email and config.email is not None:
             url = None
             if self.response_base_url:
                 url = self.links.for_dispatch(self.response_base_url, job.dispatch)
             expires = datetime.now(UTC) + timedelta(hours=self.settings.link_max_age_hours)
             return await self._email.deliver(job.dispatch, config.email, response_url=url,
-                                             link_expires=expires if url else None)
+                                             link_expires=expires if url else None,
+                                             dispatch_view=self._view(job.dispatch))
         if method is DeliveryMethod.open311 and config.open311 is not None:
-            return await self.open311(job.agency).deliver(job.dispatch)
+            client = self.open311(job.agency)
+            return await client.deliver(job.dispatch, dispatch_view=self._view(job.dispatch))
         raise ValueError(f"{job.agency.id} has no {method.value} delivery configured")
 
     async def _shutdown(self) -> None:

@@ -118,10 +118,12 @@ class Open311Request(BaseModel):
     first_name: str | None = None
     email: str | None = None
     phone: str | None = None
+    media_url: str | None = None  # the first photo's signed URL (GeoReport v2 has one media_url)
 
     def form(self, api_key: str) -> list[tuple[str, str]]:
         fields: list[tuple[str, str]] = [("api_key", api_key), ("service_code", self.service_code)]
-        for name in ("jurisdiction_id", "lat", "long", "address_string", "first_name", "email", "phone"):
+        for name in ("jurisdiction_id", "lat", "long", "address_string", "first_name", "email", "phone",
+                     "media_url"):
             value = getattr(self, name)
             if value is not None:
                 fields.append((name, f"{value:.7f}" if isinstance(value, float) else value))
@@ -143,7 +145,8 @@ def open311_request(v: DispatchView, config: Open311Delivery) -> Open311Request 
         lat=v.location.lat if v.location else None, long=v.location.lon if v.location else None,
         address_string=v.address, jurisdiction_id=config.jurisdiction_id,
         first_name=contact.name if contact else None, email=contact.email if contact else None,
-        phone=contact.phone if contact else None)
+        phone=contact.phone if contact else None,
+        media_url=v.photo_links[0].url if v.photo_links else None)
 
 
 def _errors(text: str) -> str:

@@ -8,10 +8,11 @@ and the delivery still goes out: the agency learns that something is for it, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 
+from veille.photos.links import PhotoLink, PhotoLinks
 from veille.schemas import codec
 from veille.schemas.models import Alert, Dispatch, GeoPoint, Incident, ReporterContact, ServiceKind
 
@@ -71,6 +72,8 @@ class DispatchView:
     area: str | None = None  # alerts: the areas' descriptions
     reporter: ReporterContact | None = None  # SENSITIVE: only where the body's config allows
     decoded: bool = False
+    photos: tuple[str, ...] = ()  # the incident's photos (digests in the photo store, Incident v3)
+    photo_links: tuple[PhotoLink, ...] = ()  # their signed URLs for this dispatch (the deliverer's)
 
     @property
     def short_id(self) -> str:
@@ -89,7 +92,8 @@ def view(dispatch: Dispatch) -> DispatchView:
             incident = Incident.from_avro(decoded.value)
             return DispatchView(dispatch, **labels, description=incident.description or None,
                                 location=incident.location, address=incident.address,
-                                occurred_at=incident.occurred_at, reporter=incident.reporter, decoded=True)
+                                occurred_at=incident.occurred_at, reporter=incident.reporter, decoded=True,
+                                photos=tuple(p.sha256 for p in incident.photos))
         alert = Alert.from_avro(decoded.value)
     except ValueError:  # DecodeError and pydantic's ValidationError
         return DispatchView(dispatch, **labels)
@@ -99,3 +103,11 @@ def view(dispatch: Dispatch) -> DispatchView:
                         headline=info.headline or info.event,
                         occurred_at=info.onset or info.effective or alert.sent, area=areas or None,
                         decoded=True)
+
+
+def with_photos(v: DispatchView, links: PhotoLinks, base_url: str) -> DispatchView:
+    """``v`` with the signed URLs of its incident's photos for this dispatch (none without a
+    base URL: the intake that serves them is not reachable from outside)."""
+    if not v.photos or not base_url:
+        return v
+    return replace(v, photo_links=links.for_dispatch(base_url, v.photos, v.dispatch.id, v.dispatch.routed_at))

@@ -63,6 +63,8 @@ def webhook_body(v: DispatchView, *, include_reporter_contact: bool = False) -> 
         "location": None if v.location is None else {"lat": v.location.lat, "lon": v.location.lon},
         "address": v.address, "description": v.description, "headline": v.headline, "area": v.area,
         "reporter": reporter,
+        "photos": [{"url": link.url, "media_type": link.media_type, "expires_at": _time(link.expires_at)}
+                   for link in v.photo_links],
     }
 
 

@@ -217,6 +217,7 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
     # The bodies' systems need aiosmtpd (the dev extra `make demo` installs); imported here so
     # that `veille --help` works in an image built without it.
     from veille.local.demo_delivery import LocalBodies
+    from veille.local.demo_photos import photo_report
 
     settings = get_settings()
     territory = load_territory(settings.territory_dir)
@@ -256,6 +257,7 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
             _say(f"console (while the demo runs): {sink_url}/console/")
 
             events, flood_alert, flood_ids = _stream(territory, seconds, rate, seed)
+            events.append(photo_report(settings))  # a report with a photo (veille/local/demo_photos.py)
             _say(f"publishing {len(events)} events over ~{len(events) / rate:.0f}s "
                  f"(flash flood in the middle: 1 CAP alert + {len(flood_ids)} reports)")
             started = datetime.now(UTC)

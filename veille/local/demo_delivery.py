@@ -20,6 +20,7 @@ import yaml
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from veille.local import demo_photos
 from veille.local.receivers import KEY, SECRET, GeoReport, Mailbox, Receiver
 
 WEBHOOK, EMAIL, OPEN311 = "mairie-35401", "pm-35401", "mairie-35402"
@@ -29,6 +30,7 @@ class LocalBodies:
     def __init__(self, territory_dir: Path, state_dir: Path) -> None:
         self.source = territory_dir
         self.target = state_dir / "demo-territory"
+        self.state_dir = state_dir
         self.receiver, self.geo, self.mailbox = Receiver(), GeoReport(
             services=frozenset({"VOI-02", "EP-01", "ASS-03"})), Mailbox()
         self.loop = asyncio.new_event_loop()
@@ -43,6 +45,7 @@ class LocalBodies:
         app = web.Application()
         app.add_subapp("/body/", self.receiver.app())
         app.add_subapp("/gmao/", self.geo.app())
+        demo_photos.mount(app, self.state_dir)  # the intake's /photos/, for the photo's signed URL
         self._runner = web.AppRunner(app)
         port = asyncio.run_coroutine_threadsafe(self._serve(self._runner), self.loop).result(10)
         self.http = f"http://127.0.0.1:{port}"
@@ -96,7 +99,8 @@ class LocalBodies:
         return {"VEILLE_TERRITORY_DIR": str(self.target), "VEILLE_DEMO_WHSEC": SECRET,
                 "VEILLE_DEMO_O311_KEY": KEY, "VEILLE_DELIVERY_ALLOWED_NETWORKS": "127.0.0.0/8",
                 "VEILLE_DELIVERY_SMTP_HOST": "127.0.0.1", "VEILLE_DELIVERY_SMTP_PORT": str(self.smtp_port),
-                "VEILLE_DELIVERY_SMTP_SECURITY": "none", "VEILLE_DELIVERY_OPEN311_POLL_SECONDS": "2"}
+                "VEILLE_DELIVERY_SMTP_SECURITY": "none", "VEILLE_DELIVERY_OPEN311_POLL_SECONDS": "2",
+                "VEILLE_PHOTOS_BASE_URL": self.http + demo_photos.PREFIX}
 
     def summary(self) -> list[str]:
         webhook_ids = {str(p["dispatch_id"]) for p in self.receiver.received}
@@ -108,4 +112,5 @@ class LocalBodies:
             + (f", e.g. « {mails[0]['Subject']} »" if mails else ""),
             f"  Open311 → {OPEN311}: {len(self.geo.posted)} service requests created on its GeoReport v2 "
             "endpoint",
+            *demo_photos.summary(self.receiver.received),
         ]

@@ -1,4 +1,4 @@
-/* The relays' form: category search, the territory map, sending with the offline queue,
+/* The relays' form: category search, the photo, the territory map, sending with the offline queue,
  * field errors next to their field, and the statuses of the reports sent from here. */
 "use strict";
 
@@ -38,26 +38,104 @@
   var count = document.getElementById("category-count");
 
   function normalise(s) {
-    return s.toLowerCase().normalize("NFD").replace(/[\u0300-\u036f]/g, "");
+    return s.toLowerCase().normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/[œ]/g, "oe");
   }
 
-  search.addEventListener("input", function () {
-    var words = normalise(search.value).split(/\s+/).filter(Boolean);
-    var shown = 0, first = null;
-    Array.from(select.querySelectorAll("option")).forEach(function (opt) {
-      if (!opt.value) { return; }
-      var hay = normalise(opt.textContent + " " + (config.keywords[opt.value] || ""));
-      var match = words.every(function (w) { return hay.indexOf(w) >= 0; });
-      opt.hidden = !match; opt.disabled = !match;
-      if (match) { shown += 1; first = first || opt; }
-    });
-    Array.from(select.querySelectorAll("optgroup")).forEach(function (g) {
-      g.hidden = !g.querySelector("option:not([hidden])");
-    });
-    if (first && words.length) { select.value = first.value; }
-    count.textContent = !words.length ? "" : shown ? fmt(T.category_count, {shown: shown, total: select.options.length - 1})
-      : T.category_no_match;
+  function stem(word) {  // "lampadaires" finds "lampadaire", "tags" finds "tag"
+    return word.length > 3 ? word.replace(/[sx]$/, "") : word;
+  }
+
+  /* The list is rebuilt with the matching types only: hiding <option>s is not enough, phones'
+   * and tablets' pickers (iOS, Android) show hidden options all the same. */
+  var placeholder = select.querySelector('option[value=""]');
+  var catalogue = Array.from(select.querySelectorAll("optgroup")).map(function (g) {
+    return {label: g.label, options: Array.from(g.querySelectorAll("option")).map(function (o) {
+      return {value: o.value, text: o.textContent,
+              hay: normalise(o.textContent + " " + (config.keywords[o.value] || ""))};
+    })};
   });
+  var total = catalogue.reduce(function (n, g) { return n + g.options.length; }, 0);
+
+  function narrow() {
+    var words = normalise(search.value).split(/[\s,;.'\u2019-]+/).filter(Boolean).map(stem);
+    var current = select.value, shown = [], fallback = null;
+    select.textContent = "";
+    select.appendChild(placeholder);
+    catalogue.forEach(function (g) {
+      var matches = g.options.filter(function (o) {
+        return words.every(function (w) { return o.hay.indexOf(w) >= 0; });
+      });
+      g.options.forEach(function (o) { if (o.value === "other") { fallback = {group: g, option: o}; } });
+      if (!matches.length) { return; }
+      var group = document.createElement("optgroup");
+      group.label = g.label;
+      matches.forEach(function (o) {
+        var opt = document.createElement("option");
+        opt.value = o.value; opt.textContent = o.text;
+        group.appendChild(opt); shown.push(o.value);
+      });
+      select.appendChild(group);
+    });
+    if (!shown.length && fallback) {  // nothing matches: "Autre signalement" stays to be chosen
+      var g = document.createElement("optgroup"), opt = document.createElement("option");
+      g.label = fallback.group.label; opt.value = fallback.option.value; opt.textContent = fallback.option.text;
+      g.appendChild(opt); select.appendChild(g);
+    }
+    if (shown.indexOf(current) >= 0 || !words.length) { select.value = current; }
+    else { select.value = shown.length ? shown[0] : ""; }
+    count.textContent = !words.length ? "" : shown.length ? fmt(T.category_count, {shown: shown.length, total: total})
+      : T.category_no_match;
+  }
+  search.addEventListener("input", narrow);
+
+  /* ------------------------------------------------------------ photo */
+  var photoInput = form.elements.photo || null;
+  var preview = document.getElementById("photo-preview");
+  var chosen = null;  // {file, name, type, dataUrl}
+  var ACCEPTED = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+  function clearPhoto() {
+    chosen = null;
+    if (photoInput) { photoInput.value = ""; }
+    if (preview) { preview.hidden = true; document.getElementById("photo-preview-img").removeAttribute("src"); }
+  }
+
+  if (photoInput) {
+    photoInput.addEventListener("change", function () {
+      setError("photo", "");
+      var file = photoInput.files && photoInput.files[0];
+      chosen = null; preview.hidden = true;
+      if (!file) { return; }
+      var mb = function (n) {
+        return n < 1048576 ? Math.max(1, Math.round(n / 1024)) + " Ko"
+          : (n / 1048576).toLocaleString("fr-FR", {maximumFractionDigits: 1}) + " Mo";
+      };
+      if (file.size > config.photo_max_bytes) {
+        setError("photo", fmt(T["error.photo_too_large"], {size: mb(file.size), limit: mb(config.photo_max_bytes)}));
+        photoInput.value = ""; return;
+      }
+      if (file.type && ACCEPTED.indexOf(file.type) < 0) {  // a hint only: the intake decides by content
+        setError("photo", T["error.photo_type"]); photoInput.value = ""; return;
+      }
+      var reader = new FileReader();
+      reader.onload = function () {
+        chosen = {file: file, name: file.name, type: file.type, dataUrl: reader.result};
+        document.getElementById("photo-preview-img").src = reader.result;
+        document.getElementById("photo-status").textContent = fmt(T.photo_chosen, {name: file.name, size: mb(file.size)});
+        preview.hidden = false;
+      };
+      reader.readAsDataURL(file);
+    });
+    document.getElementById("photo-remove").addEventListener("click", function () {
+      clearPhoto(); photoInput.focus();
+    });
+  }
+
+  function blobOf(kept) {  // a photo kept in localStorage (data URL) back into a file to send
+    var parts = kept.dataUrl.split(","), bytes = atob(parts[1]), out = new Uint8Array(bytes.length);
+    for (var i = 0; i < bytes.length; i++) { out[i] = bytes.charCodeAt(i); }
+    return new Blob([out], {type: kept.type || "application/octet-stream"});
+  }
 
   /* ------------------------------------------------------------ map */
   var lat = form.elements.lat, lon = form.elements.lon;
@@ -172,16 +250,18 @@
   var sent = document.getElementById("sent");
   var queueBox = document.getElementById("queue");
 
-  function fields() {
-    return Array.from(new FormData(form).entries());
+  function fields() {  // the text fields; the photo travels apart (a File does not fit in JSON)
+    return Array.from(new FormData(form).entries()).filter(function (kv) { return kv[0] !== "photo"; });
   }
 
-  async function post(entries) {
-    var body = new URLSearchParams();
+  async function post(entries, photo) {
+    // With a photo: multipart (the photo last, after the fields it goes with); without: as before.
+    var body = photo ? new FormData() : new URLSearchParams();
     entries.forEach(function (kv) {
       // The page's current token: a report kept offline may predate this session.
       body.append(kv[0], kv[0] === "csrf_token" ? form.elements.csrf_token.value : kv[1]);
     });
+    if (photo) { body.append("photo", photo.blob, photo.name || "photo"); }
     var resp = await fetch(config.send, {method: "POST", body: body, credentials: "same-origin",
                                          headers: {Accept: "application/json"}});
     var data = {};
@@ -197,11 +277,13 @@
     renderHistory();
   }
 
-  function announceSent(ref, text, title) {
+  function announceSent(ref, text, title, note) {
     sent.textContent = "";
     var h = document.createElement("h2"); h.textContent = title || T.sent_title;
     var p = document.createElement("p"); p.className = "reference"; p.textContent = text || fmt(T.sent_reference, {reference: ref});
-    sent.appendChild(h); sent.appendChild(p); sent.hidden = false;
+    sent.appendChild(h); sent.appendChild(p);
+    if (note) { var n = document.createElement("p"); n.textContent = note; sent.appendChild(n); }
+    sent.hidden = false;
   }
 
   function resetForm() {
@@ -211,6 +293,7 @@
     form.elements.report_id.value = uuid4();
     municipality.value = keep.municipality;
     form.elements.occurred_at.value = localNow();
+    clearPhoto();
     select.value = "";
     search.dispatchEvent(new Event("input"));
     if (marker) { map.removeLayer(marker); marker = null; }
@@ -219,7 +302,8 @@
 
   var queue = new RelayQueue(config.login, async function (entry) {
     var outcome;
-    try { outcome = await post(entry.fields); } catch (e) { return {done: false}; }
+    var photo = entry.photo ? {blob: blobOf(entry.photo), name: entry.photo.name} : null;
+    try { outcome = await post(entry.fields, photo); } catch (e) { return {done: false}; }
     if (outcome.status === 201) {
       remember(entry.id, outcome.data.reference);
       queueBox.textContent = fmt(T.queue_sent, {reference: outcome.data.reference});
@@ -239,7 +323,7 @@
   function restore(entries) {
     entries.forEach(function (kv) {
       var el = form.elements[kv[0]];
-      if (!el || kv[0] === "csrf_token") { return; }
+      if (!el || kv[0] === "csrf_token" || el.type === "file") { return; }
       if (el.type === "checkbox") { el.checked = true; } else { el.value = kv[1]; }
     });
   }
@@ -261,21 +345,35 @@
     if (submit.disabled) { return; }
     var local = missing();
     if (Object.keys(local).length) { showErrors(local); return; }
-    var entries = fields(), id = form.elements.report_id.value;
+    var entries = fields(), id = form.elements.report_id.value, photo = chosen;
     submit.disabled = true; submit.textContent = T.sending;
+
+    function keep() {  // into the offline queue, with the photo if this device can hold it
+      var entry = {id: id, fields: entries, queued_at: new Date().toISOString()};
+      if (photo) {
+        try {
+          queue.add(Object.assign({}, entry, {photo: {name: photo.name, type: photo.type, dataUrl: photo.dataUrl}}));
+          return T.photo_queued;
+        } catch (e) { /* over this browser's storage quota: without it, and said so */ }
+      }
+      queue.add(entry);
+      return photo ? T.photo_not_kept : "";
+    }
+
     try {
       var outcome;
-      try { outcome = await post(entries); } catch (err) { outcome = null; }
+      try { outcome = await post(entries, photo ? {blob: photo.file, name: photo.name} : null); }
+      catch (err) { outcome = null; }
       if (outcome && outcome.status === 201) {
         showErrors({}); remember(id, outcome.data.reference);
         announceSent(outcome.data.reference); resetForm(); sent.focus();
       } else if (!outcome || outcome.status >= 500 || outcome.status === 429) {
-        queue.add({id: id, fields: entries, queued_at: new Date().toISOString()});
+        var note = keep();
         showErrors({});
-        announceSent(reference(id), fmt(T.queued, {reference: reference(id)}), T.queued_title);
+        announceSent(reference(id), fmt(T.queued, {reference: reference(id)}), T.queued_title, note);
         remember(id, reference(id)); resetForm(); sent.focus();
       } else if (outcome.status === 401) {
-        queue.add({id: id, fields: entries, queued_at: new Date().toISOString()});
+        keep();
         window.location.assign(config.send.replace(/signalements$/, "connexion"));
       } else {
         showErrors(outcome.data.errors || {});
