@@ -106,8 +106,8 @@ def reference_next(t: Territory, declared: str, point: GeoPoint | None, correcte
     cell = by_town(t, ServiceKind.monitoring_cell, town, refused)
     if cell is None:
         return None
-    return choice(cell, ServiceKind.monitoring_cell, "monitoring_cell" if hop + 1 <= MAX_HOPS else "hop_limit",
-                  town)
+    step = "monitoring_cell" if hop + 1 <= MAX_HOPS else "hop_limit"
+    return choice(cell, ServiceKind.monitoring_cell, step, town)
 
 
 @st.composite

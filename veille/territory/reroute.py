@@ -120,8 +120,8 @@ def next_body(territory: Territory, *, municipality: str, location: GeoPoint | N
     cell = _town_pick(plan.candidates.get((town, ServiceKind.monitoring_cell), ()), refused)
     if cell is None:
         return None
-    return chosen(cell, ServiceKind.monitoring_cell, "monitoring_cell" if new_hop <= max_hops else "hop_limit",
-                  town)
+    step = "monitoring_cell" if new_hop <= max_hops else "hop_limit"
+    return chosen(cell, ServiceKind.monitoring_cell, step, town)
 
 
 def supervisor_of(territory: Territory, agency_id: str, service: ServiceKind) -> str | None:
