@@ -46,6 +46,7 @@ moves on, and the table's changelog is written before the source offset is commi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -155,8 +156,16 @@ def create_escalation_app(settings: Settings) -> faust.App:
     clocks = PartitionClocks()
     in_flight: set[tuple[str, str, str]] = set()
     source = app.topic(topics.routed, key_type=bytes, value_type=bytes)
-    states = app.Table("incidents", default=None, key_type=bytes, value_type=None,
-                       key_serializer="raw", value_serializer="json", partitions=settings.partitions)
+    # Keys: the incident id (text) or ~clock:<partition>; values: JSON, written by load/store.
+    states = app.Table("incidents", default=None, key_type=bytes, value_type=bytes,
+                       partitions=settings.partitions)
+
+    def load(key: bytes) -> Any:
+        raw = states.get(key)
+        return None if raw is None else json.loads(raw)
+
+    def store(key: bytes, value: Any) -> None:
+        states[key] = json.dumps(value, separators=(",", ":")).encode()
 
     async def send(outputs: Sequence[Output]) -> None:
         """Every output acknowledged by Kafka, or the process stops (its supervisor restarts it,
@@ -196,7 +205,7 @@ def create_escalation_app(settings: Settings) -> faust.App:
                 kind = decoded.record_type
                 incident = str(value["id"] if kind == "RoutedIncident" else value["incident_id"])
                 key = incident.encode()
-                result = follow.on_record(states.get(key), kind, value, msg.partition)
+                result = follow.on_record(load(key), kind, value, msg.partition)
             except Exception as exc:  # bad input: counted and skipped, never a crash
                 log.warning("record %s[%d]@%d skipped: %s", msg.topic, msg.partition, msg.offset, exc)
                 metrics.FOLLOWUP_SKIPPED.inc()
@@ -208,7 +217,7 @@ def create_escalation_app(settings: Settings) -> faust.App:
                     if key in states:
                         del states[key]
                 else:
-                    states[key] = result.state
+                    store(key, result.state)
             if decoded.record_type == "Redispatch" and value["kind"] == "escalated":
                 in_flight.discard((incident, str(value["previous_id"]), value["reason"]))
             count(result)
@@ -216,7 +225,7 @@ def create_escalation_app(settings: Settings) -> faust.App:
                 clocks.see(msg.partition, when)
                 mark = clocks.to_persist(msg.partition)
                 if mark is not None:
-                    states[CLOCK_KEY % msg.partition] = mark
+                    store(CLOCK_KEY % msg.partition, mark)
 
     @app.timer(interval=settings.escalation_tick_seconds)
     async def fire_due() -> None:
@@ -225,14 +234,17 @@ def create_escalation_app(settings: Settings) -> faust.App:
         mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.routed}
         for p in mine:
             if p not in clocks.mark:
-                mark = states.get(CLOCK_KEY % p)
+                mark = load(CLOCK_KEY % p)
                 if isinstance(mark, int):
                     clocks.restore(p, mark)
         outputs: list[Output] = []
         fired: list[tuple[str, str]] = []
         pending = 0
-        for key, state in list(states.items()):
-            if key.startswith(b"~") or not isinstance(state, dict) or state.get("p") not in mine:
+        for key, raw in list(states.items()):
+            if key.startswith(b"~") or raw is None:
+                continue
+            state = json.loads(raw)
+            if state.get("p") not in mine:
                 continue
             pending += len(follow.pending(state))
             clock = clocks.now(state["p"])

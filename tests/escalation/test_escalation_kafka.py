@@ -1,0 +1,158 @@
+"""Re-routing and escalation on the real broker, with the real router and the real worker.
+
+Each test is its own deployment (topic prefix, state dir) on the session broker, with a copy of
+the example territory whose deadlines are seconds long. Nothing waits a fixed time: every
+"none" is checked once a later event that must come after it has been seen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from escalation_helpers import (
+    IN_35402,
+    answer,
+    deployment,
+    incident,
+    metric,
+    redispatches,
+    routed_ids,
+    routed_records,
+    worker,
+)
+from hub_helpers import HubProcess, read_topics, wait_for
+
+from veille.producers.sdk import Publisher
+from veille.schemas.models import IncidentCategory, IncidentStatus, RejectionReason, ServiceKind
+from veille.topics import Topics
+
+pytestmark = pytest.mark.kafka
+POLICE, SAFEGUARD = ServiceKind.municipal_police, ServiceKind.municipal_safeguard
+SECOND = 1 / 3600  # deadlines are in hours
+
+
+def publish(settings: Any, *events: Any) -> None:
+    with Publisher(settings, client_id="test-escalation") as pub:
+        for e in events:
+            pub.publish(e)
+        assert not pub.flush(30).failed
+
+
+def routed(settings: Any, *incidents: Any) -> list[Any]:
+    wanted = {str(i.id) for i in incidents}
+    return routed_records(settings, lambda out: wanted <= routed_ids(out))
+
+
+def test_refusals_re_route_to_the_next_body_up_to_the_monitoring_cell(kafka: Any, tmp_path: Path) -> None:
+    settings = deployment(kafka, tmp_path, [])
+    topics = Topics(settings.topic_prefix)
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    follow = worker(settings, VEILLE_REROUTE_MAX_HOPS="1").start()
+    try:
+        router.info("router.json")
+        metrics_url = follow.info("escalations.json")["metrics"]
+        moved, chained, stranger = incident(), incident(), incident()
+        publish(settings, moved, chained, stranger)
+        routed(settings, moved, chained, stranger)
+        # pm-35401 says the burglary is in the next town: the neighbour's police gets it.
+        publish(settings, answer(settings, moved, "pm-35401", POLICE, IncidentStatus.rejected,
+                                 reason=RejectionReason.wrong_location, corrected=IN_35402),
+                answer(settings, chained, "pm-35401", POLICE, IncidentStatus.rejected,
+                       reason=RejectionReason.not_competent))
+        # A body that was never dispatched refuses: the router refuses a forged dispatch id as
+        # today, and a well-formed one for a body the worker never dispatched changes nothing.
+        forged = answer(settings, stranger, "pm-35402", POLICE, IncidentStatus.rejected,
+                        reason=RejectionReason.not_competent).model_copy(update={"dispatch_id": stranger.id})
+        publish(settings, forged, answer(settings, stranger, "pm-35402", POLICE, IncidentStatus.rejected,
+                                         reason=RejectionReason.not_competent))
+        records = routed_records(settings, lambda out: len(redispatches(out)) >= 2)
+        by_incident = {str(r["incident_id"]): r for r in redispatches(records)}
+        first = by_incident[str(moved.id)]
+        assert (first["agency_id"], first["rule"], first["step"], first["hop"]) == (
+            "pm-35402", "security+rerouted", "neighbour", 1)
+        assert by_incident[str(chained.id)]["agency_id"] == "mairie-35401"  # the safeguard chain
+        # The safeguard service refuses too: hop limit (1 here) reached, the monitoring cell.
+        publish(settings, answer(settings, chained, "mairie-35401", SAFEGUARD, IncidentStatus.rejected,
+                                 reason=RejectionReason.not_competent))
+        records = routed_records(settings, lambda out: len(redispatches(out)) >= 3)
+        last = [r for r in redispatches(records) if r["agency_id"] == "cellule-veille"]
+        assert [(r["step"], r["hop"], str(r["previous_agency_id"])) for r in last] == [
+            ("hop_limit", 2, "mairie-35401")]
+        # The dispatches themselves, on the new bodies' topics, as the router makes them.
+        out = read_topics(settings, [topics.dispatch("pm-35402"), topics.dispatch("cellule-veille"),
+                                     topics.dead_letter],
+                          until=lambda o: sum(t != topics.dead_letter for t, _ in o) >= 2
+                          and any(t == topics.dead_letter for t, _ in o))
+        dispatched = {(t.rsplit(".", 1)[-1], d.value["event_id"], d.value["rule"]) for t, d in out
+                      if t != topics.dead_letter}
+        assert dispatched == {("pm-35402", str(moved.id), "security+rerouted"),
+                              ("cellule-veille", str(chained.id), "security+rerouted")}
+        assert [d.value["reason"] for t, d in out if t == topics.dead_letter] == ["not_dispatched"]
+        wait_for(lambda: metric(metrics_url, "veille_reroute_refusals_ignored_total",
+                                {"why": "unknown_dispatch"}) >= 1, 30, "the stranger's refusal")
+        assert str(stranger.id) not in {str(r["incident_id"]) for r in redispatches(routed_records(
+            settings, lambda out: len(redispatches(out)) >= 3))}
+        assert metric(metrics_url, "veille_reroute_hop_limit_total") == 1
+    finally:
+        follow.stop()
+        router.stop()
+
+
+def test_a_missed_deadline_escalates_once_and_an_acknowledgement_cancels_it(kafka: Any, tmp_path: Path) -> None:
+    settings = deployment(kafka, tmp_path, [
+        {"id": "fast", "categories": ["burglary"], "acknowledge_hours": 4 * SECOND, "resolve_hours": 1},
+        {"id": "later", "categories": ["theft"], "acknowledge_hours": 7 * SECOND, "resolve_hours": 1}])
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    follow = worker(settings).start()
+    try:
+        router.info("router.json")
+        follow.info("escalations.json")
+        missed, answered = incident(), incident()
+        sentinel = incident(category=IncidentCategory.theft)  # due 3 s after the others
+        publish(settings, missed, answered, sentinel)
+        routed(settings, missed, answered, sentinel)
+        publish(settings, answer(settings, answered, "pm-35401", POLICE, IncidentStatus.acknowledged))
+        records = routed_records(settings, lambda out: str(sentinel.id) in {
+            str(r["incident_id"]) for r in redispatches(out, "escalated")})
+        escalated = Counter(str(r["incident_id"]) for r in redispatches(records, "escalated"))
+        assert escalated == {str(missed.id): 1, str(sentinel.id): 1}
+        for r in redispatches(records, "escalated"):
+            assert (r["agency_id"], r["rule"], r["reason"]) == ("mairie-35401", "overdue:ack", "ack")
+            assert r["routed_at"] >= r["refused_at"]  # never before the deadline
+    finally:
+        follow.stop()
+        router.stop()
+
+
+def test_a_replay_of_old_topics_fires_no_storm(kafka: Any, tmp_path: Path) -> None:
+    """Two days of history read by a fresh worker: the deadlines that were met stay quiet, the
+    one that was missed is escalated once."""
+    settings = deployment(kafka, tmp_path, [
+        {"id": "all", "acknowledge_hours": 1, "resolve_hours": 48}])
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    follow = None
+    try:
+        router.info("router.json")
+        then = datetime.now(UTC) - timedelta(days=2)
+        met = [incident(reported=then + timedelta(minutes=k)) for k in range(20)]
+        missed = incident(reported=then)
+        recent = [incident(category=IncidentCategory.graffiti, location=None) for _ in range(30)]
+        publish(settings, *met, missed)
+        routed(settings, *met, missed)
+        publish(settings, *[answer(settings, i, "pm-35401", POLICE, IncidentStatus.acknowledged,
+                                   at=i.reported_at + timedelta(minutes=30)) for i in met])
+        publish(settings, *recent)  # the present, after the history, on every partition
+        routed_records(settings, lambda out: sum(d.record_type == "StatusUpdate" for d in out) >= 20
+                       and {str(i.id) for i in recent} <= routed_ids(out))
+        follow = worker(settings).start()
+        follow.info("escalations.json")
+        records = routed_records(settings, lambda out: len(redispatches(out, "escalated")) >= 1)
+        assert [str(r["incident_id"]) for r in redispatches(records, "escalated")] == [str(missed.id)]
+    finally:
+        if follow is not None:
+            follow.stop()
+        router.stop()
