@@ -156,3 +156,48 @@ def test_a_replay_of_old_topics_fires_no_storm(kafka: Any, tmp_path: Path) -> No
         if follow is not None:
             follow.stop()
         router.stop()
+
+
+def test_kill_9_and_a_second_worker_with_1000_pending_deadlines(kafka: Any, tmp_path: Path) -> None:
+    """1,000 acknowledgement deadlines pending in the table; the worker is killed (kill -9), comes
+    back, and a second worker joins: every deadline is escalated, by id once, none early."""
+    n = 1000
+    settings = deployment(kafka, tmp_path, [
+        {"id": "all", "acknowledge_hours": 25 * SECOND, "resolve_hours": 1}])
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    first = worker(settings).start()
+    second = None
+    try:
+        router.info("router.json")
+        metrics_url = first.info("escalations.json")["metrics"]
+        towns = ["35401", "35402", "35403", "35404", "35405", "35406"]
+        incidents = [incident(municipality=towns[k % 6], location=None) for k in range(n)]
+        publish(settings, *incidents)
+        # Pending in the table: an acknowledgement and a resolution deadline per dispatch.
+        wait_for(lambda: metric(metrics_url, "veille_escalation_pending_deadlines") >= 2 * n, 60,
+                 "the deadlines in the table")
+        assert metric(metrics_url, "veille_escalations_total") == 0
+        first.kill()
+        first.start()
+        second = worker(settings, state_dir=tmp_path / "second").start()
+        urls = [first.info("escalations.json")["metrics"], second.info("escalations.json")["metrics"]]
+        records = routed_records(settings, lambda out: len({r["previous_id"] for r in
+                                                            redispatches(out, "escalated")}) >= n,
+                                 timeout=180)
+        escalations = redispatches(records, "escalated")
+        assert len({str(r["previous_id"]) for r in escalations}) == n  # every dispatch
+        assert {str(r["incident_id"]) for r in escalations} == {str(i.id) for i in incidents}
+        assert {r["reason"] for r in escalations} == {"ack"}
+        early = [r for r in escalations if r["routed_at"] < r["refused_at"]]
+        assert early == []
+        # Both workers held partitions and fired their share (3 partitions, 2 workers).
+        shares = [metric(url, "veille_escalations_total") for url in urls]
+        assert all(share > 0 for share in shares) and sum(shares) >= n, shares
+        doubled = len(escalations) - len({str(r["id"]) for r in escalations})
+        print(f"\n{len(escalations)} escalation records for {n} deadlines ({doubled} doubled by id), "
+              f"latest {max(r['routed_at'] - r['refused_at'] for r in escalations)} after its deadline")
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+        router.stop()

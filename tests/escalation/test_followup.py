@@ -117,7 +117,7 @@ def test_a_refusal_re_routes_across_the_boundary_once(territory: Territory) -> N
     assert value["rule"] == "security+rerouted" and value["cross_boundary"] is False
     assert str(value["id"]) == dispatch_ref(KEY, EventType.incident, str(incident), "pm-35402",
                                             ServiceKind.municipal_police)
-    kind, value = decoded(record)
+    _kind, value = decoded(record)
     assert (value["kind"], value["step"], value["hop"], value["reason"]) == (
         "rerouted", "neighbour", 1, "wrong_location")
     assert result.events == [("rerouted", "neighbour")]
