@@ -102,7 +102,8 @@ def test_refusals_re_route_to_the_next_body_up_to_the_monitoring_cell(kafka: Any
         router.stop()
 
 
-def test_a_missed_deadline_escalates_once_and_an_acknowledgement_cancels_it(kafka: Any, tmp_path: Path) -> None:
+def test_a_missed_deadline_escalates_once_and_an_acknowledgement_cancels_it(kafka: Any,
+                                                                           tmp_path: Path) -> None:
     settings = deployment(kafka, tmp_path, [
         {"id": "fast", "categories": ["burglary"], "acknowledge_hours": 4 * SECOND, "resolve_hours": 1},
         {"id": "later", "categories": ["theft"], "acknowledge_hours": 7 * SECOND, "resolve_hours": 1}])

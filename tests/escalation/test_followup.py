@@ -50,7 +50,8 @@ def routed(incident: uuid.UUID, category: IncidentCategory = IncidentCategory.bu
     return RoutedIncident(
         id=incident, municipality="35401", category=category, severity=Severity.minor, channel=Channel.app,
         location=IN_35401, occurred_at=REPORTED, reported_at=REPORTED, routed_at=REPORTED,
-        dispatches=[DispatchTarget(agency_id=a, service=s, rule=r, cross_boundary=False) for a, s, r in targets],
+        dispatches=[DispatchTarget(agency_id=a, service=s, rule=r, cross_boundary=False)
+                    for a, s, r in targets],
     ).to_avro()
 
 
@@ -113,7 +114,7 @@ def test_a_refusal_re_routes_across_the_boundary_once(territory: Territory) -> N
     result = f.on_record(state, "StatusUpdate", refusal, 0)
     dispatch, record = result.outputs
     assert dispatch.topic == TOPICS.dispatch("pm-35402")
-    kind, value = decoded(dispatch)
+    _, value = decoded(dispatch)
     assert value["rule"] == "security+rerouted" and value["cross_boundary"] is False
     assert str(value["id"]) == dispatch_ref(KEY, EventType.incident, str(incident), "pm-35402",
                                             ServiceKind.municipal_police)
@@ -131,9 +132,9 @@ def test_hop_limit_sends_to_the_monitoring_cell(territory: Territory) -> None:
     incident = uuid.uuid4()
     state: State | None = f.on_record(None, "RoutedIncident", routed(incident), 0).state
     at = REPORTED + timedelta(minutes=1)
-    first = f.on_record(state, "StatusUpdate", status(incident, "pm-35401", ServiceKind.municipal_police,
-                                                      IncidentStatus.rejected, at, RejectionReason.not_competent),
-                        0)
+    refusal = status(incident, "pm-35401", ServiceKind.municipal_police, IncidentStatus.rejected, at,
+                     RejectionReason.not_competent)
+    first = f.on_record(state, "StatusUpdate", refusal, 0)
     assert first.outputs[0].topic == TOPICS.dispatch("mairie-35401")  # the safeguard chain
     second = f.on_record(first.state, "StatusUpdate",
                          status(incident, "mairie-35401", ServiceKind.municipal_safeguard,

@@ -16,8 +16,7 @@ from typing import Any
 import shapely
 from hypothesis import event, given
 from hypothesis import strategies as st
-
-from tests.veille.test_routing_oracle import (
+from test_routing_oracle import (
     CELL,
     COORDS,
     ORACLE,
@@ -30,6 +29,7 @@ from tests.veille.test_routing_oracle import (
     rank,
     territories,
 )
+
 from veille.schemas.models import GeoPoint, ServiceKind
 from veille.territory import Territory
 from veille.territory.reroute import MAX_HOPS, next_body
@@ -51,7 +51,7 @@ def place(t: Territory, declared: str, point: GeoPoint | None) -> str | None:
 def holding(t: Territory, service: ServiceKind, town: str, point: GeoPoint | None) -> list[Any]:
     """Areas serving the town (sharing ground with it) that hold the point (without one: the
     whole town), best first."""
-    from tests.veille.test_routing_oracle import TOLERANCE, shares_ground
+    from test_routing_oracle import TOLERANCE, shares_ground
 
     geom = t.municipalities[town].geometry
     serving = [a for a in areas_of(t, service) if shares_ground(a.geometry, geom)]
@@ -65,7 +65,7 @@ def holding(t: Territory, service: ServiceKind, town: str, point: GeoPoint | Non
 
 def by_town(t: Territory, service: ServiceKind, town: str, refused: set[str]) -> Any:
     """Like a dispatch without coordinates, among the bodies that did not refuse."""
-    from tests.veille.test_routing_oracle import TOLERANCE, shares_ground
+    from test_routing_oracle import TOLERANCE, shares_ground
 
     geom = t.municipalities[town].geometry
     serving = [a for a in areas_of(t, service) if shares_ground(a.geometry, geom)
