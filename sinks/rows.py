@@ -52,6 +52,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "status_events": pa.schema([
         ("id", pa.string()), ("incident_id", pa.string()), ("agency_id", pa.string()),
         ("status", pa.string()), ("at", TS), ("stored_at", TS),
+        ("reason", pa.string()),  # migrations/0005: a refusal's reason code (never its text)
     ]),
     "alerts": pa.schema([
         ("identifier", pa.string()), ("sender", pa.string()), ("sent", TS), ("status", pa.string()),
@@ -166,7 +167,8 @@ def to_rows(records: Iterable[Row], stored_at: datetime) -> dict[str, pa.Table]:
             _add_alert(cols, rec, stored)
         elif isinstance(rec, StatusUpdate):
             _add(cols["status_events"], id=str(rec.id), incident_id=str(rec.incident_id),
-                 agency_id=rec.agency_id, status=str(rec.status), at=ms(rec.at), stored_at=stored)
+                 agency_id=rec.agency_id, status=str(rec.status), at=ms(rec.at), stored_at=stored,
+                 reason=None if rec.reason is None else str(rec.reason))
         elif isinstance(rec, DeliveryReceipt):
             _add(cols["delivery_receipts"], dispatch_id=str(rec.dispatch_id), agency_id=rec.agency_id,
                  method=str(rec.method), attempt=rec.attempt, outcome=str(rec.outcome),

@@ -34,3 +34,8 @@ PARTITION BY toYYYYMM(routed_at)
 ORDER BY (incident_id, id)
 TTL toDateTime(routed_at) + INTERVAL ${incident_ttl_days} DAY
 SETTINGS non_replicated_deduplication_window = 10000;
+
+-- Why a body refused (StatusUpdate v3 reason code: not_competent, wrong_location, duplicate,
+-- no_action_needed, other; NULL before v3 or on other statuses), for the "refusals by reason"
+-- indicator. A code, never the refusal's free text.
+ALTER TABLE ${db}.status_events ADD COLUMN IF NOT EXISTS reason LowCardinality(Nullable(String));
