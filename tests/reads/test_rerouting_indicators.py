@@ -87,6 +87,7 @@ def test_rerouting_indicators_on_known_data(tmp_path: Path) -> None:
     ]
     # a: first dispatch at routed_at, last re-routing 12 min later.
     assert ind["time_lost"] == [
-        {"category": "flood", "incidents": 1, "lost_p50_s": 720.0, "lost_p90_s": 720.0, "lost_total_s": 720.0}]
+        {"category": "flood", "incidents": 1, "lost_p50_s": 720.0, "lost_p90_s": 720.0,
+         "lost_total_s": 720.0}]
     assert ind["escalations"] == [{"agency_id": "mairie-35401", "deadline": "ack", "escalations": 1}]
     assert "Time lost to re-routing" in text and "Refusals by reason" in text

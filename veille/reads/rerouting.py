@@ -101,11 +101,11 @@ ORDER BY agency_id, deadline""", cell.params())
 
 def compute(store: Store, cell: Cell) -> dict[str, Any]:
     db = store.database
-    agencies = [{"agency_id": r["agency_id"], "dispatched": int(r["dispatched"]), "rerouted": int(r["rerouted"]),
-                 "share": share(int(r["rerouted"]), int(r["dispatched"]))}
+    agencies = [{"agency_id": r["agency_id"], "dispatched": int(r["dispatched"]),
+                 "rerouted": int(r["rerouted"]), "share": share(int(r["rerouted"]), int(r["dispatched"]))}
                 for r in store.query(*by_agency_sql(db, cell))]
-    categories = [{"category": r["category"], "incidents": int(r["incidents"]), "rerouted": int(r["rerouted"]),
-                   "share": share(int(r["rerouted"]), int(r["incidents"]))}
+    categories = [{"category": r["category"], "incidents": int(r["incidents"]),
+                   "rerouted": int(r["rerouted"]), "share": share(int(r["rerouted"]), int(r["incidents"]))}
                   for r in store.query(*by_category_sql(db, cell))]
     refusals = [{"agency_id": r["agency_id"], "reason": r["reason"], "refusals": int(r["refusals"])}
                 for r in store.query(*refusals_sql(db, cell))]
@@ -114,8 +114,8 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
              "lost_p90_s": quantile_seconds(r["lost_q"], 1, int(r["incidents"])),
              "lost_total_s": round(float(r["lost_total"]), 3)}
             for r in store.query(*time_lost_sql(db, cell))]
-    escalations = [{"agency_id": r["agency_id"], "deadline": r["deadline"], "escalations": int(r["escalations"])}
-                   for r in store.query(*escalations_sql(db, cell))]
+    escalations = [{"agency_id": r["agency_id"], "deadline": r["deadline"],
+                    "escalations": int(r["escalations"])} for r in store.query(*escalations_sql(db, cell))]
     return {"by_agency": agencies, "by_category": categories, "refusals": refusals, "time_lost": lost,
             "escalations": escalations}
 
