@@ -18,14 +18,16 @@ rebalance moves an incident's state with its records. What is done with each rec
 THE CLOCK (event time). Each partition has a clock: the latest event time read on it
 (RoutedIncident: ``reported_at``; StatusUpdate: ``at``; Redispatch: ``routed_at``; each capped
 at the wall clock when read) plus the wall time elapsed since the last record of that
-partition. It never runs ahead of the wall clock, so nothing fires early; during a replay
-records come back to back, the clock follows their own times, and an acknowledgement read
-after its incident cancels the deadline before the clock can reach it: no storm. A deadline
-fires once the clock is ``escalation_tolerance_seconds`` (default 30 s) past it: a late
-acknowledgement still in flight within that tolerance cancels it. The clock is persisted
-in the table (``~clock:<partition>``) when it advances by a second: after a restart it
-resumes from there, so downtime delays escalations (by at most the downtime), never
-anticipates them.
+partition; once no record has come for ``escalation_idle_seconds`` (default 10 s) the
+partition is caught up and its clock is the wall clock (a quiet partition, or one whose last
+record is old, still fires on time). It never runs ahead of the wall clock, so nothing fires
+early. During a replay records come back to back, the clock follows their own times, and an
+acknowledgement read after its incident cancels the deadline before the clock can reach it:
+no storm (a replay stalled longer than the idle window mid-way would switch to the wall
+clock: a limit, documented in docs/rerouting.md). A deadline fires once the clock is
+``escalation_tolerance_seconds`` (default 30 s) past it: a late acknowledgement still in
+flight within that tolerance cancels it. The latest event time is persisted in the table
+(``~clock:<partition>``) when it advances by a second, so a restarted worker resumes with it.
 
 THE TIMER cannot write a faust Table (faust needs the current event's partition), so it only
 publishes: the Dispatch to the supervisor's topic and a Redispatch on ``<prefix>.routed``;
@@ -80,7 +82,8 @@ SEND_ATTEMPTS = 5
 class PartitionClocks:
     """The event-time clock of each source partition (module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_seconds: float = 10.0) -> None:
+        self.idle_seconds = idle_seconds
         self.mark: dict[int, int] = {}  # latest event time read (ms)
         self.seen: dict[int, float] = {}  # wall time (s) of the last record read
         self.last: dict[int, int] = {}  # last value returned: the clock never goes back
@@ -100,7 +103,9 @@ class PartitionClocks:
         if partition not in self.mark:
             return None
         wall = time.time()
-        value = min(self.mark[partition] + int((wall - self.seen[partition]) * 1000), int(wall * 1000))
+        idle = wall - self.seen[partition]
+        value = int(wall * 1000) if idle >= self.idle_seconds else \
+            min(self.mark[partition] + int(idle * 1000), int(wall * 1000))
         value = max(value, self.last.get(partition, 0))
         self.last[partition] = value
         return value
@@ -153,7 +158,7 @@ def create_escalation_app(settings: Settings) -> faust.App:
                       tolerance_ms=int(settings.escalation_tolerance_seconds * 1000),
                       max_hops=settings.reroute_max_hops)
     sender = OutputSender(settings)
-    clocks = PartitionClocks()
+    clocks = PartitionClocks(settings.escalation_idle_seconds)
     in_flight: set[tuple[str, str, str]] = set()
     source = app.topic(topics.routed, key_type=bytes, value_type=bytes)
     # Keys: the incident id (text) or ~clock:<partition>; values: JSON, written by load/store.

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # still cancel it), the timer looks this often, a refused incident moves at most this many
     # hops before going to the monitoring cell, and the worker's tables live in this store.
     escalation_tolerance_seconds: float = 30.0
+    # A partition without a record for this long is caught up: its clock is the wall clock.
+    escalation_idle_seconds: float = 10.0
     escalation_tick_seconds: float = 1.0
     reroute_max_hops: int = 3
     escalation_store: str = "rocksdb://"

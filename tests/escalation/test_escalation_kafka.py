@@ -133,7 +133,7 @@ def test_a_replay_of_old_topics_fires_no_storm(kafka: Any, tmp_path: Path) -> No
     """Two days of history read by a fresh worker: the deadlines that were met stay quiet, the
     one that was missed is escalated once."""
     settings = deployment(kafka, tmp_path, [
-        {"id": "all", "acknowledge_hours": 1, "resolve_hours": 48}])
+        {"id": "all", "acknowledge_hours": 1, "resolve_hours": 100}])
     router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
     follow = None
     try:

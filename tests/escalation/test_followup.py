@@ -166,3 +166,9 @@ def test_the_clock_never_runs_ahead_of_the_wall_clock_and_follows_a_replay() -> 
     assert old <= (clocks.now(0) or 0) < old + 5_000  # a replay: the records' own time
     clocks.see(0, ms(datetime.now(UTC) + timedelta(hours=1)))  # a clock in the future: capped
     assert (clocks.now(0) or 0) <= ms(datetime.now(UTC))
+
+
+def test_an_idle_partition_runs_on_the_wall_clock() -> None:
+    clocks = PartitionClocks(idle_seconds=0.0)  # caught up at once
+    clocks.see(1, ms(datetime.now(UTC) - timedelta(hours=9)))
+    assert abs((clocks.now(1) or 0) - ms(datetime.now(UTC))) < 1000
