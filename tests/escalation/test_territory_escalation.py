@@ -21,7 +21,8 @@ def test_the_example_territory_declares_its_supervisors() -> None:
     assert supervisor_of(t, "mairie-35402", ServiceKind.public_works) == "cellule-veille"
     assert supervisor_of(t, "sdis35", ServiceKind.fire_rescue) == "cellule-veille"
     assert supervisor_of(t, "cellule-veille", ServiceKind.monitoring_cell) is None
-    assert supervisor_service(t, "mairie-35401", ServiceKind.municipal_police) == ServiceKind.municipal_safeguard
+    safeguard = ServiceKind.municipal_safeguard
+    assert supervisor_service(t, "mairie-35401", ServiceKind.municipal_police) == safeguard
     assert supervisor_service(t, "syndicat-eaux-veille", ServiceKind.stormwater) == ServiceKind.stormwater
 
 
