@@ -20,7 +20,7 @@ from veille.config import Settings
 from veille.deliver.settings import DeliverySettings
 
 DEPLOY = ROOT / "deploy"
-HUB_SERVICES = {"topics-init", "router", "sink", "intake", "simulator", "deliver"}
+HUB_SERVICES = {"topics-init", "router", "escalations", "sink", "intake", "simulator", "deliver"}
 # The hub's settings, and the deployment's side of delivery (veille.deliver.settings).
 SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
                 | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields})
