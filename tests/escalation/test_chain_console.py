@@ -58,6 +58,14 @@ def test_demo_step_store_and_console_chain(kafka: Any, tmp_path: Path,
                 assert axe_violations(page) == []
                 screenshot(page, f"chain-{name}")
                 assert errors.messages == []
+            # From the console itself: its lookup form opens the chain by the incident's id.
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="fr-FR")
+            page.goto(f"{url}/console/")
+            page.fill("#chain-id", chains[1].rsplit("=", 1)[1])
+            page.click("#chain-form button")
+            page.wait_for_selector("#chain-steps")
+            assert "step-escalated" in page.eval_on_selector_all("#chain-steps tbody tr",
+                                                                 "rows => rows.map(r => r.className)")
         assert httpx.get(f"{url}/console/chain", params={"incident": "nope"}, timeout=30).status_code == 400
     finally:
         sink.stop()
