@@ -74,6 +74,7 @@ from veille.topics import ROUTED_TYPES, Topics
 
 log = logging.getLogger("veille.escalations")
 CLOCK_KEY = b"~clock:%d"
+CLOSED = b"-"  # the value of an incident whose every dispatch is closed (nothing pending)
 CLOCK_PERSIST_MS = 1000
 EXIT_OUTPUT_FAILED = 5
 SEND_ATTEMPTS = 5
@@ -210,7 +211,11 @@ def create_escalation_app(settings: Settings) -> faust.App:
                 kind = decoded.record_type
                 incident = str(value["id"] if kind == "RoutedIncident" else value["incident_id"])
                 key = incident.encode()
-                result = follow.on_record(load(key), kind, value, msg.partition)
+                raw = states.get(key)
+                # A closed incident is kept as a marker, not deleted: a routing record the router
+                # re-delivers after a crash must not start its deadlines again.
+                result = Result() if raw == CLOSED else follow.on_record(
+                    None if raw is None else json.loads(raw), kind, value, msg.partition)
             except Exception as exc:  # bad input: counted and skipped, never a crash
                 log.warning("record %s[%d]@%d skipped: %s", msg.topic, msg.partition, msg.offset, exc)
                 metrics.FOLLOWUP_SKIPPED.inc()
@@ -219,8 +224,7 @@ def create_escalation_app(settings: Settings) -> faust.App:
                 await send(result.outputs)
             if result.state is not None:
                 if _finished(follow, result.state):
-                    if key in states:
-                        del states[key]
+                    states[key] = CLOSED
                 else:
                     store(key, result.state)
             if decoded.record_type == "Redispatch" and value["kind"] == "escalated":
@@ -246,7 +250,7 @@ def create_escalation_app(settings: Settings) -> faust.App:
         fired: list[tuple[str, str]] = []
         pending = 0
         for key, raw in list(states.items()):
-            if key.startswith(b"~") or raw is None:
+            if key.startswith(b"~") or raw is None or raw == CLOSED:
                 continue
             state = json.loads(raw)
             if state.get("p") not in mine:
@@ -274,8 +278,8 @@ def create_escalation_app(settings: Settings) -> faust.App:
 
 
 def _finished(follow: FollowUp, state: State) -> bool:
-    """Whether nothing of the incident can happen any more (its key is then deleted): every
-    dispatch closed or an escalation, no deadline pending."""
+    """Whether nothing of the incident can happen any more (its value becomes :data:`CLOSED`):
+    every dispatch closed or an escalation, no deadline pending."""
     entries = state["d"].values()
     return bool(entries) and not follow.pending(state) and all(e["closed"] or e["esc"] for e in entries)
 
