@@ -35,6 +35,8 @@ def test_demo_step_store_and_console_chain(kafka: Any, tmp_path: Path,
         env = {k: v for k, v in settings_env(settings).items() if k.startswith("VEILLE_")}
         assert run_followup_demo(settings, settings, tmp_path / "logs", env, load_territory(), url)
         printed = capsys.readouterr().out
+        with capsys.disabled():  # what `veille demo` prints for this step, in the test's log
+            print(printed)
         assert "re-routed  -> Police municipale de Saint-Méen-la-Rivière" in printed, printed
         assert "escalated  -> Mairie de Saint-Méen-la-Rivière" in printed, printed
         chains = re.findall(r"console: (\S+/console/chain\?incident=\S+)", printed)
