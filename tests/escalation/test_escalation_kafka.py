@@ -69,7 +69,10 @@ def test_refusals_re_route_to_the_next_body_up_to_the_monitoring_cell(kafka: Any
                         reason=RejectionReason.not_competent).model_copy(update={"dispatch_id": stranger.id})
         publish(settings, forged, answer(settings, stranger, "pm-35402", POLICE, IncidentStatus.rejected,
                                          reason=RejectionReason.not_competent))
-        records = routed_records(settings, lambda out: len(redispatches(out)) >= 2)
+        # Waits on what was re-routed, not on a count: a rebalance may publish a re-routing twice
+        # (same id, harmless: docs/rerouting.md), the worker's first join often brings one.
+        records = routed_records(settings, lambda out: {str(moved.id), str(chained.id)} <= {
+            str(r["incident_id"]) for r in redispatches(out)})
         by_incident = {str(r["incident_id"]): r for r in redispatches(records)}
         first = by_incident[str(moved.id)]
         assert (first["agency_id"], first["rule"], first["step"], first["hop"]) == (
@@ -78,15 +81,15 @@ def test_refusals_re_route_to_the_next_body_up_to_the_monitoring_cell(kafka: Any
         # The safeguard service refuses too: hop limit (1 here) reached, the monitoring cell.
         publish(settings, answer(settings, chained, "mairie-35401", SAFEGUARD, IncidentStatus.rejected,
                                  reason=RejectionReason.not_competent))
-        records = routed_records(settings, lambda out: len(redispatches(out)) >= 3)
-        last = [r for r in redispatches(records) if r["agency_id"] == "cellule-veille"]
-        assert [(r["step"], r["hop"], str(r["previous_agency_id"])) for r in last] == [
+        records = routed_records(settings, lambda out: any(
+            r["agency_id"] == "cellule-veille" for r in redispatches(out)))
+        last = {str(r["id"]): r for r in redispatches(records) if r["agency_id"] == "cellule-veille"}
+        assert [(r["step"], r["hop"], str(r["previous_agency_id"])) for r in last.values()] == [
             ("hop_limit", 2, "mairie-35401")]
         # The dispatches themselves, on the new bodies' topics, as the router makes them.
         out = read_topics(settings, [topics.dispatch("pm-35402"), topics.dispatch("cellule-veille"),
                                      topics.dead_letter],
-                          until=lambda o: sum(t != topics.dead_letter for t, _ in o) >= 2
-                          and any(t == topics.dead_letter for t, _ in o))
+                          until=lambda o: len({t for t, _ in o}) == 3)
         dispatched = {(t.rsplit(".", 1)[-1], d.value["event_id"], d.value["rule"]) for t, d in out
                       if t != topics.dead_letter}
         assert dispatched == {("pm-35402", str(moved.id), "security+rerouted"),
@@ -95,7 +98,9 @@ def test_refusals_re_route_to_the_next_body_up_to_the_monitoring_cell(kafka: Any
         wait_for(lambda: metric(metrics_url, "veille_reroute_refusals_ignored_total",
                                 {"why": "unknown_dispatch"}) >= 1, 30, "the stranger's refusal")
         assert str(stranger.id) not in {str(r["incident_id"]) for r in redispatches(routed_records(
-            settings, lambda out: len(redispatches(out)) >= 3))}
+            settings, lambda out: any(r["agency_id"] == "cellule-veille" for r in redispatches(out))))}
+        # Every re-routing, by id, once: pm-35402 for moved, mairie-35401 then the cell for chained.
+        assert len({str(r["id"]) for r in redispatches(records)}) == 3
         assert metric(metrics_url, "veille_reroute_hop_limit_total") == 1
     finally:
         follow.stop()
@@ -119,7 +124,9 @@ def test_a_missed_deadline_escalates_once_and_an_acknowledgement_cancels_it(kafk
         publish(settings, answer(settings, answered, "pm-35401", POLICE, IncidentStatus.acknowledged))
         records = routed_records(settings, lambda out: str(sentinel.id) in {
             str(r["incident_id"]) for r in redispatches(out, "escalated")})
-        escalated = Counter(str(r["incident_id"]) for r in redispatches(records, "escalated"))
+        # Once by id (a rebalance may publish one twice with the same id: docs/rerouting.md).
+        unique = {str(r["id"]): r for r in redispatches(records, "escalated")}.values()
+        escalated = Counter(str(r["incident_id"]) for r in unique)
         assert escalated == {str(missed.id): 1, str(sentinel.id): 1}
         for r in redispatches(records, "escalated"):
             assert (r["agency_id"], r["rule"], r["reason"]) == ("mairie-35401", "overdue:ack", "ack")
@@ -152,7 +159,9 @@ def test_a_replay_of_old_topics_fires_no_storm(kafka: Any, tmp_path: Path) -> No
         follow = worker(settings).start()
         follow.info("escalations.json")
         records = routed_records(settings, lambda out: len(redispatches(out, "escalated")) >= 1)
-        assert [str(r["incident_id"]) for r in redispatches(records, "escalated")] == [str(missed.id)]
+        assert {(str(r["incident_id"]), str(r["id"])) for r in redispatches(records, "escalated")} == {
+            (str(missed.id), str(r["id"])) for r in redispatches(records, "escalated")}
+        assert len({str(r["id"]) for r in redispatches(records, "escalated")}) == 1
     finally:
         if follow is not None:
             follow.stop()
