@@ -164,7 +164,7 @@ def test_dockerfile_installs_every_package_dir() -> None:
         assert _services()[service]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
 
 
-K8S_FILES = ["configmap.yaml", "router.yaml", "sink.yaml", "intake.yaml", "deliver.yaml"]
+K8S_FILES = ["configmap.yaml", "router.yaml", "escalations.yaml", "sink.yaml", "intake.yaml", "deliver.yaml"]
 
 
 def _k8s_docs(name: str) -> list[dict[str, Any]]:
@@ -177,14 +177,14 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "sink", "intake", "deliver"])
+@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     labels = deployment["spec"]["selector"]["matchLabels"]
     assert deployment["spec"]["template"]["metadata"]["labels"] == labels
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][0] == component
+    assert container["args"][0] == {"escalations": "router"}.get(component, component)  # router escalations
     assert container["image"] == _services()[component]["image"]
     assert {"configMapRef": {"name": "veille-config"}} in container["envFrom"]
     assert {"secretRef": {"name": "veille-secrets"}} in container["envFrom"]
