@@ -238,7 +238,9 @@ def create_escalation_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=settings.escalation_tick_seconds)
     async def fire_due() -> None:
-        if app.rebalancing or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+        # Never on a table being recovered: a state read half-restored could miss an acknowledgement.
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
             return
         mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.routed}
         for p in mine:
