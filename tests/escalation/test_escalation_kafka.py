@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from escalation_helpers import (
     IN_35402,
     answer,
@@ -27,7 +28,13 @@ from escalation_helpers import (
 from hub_helpers import HubProcess, read_topics, wait_for
 
 from veille.producers.sdk import Publisher
-from veille.schemas.models import IncidentCategory, IncidentStatus, RejectionReason, ServiceKind
+from veille.schemas.models import (
+    IncidentCategory,
+    IncidentStatus,
+    RejectionReason,
+    RoutedIncident,
+    ServiceKind,
+)
 from veille.topics import Topics
 
 pytestmark = pytest.mark.kafka
@@ -210,4 +217,34 @@ def test_kill_9_and_a_second_worker_with_1000_pending_deadlines(kafka: Any, tmp_
         if second is not None:
             second.stop()
         first.stop()
+        router.stop()
+
+
+def test_a_closed_incident_routed_again_starts_no_deadline(kafka: Any, tmp_path: Path) -> None:
+    """The router re-delivers a routing record after a crash (its batch not committed): for an
+    incident already resolved, the worker's closed marker keeps its deadlines from restarting."""
+    settings = deployment(kafka, tmp_path, [
+        {"id": "fast", "categories": ["burglary"], "acknowledge_hours": 3 * SECOND, "resolve_hours": 1},
+        {"id": "later", "categories": ["theft"], "acknowledge_hours": 6 * SECOND, "resolve_hours": 1}])
+    router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
+    follow = worker(settings).start()
+    try:
+        router.info("router.json")
+        follow.info("escalations.json")
+        closed = incident()
+        publish(settings, closed)
+        (record,) = [d for d in routed(settings, closed) if d.record_type == "RoutedIncident"]
+        publish(settings, answer(settings, closed, "pm-35401", POLICE, IncidentStatus.resolved))
+        routed_records(settings, lambda out: any(d.record_type == "StatusUpdate" for d in out))
+        again = Producer(settings.kafka_client_config())
+        again.produce(Topics(settings.topic_prefix).routed, key=closed.id.bytes,
+                      value=RoutedIncident.from_avro(record.value).encode())
+        assert again.flush(10) == 0
+        sentinel = incident(category=IncidentCategory.theft)  # due after the re-delivered one
+        publish(settings, sentinel)
+        records = routed_records(settings, lambda out: any(
+            str(r["incident_id"]) == str(sentinel.id) for r in redispatches(out, "escalated")))
+        assert {str(r["incident_id"]) for r in redispatches(records, "escalated")} == {str(sentinel.id)}
+    finally:
+        follow.stop()
         router.stop()
