@@ -9,7 +9,7 @@ what a *sensible* event is (INSEE code format, WGS84 ranges, bounded text, sane 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from uuid import UUID
 
 from pydantic import (
@@ -348,10 +348,35 @@ class DeliveryReceipt(Record):
     at: Timestamp
 
 
+class Redispatch(Record):
+    """A dispatch made after routing: a refused one re-routed, or an overdue one escalated
+    (streams/escalation.py), on ``<prefix>.routed`` so the store counts it."""
+
+    avro_name: ClassVar[str] = "Redispatch"
+    id: UUID
+    kind: Literal["rerouted", "escalated"]
+    incident_id: UUID
+    agency_id: str = Field(min_length=1, max_length=100)
+    service: ServiceKind
+    rule: str = Field(min_length=1, max_length=200)
+    cross_boundary: bool
+    hop: int = Field(ge=0, le=1000)
+    previous_id: UUID
+    previous_agency_id: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=100)
+    step: str | None = Field(default=None, max_length=100)
+    municipality: str
+    category: str
+    severity: str
+    reported_at: Timestamp
+    refused_at: Timestamp
+    routed_at: Timestamp
+
+
 MODELS: dict[str, type[Record]] = {
     m.avro_name: m
     for m in (Incident, Alert, StatusUpdate, DeadLetter, Dispatch, RoutedIncident, RoutedAlert,
-              DeliveryReceipt)
+              DeliveryReceipt, Redispatch)
 }
 # The enums live in schemas/enums.py; imported from here as well.
 __all__ = ["MODELS", "Record", *[n for n in MODELS],

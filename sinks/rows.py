@@ -22,7 +22,14 @@ from typing import Any, TypeAlias
 
 import pyarrow as pa
 
-from veille.schemas.models import DeliveryReceipt, Record, RoutedAlert, RoutedIncident, StatusUpdate
+from veille.schemas.models import (
+    DeliveryReceipt,
+    Record,
+    Redispatch,
+    RoutedAlert,
+    RoutedIncident,
+    StatusUpdate,
+)
 
 TS = pa.timestamp("ms", tz="UTC")
 STR_LIST = pa.list_(pa.string())
@@ -45,6 +52,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "status_events": pa.schema([
         ("id", pa.string()), ("incident_id", pa.string()), ("agency_id", pa.string()),
         ("status", pa.string()), ("at", TS), ("stored_at", TS),
+        ("reason", pa.string()),  # migrations/0005: a refusal's reason code (never its text)
     ]),
     "alerts": pa.schema([
         ("identifier", pa.string()), ("sender", pa.string()), ("sent", TS), ("status", pa.string()),
@@ -60,6 +68,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("dispatch_id", pa.string()), ("agency_id", pa.string()), ("method", pa.string()),
         ("attempt", pa.uint32()), ("outcome", pa.string()), ("status_code", pa.uint16()),
         ("reply", pa.string()), ("latency_ms", pa.uint64()), ("at", TS), ("stored_at", TS),
+    ]),
+    # migrations/0005: re-routings and escalations (streams/escalation.py)
+    "redispatches": pa.schema([
+        ("id", pa.string()), ("kind", pa.string()), ("incident_id", pa.string()), ("agency_id", pa.string()),
+        ("service", pa.string()), ("rule", pa.string()), ("cross_boundary", pa.bool_()), ("hop", pa.uint16()),
+        ("previous_id", pa.string()), ("previous_agency_id", pa.string()), ("reason", pa.string()),
+        ("step", pa.string()), ("municipality", pa.string()), ("category", pa.string()),
+        ("severity", pa.string()), ("reported_at", TS), ("refused_at", TS), ("routed_at", TS),
+        ("stored_at", TS),
     ]),
 }
 TABLES = tuple(SCHEMAS)
@@ -150,12 +167,15 @@ def to_rows(records: Iterable[Row], stored_at: datetime) -> dict[str, pa.Table]:
             _add_alert(cols, rec, stored)
         elif isinstance(rec, StatusUpdate):
             _add(cols["status_events"], id=str(rec.id), incident_id=str(rec.incident_id),
-                 agency_id=rec.agency_id, status=str(rec.status), at=ms(rec.at), stored_at=stored)
+                 agency_id=rec.agency_id, status=str(rec.status), at=ms(rec.at), stored_at=stored,
+                 reason=None if rec.reason is None else str(rec.reason))
         elif isinstance(rec, DeliveryReceipt):
             _add(cols["delivery_receipts"], dispatch_id=str(rec.dispatch_id), agency_id=rec.agency_id,
                  method=str(rec.method), attempt=rec.attempt, outcome=str(rec.outcome),
                  status_code=rec.status_code, reply=rec.reply, latency_ms=rec.latency_ms, at=ms(rec.at),
                  stored_at=stored)
+        elif isinstance(rec, Redispatch):
+            _add_redispatch(cols, rec, stored)
         else:
             raise TypeError(f"the sink does not store {type(rec).__name__} records")
     if plain:
@@ -209,3 +229,19 @@ def _add_alert(cols: dict[str, dict[str, list[Any]]], rec: RoutedAlert, stored: 
              municipality=munis[0] if len(munis) == 1 else "", municipalities=munis,
              category=rec.category, severity=rec.severity, reported_at=ms(rec.sent),
              routed_at=version, version=version)
+
+
+def _add_redispatch(cols: dict[str, dict[str, list[Any]]], rec: Redispatch, stored: int) -> None:
+    """A re-routing or an escalation: its own row, and a dispatch like the router's (one more
+    body was handed the incident: per-body counts and deadlines include it)."""
+    routed = ms(rec.routed_at)
+    _add(cols["redispatches"], id=str(rec.id), kind=rec.kind, incident_id=str(rec.incident_id),
+         agency_id=rec.agency_id, service=str(rec.service), rule=rec.rule, cross_boundary=rec.cross_boundary,
+         hop=rec.hop, previous_id=str(rec.previous_id), previous_agency_id=rec.previous_agency_id,
+         reason=rec.reason, step=rec.step, municipality=rec.municipality, category=rec.category,
+         severity=rec.severity, reported_at=ms(rec.reported_at), refused_at=ms(rec.refused_at),
+         routed_at=routed, stored_at=stored)
+    _add(cols["dispatches"], event_type="incident", event_id=str(rec.incident_id), agency_id=rec.agency_id,
+         service=str(rec.service), rule=rec.rule, cross_boundary=rec.cross_boundary,
+         municipality=rec.municipality, municipalities=[rec.municipality], category=rec.category,
+         severity=rec.severity, reported_at=ms(rec.reported_at), routed_at=routed, version=routed)

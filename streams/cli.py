@@ -21,6 +21,7 @@ LAG_INTERVAL = 5.0
 EXIT_STALLED = 4
 EXIT_BAD_CONFIG = 2
 ROUTER_INFO = "router.json"  # in the state dir: PID and metrics URL, for the demo and tests
+ESCALATIONS_INFO = "escalations.json"
 
 
 def _lag_probe(conf: dict[str, str | int | float | bool], group: str, topics: list[str],
@@ -91,6 +92,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_escalations(args: argparse.Namespace) -> int:
+    """The re-routing and escalation worker (streams/escalation.py): its own faust app and group."""
+    import faust
+
+    from veille.streams.escalation import create_escalation_app
+    from veille.territory.topics import ensure_territory_topics
+
+    settings = get_settings()
+    ensure_territory_topics(settings)
+    app = create_escalation_app(settings)
+    port_arg = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    _server, port = serve_metrics(port_arg)
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    write_process_info(settings.state_dir / ESCALATIONS_INFO, metrics=metrics_url)
+    print(f"escalations: consuming {settings.topic_prefix}.routed; metrics on {metrics_url}", flush=True)
+    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    worker.execute_from_commandline()
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("router", help="route events to the agencies that must act (faust worker)",
                        description="The jurisdiction router: intake/alerts/status in, dispatches, "
@@ -101,3 +123,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                      help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
     run.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     run.set_defaults(func=_cmd_run)
+    esc = rsub.add_parser("escalations", help="re-route refused dispatches and escalate overdue ones "
+                                              "(a faust worker with its own group and tables)")
+    esc.add_argument("--metrics-port", type=int, default=None,
+                     help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
+    esc.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    esc.set_defaults(func=_cmd_escalations)

@@ -45,3 +45,21 @@ STALLED = Counter("veille_router_stalled_exits_total", "Exits because no batch c
 PROGRESS = Progress()
 BATCH_FAILURES = Counter("veille_router_batch_failures_total",
                          "Batches that could not be handled (the router stops, nothing acked)")
+# Re-routing and escalation (veille router escalations, streams/escalation*.py).
+REROUTED = Counter("veille_reroutes_total", "Refused dispatches re-routed to the next body, by step",
+                   ["step"])
+REROUTE_HOP_LIMIT = Counter("veille_reroute_hop_limit_total",
+                            "Refusals that reached the hop limit (sent to the monitoring cell)")
+REROUTE_EXHAUSTED = Counter("veille_reroute_exhausted_total",
+                            "Refusals with no body left to re-route to (the monitoring cell refused)")
+REFUSALS_IGNORED = Counter("veille_reroute_refusals_ignored_total",
+                           "Refusals not re-routed, by why (unknown dispatch, already re-routed, "
+                           "other reason)", ["why"])
+FOLLOWUP_SKIPPED = Counter("veille_escalation_records_skipped_total",
+                           "Records of the routed topic the escalation worker could not read (logged)")
+ESCALATED = Counter("veille_escalations_total",
+                    "Overdue dispatches escalated to a supervisor, by deadline", ["deadline"])
+ESCALATION_NO_SUPERVISOR = Counter("veille_escalation_no_supervisor_total",
+                                   "Overdue dispatches whose body declares no supervisor")
+PENDING_DEADLINES = Gauge("veille_escalation_pending_deadlines",
+                          "Deadlines this worker watches (its partitions), not yet met or escalated")

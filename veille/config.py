@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     # stop chain waits on each child service in turn, and with the broker unreachable that took
     # over 60 s, past an orchestrator's grace period (Kubernetes: 30 s, then SIGKILL).
     router_stop_seconds: float = 8.0
+    # Re-routing and escalation (veille router escalations, streams/escalation.py): a deadline
+    # fires this long after it passed on the event-time clock (late acknowledgements in flight
+    # still cancel it), the timer looks this often, a refused incident moves at most this many
+    # hops before going to the monitoring cell, and the worker's tables live in this store.
+    escalation_tolerance_seconds: float = 30.0
+    # A partition without a record for this long is caught up: its clock is the wall clock.
+    escalation_idle_seconds: float = 10.0
+    escalation_tick_seconds: float = 1.0
+    reroute_max_hops: int = 3
+    escalation_store: str = "rocksdb://"
     # Consumer session timeout of the router: how long the group waits for a member that
     # stopped heartbeating (a router that died on another host, or under a new instance id).
     router_session_seconds: float = 20.0

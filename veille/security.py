@@ -143,6 +143,12 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     topic("router", f"{prefix}.dispatch.", "WRITE", "DESCRIBE", prefixed=True)
     for name in (t.routed, t.dead_letter, t.dead_letter_restricted):
         topic("router", name, "WRITE", "DESCRIBE")
+    # The router's second app, "<prefix>-escalations" (veille router escalations, same principal):
+    # reads the routing records back, keeps its tables in its own changelog topics.
+    topic("router", t.routed, "READ")
+    group("router", f"{prefix}-escalations")
+    topic("router", f"{prefix}-escalations-", "CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS",
+          prefixed=True)
 
     # Sink: routing records and delivery receipts in, its dead letters out.
     topic("sink", t.routed, "READ", "DESCRIBE")

@@ -50,7 +50,7 @@ INTAKE_TYPES = ("Incident",)
 ALERT_TYPES = ("Alert",)
 STATUS_TYPES = ("StatusUpdate",)
 DISPATCH_TYPES = ("Dispatch",)
-ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate")
+ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate", "Redispatch")
 DEAD_LETTER_TYPES = ("DeadLetter",)
 DELIVERY_TYPES = ("DeliveryReceipt",)
 

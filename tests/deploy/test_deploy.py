@@ -21,7 +21,7 @@ from veille.deliver.settings import DeliverySettings
 from veille.photos.settings import PhotoSettings
 
 DEPLOY = ROOT / "deploy"
-HUB_SERVICES = {"topics-init", "router", "sink", "intake", "simulator", "deliver"}
+HUB_SERVICES = {"topics-init", "router", "escalations", "sink", "intake", "simulator", "deliver"}
 # The hub's settings, the deployment's side of delivery (veille.deliver.settings) and photos.
 SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
                 | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields}
@@ -166,7 +166,7 @@ def test_dockerfile_installs_every_package_dir() -> None:
         assert _services()[service]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
 
 
-K8S_FILES = ["configmap.yaml", "router.yaml", "sink.yaml", "intake.yaml", "deliver.yaml"]
+K8S_FILES = ["configmap.yaml", "router.yaml", "escalations.yaml", "sink.yaml", "intake.yaml", "deliver.yaml"]
 
 
 def _k8s_docs(name: str) -> list[dict[str, Any]]:
@@ -179,14 +179,14 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "sink", "intake", "deliver"])
+@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     labels = deployment["spec"]["selector"]["matchLabels"]
     assert deployment["spec"]["template"]["metadata"]["labels"] == labels
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][0] == component
+    assert container["args"][0] == {"escalations": "router"}.get(component, component)  # router escalations
     assert container["image"] == _services()[component]["image"]
     assert {"configMapRef": {"name": "veille-config"}} in container["envFrom"]
     assert {"secretRef": {"name": "veille-secrets"}} in container["envFrom"]

@@ -52,7 +52,7 @@ def test_to_rows_incident_alert_status() -> None:
     assert dispatches[2]["municipalities"] == ["35401", "35402"]
     assert tables["status_events"].to_pylist() == [{
         "id": str(upd.id), "incident_id": str(inc.id), "agency_id": "sdis35", "status": "acknowledged",
-        "at": upd.at, "stored_at": stored,
+        "at": upd.at, "stored_at": stored, "reason": None,  # a refusal's code only (migration 0005)
     }]
     assert tables["alerts"].column("municipalities").to_pylist() == [["35401", "35402"]]
 

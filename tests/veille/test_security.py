@@ -67,8 +67,10 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     assert readers_of_dispatch == {agency_user(a) for a in AGENCIES} | {"deliver", "intake"}
     deliver_writes = {g.name for g in plan if g.user == "deliver" and g.operation == "WRITE"}
     assert deliver_writes == {"v.delivery", "v.status"}
-    # The routing records (no personal data): the sink, and the intake's Open311 read model.
-    assert {g.user for g in plan if g.operation == "READ" and g.name == "v.routed"} == {"sink", "intake"}
+    # The routing records (no personal data): the sink, the intake's Open311 read model, and the
+    # router's escalation worker (it reads refusals and acknowledgements back).
+    assert {g.user for g in plan if g.operation == "READ" and g.name == "v.routed"} == {"sink", "intake",
+                                                                                       "router"}
     # The delivery receipts (every attempt to push a dispatch to its body): the sink stores them.
     assert "sink" in {g.user for g in plan if g.operation == "READ" and g.name == "v.delivery"}
     # Only the router sees the restricted dead letters' topic, and only to write.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from veille.reads import deadlines as dl
 from veille.reads.cap_feed import add_cap_routes
 from veille.reads.console import ops, pages
 from veille.reads.console.access import Credentials, auth_middleware
+from veille.reads.console.chain import build_chain, chain_html
 from veille.reads.console.export import export_rows, to_csv
 from veille.reads.console.filters import ConsoleFilter, parse_filter
 from veille.reads.console.report import build_report
@@ -156,6 +158,19 @@ async def report(request: web.Request) -> web.Response:
     return web.Response(text=pages.report_html(data), content_type="text/html")
 
 
+async def chain(request: web.Request) -> web.Response:
+    """One incident's chain: dispatches, answers, re-routings, escalations (console/chain.py)."""
+    t = page_texts("chain")
+    try:
+        incident = uuid.UUID(request.query.get("incident", ""))
+    except ValueError:
+        return _error(400, t["bad_id"])
+    data = await _blocking(build_chain, request.app[STORE], incident)
+    if data is None:
+        return _error(404, t["not_found"])
+    return web.Response(text=chain_html(data, request.app[TERRITORY]), content_type="text/html")
+
+
 async def ops_page(_request: web.Request) -> web.Response:
     return web.Response(text=pages.ops_html(), content_type="text/html")
 
@@ -205,6 +220,7 @@ def make_app(store: Store, territory: Territory | None, credentials: Credentials
     r.add_get("/console/api/territory", console_territory)
     r.add_get("/console/export.csv", export_csv)
     r.add_get("/console/report", report)
+    r.add_get("/console/chain", chain)
     r.add_get("/console/ops", ops_page)
     r.add_get("/console/api/ops", ops_data)
     try:

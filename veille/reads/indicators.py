@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from veille.reads import delivery
+from veille.reads import delivery, rerouting
 from veille.reads.cell import (
     LOCAL_TZ,
     Cell,
@@ -230,6 +230,7 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
             "rows": [{k: (int(v) if k == "alerts" else v) for k, v in r.items()} for r in alerts],
         },
         "delivery": delivery.compute(store, cell),
+        "rerouting": rerouting.compute(store, cell),
     }
 
 
@@ -265,6 +266,7 @@ def render_text(ind: dict[str, Any]) -> str:
         text_table("Alerts per municipality (Actual)", ["municipality", "severity", "alerts"],
                    [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
         delivery.render_text(ind["delivery"]),
+        rerouting.render_text(ind["rerouting"]),
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -9,7 +9,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from veille.schemas.models import IncidentCategory, Severity
-from veille.territory.model import AREA_TOLERANCE, AgencyLevel, Issue, Territory
+from veille.territory.model import AREA_TOLERANCE, Agency, AgencyLevel, Issue, Territory
 
 
 def _parts(geom: BaseGeometry, territory: Territory) -> list[tuple[str, float]]:
@@ -34,6 +34,7 @@ def _reference_issues(t: Territory) -> list[Issue]:
             issues.append(Issue("warning", "no_home_municipality",
                                 f"municipal agency {agency.id} has no home_municipality",
                                 agencies=(agency.id,)))
+        issues += _escalation_issues(t, agency)
         for service in sorted(agency.services):
             if not any(a.agency_id == agency.id and a.service == service for a in t.service_areas):
                 issues.append(Issue("warning", "no_service_area",
@@ -63,6 +64,21 @@ def _reference_issues(t: Territory) -> list[Issue]:
         if area.geometry.is_empty and not area.unknown_municipalities:
             issues.append(Issue("error", "empty_area", f"{where}: polygon does not meet the territory",
                                 service=area.service, agencies=(area.agency_id,)))
+    return issues
+
+
+def _escalation_issues(t: Territory, agency: Agency) -> list[Issue]:
+    issues = []
+    for key, target in agency.escalation_to:
+        if key != "default" and key not in {s.value for s in agency.services}:
+            issues.append(Issue("error", "bad_escalation", f"agency {agency.id}: escalation_to names "
+                                f"service {key!r}, which it does not provide", agencies=(agency.id,)))
+        if target not in t.agencies:
+            issues.append(Issue("error", "bad_escalation", f"agency {agency.id}: escalation_to "
+                                f"{target!r} is not an agency of the territory", agencies=(agency.id,)))
+        elif target == agency.id:
+            issues.append(Issue("error", "bad_escalation",
+                                f"agency {agency.id}: escalates to itself", agencies=(agency.id,)))
     return issues
 
 

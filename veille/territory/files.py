@@ -114,6 +114,9 @@ class AgencySpec(Spec):
     home_municipality: InseeCode | None = None
     # How its dispatches reach it besides Kafka: parsed by veille.deliver.config.parse_delivery.
     delivery: dict[str, Any] | None = None
+    # Who supervises it when a dispatch is overdue (streams/escalation.py): one agency id, or
+    # one per service it provides ({stormwater: syndicat-..., default: cellule-veille}).
+    escalation_to: str | dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _no_home_above_the_towns(self) -> AgencySpec:
@@ -229,7 +232,7 @@ def read_territory(directory: Path | str) -> Territory:
     try:
         agencies = {
             a.id: Agency(a.id, a.name, a.level, frozenset(a.services), a.home_municipality,
-                         parse_delivery(a.id, a.delivery))
+                         parse_delivery(a.id, a.delivery), _escalation_to(a.escalation_to))
             for a in jurisdiction.agencies
         }
     except DeliveryConfigError as exc:
@@ -292,3 +295,11 @@ def load_territory(path: Path | str | None = None, *, strict: bool = True) -> Te
 
 load_territory.cache_clear = _load_cached.cache_clear  # type: ignore[attr-defined]
 
+
+def _escalation_to(value: str | dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``escalation_to`` as (service or "default", agency id) pairs (checked by checks.py)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (("default", value),)
+    return tuple(sorted(value.items()))

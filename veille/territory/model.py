@@ -174,6 +174,13 @@ class Agency:
     home_municipality: str | None
     # How its dispatches reach it besides its Kafka topic (veille/deliver: webhook, e-mail, Open311).
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    # Supervisors for overdue dispatches: (service value or "default", agency id) pairs.
+    escalation_to: tuple[tuple[str, str], ...] = ()
+
+    def supervisor(self, service: ServiceKind) -> str | None:
+        """Who an overdue dispatch of ``service`` escalates to (the service's entry, else default)."""
+        found = dict(self.escalation_to)
+        return found.get(service.value) or found.get("default")
 
 
 @dataclass(frozen=True, eq=False)

@@ -30,6 +30,15 @@ def _select(name: str, label: str, options: str) -> str:
             f'<select id="f-{name}" name="{name}">{options}</select>')
 
 
+def _chain_lookup() -> str:
+    """A form opening one incident's chain (console/chain.py) by its id."""
+    c = {k: escape(v) for k, v in page_texts("chain").items()}
+    return (f'<form id="chain-form" action="chain" method="get" class="row actions">'
+            f'<label for="chain-id">{c["lookup_label"]}</label>'
+            f'<input id="chain-id" name="incident" size="38" required pattern="[0-9a-fA-F-]{{36}}">'
+            f'<button type="submit">{c["lookup_go"]}</button></form>')
+
+
 def console_html(territory: Territory) -> str:
     t = page_texts("console")
     munis = sorted(territory.municipalities.values(), key=lambda m: m.insee)
@@ -75,6 +84,7 @@ def console_html(territory: Territory) -> str:
     <a id="ops-link" href="ops">{e['ops_link']}</a>
   </div>
 </form>
+{_chain_lookup()}
 <main id="main">
   <p id="status" role="status" aria-live="polite"></p>
   <section aria-labelledby="h-summary"><h2 id="h-summary">{e['summary']}</h2>
