@@ -7,6 +7,7 @@ JSON); ``recall`` validates it back, and anything that does not parse is no iden
 
 from __future__ import annotations
 
+import time
 from collections.abc import MutableMapping
 from enum import StrEnum
 from typing import Any, Literal
@@ -46,9 +47,13 @@ def recall(session: MutableMapping[str, Any]) -> Identity | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return Identity.model_validate(raw)
+        identity = Identity.model_validate(raw)
     except ValidationError:
         return None
+    # An identity provider's session ends when it said: no request is authorized after it.
+    if identity.expires_at is not None and identity.expires_at <= time.time():
+        return None
+    return identity
 
 
 def forget(session: MutableMapping[str, Any]) -> None:

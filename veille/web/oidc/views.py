@@ -1,0 +1,209 @@
+"""The single sign-on's routes, mounted by the agency desk on its sub-application (``/agence``)::
+
+    GET  /agence/oidc/             who is signed in, or the provider's button
+    GET  /agence/oidc/login        to the provider (state, nonce, PKCE S256 kept in the session)
+    GET  /agence/oidc/callback     back from it: the code exchanged, the tokens checked, the
+                                   claims mapped to a body (identity.yaml), the session opened
+    POST /agence/oidc/deconnexion  the session forgotten, then the provider's logout if it has one
+
+The desk's session (aiohttp-session, encrypted cookie, SameSite=Lax so that the provider's
+redirect back carries it) holds the pending login, then the :class:`Identity` the desk
+authorizes every request from. Nothing else is stored: no token outlives the session, and the
+ID token is kept only as the provider's logout hint.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from importlib.resources import files
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+from jinja2 import Environment, PackageLoader, select_autoescape
+from prometheus_client import Counter
+
+from veille.config import Settings
+from veille.territory.identity_map import IdentityMap, grant_for, read_identity_map
+from veille.territory.model import Territory, TerritoryError
+from veille.web.i18n import page_texts
+from veille.web.identity import Identity, forget, recall, remember
+from veille.web.oidc.config import OidcSettings
+from veille.web.oidc.provider import OidcError, Pending, Provider
+
+log = logging.getLogger(__name__)
+
+PENDING_KEY = "oidc_pending"
+ID_TOKEN_KEY = "oidc_id_token"
+DEFAULT_NEXT = "/agence/"
+
+LOGINS = Counter("veille_oidc_logins", "Single sign-on attempts by outcome (signed_in, refused: "
+                 "no rule of identity.yaml admits the person, failed: the provider or a token "
+                 "check said no, expired: no pending login matched)", ["outcome", "reason"])
+
+PROVIDER_KEY = web.AppKey("oidc_provider", Provider)
+MAP_KEY = web.AppKey("oidc_identity_map", IdentityMap)
+OIDC_SETTINGS_KEY = web.AppKey("oidc_settings", OidcSettings)
+AGENCIES_KEY = web.AppKey("oidc_agency_names", dict)
+
+_ENV = Environment(loader=PackageLoader("veille.web.oidc", "templates"),
+                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+_CSS = files("veille.web.oidc").joinpath("style.css").read_text(encoding="utf-8")
+HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "same-origin",
+           "Content-Security-Policy": "default-src 'self'; style-src 'self'; frame-ancestors 'none'; "
+                                      "form-action 'self' https: http://127.0.0.1:* http://localhost:*; "
+                                      "base-uri 'none'"}
+
+
+def oidc_routes(settings: Settings, territory: Territory | None = None,
+                oidc: OidcSettings | None = None) -> Callable[[web.Application], None] | None:
+    """The ``extra_routes`` the desk's ``register`` mounts, or None when no provider is
+    configured. Reads identity.yaml now: a deployment with a broken file does not start."""
+    oidc = oidc or OidcSettings()
+    if not oidc.configured:
+        return None
+    path = oidc.identity_path(settings)
+    identity_map = read_identity_map(path)
+    if territory is not None:
+        unknown = sorted({r.agency for r in identity_map.rules} - set(territory.agencies))
+        if unknown:
+            raise TerritoryError(f"{path}: agencies not in the territory: {', '.join(unknown)}")
+    names = {a.id: a.name for a in territory.agencies.values()} if territory is not None else {}
+    provider = Provider(oidc)
+
+    def mount(app: web.Application) -> None:
+        app[PROVIDER_KEY] = provider
+        app[MAP_KEY] = identity_map
+        app[OIDC_SETTINGS_KEY] = oidc
+        app[AGENCIES_KEY] = names
+        app.router.add_get("/oidc/", home, name="oidc-home")
+        app.router.add_get("/oidc/login", login, name="oidc-login")
+        app.router.add_get("/oidc/callback", callback, name="oidc-callback")
+        app.router.add_post("/oidc/deconnexion", logout, name="oidc-logout")
+        app.router.add_get("/oidc/style.css", style, name="oidc-style")
+
+    return mount
+
+
+def _render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    router = request.app.router
+
+    def url(route: str) -> str:
+        return str(router[route].url_for())
+
+    body = _ENV.get_template(name).render(
+        t=page_texts("oidc"), common=page_texts("common"), url=url,
+        provider=request.app[OIDC_SETTINGS_KEY].provider_name, configured=True, **context)
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8",
+                        headers=HEADERS)
+
+
+def _redirect_uri(request: web.Request) -> str:
+    base = request.app[OIDC_SETTINGS_KEY].redirect_base.rstrip("/")
+    path = str(request.app.router["oidc-callback"].url_for())
+    return f"{base}{path}" if base else str(request.url.with_path(path).with_query(None))
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path of the desk: never another site (an open redirect would lend it our name)."""
+    if value and value.startswith(DEFAULT_NEXT) and "//" not in value and "\\" not in value:
+        return value
+    return DEFAULT_NEXT
+
+
+async def style(request: web.Request) -> web.Response:
+    return web.Response(text=_CSS, content_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+async def home(request: web.Request) -> web.Response:
+    session = await get_session(request)
+    identity = recall(session)
+    agency = request.app[AGENCIES_KEY].get(identity.agency_id, identity.agency_id) if identity else ""
+    message = page_texts("oidc")["logged_out"] if request.query.get("fin") == "1" else ""
+    return _render(request, "home.html", identity=identity, agency_name=agency, next=DEFAULT_NEXT,
+                   message=message)
+
+
+async def login(request: web.Request) -> web.Response:
+    provider = request.app[PROVIDER_KEY]
+    try:
+        url, pending = await provider.authorization_url(_redirect_uri(request),
+                                                        _safe_next(request.query.get("next")))
+    except OidcError as exc:
+        log.warning("single sign-on: provider unavailable: %s", exc)
+        LOGINS.labels("failed", exc.reason).inc()
+        return _render(request, "failed.html", status=502, message=page_texts("oidc")["failed_provider"])
+    session = await get_session(request)
+    session[PENDING_KEY] = pending.dump()
+    raise web.HTTPSeeOther(url)
+
+
+async def callback(request: web.Request) -> web.Response:
+    t = page_texts("oidc")
+    session = await get_session(request)
+    raw = session.pop(PENDING_KEY, None)  # one use only: a replayed callback finds nothing
+    state = request.query.get("state", "")
+    if not isinstance(raw, dict) or not hmac.compare_digest(str(raw.get("state", "")).encode(),
+                                                            state.encode()):
+        LOGINS.labels("expired", "state").inc()
+        return _render(request, "failed.html", status=400, message=t["failed_expired"])
+    pending = Pending(**{k: str(raw.get(k, "")) for k in ("state", "nonce", "code_verifier", "next")})
+    if "error" in request.query or "code" not in request.query:
+        error = request.query.get("error", "no_code")[:60]
+        LOGINS.labels("failed", "provider_error").inc()
+        log.info("single sign-on: the provider answered %s", error)
+        return _render(request, "failed.html", status=400,
+                       message=t["failed_denied"] if error == "access_denied" else t["failed_provider"])
+    provider = request.app[PROVIDER_KEY]
+    try:
+        signed = await provider.sign_in(request.query["code"], _redirect_uri(request), pending)
+    except OidcError as exc:
+        log.warning("single sign-on refused: %s", exc)
+        LOGINS.labels("failed", exc.reason).inc()
+        return _render(request, "failed.html", status=403, message=t["failed_provider"])
+    grant = grant_for(request.app[MAP_KEY], signed.claims)
+    if grant is None:
+        email = signed.claims.get("email") if isinstance(signed.claims.get("email"), str) else ""
+        # The log names the organisation (domain, SIRET), not the person.
+        log.info("single sign-on: no rule of identity.yaml for domain %s, siret %s",
+                 (email or "").rpartition("@")[2] or "-", signed.claims.get("siret") or "-")
+        LOGINS.labels("refused", "unmapped").inc()
+        session[ID_TOKEN_KEY] = signed.id_token  # "another account" logs out at the provider too
+        return _render(request, "refused.html", status=403, email=email)
+    oidc = request.app[OIDC_SETTINGS_KEY]
+    expires_at = int(time.time() + oidc.session_hours * 3600) if oidc.session_hours > 0 else signed.expires_at
+    identity = Identity(agency_id=grant.agency_id, role=grant.role,
+                        subject=f"{signed.issuer} {signed.subject}"[:600],
+                        display_name=_display_name(signed.claims), via="oidc", expires_at=expires_at)
+    fresh = await new_session(request)  # a new session at each login: none fixed beforehand
+    remember(fresh, identity)
+    fresh[ID_TOKEN_KEY] = signed.id_token
+    LOGINS.labels("signed_in", "").inc()
+    log.info("single sign-on: signed in for %s as %s (rule %d)", grant.agency_id, grant.role, grant.rule)
+    raise web.HTTPSeeOther(_safe_next(pending.next))
+
+
+def _display_name(claims: dict[str, Any]) -> str:
+    given = claims.get("given_name")
+    family = claims.get("usual_name") or claims.get("family_name")
+    parts = [p for p in (given, family) if isinstance(p, str) and p.strip()]
+    name = " ".join(parts) or claims.get("name") or claims.get("email") or ""
+    return str(name)[:200]
+
+
+async def logout(request: web.Request) -> web.Response:
+    """POST only, and the cookie is SameSite=Lax: another site cannot log someone out."""
+    session = await get_session(request)
+    id_token = session.pop(ID_TOKEN_KEY, None)
+    forget(session)
+    session.pop(PENDING_KEY, None)
+    after = str(request.app.router["oidc-home"].url_for().with_query(fin="1"))
+    base = request.app[OIDC_SETTINGS_KEY].redirect_base.rstrip("/")
+    after_abs = f"{base}{after}" if base else str(request.url.with_path(after.split("?")[0]).with_query(fin="1"))
+    provider_logout = await request.app[PROVIDER_KEY].logout_url(
+        id_token if isinstance(id_token, str) else None, after_abs)
+    raise web.HTTPSeeOther(provider_logout or after)
