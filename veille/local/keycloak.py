@@ -162,7 +162,7 @@ class LocalKeycloak(StateDir):
     def command(self, port: int) -> list[str]:
         return [str(self.app_dir / "bin" / "kc.sh"), "start-dev", "--db=dev-mem",
                 "--http-host=127.0.0.1", f"--http-port={port}",
-                "--health-enabled=false", "--log-level=WARN", f"--log-file={self.log_file}"]
+                "--health-enabled=false", "--log-level=WARN"]
 
     def start(self, *, timeout: float = STARTUP_TIMEOUT, die_with_parent: bool = False) -> KeycloakInfo:
         """Start Keycloak (or return the running one) and wait until its master realm answers."""
@@ -183,7 +183,7 @@ class LocalKeycloak(StateDir):
                    "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
                    "KC_BOOTSTRAP_ADMIN_PASSWORD": password}
             spawned = time.monotonic()
-            with open(self.dir / "logs" / "kc.sh.out", "ab") as out:
+            with open(self.log_file, "ab") as out:
                 out.write(f"\n--- {now()} starting on {url}\n".encode())
                 out.flush()
                 proc = subprocess.Popen(
@@ -218,7 +218,7 @@ class LocalKeycloak(StateDir):
         while not keycloak_answering(url, 1.0):
             if not pid_alive(pid):
                 raise KeycloakError(f"Keycloak (pid {pid}) exited during startup; {self.log_file}:\n"
-                                    f"{tail(self.dir / 'logs' / 'kc.sh.out')}")
+                                    f"{tail(self.log_file)}")
             if time.monotonic() > deadline:
                 raise KeycloakError(f"Keycloak (pid {pid}) did not answer on {url} within "
                                     f"{timeout:.0f} s; see {self.log_file}")

@@ -187,13 +187,13 @@ def check_identity_map(identity_map: IdentityMap, territory: Territory) -> list[
 
 
 def _covers(earlier: IdentityRule, later: IdentityRule) -> bool:
-    """Everyone ``later`` admits, ``earlier`` admits too (each condition of ``earlier`` is
-    given by ``later`` and no wider)."""
-    pairs = ((earlier.emails, later.emails), (earlier.email_domains, later.email_domains),
-             (earlier.sirets, later.sirets),
-             (earlier.organizational_units, later.organizational_units))
-    if earlier.email_domains and not later.email_domains and later.emails:
-        pairs = tuple(p for p in pairs if p[0] is not earlier.email_domains)
-        if not all(e.rpartition("@")[2] in earlier.email_domains for e in later.emails):
-            return False
-    return all(not wide or (narrow and set(narrow) <= set(wide)) for wide, narrow in pairs)
+    """Everyone ``later`` admits, ``earlier`` admits too: each condition ``earlier`` sets is
+    implied by one of ``later``'s (the same kind, no wider; or addresses all in its domains)."""
+    def implied(wide: tuple[str, ...], narrow: tuple[str, ...]) -> bool:
+        return not wide or (bool(narrow) and set(narrow) <= set(wide))
+
+    domains_implied = implied(earlier.email_domains, later.email_domains) or bool(
+        later.emails and all(e.rpartition("@")[2] in earlier.email_domains for e in later.emails))
+    return (domains_implied and implied(earlier.emails, later.emails)
+            and implied(earlier.sirets, later.sirets)
+            and implied(earlier.organizational_units, later.organizational_units))

@@ -29,6 +29,8 @@ from veille.web.oidc.config import OidcSettings
 
 METADATA_TTL = 3600.0  # the provider's keys rotate: read its discovery document again hourly
 HTTP_TIMEOUT = 10.0
+ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                        "ES512", "EdDSA"})
 
 
 class OidcError(RuntimeError):
@@ -99,7 +101,7 @@ class Provider:
     async def keys(self, refresh: bool = False) -> KeySet:
         if self._jwks is None or refresh:
             meta = await self.metadata()
-            self._jwks = KeySet.import_key_set(await _get_json(meta["jwks_uri"], "jwks"))
+            self._jwks = KeySet.import_key_set(await _get_json(meta["jwks_uri"], "jwks"))  # type: ignore[arg-type]
         return self._jwks
 
     async def authorization_url(self, redirect_uri: str, next_path: str) -> tuple[str, Pending]:
@@ -136,9 +138,11 @@ class Provider:
 
     async def _decode(self, token: str) -> jwt.Token:
         meta = await self.metadata()
-        algorithms = meta.get("id_token_signing_alg_values_supported") or ["RS256"]
-        # "none" is never acceptable, whatever a provider advertises.
-        registry = JWSRegistry(algorithms=[a for a in algorithms if a != "none"])
+        advertised = meta.get("id_token_signing_alg_values_supported") or ["RS256"]
+        # Signatures by the provider's published keys only: never "none", and never an HMAC
+        # (HS*), which the JWKS cannot verify and which would let a key's public half be
+        # taken as a shared secret. Register the client with RS256 or ES256 (ProConnect too).
+        registry = JWSRegistry(algorithms=[a for a in advertised if a in ASYMMETRIC])
         try:
             try:
                 return jwt.decode(token, await self.keys(), registry=registry)

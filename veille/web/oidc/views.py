@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import Counter
+from yarl import URL
 
 from veille.config import Settings
 from veille.territory.identity_map import IdentityMap, grant_for, read_identity_map
@@ -203,7 +204,7 @@ async def logout(request: web.Request) -> web.Response:
     session.pop(PENDING_KEY, None)
     after = str(request.app.router["oidc-home"].url_for().with_query(fin="1"))
     base = request.app[OIDC_SETTINGS_KEY].redirect_base.rstrip("/")
-    after_abs = f"{base}{after}" if base else str(request.url.with_path(after.split("?")[0]).with_query(fin="1"))
+    after_abs = f"{base}{after}" if base else str(request.url.join(URL(after)))
     provider_logout = await request.app[PROVIDER_KEY].logout_url(
         id_token if isinstance(id_token, str) else None, after_abs)
     raise web.HTTPSeeOther(provider_logout or after)
