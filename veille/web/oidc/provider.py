@@ -21,7 +21,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.claims import JWTClaims
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
@@ -159,7 +159,9 @@ class Provider:
         params = {"nonce": nonce, "client_id": self.settings.client_id}
         if access_token:
             params["access_token"] = access_token
-        claims = CodeIDToken(decoded.claims, decoded.header, {"iss": {"values": [self.issuer]}}, params)
+        options = {"iss": {"essential": True, "values": [self.issuer]},
+                   "aud": {"essential": True, "values": [self.settings.client_id]}}
+        claims = CodeIDToken(decoded.claims, decoded.header, options, params)
         _validate(claims, now, self.settings.leeway_seconds)
         return dict(claims)
 
@@ -208,10 +210,12 @@ class Provider:
 def _validate(claims: JWTClaims, now: int | None, leeway: int) -> None:
     try:
         claims.validate(now=now, leeway=leeway)
+    except ExpiredTokenError as exc:
+        raise OidcError(f"token refused: {exc}", "expired") from exc
+    except ClaimError as exc:  # the claim's name is the reason: iss, aud, nonce, at_hash...
+        raise OidcError(f"token refused: {exc}", exc.claim) from exc
     except JoseError as exc:
-        reason = "expired" if getattr(exc, "error", "") == "expired_token" or "expired" in str(exc) \
-            else getattr(exc, "claim", None) or "claims"
-        raise OidcError(f"token refused: {exc}", str(reason)) from exc
+        raise OidcError(f"token refused: {exc}", "claims") from exc
 
 
 def _require_https(url: str) -> None:
