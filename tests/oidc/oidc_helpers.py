@@ -30,6 +30,7 @@ from cryptography.fernet import Fernet
 from veille.config import Settings
 from veille.local.keycloak import KeycloakInfo, LocalKeycloak
 from veille.territory.files import read_territory
+from veille.web.assets import add_vendor_routes
 from veille.web.identity import recall
 from veille.web.oidc import OidcSettings, oidc_routes
 
@@ -82,6 +83,7 @@ def build_app(oidc: OidcSettings, state_dir: Path) -> web.Application:
     setup_sessions(desk, EncryptedCookieStorage(Fernet(Fernet.generate_key()), cookie_name="veille_agence",
                                                 path="/agence/", httponly=True, samesite="Lax"))
     mount(desk)
+    add_vendor_routes(desk)  # as the desk does: axe-core for the tests comes from there
     desk.router.add_get("/", _stand_in_inbox)
     app = web.Application()
     app.add_subapp("/agence", desk)

@@ -78,7 +78,7 @@ def test_a_token_for_another_client_or_another_login_is_refused(keycloak: Keyclo
 
 
 def test_an_expired_token_is_refused(keycloak: KeycloakFixture) -> None:
-    # The realm's veille-desk-short client issues tokens that live one second.
+    # The realm's veille-desk-short client issues tokens that live five seconds.
     login = scripted_login(keycloak.issuer, "alice", SHORT_CLIENT_ID, SHORT_CLIENT_SECRET)
     payload = login.id_token.split(".")[1]
     exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]

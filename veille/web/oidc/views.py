@@ -55,7 +55,7 @@ _ENV = Environment(loader=PackageLoader("veille.web.oidc", "templates"),
 _CSS = files("veille.web.oidc").joinpath("style.css").read_text(encoding="utf-8")
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "same-origin",
-           "Content-Security-Policy": "default-src 'self'; style-src 'self'; frame-ancestors 'none'; "
+           "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; "
                                       "form-action 'self' https: http://127.0.0.1:* http://localhost:*; "
                                       "base-uri 'none'"}
 
