@@ -154,7 +154,7 @@ def scripted_login(issuer: str, username: str, client_id: str = CLIENT_ID,
         cookies = "; ".join(c.split(";")[0] for c in page.headers.get_list("set-cookie"))
         done = http.post(html.unescape(action.group(1)), headers={"Cookie": cookies},
                          data={"username": username, "password": password(username), "credentialId": ""})
-        assert done.status_code == 302, re.findall(r"(?:alert|error|kc-feedback)[^<]{0,300}<[^>]*>[^<]{0,300}", done.text)
+        assert done.status_code == 302, re.findall(r"(?:alert|error)[^<]{0,300}<[^>]*>[^<]{0,300}", done.text)
         code = parse_qs(urlparse(done.headers["location"]).query)["code"][0]
         tokens = http.post(meta["token_endpoint"], auth=(client_id, client_secret), data={
             "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,

@@ -107,7 +107,8 @@ def test_keyboard_login_gives_the_mapped_body_and_logout_ends_both_sessions(
 
 
 def test_the_dst_is_the_chef_and_the_syndicate_s_agent_is_mapped_by_siret(desk: Served, browser: Any) -> None:
-    for username, agency, role in (("dst", "mairie-35401", "chef"), ("bruno", "syndicat-eaux-veille", "agent")):
+    for username, agency, role in (("dst", "mairie-35401", "chef"),
+                                   ("bruno", "syndicat-eaux-veille", "agent")):
         context = browser.new_context()
         page = context.new_page()
         page.goto(f"{desk.url}/agence/oidc/login")
@@ -188,7 +189,8 @@ def test_someone_no_rule_admits_is_refused_in_french(desk: Served, browser: Any)
     context.close()
 
 
-def test_the_session_ends_at_the_token_s_expiry(keycloak: KeycloakFixture, browser: Any, tmp_path: Path) -> None:
+def test_the_session_ends_at_the_token_s_expiry(keycloak: KeycloakFixture, browser: Any,
+                                               tmp_path: Path) -> None:
     # The realm's veille-desk-short client issues tokens that live five seconds.
     oidc = oidc_settings(keycloak.issuer, client_id=SHORT_CLIENT_ID, client_secret=SHORT_CLIENT_SECRET)
     with serve(build_app(oidc, tmp_path)) as short_desk:

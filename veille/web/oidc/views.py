@@ -54,10 +54,11 @@ _ENV = Environment(loader=PackageLoader("veille.web.oidc", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 _CSS = files("veille.web.oidc").joinpath("style.css").read_text(encoding="utf-8")
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-           "Referrer-Policy": "same-origin",
-           "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; "
-                                      "form-action 'self' https: http://127.0.0.1:* http://localhost:*; "
-                                      "base-uri 'none'"}
+           "Referrer-Policy": "same-origin"}
+# The logout form's answer redirects to the provider: form-action must allow its origin (and
+# nothing else), browsers apply it to a form's redirects too.
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; "
+       "form-action 'self' {provider}; base-uri 'none'")
 
 
 def oidc_routes(settings: Settings, territory: Territory | None = None,
@@ -99,8 +100,10 @@ def _render(request: web.Request, name: str, status: int = 200, **context: Any) 
     body = _ENV.get_template(name).render(
         t=page_texts("oidc"), common=page_texts("common"), url=url,
         provider=request.app[OIDC_SETTINGS_KEY].provider_name, configured=True, **context)
+    origin = URL(request.app[OIDC_SETTINGS_KEY].issuer).origin()
+    headers = {**HEADERS, "Content-Security-Policy": CSP.format(provider=origin)}
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8",
-                        headers=HEADERS)
+                        headers=headers)
 
 
 def _redirect_uri(request: web.Request) -> str:
