@@ -24,6 +24,7 @@ from typing import Any
 
 from veille.config import Settings, get_settings
 from veille.producers import intake_keys
+from veille.producers.desk import accounts as desk_accounts
 from veille.producers.relay import accounts as relay_accounts
 from veille.producers.sdk import RECORD_FIELD, DeliveryReport, DeliverySummary, Publisher, Rejected
 from veille.schemas.models import Channel, IncidentCategory, IncidentStatus, Record, Severity
@@ -415,6 +416,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     intake_keys.add_commands(isub)
     intake_keys.add_open311_commands(sub)
     relay_accounts.add_commands(sub)
+    desk_accounts.add_commands(sub)
 
     # veille simulate
     sim = sub.add_parser(

@@ -9,6 +9,7 @@
     /open311/v2/...      Open311 GeoReport v2 (producers/open311.py, when serve() has a territory)
     /relais/...          the relays' form (producers/relay/, when serve() has a territory)
     /reponse/...         the response page of the delivery e-mails (producers/response/)
+    /agence/...          the agencies' desk (producers/desk/, when serve() has a territory)
 
 Who may publish what, quotas, body limits and delivery to Kafka are the gate's
 (``producers/gate.py``), which every front-end imports; this module only words the JSON
@@ -36,7 +37,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from veille.config import Settings
-from veille.producers import metrics, open311, relay, response
+from veille.producers import desk, metrics, open311, relay, response
 from veille.producers.access_log import AccessLogger
 from veille.producers.cap_xml import publish_cap
 from veille.producers.gate import (
@@ -171,10 +172,14 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
     publisher = Publisher(settings, client_id="veille-intake", known_municipalities=known_municipalities,
                           known_agencies=known_agencies)
     app = make_app(publisher, intake_config(settings))
+    landing = None
     if territory is not None:
         open311.register(app, territory, RequestBook(settings))
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/
-    response.register(app, settings, territory=territory)  # the e-mails' response page, /reponse/
+        desk_app = desk.register(app, territory, settings)  # the agencies' desk, /agence/
+        landing = desk.landing(desk_app, settings)
+    # The e-mails' response page, /reponse/ (its links land on the desk for a logged-in body).
+    response.register(app, settings, territory=territory, landing=landing)
     tune_gc()
     # keepalive_timeout: an idle connection is closed after 15 s (slow clients hold no slot).
     # The access log leaves out query strings, referrers and the response links' tokens.

@@ -50,7 +50,15 @@ INTAKE_REQUESTS = Counter(
 RESPONSE_PAGE = Counter(
     "veille_response_page_total",
     "Requests of the e-mails' response page (/reponse/) by outcome: published, throttled, csrf, "
-    "invalid, forged, expired, other_dispatch, used, no_incident, broker, rejected.",
+    "invalid, forged, expired, other_dispatch, used, no_incident, broker, rejected, desk (sent to the "
+    "agencies' desk of a logged-in body).",
+    ["outcome"],
+)
+DESK = Counter(
+    "veille_desk_total",
+    "The agencies' desk (/agence/) by outcome: login, login_failed, login_throttled; per dispatch "
+    "of an action: published, replayed (an action id already published: not again), broker, rejected; "
+    "per refused action: invalid, csrf, not_theirs (a dispatch not of the account's body), not_ready.",
     ["outcome"],
 )
 
@@ -75,6 +83,7 @@ __all__ = [
     "ACKNOWLEDGED",
     "DELIVERY_FAILED",
     "DELIVERY_SECONDS",
+    "DESK",
     "INTAKE_REQUESTS",
     "PUBLISHED",
     "REJECTED",

@@ -166,6 +166,10 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     # The intake's Open311 read model reads the routing records (assigned partitions, no
     # consumer group, no committed offsets): the same personal-data-free view as the sink's.
     topic("intake", t.routed, "READ", "DESCRIBE")
+    # The agencies' desk (producers/desk/) reads the same way every agency's dispatches (what the
+    # personal-data rules give each body, shown to that body's accounts only) and the receipts.
+    topic("intake", f"{prefix}.dispatch.", "READ", "DESCRIBE", prefixed=True)
+    topic("intake", t.delivery, "READ", "DESCRIBE")
     return sorted(out)
 
 

@@ -39,12 +39,15 @@ log = logging.getLogger("veille.producers.response")
 
 def register(app: web.Application, settings: Settings, delivery: DeliverySettings | None = None,
              territory: Territory | None = None, *, used: UsedLinks | None = None,
-             address_quota: Quota = views.ADDRESS_QUOTA, link_quota: Quota = views.LINK_QUOTA) -> None:
+             address_quota: Quota = views.ADDRESS_QUOTA, link_quota: Quota = views.LINK_QUOTA,
+             landing: views.Landing | None = None) -> None:
     """Mount the response page on the intake ``app`` (before it starts).
 
     ``delivery``: the link keys and lifetime (``VEILLE_DELIVERY_*``, read from the environment
     when None); ``territory``: names of the municipalities and agencies on the page (codes
-    without it); ``used``: the answered (dispatch, status) pairs (the state dir's by default).
+    without it); ``used``: the answered (dispatch, status) pairs (the state dir's by default);
+    ``landing``: the agencies' desk's page of a link's dispatch for someone logged in there
+    (``veille.producers.desk.landing``): one set of pages, not two.
     """
     delivery = delivery or DeliverySettings()
     if delivery.link_key.get_secret_value() == DEFAULT_LINK_KEY:
@@ -58,6 +61,8 @@ def register(app: web.Application, settings: Settings, delivery: DeliverySetting
     page[views.BUCKETS_KEY] = TokenBuckets()
     page[views.QUOTAS_KEY] = (address_quota, link_quota)
     page[views.CSRF_KEY] = _install_sessions(page, settings)
+    if landing is not None:
+        page[views.LANDING_KEY] = landing
     page.router.add_static("/static", STATIC_DIR, append_version=True, name="response-static")
     page.router.add_get("/{dispatch}/{token}", views.answer_page, name="response-page")
     page.router.add_post("/{dispatch}/{token}", views.answer)

@@ -78,6 +78,9 @@ NAMES_KEY = web.AppKey("response_names", Names)
 BUCKETS_KEY = web.AppKey("response_buckets", TokenBuckets)
 QUOTAS_KEY = web.AppKey("response_quotas", tuple)
 CSRF_KEY = web.AppKey("response_csrf_secret", bytes)
+# (request, agency id, dispatch id) -> the desk's page of that dispatch for its logged-in body, or None
+Landing = Callable[[web.Request, str, str], str | None]
+LANDING_KEY: web.AppKey[Landing] = web.AppKey("response_landing")
 
 
 def csrf_key(session_key: bytes) -> bytes:
@@ -178,6 +181,11 @@ async def answer_page(request: web.Request) -> web.Response:
     claim = _admitted(request)
     if isinstance(claim, web.Response):
         return claim
+    landing = request.app.get(LANDING_KEY)
+    desk_page = landing(request, claim.agency_id, str(claim.dispatch_id)) if landing is not None else None
+    if desk_page is not None:  # someone of that body logged in on the desk: its page, not this one
+        _count("desk")
+        raise web.HTTPSeeOther(desk_page)
     session = await get_session(request)
     form = AnswerForm(meta=form_meta(session, request.app[CSRF_KEY]))
     sent = request.query.get("transmis", "")

@@ -62,8 +62,9 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     writers = {g.user for g in plan if g.operation == "WRITE" and g.name.startswith("v.intake.")}
     assert writers == {municipality_user(m) for m in MUNIS} | {"intake", "simulator"}
     readers_of_dispatch = {g.user for g in plan if g.operation == "READ" and g.name.startswith("v.dispatch.")}
-    # Each agency its own; the deliverer every one, to push them to the bodies without a consumer.
-    assert readers_of_dispatch == {agency_user(a) for a in AGENCIES} | {"deliver"}
+    # Each agency its own; the deliverer every one, to push them to the bodies without a consumer;
+    # the intake every one, for the agencies' desk (each account sees its own body's only).
+    assert readers_of_dispatch == {agency_user(a) for a in AGENCIES} | {"deliver", "intake"}
     deliver_writes = {g.name for g in plan if g.user == "deliver" and g.operation == "WRITE"}
     assert deliver_writes == {"v.delivery", "v.status"}
     # The routing records (no personal data): the sink, and the intake's Open311 read model.
@@ -268,8 +269,8 @@ def test_intake_reads_routing_records_for_its_open311_read_model(secured: Secure
         assert book.get(str(incident_id)) is not None and book.caught_up.is_set()
     finally:
         book.stop()
-    # ...and nothing else: it still cannot read the agencies' dispatches.
-    code, _ = _fetch_error(secured.as_user("intake"), secured.topics.dispatch("sdis35"), "veille-open311-x")
+    # ...and nothing else: it still cannot read what the municipalities publish (it only writes there).
+    code, _ = _fetch_error(secured.as_user("intake"), secured.topics.intake("35401"), "veille-open311-x")
     assert code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED)
 
 

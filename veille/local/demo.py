@@ -323,6 +323,7 @@ def relay_form(settings: Settings, log_dir: Path, env: dict[str, str] | None = N
     """
     import socket
 
+    from veille.producers.desk.demo import demo_lines as desk_demo_lines
     from veille.producers.relay.demo import demo_account
 
     with socket.socket() as s:
@@ -341,7 +342,8 @@ def relay_form(settings: Settings, log_dir: Path, env: dict[str, str] | None = N
                     raise RuntimeError(f"the intake did not start; log: {log_dir / 'intake.log'}") from None
                 time.sleep(0.3)
         yield [f"Relays' form (town-hall desk of {town}): {url}/relais/",
-               f"  login {login}  password {password}"]
+               f"  login {login}  password {password}",
+               *desk_demo_lines(settings, load_territory(settings.territory_dir), url)]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
