@@ -1,6 +1,5 @@
-"""What the single sign-on's tests share: the desk's session set-up with the sign-on's routes on
-a real aiohttp server (until the desk's own sub-application is merged, a stand-in answers
-``/agence/`` with the session's identity), and a scripted login at Keycloak's real form (for
+"""What the single sign-on's tests share: the real desk with the sign-on's routes on a real
+aiohttp server, and a scripted login at Keycloak's real form (for
 the tests that need the raw tokens of a login)."""
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import html
+import json
 import re
 import secrets
 import socket
@@ -21,17 +21,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
+import pytest
 from aiohttp import web
-from aiohttp_session import get_session
-from aiohttp_session import setup as setup_sessions
-from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
+from response_helpers import routed_dispatch
 
 from veille.config import Settings
 from veille.local.keycloak import KeycloakInfo, LocalKeycloak
+from veille.producers import desk
+from veille.producers.desk.book import DeskBook
+from veille.producers.desk.session import COOKIE_NAME
+from veille.producers.relay.session import session_key
+from veille.schemas.models import Dispatch, ServiceKind
 from veille.territory.files import read_territory
-from veille.web.assets import add_vendor_routes
-from veille.web.identity import recall
+from veille.web.identity import Identity, recall
 from veille.web.oidc import OidcSettings, oidc_routes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "veille" / "territories" / "example"
@@ -67,27 +70,57 @@ def oidc_settings(issuer: str, **overrides: Any) -> OidcSettings:
                         provider_name="Keycloak de test", **overrides)
 
 
-async def _stand_in_inbox(request: web.Request) -> web.Response:
-    identity = recall(await get_session(request))
-    if identity is None:
-        return web.json_response({"identity": None}, status=401)
-    return web.json_response({"identity": identity.model_dump(mode="json")})
+def two_bodies_book(settings: Settings) -> tuple[DeskBook, dict[str, Dispatch]]:
+    """A dispatch for Montveille's town hall (Alice's body) and one for the stormwater
+    syndicate (Bruno's), each with its own words."""
+    book = DeskBook()
+    town = routed_dispatch(settings, description="Plaque d'égout descellée rue de la Mairie")
+    syndicate = routed_dispatch(settings, agency="syndicat-eaux-veille", service=ServiceKind.stormwater,
+                                category="blocked_drain", description="Avaloir bouché au lavoir")
+    for d in (town, syndicate):
+        book.apply(d)
+    book.caught_up.set()
+    return book, {"mairie-35401": town, "syndicat-eaux-veille": syndicate}
 
 
-def build_app(oidc: OidcSettings, state_dir: Path) -> web.Application:
-    """The intake's ``/agence`` sub-application as the desk sets it up: encrypted cookie
-    sessions (SameSite=Lax), the sign-on's routes mounted by ``extra_routes``."""
-    mount = oidc_routes(Settings(state_dir=state_dir, territory_dir=EXAMPLE), read_territory(EXAMPLE), oidc)
+@dataclass(frozen=True)
+class Desk:
+    app: web.Application
+    settings: Settings
+    dispatches: dict[str, Dispatch]  # by agency id
+
+    def identity(self, context: Any) -> Identity | None:
+        """The identity in a browser context's desk cookie, read as the desk reads it."""
+        cookies = {c["name"]: c["value"] for c in context.cookies()}
+        raw = cookies.get(COOKIE_NAME)
+        if not raw:
+            return None
+        # The browser keeps the quotes the server put around a value with "=" in it.
+        data = json.loads(Fernet(session_key(self.settings)).decrypt(raw.strip('"').encode()))
+        return recall(data.get("session") or {})
+
+
+def build_app(oidc: OidcSettings, state_dir: Path) -> Desk:
+    """``oidc`` as the environment of the deployment: the desk reads it too (its login button)."""
+    env = {f"VEILLE_OIDC_{k.upper()}": str(v.get_secret_value() if hasattr(v, "get_secret_value") else v)
+           for k, v in oidc.model_dump().items() if v not in ("", None)}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return _build_app(OidcSettings(), state_dir)
+
+
+def _build_app(oidc: OidcSettings, state_dir: Path) -> Desk:
+    """An intake app with the real desk on it (its read model filled here, no broker) and the
+    sign-on's routes mounted by the desk's ``extra_routes``, as ``veille intake serve`` does."""
+    settings = Settings(state_dir=state_dir, territory_dir=EXAMPLE)
+    territory = read_territory(EXAMPLE)
+    mount = oidc_routes(settings, territory, oidc)
     assert mount is not None
-    desk = web.Application()
-    setup_sessions(desk, EncryptedCookieStorage(Fernet(Fernet.generate_key()), cookie_name="veille_agence",
-                                                path="/agence/", httponly=True, samesite="Lax"))
-    mount(desk)
-    add_vendor_routes(desk)  # as the desk does: axe-core for the tests comes from there
-    desk.router.add_get("/", _stand_in_inbox)
+    book, dispatches = two_bodies_book(settings)
     app = web.Application()
-    app.add_subapp("/agence", desk)
-    return app
+    desk.register(app, territory, settings, book=book, feed=False, extra_routes=mount)
+    return Desk(app, settings, dispatches)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,6 @@ comes from ``identity.yaml`` (:mod:`veille.territory.identity_map`).
 """
 
 from veille.web.oidc.config import OidcSettings
-from veille.web.oidc.views import oidc_routes
+from veille.web.oidc.views import oidc_routes, with_provider_form_action
 
-__all__ = ["OidcSettings", "oidc_routes"]
+__all__ = ["OidcSettings", "oidc_routes", "with_provider_form_action"]

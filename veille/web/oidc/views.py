@@ -54,11 +54,21 @@ _ENV = Environment(loader=PackageLoader("veille.web.oidc", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 _CSS = files("veille.web.oidc").joinpath("style.css").read_text(encoding="utf-8")
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-           "Referrer-Policy": "same-origin"}
-# The logout form's answer redirects to the provider: form-action must allow its origin (and
-# nothing else), browsers apply it to a form's redirects too.
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; "
-       "form-action 'self' {provider}; base-uri 'none'")
+           "Referrer-Policy": "same-origin",
+           "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                      "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"}
+
+
+def with_provider_form_action(app: web.Application, headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` whose CSP lets a form's answer redirect to the identity provider (the logout
+    form of an app where the sign-on's routes are mounted); unchanged elsewhere."""
+    oidc = app.get(OIDC_SETTINGS_KEY)
+    csp = headers.get("Content-Security-Policy", "")
+    if oidc is None or "form-action 'self'" not in csp:
+        return headers
+    origin = URL(oidc.issuer).origin()
+    return {**headers,
+            "Content-Security-Policy": csp.replace("form-action 'self'", f"form-action 'self' {origin}")}
 
 
 def oidc_routes(settings: Settings, territory: Territory | None = None,
@@ -100,10 +110,8 @@ def _render(request: web.Request, name: str, status: int = 200, **context: Any) 
     body = _ENV.get_template(name).render(
         t=page_texts("oidc"), common=page_texts("common"), url=url,
         provider=request.app[OIDC_SETTINGS_KEY].provider_name, configured=True, **context)
-    origin = URL(request.app[OIDC_SETTINGS_KEY].issuer).origin()
-    headers = {**HEADERS, "Content-Security-Policy": CSP.format(provider=origin)}
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8",
-                        headers=headers)
+                        headers=with_provider_form_action(request.app, HEADERS))
 
 
 def _redirect_uri(request: web.Request) -> str:
@@ -205,7 +213,9 @@ async def logout(request: web.Request) -> web.Response:
     id_token = session.pop(ID_TOKEN_KEY, None)
     forget(session)
     session.pop(PENDING_KEY, None)
-    after = str(request.app.router["oidc-home"].url_for().with_query(fin="1"))
+    # Back to the desk's login page (both ways in) when mounted on the desk, else ours.
+    back = "desk-login" if "desk-login" in request.app.router else "oidc-home"
+    after = str(request.app.router[back].url_for().with_query(fin="1"))
     base = request.app[OIDC_SETTINGS_KEY].redirect_base.rstrip("/")
     after_abs = f"{base}{after}" if base else str(request.url.join(URL(after)))
     provider_logout = await request.app[PROVIDER_KEY].logout_url(
