@@ -150,14 +150,12 @@ class LocalKeycloak(StateDir):
 
     # ---- process
 
-    def _marker(self) -> str:
-        return f"-Dveille.keycloak.dir={self.dir}"
-
-    def _is_our_process(self, pid: int | None) -> bool:
-        """``pid`` is alive and is the kc.sh (or its JVM) of *this* state dir."""
-        if not pid or not pid_alive(pid):
+    def _is_our_process(self, pid: int | None, port: int | None) -> bool:
+        """``pid`` is alive and is the kc.sh this state dir started (its port is in its argv)."""
+        if not pid or not port or not pid_alive(pid):
             return False
-        return self._marker().encode() in process_argv(pid) or b"kc.sh" in process_argv(pid)
+        argv = process_argv(pid)
+        return any(a.endswith(b"/kc.sh") for a in argv) and f"--http-port={port}".encode() in argv
 
     def command(self, port: int) -> list[str]:
         return [str(self.app_dir / "bin" / "kc.sh"), "start-dev", "--db=dev-mem",
@@ -169,7 +167,7 @@ class LocalKeycloak(StateDir):
         java, _major = keycloak_java()
         with self._lock():
             state = self._read_state()
-            if self._is_our_process(state.get("pid")):
+            if self._is_our_process(state.get("pid"), state.get("port")):
                 self._wait(state["pid"], state["url"], timeout)
                 return self._info(state)
             app = self.fetch()
@@ -179,7 +177,8 @@ class LocalKeycloak(StateDir):
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             env = {**os.environ,
                    "JAVA_HOME": str(Path(os.path.realpath(java)).parents[1]),
-                   "JAVA_OPTS_APPEND": f"{self._marker()} -XX:TieredStopAtLevel=1",
+                   # A test or demo provider: start fast rather than peak throughput.
+                   "JAVA_OPTS_APPEND": "-XX:TieredStopAtLevel=1",
                    "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
                    "KC_BOOTSTRAP_ADMIN_PASSWORD": password}
             spawned = time.monotonic()
@@ -229,7 +228,7 @@ class LocalKeycloak(StateDir):
         with self._lock():
             state = self._read_state()
             pid = state.get("pid")
-            running = self._is_our_process(pid)
+            running = self._is_our_process(pid, state.get("port"))
             if running:
                 terminate(int(pid), timeout)  # type: ignore[arg-type]
             if "pid" in state:
