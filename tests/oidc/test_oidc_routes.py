@@ -93,8 +93,8 @@ def test_an_issuer_off_this_machine_must_be_https(issuer: str) -> None:
 
 
 @pytest.mark.parametrize(("asked", "kept"), [
-    ("/agence/dispatches/abc", "/agence/dispatches/abc"), (None, "/agence/"), ("https://evil.example/", "/agence/"),
-    ("//evil.example/agence/", "/agence/"), ("/agence//evil.example", "/agence/"), ("/agence/\\evil", "/agence/"),
-    ("/console/", "/agence/")])
+    ("/agence/dispatches/abc", "/agence/dispatches/abc"), (None, "/agence/"),
+    ("https://evil.example/", "/agence/"), ("//evil.example/agence/", "/agence/"),
+    ("/agence//evil.example", "/agence/"), ("/agence/\\evil", "/agence/"), ("/console/", "/agence/")])
 def test_after_login_only_a_desk_path(asked: str | None, kept: str) -> None:
     assert _safe_next(asked) == kept

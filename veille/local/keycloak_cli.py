@@ -54,7 +54,8 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_fetch)
     p = cmds.add_parser("start", help="start Keycloak in the background and wait until it answers")
     p.add_argument("--realm", action="append", help="a realm file (JSON export) to import; repeatable")
-    p.add_argument("--timeout", type=float, default=STARTUP_TIMEOUT, help="seconds to wait (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=STARTUP_TIMEOUT,
+                   help="seconds to wait (default %(default)s)")
     p.set_defaults(func=_cmd_start)
     p = cmds.add_parser("stop", help="stop Keycloak (SIGTERM, then SIGKILL)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL (default %(default)s)")
