@@ -13,8 +13,10 @@ import pytest
 from veille.territory.files import read_territory
 from veille.territory.identity_map import (
     IDENTITY_FILE,
+    ConsoleRole,
     IdentityMap,
     check_identity_map,
+    console_grant,
     grant_for,
     parse_identity_map,
     read_identity_map,
@@ -77,12 +79,23 @@ def test_odd_claims_are_refused_not_a_crash(rules: IdentityMap, claims: dict[str
     ({"rules": [{"agency": "mairie-35401", "emails": ["montveille.fr"]}]}, "not an e-mail"),
     ({"rules": [{"agency": "mairie-35401", "role": "maire", "emails": ["a@b.fr"]}]}, "role"),
     ({"rules": [{"agency": "mairie-35401", "emails": ["a@b.fr"], "groups": ["x"]}]}, "groups"),
-    ({"rules": []}, "rules"),
 ])
 def test_a_malformed_file_names_the_field(data: dict[str, object], message: str) -> None:
     with pytest.raises(TerritoryError) as err:
         parse_identity_map(data, Path("identity.yaml"))
     assert "identity.yaml: rules" in str(err.value) and message in str(err.value)
+
+
+def test_a_file_without_any_rule_is_refused() -> None:
+    with pytest.raises(TerritoryError, match="no rules"):
+        parse_identity_map({"rules": [], "console": []}, Path("identity.yaml"))
+
+
+def test_console_rules_give_the_cell_role(rules: IdentityMap) -> None:
+    cell = {"email": "veilleur@valdeveille.fr", "organizational_unit": "Cellule de veille intercommunale"}
+    assert console_grant(rules, cell) == ConsoleRole.cell
+    assert grant_for(rules, cell) is None  # the console's rules open the console only
+    assert console_grant(rules, {"email": "alice.martin@montveille.fr"}) is None  # and the desk's the desk
 
 
 def test_check_reports_unknown_agencies_and_unreachable_rules() -> None:

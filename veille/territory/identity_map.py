@@ -14,6 +14,9 @@ the body (an agency id of ``jurisdiction.yaml``) and the role::
         email_domains: [montveille.fr]
         sirets: ["21350401200013"]
 
+An optional ``console:`` list, with the same conditions and ``role: cell``, says who may open
+the monitoring cells' console when it accepts single sign-on (``veille.reads.console.sso``).
+
 Within a list any value matches; across ``emails``, ``email_domains``, ``sirets`` and
 ``organizational_units`` every given one must (a domain shared by several bodies is narrowed
 by the SIRET). A rule needs at least one condition. Domains match exactly (``montveille.fr``
@@ -28,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +50,15 @@ def _lower(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.strip().lower() for v in values)
 
 
-class IdentityRule(BaseModel):
+class ConsoleRole(StrEnum):
+    cell = "cell"  # the monitoring cell: the whole console (map, numbers, exports, ops)
+
+
+class Conditions(BaseModel):
+    """Who a rule admits; every condition given must hold."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    agency: str = Field(pattern=AGENCY_ID_PATTERN)
-    role: Role = Role.agent
     emails: tuple[str, ...] = ()
     email_domains: tuple[str, ...] = ()
     sirets: tuple[str, ...] = ()
@@ -83,7 +91,7 @@ class IdentityRule(BaseModel):
         return values
 
     @model_validator(mode="after")
-    def _has_condition(self) -> IdentityRule:
+    def _has_condition(self) -> Conditions:
         if not (self.emails or self.email_domains or self.sirets or self.organizational_units):
             raise ValueError("a rule needs at least one of emails, email_domains, sirets, "
                              "organizational_units (a rule without any would admit everyone)")
@@ -99,10 +107,30 @@ class IdentityRule(BaseModel):
         return not (self.organizational_units and claims.organizational_unit not in self.organizational_units)
 
 
+class IdentityRule(Conditions):
+    """A desk rule: the body and the role of whom it admits."""
+
+    agency: str = Field(pattern=AGENCY_ID_PATTERN)
+    role: Role = Role.agent
+
+
+class ConsoleRule(Conditions):
+    """A console rule (``console:``), when the console accepts single sign-on."""
+
+    role: ConsoleRole = ConsoleRole.cell
+
+
 class IdentityMap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rules: tuple[IdentityRule, ...] = Field(min_length=1)
+    rules: tuple[IdentityRule, ...] = ()
+    console: tuple[ConsoleRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> IdentityMap:
+        if not (self.rules or self.console):
+            raise ValueError("no rules: give `rules` (the desk) and/or `console`")
+        return self
 
 
 @dataclass(frozen=True)
@@ -143,6 +171,12 @@ def grant_for(identity_map: IdentityMap, claims: Mapping[str, Any]) -> Grant | N
         if rule.admits(seen):
             return Grant(rule.agency, rule.role, i)
     return None
+
+
+def console_grant(identity_map: IdentityMap, claims: Mapping[str, Any]) -> ConsoleRole | None:
+    """The console role of the first ``console`` rule admitting these claims; None: refused."""
+    seen = Claims.of(claims)
+    return next((rule.role for rule in identity_map.console if rule.admits(seen)), None)
 
 
 def _format_loc(loc: Sequence[int | str]) -> str:
