@@ -58,3 +58,34 @@ def recall(session: MutableMapping[str, Any]) -> Identity | None:
 
 def forget(session: MutableMapping[str, Any]) -> None:
     session.pop(SESSION_KEY, None)
+
+
+# --------------------------------------------------------------------------- the console
+CONSOLE_SESSION_KEY = "console_identity"
+
+
+class ConsoleIdentity(BaseModel):
+    """Who opened the monitoring cells' console with single sign-on (``identity.yaml``'s
+    ``console`` rules): no body, a console role."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["cell"]
+    subject: str = Field(min_length=1, max_length=600)  # "<issuer> <sub>"
+    display_name: str = Field(default="", max_length=200)
+    expires_at: int
+
+
+def remember_console(session: MutableMapping[str, Any], identity: ConsoleIdentity) -> None:
+    session[CONSOLE_SESSION_KEY] = identity.model_dump(mode="json")
+
+
+def recall_console(session: MutableMapping[str, Any]) -> ConsoleIdentity | None:
+    raw = session.get(CONSOLE_SESSION_KEY)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        identity = ConsoleIdentity.model_validate(raw)
+    except ValidationError:
+        return None
+    return identity if identity.expires_at > time.time() else None

@@ -18,6 +18,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
@@ -28,10 +29,19 @@ from prometheus_client import Counter
 from yarl import URL
 
 from veille.config import Settings
-from veille.territory.identity_map import IdentityMap, grant_for, read_identity_map
+from veille.territory.identity_map import IdentityMap, console_grant, grant_for, read_identity_map
 from veille.territory.model import Territory, TerritoryError
 from veille.web.i18n import page_texts
-from veille.web.identity import Identity, forget, recall, remember
+from veille.web.identity import (
+    CONSOLE_SESSION_KEY,
+    ConsoleIdentity,
+    Identity,
+    forget,
+    recall,
+    recall_console,
+    remember,
+    remember_console,
+)
 from veille.web.oidc.config import OidcSettings
 from veille.web.oidc.provider import OidcError, Pending, Provider
 
@@ -39,7 +49,6 @@ log = logging.getLogger(__name__)
 
 PENDING_KEY = "oidc_pending"
 ID_TOKEN_KEY = "oidc_id_token"
-DEFAULT_NEXT = "/agence/"
 
 LOGINS = Counter("veille_oidc_logins", "Single sign-on attempts by outcome (signed_in, refused: "
                  "no rule of identity.yaml admits the person, failed: the provider or a token "
@@ -49,6 +58,7 @@ PROVIDER_KEY = web.AppKey("oidc_provider", Provider)
 MAP_KEY = web.AppKey("oidc_identity_map", IdentityMap)
 OIDC_SETTINGS_KEY = web.AppKey("oidc_settings", OidcSettings)
 AGENCIES_KEY = web.AppKey("oidc_agency_names", dict)
+AUDIENCE_KEY = web.AppKey("oidc_audience", object)
 
 _ENV = Environment(loader=PackageLoader("veille.web.oidc", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
@@ -71,10 +81,30 @@ def with_provider_form_action(app: web.Application, headers: dict[str, str]) -> 
             "Content-Security-Policy": csp.replace("form-action 'self'", f"form-action 'self' {origin}")}
 
 
+@dataclass(frozen=True)
+class Audience:
+    """Whom the routes log in: the desk's people (on its sub-app, ``identity.yaml``'s ``rules``)
+    or the console's (on the sink's app, its ``console`` rules)."""
+
+    console: bool
+    base: str  # the routes' path on the app they are mounted on
+    default_next: str  # where a login lands, and the only paths it may be sent to
+
+    @property
+    def back_route(self) -> str:  # after logout: the desk's login page (both ways in), or ours
+        return "oidc-home" if self.console else "desk-login"
+
+
+DESK = Audience(console=False, base="/oidc", default_next="/agence/")
+CONSOLE = Audience(console=True, base="/console/oidc", default_next="/console/")
+
+
 def oidc_routes(settings: Settings, territory: Territory | None = None,
-                oidc: OidcSettings | None = None) -> Callable[[web.Application], None] | None:
-    """The ``extra_routes`` the desk's ``register`` mounts, or None when no provider is
-    configured. Reads identity.yaml now: a deployment with a broken file does not start."""
+                oidc: OidcSettings | None = None,
+                audience: Audience = DESK) -> Callable[[web.Application], None] | None:
+    """The ``extra_routes`` the desk's ``register`` mounts (or, with ``CONSOLE``, what the
+    console mounts on its app), None when no provider is configured. Reads identity.yaml now:
+    a deployment with a broken file does not start."""
     oidc = oidc or OidcSettings()
     if not oidc.configured:
         return None
@@ -92,11 +122,13 @@ def oidc_routes(settings: Settings, territory: Territory | None = None,
         app[MAP_KEY] = identity_map
         app[OIDC_SETTINGS_KEY] = oidc
         app[AGENCIES_KEY] = names
-        app.router.add_get("/oidc/", home, name="oidc-home")
-        app.router.add_get("/oidc/login", login, name="oidc-login")
-        app.router.add_get("/oidc/callback", callback, name="oidc-callback")
-        app.router.add_post("/oidc/deconnexion", logout, name="oidc-logout")
-        app.router.add_get("/oidc/style.css", style, name="oidc-style")
+        app[AUDIENCE_KEY] = audience
+        base = audience.base
+        app.router.add_get(f"{base}/", home, name="oidc-home")
+        app.router.add_get(f"{base}/login", login, name="oidc-login")
+        app.router.add_get(f"{base}/callback", callback, name="oidc-callback")
+        app.router.add_post(f"{base}/deconnexion", logout, name="oidc-logout")
+        app.router.add_get(f"{base}/style.css", style, name="oidc-style")
 
     return mount
 
@@ -120,11 +152,19 @@ def _redirect_uri(request: web.Request) -> str:
     return f"{base}{path}" if base else str(request.url.with_path(path).with_query(None))
 
 
-def _safe_next(value: str | None) -> str:
-    """Only a path of the desk: never another site (an open redirect would lend it our name)."""
-    if value and value.startswith(DEFAULT_NEXT) and "//" not in value and "\\" not in value:
+def _safe_next(value: str | None, audience: Audience = DESK) -> str:
+    """Only a path of the desk (or the console): never another site (an open redirect would
+    lend it our name)."""
+    home = audience.default_next
+    if value and value.startswith(home) and "//" not in value and "\\" not in value:
         return value
-    return DEFAULT_NEXT
+    return home
+
+
+def _audience(request: web.Request) -> Audience:
+    audience = request.app[AUDIENCE_KEY]
+    assert isinstance(audience, Audience)
+    return audience
 
 
 async def style(request: web.Request) -> web.Response:
@@ -133,18 +173,28 @@ async def style(request: web.Request) -> web.Response:
 
 async def home(request: web.Request) -> web.Response:
     session = await get_session(request)
-    identity = recall(session)
-    agency = request.app[AGENCIES_KEY].get(identity.agency_id, identity.agency_id) if identity else ""
+    audience = _audience(request)
+    name, where = "", ""
+    if audience.console:
+        console = recall_console(session)
+        if console is not None:
+            name, where = console.display_name or console.subject, page_texts("oidc")["console"]
+    else:
+        identity = recall(session)
+        if identity is not None:
+            name = identity.display_name or identity.subject
+            where = request.app[AGENCIES_KEY].get(identity.agency_id, identity.agency_id)
+            where += f" ({page_texts('oidc')['role.' + identity.role]})"
     message = page_texts("oidc")["logged_out"] if request.query.get("fin") == "1" else ""
-    return _render(request, "home.html", identity=identity, agency_name=agency, next=DEFAULT_NEXT,
-                   message=message)
+    return _render(request, "home.html", signed_in=bool(name), who=name, where=where,
+                   next=audience.default_next, message=message)
 
 
 async def login(request: web.Request) -> web.Response:
     provider = request.app[PROVIDER_KEY]
     try:
-        url, pending = await provider.authorization_url(_redirect_uri(request),
-                                                        _safe_next(request.query.get("next")))
+        after = _safe_next(request.query.get("next"), _audience(request))
+        url, pending = await provider.authorization_url(_redirect_uri(request), after)
     except OidcError as exc:
         log.warning("single sign-on: provider unavailable: %s", exc)
         LOGINS.labels("failed", exc.reason).inc()
@@ -177,8 +227,21 @@ async def callback(request: web.Request) -> web.Response:
         log.warning("single sign-on refused: %s", exc)
         LOGINS.labels("failed", exc.reason).inc()
         return _render(request, "failed.html", status=403, message=t["failed_provider"])
-    grant = grant_for(request.app[MAP_KEY], signed.claims)
-    if grant is None:
+    audience = _audience(request)
+    oidc = request.app[OIDC_SETTINGS_KEY]
+    expires_at = int(time.time() + oidc.session_hours * 3600) if oidc.session_hours > 0 else signed.expires_at
+    subject = f"{signed.issuer} {signed.subject}"[:600]
+    if audience.console:
+        role = console_grant(request.app[MAP_KEY], signed.claims)
+        admitted: Identity | ConsoleIdentity | None = None if role is None else ConsoleIdentity(
+            role=role.value, subject=subject, display_name=_display_name(signed.claims),
+            expires_at=expires_at)
+    else:
+        grant = grant_for(request.app[MAP_KEY], signed.claims)
+        admitted = None if grant is None else Identity(
+            agency_id=grant.agency_id, role=grant.role, subject=subject,
+            display_name=_display_name(signed.claims), via="oidc", expires_at=expires_at)
+    if admitted is None:
         email = signed.claims.get("email") if isinstance(signed.claims.get("email"), str) else ""
         # The log names the organisation (domain, SIRET), not the person.
         log.info("single sign-on: no rule of identity.yaml for domain %s, siret %s",
@@ -186,17 +249,16 @@ async def callback(request: web.Request) -> web.Response:
         LOGINS.labels("refused", "unmapped").inc()
         session[ID_TOKEN_KEY] = signed.id_token  # "another account" logs out at the provider too
         return _render(request, "refused.html", status=403, email=email)
-    oidc = request.app[OIDC_SETTINGS_KEY]
-    expires_at = int(time.time() + oidc.session_hours * 3600) if oidc.session_hours > 0 else signed.expires_at
-    identity = Identity(agency_id=grant.agency_id, role=grant.role,
-                        subject=f"{signed.issuer} {signed.subject}"[:600],
-                        display_name=_display_name(signed.claims), via="oidc", expires_at=expires_at)
     fresh = await new_session(request)  # a new session at each login: none fixed beforehand
-    remember(fresh, identity)
+    if isinstance(admitted, ConsoleIdentity):
+        remember_console(fresh, admitted)
+        log.info("single sign-on: signed in to the console as %s", admitted.role)
+    else:
+        remember(fresh, admitted)
+        log.info("single sign-on: signed in for %s as %s", admitted.agency_id, admitted.role)
     fresh[ID_TOKEN_KEY] = signed.id_token
     LOGINS.labels("signed_in", "").inc()
-    log.info("single sign-on: signed in for %s as %s (rule %d)", grant.agency_id, grant.role, grant.rule)
-    raise web.HTTPSeeOther(_safe_next(pending.next))
+    raise web.HTTPSeeOther(_safe_next(pending.next, audience))
 
 
 def _display_name(claims: dict[str, Any]) -> str:
@@ -212,10 +274,9 @@ async def logout(request: web.Request) -> web.Response:
     session = await get_session(request)
     id_token = session.pop(ID_TOKEN_KEY, None)
     forget(session)
+    session.pop(CONSOLE_SESSION_KEY, None)
     session.pop(PENDING_KEY, None)
-    # Back to the desk's login page (both ways in) when mounted on the desk, else ours.
-    back = "desk-login" if "desk-login" in request.app.router else "oidc-home"
-    after = str(request.app.router[back].url_for().with_query(fin="1"))
+    after = str(request.app.router[_audience(request).back_route].url_for().with_query(fin="1"))
     base = request.app[OIDC_SETTINGS_KEY].redirect_base.rstrip("/")
     after_abs = f"{base}{after}" if base else str(request.url.join(URL(after)))
     provider_logout = await request.app[PROVIDER_KEY].logout_url(
