@@ -6,10 +6,13 @@
                                    claims mapped to a body (identity.yaml), the session opened
     POST /agence/oidc/deconnexion  the session forgotten, then the provider's logout if it has one
 
-The desk's session (aiohttp-session, encrypted cookie, SameSite=Lax so that the provider's
-redirect back carries it) holds the pending login, then the :class:`Identity` the desk
-authorizes every request from. Nothing else is stored: no token outlives the session, and the
-ID token is kept only as the provider's logout hint.
+and, with the ``CONSOLE`` audience, the same under ``/console/oidc/`` on the console's app
+(``veille.reads.console.sso``), where identity.yaml's ``console`` rules give a console role.
+
+The session (aiohttp-session, encrypted cookie, SameSite=Lax so that the provider's redirect
+back carries it) holds the pending login, then the :class:`Identity` the desk authorizes every
+request from (or the :class:`ConsoleIdentity`). Nothing else is stored: no token outlives the
+session, and the ID token is kept only as the provider's logout hint.
 """
 
 from __future__ import annotations
