@@ -408,7 +408,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "fields, 400 invalid JSON, 408 slow body, 413 body too large, 503 broker not "
                     "acknowledging; /v1/alerts also takes CAP 1.2 XML); Open311 GeoReport v2 under "
                     "/open311/v2/ (services, requests, request status); the relays' form under /relais/ "
-                    "(veille relay accounts); GET /metrics, /healthz.")
+                    "(veille relay accounts); the agencies' desk under /agence/ (veille agency accounts); "
+                    "GET /metrics, /healthz.")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port (default: VEILLE_INTAKE_PORT, 8080)")
     _no_topics_option(srv)

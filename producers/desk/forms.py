@@ -24,20 +24,26 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
+from veille.deliver.links import RESPONSE_STATUSES
 from veille.schemas.enums import IncidentStatus, RejectionReason
 from veille.web.csrf import SessionCSRFWithMessage
 from veille.web.i18n import page_texts
 
 TEXTS = page_texts("desk")
-# What a desk may answer, in the order the page offers them.
-ACTIONS = (IncidentStatus.acknowledged, IncidentStatus.on_site, IncidentStatus.resolved,
-           IncidentStatus.rejected)
+# What a desk may answer, in the order the page offers them, named as on the e-mails' response
+# page (one list of answers and their words for both).
+ACTIONS = tuple(RESPONSE_STATUSES)
 MAX_NOTE = 500
 MAX_SELECTION = 200
 
 
 def text(key: str, **values: Any) -> str:
     return TEXTS[key].format(**values) if values else TEXTS[key]
+
+
+def action_label(status: str) -> str:
+    """The answer's words (the response page's), or "" for a status the desk does not send."""
+    return next((label for s, label in RESPONSE_STATUSES.items() if s.value == status), "")
 
 
 class DeskCSRF(SessionCSRFWithMessage):
@@ -85,7 +91,7 @@ class ActionForm(DeskForm):
     dispatch = SelectMultipleField(text("selection"), validate_choice=False,
                                    validators=[InputRequired(text("error.selection"))])
     status = SelectField(text("action"), validate_choice=False,
-                         choices=[SelectChoice(s.value, text(f"action.{s.value}")) for s in ACTIONS],
+                         choices=[SelectChoice(s.value, action_label(s.value)) for s in ACTIONS],
                          validators=[InputRequired(text("error.action"))])
     reason = SelectField(text("reason"), validate_choice=False,
                          choices=[SelectChoice("", text("reason_placeholder"))]

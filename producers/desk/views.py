@@ -32,7 +32,7 @@ from veille.producers import metrics
 from veille.producers.desk.accounts import AccountStore
 from veille.producers.desk.actions import Sent, status_update
 from veille.producers.desk.book import DeskBook, parse_filters
-from veille.producers.desk.forms import ACTIONS, ActionForm, LoginForm, form_meta, text
+from veille.producers.desk.forms import ACTIONS, ActionForm, LoginForm, action_label, form_meta, text
 from veille.producers.desk.pages import render
 from veille.producers.desk.present import detail, present
 from veille.producers.gate import Quota, TokenBuckets, deliver
@@ -55,6 +55,9 @@ HOURS_KEY = web.AppKey("desk_session_hours", float)
 LOGIN_BUCKETS_KEY = web.AppKey("desk_login_buckets", TokenBuckets)
 SENT_KEY = web.AppKey("desk_sent", Sent)
 SSO_KEY = web.AppKey("desk_sso_url", str)
+# Rows the inbox shows (the most urgent first); past that the page says how many more there
+# are and the filters narrow them: presenting 200 rows takes ~20 ms, 17,000 over a second.
+MAX_ROWS = 200
 # Ten tries, then one every six seconds, per client address (as the relays' login).
 LOGIN_QUOTA = Quota(1 / 6, 10)
 
@@ -143,14 +146,16 @@ async def logout(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- reading
 
 
-def _rows(request: web.Request, identity: Identity) -> tuple[list[dict[str, Any]], Any]:
+def _rows(request: web.Request, identity: Identity,
+          limit: int | None = MAX_ROWS) -> tuple[list[dict[str, Any]], Any, int]:
+    """The body's dispatches under the URL's filters, presented (at most ``limit``), and how many."""
     book = request.app[BOOK_KEY]
     filters = parse_filters(request.query, {c.value for c in IncidentCategory})
     now = datetime.now(UTC)
     territory = request.app[TERRITORY_KEY]
     entries = book.visible(identity.agency_id, filters=filters)
-    rows = [present(e, territory, book.others(e), now) for e in entries]
-    return rows, filters
+    rows = [present(e, territory, book.others(e), now) for e in entries[:limit]]
+    return rows, filters, len(entries)
 
 
 def _choices(request: web.Request) -> dict[str, Any]:
@@ -158,26 +163,26 @@ def _choices(request: web.Request) -> dict[str, Any]:
 
     return {"categories": [(c.value, category_label(c.value)) for c in IncidentCategory],
             "severities": [(s.value, severity_label(s.value)) for s in Severity],
-            "actions": [(s.value, text(f"action.{s.value}")) for s in ACTIONS]}
+            "actions": [(s.value, action_label(s.value)) for s in ACTIONS]}
 
 
 async def inbox(request: web.Request) -> web.Response:
     identity, session = await current(request)
     if identity is None:
         return _unauthorised(request)
-    rows, filters = _rows(request, identity)
+    rows, filters, total = _rows(request, identity)
     form = ActionForm(meta=_meta(request, session))
     return render(request, "inbox.html", identity=identity, agency=_agency_name(request, identity),
-                  rows=rows, filters=filters, form=form, query=request.query_string, active="inbox",
-                  chef=identity.role == Role.chef, **_choices(request))
+                  rows=rows, total=total, filters=filters, form=form, query=request.query_string,
+                  active="inbox", chef=identity.role == Role.chef, **_choices(request))
 
 
 async def inbox_rows(request: web.Request) -> web.Response:
     identity, _ = await current(request)
     if identity is None:
         return web.json_response({"errors": {"session": text("session_expired")}}, status=401)
-    rows, _filters = _rows(request, identity)
-    return render(request, "rows.html", rows=rows, fragment=True)
+    rows, _filters, total = _rows(request, identity)
+    return render(request, "rows.html", rows=rows, total=total)
 
 
 async def dispatch_page(request: web.Request) -> web.Response:
@@ -192,7 +197,8 @@ async def dispatch_page(request: web.Request) -> web.Response:
     row = present(entry, request.app[TERRITORY_KEY], book.others(entry), datetime.now(UTC))
     return render(request, "dispatch.html", identity=identity, agency=_agency_name(request, identity),
                   row=row, detail=detail(entry), form=ActionForm(meta=_meta(request, session)),
-                  done=request.query.get("fait", ""), chef=identity.role == Role.chef, **_choices(request))
+                  done=action_label(request.query.get("fait", "")), chef=identity.role == Role.chef,
+                  **_choices(request))
 
 
 # --------------------------------------------------------------------------- acting
@@ -258,7 +264,7 @@ async def act(request: web.Request) -> web.Response:
 
 def _acted(request: web.Request, code: int, *, done: list[str] | None = None,
            errors: dict[str, str] | None = None, status: IncidentStatus | None = None) -> web.Response:
-    label = text(f"action.{status.value}") if status else ""
+    label = action_label(status.value) if status else ""
     if _wants_json(request):
         return web.json_response({"done": done or [], "errors": errors or {},
                                   "message": text("acted", action=label, count=len(done or []))
@@ -284,7 +290,7 @@ async def export_csv(request: web.Request) -> web.Response:
         return _unauthorised(request)
     if identity.role != Role.chef:
         raise web.HTTPForbidden(text="réservé aux chefs de service")
-    rows, _filters = _rows(request, identity)
+    rows, _filters, _total = _rows(request, identity, limit=None)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([text(f"csv.{c}") for c in CSV_COLUMNS])

@@ -28,6 +28,7 @@ from veille.territory import load_territory
 
 Client = TestClient[Any, Any]
 Scenario = Callable[[Client], Awaitable[None]]
+Routes = Callable[[web.Application], None]
 CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 PASSWORD = "mot-de-passe-de-test"
 __all__ = ["routed_dispatch"]
@@ -76,7 +77,7 @@ def filled_book(settings: Settings) -> tuple[DeskBook, dict[str, Dispatch]]:
 
 
 def run_desk(settings: Settings, book: DeskBook, scenario: Scenario, *, publisher: bool = False,
-             response_page: bool = False) -> None:
+             response_page: bool = False, extra_routes: Routes | None = None) -> None:
     """The desk on an intake app; with ``publisher`` a real one (broker), else no gate at all;
     with ``response_page`` the e-mails' response page too, landing on the desk."""
     async def main() -> None:
@@ -88,7 +89,7 @@ def run_desk(settings: Settings, book: DeskBook, scenario: Scenario, *, publishe
         else:
             app = web.Application()
         desk_app = desk.register(app, load_territory(), settings, accounts=accounts(settings), book=book,
-                                 feed=False)
+                                 feed=False, extra_routes=extra_routes)
         if response_page:
             response.register(app, settings, delivery(), load_territory(),
                               used=UsedLinks(settings.state_dir / "used.json", timedelta(days=8)),

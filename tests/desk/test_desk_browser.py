@@ -245,6 +245,10 @@ def test_an_action_taken_offline_is_sent_once(hub: Hub) -> None:
             page = browser.new_page(**TABLET)
             log_in(page, intake.url, "voirie-montveille", logins["voirie-montveille"])
             shows(page, f"#ref-{ours}")
+            page.check("#select-all")  # every row shown, then none again
+            assert page.eval_on_selector_all("input[name=dispatch]", "cs => cs.every(c => c.checked)")
+            page.uncheck("#select-all")
+            assert page.eval_on_selector_all("input[name=dispatch]", "cs => cs.every(c => !c.checked)")
             page.check(f"#sel-{ours}")
             intake.stop()
             try:
@@ -303,6 +307,15 @@ def test_not_ours_with_a_place_picked_on_the_map(hub: Hub) -> None:
             for path in (f"/agence/dispatches/{ours}", "/agence/"):
                 page.goto(intake.url + path)
                 assert page.evaluate("document.documentElement.scrollWidth") <= 768, path
+                # Targets a gloved finger in a van can hit: 44 px at least (checkboxes are 36 px
+                # squares in a 44 px row, as on the relays' form).
+                small = page.evaluate("""() => Array.from(document.querySelectorAll(
+                    'main input:not([type=hidden]), main select, main textarea, main button, ' +
+                    'main a.button, .bar a, .bar button, .choice'))
+                    .filter(e => e.offsetParent !== null && e.type !== 'checkbox' && e.type !== 'radio')
+                    .filter(e => e.getBoundingClientRect().height < 44)
+                    .map(e => e.id || e.textContent)""")
+                assert small == [], (path, small)
             screenshot(page, "desk-inbox-portrait")
             assert errors.messages == []
         (refusal,) = statuses(settings, ours, 1)

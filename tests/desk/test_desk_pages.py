@@ -7,15 +7,20 @@ from __future__ import annotations
 import csv
 import html
 import io
+import time
 from pathlib import Path
 
 import pytest
-from desk_helpers import Client, accounts, act, csrf_of, filled_book, log_in, run_desk
+from aiohttp import web
+from aiohttp_session import new_session
+from desk_helpers import Client, accounts, act, csrf_of, filled_book, log_in, routed_dispatch, run_desk
 from response_helpers import link_path
 
 from veille.config import Settings
 from veille.producers import metrics
+from veille.producers.desk import views
 from veille.producers.desk.accounts import ACCOUNTS_FILE, AccountStore
+from veille.web.identity import Identity, remember
 
 
 @pytest.fixture
@@ -175,3 +180,53 @@ def test_actions_wait_until_the_read_model_caught_up(settings: Settings) -> None
         assert resp.status == 503 and "réessayez" in (await resp.json())["errors"]["form"]
 
     run_desk(settings, book, scenario)
+
+
+def test_the_inbox_shows_the_most_urgent_first_and_says_how_many_more(settings: Settings) -> None:
+    book, d = filled_book(settings)
+    extra = [routed_dispatch(settings, severity="minor") for _ in range(views.MAX_ROWS + 4)]
+    for x in extra:
+        book.apply(x)
+
+    async def scenario(client: Client) -> None:
+        await log_in(client, "chef-montveille")
+        rows = html.unescape(await (await client.get("/agence/boite")).text())
+        assert rows.index(str(d["mine"].id)) < rows.index(str(extra[0].id))  # severe before minor
+        assert f"{views.MAX_ROWS} signalements affichés sur {views.MAX_ROWS + 5}" in rows
+        assert rows.count('name="dispatch"') == views.MAX_ROWS
+        narrowed = await (await client.get("/agence/boite?gravite=severe")).text()
+        assert narrowed.count('name="dispatch"') == 1 and "affichés sur" not in narrowed
+        export = await (await client.get("/agence/export.csv")).text()
+        assert len(export.strip().splitlines()) == views.MAX_ROWS + 6  # the export is never cut
+
+    run_desk(settings, book, scenario)
+
+
+def test_single_sign_on_routes_share_the_desk_s_session(settings: Settings) -> None:
+    """The hook single sign-on mounts its routes with: an identity it remembers in the desk's
+    session authorizes exactly like a password login (its body only), until ``expires_at``."""
+    book, d = filled_book(settings)
+
+    def oidc_routes(desk_app: web.Application) -> None:
+        async def callback(request: web.Request) -> web.Response:
+            session = await new_session(request)
+            remember(session, Identity(agency_id=request.query["agency"], role="agent",
+                                       subject="https://idp.test user-1", via="oidc",
+                                       expires_at=int(time.time()) + int(request.query["seconds"])))
+            raise web.HTTPSeeOther("/agence/")
+
+        desk_app.router.add_get("/oidc/callback", callback)
+
+    async def scenario(client: Client) -> None:
+        resp = await client.get("/agence/oidc/callback?agency=mairie-35402&seconds=600",
+                                allow_redirects=False)
+        assert resp.status == 303 and "SameSite=Lax" in resp.headers["Set-Cookie"]
+        page = await (await client.get("/agence/")).text()
+        assert str(d["theirs"].id) in page and str(d["mine"].id) not in page
+        assert (await client.get(f"/agence/dispatches/{d['mine'].id}")).status == 404
+        # The provider's session is over: so is the desk's.
+        await client.get("/agence/oidc/callback?agency=mairie-35402&seconds=-1", allow_redirects=False)
+        resp = await client.get("/agence/", allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"] == "/agence/connexion"
+
+    run_desk(settings, book, scenario, extra_routes=oidc_routes)

@@ -42,6 +42,10 @@
       plot();
     });
     map.on("click", function (e) { pick(e.latlng); });
+    // Keyboard: arrows move the map, Enter picks its centre (as on the relays' form).
+    mapEl.addEventListener("keydown", function (e) {
+      if ((e.key === "Enter" || e.key === " ") && form && rejecting()) { e.preventDefault(); pick(map.getCenter()); }
+    });
   }
 
   function plot() {
@@ -161,5 +165,12 @@
     plot();
   }
   window.deskRefresh = refresh;  // for the browser tests
+  var all = document.getElementById("select-all");
+  if (all && rows) {
+    all.hidden = false;  // only with the script that makes it work
+    all.addEventListener("change", function () {
+      rows.querySelectorAll("input[name=dispatch]").forEach(function (i) { i.checked = all.checked; });
+    });
+  }
   if (rows) { setInterval(refresh, 15000); }
 })();
