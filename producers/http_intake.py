@@ -63,6 +63,7 @@ from veille.runtime import tune_gc
 from veille.schemas.models import Channel
 from veille.schemas.registry import RegistryUnavailable
 from veille.territory import Territory
+from veille.web.oidc import oidc_routes
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
     if territory is not None:
         open311.register(app, territory, RequestBook(settings))
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/
-        desk_app = desk.register(app, territory, settings)  # the agencies' desk, /agence/
+        desk_app = desk.register(app, territory, settings,  # the agencies' desk, /agence/
+                                 extra_routes=oidc_routes(settings, territory))  # and its sign-on
         landing = desk.landing(desk_app, settings)
     # The e-mails' response page, /reponse/ (its links land on the desk for a logged-in body).
     response.register(app, settings, territory=territory, landing=landing)

@@ -20,6 +20,7 @@ from veille.telemetry import enable_crash_tracebacks
 COMMAND_MODULES = [
     "veille.local.broker_cli",
     "veille.local.registry",
+    "veille.local.keycloak_cli",
     "veille.topics_cli",
     "veille.schemas_cli",
     "veille.territory.cli",

@@ -25,6 +25,7 @@ from veille.producers.desk.session import install, peek
 from veille.producers.gate import TokenBuckets
 from veille.territory import Territory
 from veille.web.assets import add_vendor_routes
+from veille.web.oidc.config import OidcSettings
 
 PREFIX = "/agence"
 STATIC_DIR = Path(__file__).with_name("static")
@@ -35,7 +36,7 @@ DESK_KEY = web.AppKey("desk_app", web.Application)
 def sso_login_url(settings: Settings) -> str | None:
     """Hook for single sign-on: the address of the identity provider's login route on the desk
     when ``settings`` configure one (the login page then shows its button), else None."""
-    return None
+    return f"{PREFIX}/oidc/login" if OidcSettings().configured else None
 
 
 def register(app: web.Application, territory: Territory, settings: Settings, *,

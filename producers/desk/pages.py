@@ -8,6 +8,7 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from veille.web.i18n import page_texts
+from veille.web.oidc import with_provider_form_action
 
 _ENV = Environment(loader=PackageLoader("veille.producers.desk", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
@@ -33,4 +34,5 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
     csrf = form.csrf_token.current_token if form is not None and hasattr(form, "csrf_token") else ""
     body = _ENV.get_template(name).render(t=page_texts("desk"), common=page_texts("common"), url=url,
                                           static=static, csrf=csrf, **context)
-    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8", headers=HEADERS)
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8",
+                        headers=with_provider_form_action(request.app, HEADERS))

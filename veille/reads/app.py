@@ -30,6 +30,7 @@ from veille.reads.console.chain import build_chain, chain_html
 from veille.reads.console.export import export_rows, to_csv
 from veille.reads.console.filters import ConsoleFilter, parse_filter
 from veille.reads.console.report import build_report
+from veille.reads.console.sso import ConsoleSso
 from veille.reads.console.view import build_view, territory_geojson
 from veille.reads.indicators import Cell, compute, parse_cell, totals
 from veille.sinks.store import Store
@@ -197,10 +198,12 @@ async def root(_request: web.Request) -> web.Response:
 
 
 def make_app(store: Store, territory: Territory | None, credentials: Credentials, host: str,
-             prometheus_url: str = "") -> web.Application:
+             prometheus_url: str = "", sso: ConsoleSso | None = None) -> web.Application:
     """Without a territory (its files unreadable) the sink still serves what it served before the
-    console: storing events must not depend on the map."""
-    app = web.Application(middlewares=[auth_middleware(credentials, host)])
+    console: storing events must not depend on the map. ``sso``: the console's single sign-on."""
+    sso = sso if territory is not None else None
+    middlewares = [sso.middleware] if sso else []
+    app = web.Application(middlewares=[*middlewares, auth_middleware(credentials, host, sso=sso is not None)])
     app[STORE] = store
     app[PROMETHEUS] = prometheus_url
     r = app.router
@@ -230,5 +233,7 @@ def make_app(store: Store, territory: Territory | None, credentials: Credentials
         log.exception("the console's libraries are missing")
     add_cap_routes(app, store, prefix="/console")  # CAP 1.2 and Atom for agencies' CAP readers
     r.add_static("/static/console", _static_dir(), append_version=False)
+    if sso is not None:
+        sso.mount(app)  # /console/oidc/...
     r.add_route("*", "/{tail:.*}", not_found)
     return app

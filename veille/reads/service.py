@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from veille.config import get_settings
 from veille.reads.app import make_app
 from veille.reads.console.access import Credentials
+from veille.reads.console.sso import console_sso
 from veille.sinks.store import Store
 from veille.statedir import live_process_info, write_process_info
 from veille.territory import Territory, load_territory
@@ -74,7 +76,16 @@ def serve(store: Store, port: int = 0, host: str = "127.0.0.1", territory: Terri
             territory = load_territory(settings.territory_dir, strict=False)
         except Exception:
             log.exception("territory unreadable: /metrics, /indicators and /stats without the console")
-    app = make_app(store, territory, credentials, host, prometheus_url)
+    sso = None
+    if territory is not None:
+        try:
+            sso = console_sso(settings, territory)
+        except Exception:
+            # Single sign-on was asked for and cannot work: the console stays closed (a token
+            # nobody holds) rather than open to whoever reaches it; /metrics and /healthz stay.
+            log.exception("the console's single sign-on is misconfigured: console closed")
+            credentials = Credentials(token=secrets.token_urlsafe(32))
+    app = make_app(store, territory, credentials, host, prometheus_url, sso=sso)
     return ConsoleServer(app, host, port)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from veille.schemas.models import ServiceKind
 from veille.territory.checks import validate_territory
 from veille.territory.files import read_territory
+from veille.territory.identity_map import IDENTITY_FILE, check_identity_map, read_identity_map
 from veille.territory.model import TerritoryError
 
 
@@ -29,6 +30,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     issues = validate_territory(territory)
+    identity_file = directory / IDENTITY_FILE
+    if identity_file.is_file():  # optional: only deployments with single sign-on have one
+        try:
+            issues += check_identity_map(read_identity_map(identity_file), territory)
+        except TerritoryError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     shown = issues if args.verbose else [i for i in issues if i.level != "info"]
     for issue in shown:
         print(issue)

@@ -7,6 +7,7 @@ JSON); ``recall`` validates it back, and anything that does not parse is no iden
 
 from __future__ import annotations
 
+import time
 from collections.abc import MutableMapping
 from enum import StrEnum
 from typing import Any, Literal
@@ -46,10 +47,45 @@ def recall(session: MutableMapping[str, Any]) -> Identity | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return Identity.model_validate(raw)
+        identity = Identity.model_validate(raw)
     except ValidationError:
         return None
+    # An identity provider's session ends when it said: no request is authorized after it.
+    if identity.expires_at is not None and identity.expires_at <= time.time():
+        return None
+    return identity
 
 
 def forget(session: MutableMapping[str, Any]) -> None:
     session.pop(SESSION_KEY, None)
+
+
+# --------------------------------------------------------------------------- the console
+CONSOLE_SESSION_KEY = "console_identity"
+
+
+class ConsoleIdentity(BaseModel):
+    """Who opened the monitoring cells' console with single sign-on (``identity.yaml``'s
+    ``console`` rules): no body, a console role."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["cell"]
+    subject: str = Field(min_length=1, max_length=600)  # "<issuer> <sub>"
+    display_name: str = Field(default="", max_length=200)
+    expires_at: int
+
+
+def remember_console(session: MutableMapping[str, Any], identity: ConsoleIdentity) -> None:
+    session[CONSOLE_SESSION_KEY] = identity.model_dump(mode="json")
+
+
+def recall_console(session: MutableMapping[str, Any]) -> ConsoleIdentity | None:
+    raw = session.get(CONSOLE_SESSION_KEY)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        identity = ConsoleIdentity.model_validate(raw)
+    except ValidationError:
+        return None
+    return identity if identity.expires_at > time.time() else None

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from yarl import URL
+
+from veille.reads.console.sso import ROUTES_PREFIX, signed_in
 
 # Probes and Prometheus carry no credentials; metrics have no personal data (labels are agencies,
 # services, reasons).
@@ -60,13 +63,17 @@ def is_loopback(host: str) -> bool:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(credentials: Credentials, host: str) -> Middleware:
+def auth_middleware(credentials: Credentials, host: str, sso: bool = False) -> Middleware:
+    """``sso``: single sign-on is on (``veille.reads.console.sso``; its session middleware
+    runs before this one): its session, or the credentials, on every interface."""
     exposed = not is_loopback(host)
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS:
             return await handler(request)
+        if sso:
+            return await _single_sign_on(request, handler, credentials)
         if not credentials.configured and exposed:
             return web.json_response({"error": f"the console is bound to {host} without credentials: "
                                       "set VEILLE_CONSOLE_TOKEN or VEILLE_CONSOLE_USER and "
@@ -78,3 +85,15 @@ def auth_middleware(credentials: Credentials, host: str) -> Middleware:
         return await handler(request)
 
     return check
+
+
+async def _single_sign_on(request: web.Request, handler: Handler,
+                          credentials: Credentials) -> web.StreamResponse:
+    if request.path.startswith(ROUTES_PREFIX) or await signed_in(request):
+        return await handler(request)
+    if credentials.configured and credentials.accepts(request.headers.get("Authorization", "")):
+        return await handler(request)
+    if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+        raise web.HTTPSeeOther(URL(f"{ROUTES_PREFIX}login").with_query(next=request.path_qs))
+    return web.json_response({"error": "authentication required: log in at /console/oidc/login"},
+                             status=401)
