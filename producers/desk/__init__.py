@@ -16,6 +16,8 @@ from pathlib import Path
 from aiohttp import web
 
 from veille.config import Settings
+from veille.photos.links import PhotoLinks
+from veille.photos.settings import PhotoSettings
 from veille.producers.desk import views
 from veille.producers.desk.accounts import ACCOUNTS_FILE, AccountStore
 from veille.producers.desk.actions import Sent
@@ -57,6 +59,7 @@ def register(app: web.Application, territory: Territory, settings: Settings, *,
     desk[views.HOURS_KEY] = settings.relay_session_hours
     desk[views.LOGIN_BUCKETS_KEY] = TokenBuckets()
     desk[views.SENT_KEY] = Sent()
+    desk[views.PHOTO_LINKS_KEY] = PhotoLinks.from_settings(PhotoSettings())
     sso = sso_login_url(settings)
     if sso:
         desk[views.SSO_KEY] = sso

@@ -28,10 +28,11 @@ from aiohttp import web
 from aiohttp_session import Session, get_session, new_session
 from shapely.geometry import mapping
 
+from veille.photos.links import PhotoLinks
 from veille.producers import metrics
 from veille.producers.desk.accounts import AccountStore
 from veille.producers.desk.actions import Sent, status_update
-from veille.producers.desk.book import DeskBook, parse_filters
+from veille.producers.desk.book import DeskBook, Entry, parse_filters
 from veille.producers.desk.forms import ACTIONS, ActionForm, LoginForm, action_label, form_meta, text
 from veille.producers.desk.pages import render
 from veille.producers.desk.present import detail, present
@@ -55,6 +56,7 @@ HOURS_KEY = web.AppKey("desk_session_hours", float)
 LOGIN_BUCKETS_KEY = web.AppKey("desk_login_buckets", TokenBuckets)
 SENT_KEY = web.AppKey("desk_sent", Sent)
 SSO_KEY = web.AppKey("desk_sso_url", str)
+PHOTO_LINKS_KEY = web.AppKey("desk_photo_links", PhotoLinks)
 # Rows the inbox shows (the most urgent first); past that the page says how many more there
 # are and the filters narrow them: presenting 200 rows takes ~20 ms, 17,000 over a second.
 MAX_ROWS = 200
@@ -196,9 +198,20 @@ async def dispatch_page(request: web.Request) -> web.Response:
                       agency=_agency_name(request, identity))
     row = present(entry, request.app[TERRITORY_KEY], book.others(entry), datetime.now(UTC))
     return render(request, "dispatch.html", identity=identity, agency=_agency_name(request, identity),
-                  row=row, detail=detail(entry), form=ActionForm(meta=_meta(request, session)),
+                  row=row, detail=detail(entry), photos=_photo_urls(request, entry),
+                  form=ActionForm(meta=_meta(request, session)),
                   done=action_label(request.query.get("fait", "")), chef=identity.role == Role.chef,
                   **_choices(request))
+
+
+def _photo_urls(request: web.Request, entry: Entry) -> list[str]:
+    """The signed, expiring URLs of the incident's photos for this body's dispatch, relative:
+    the intake that serves the desk serves ``/photos/`` too."""
+    links = request.app.get(PHOTO_LINKS_KEY)
+    v = entry.view
+    if links is None or not v.photos:
+        return []
+    return [link.url for link in links.for_dispatch("", v.photos, v.dispatch.id, v.dispatch.routed_at)]
 
 
 # --------------------------------------------------------------------------- acting

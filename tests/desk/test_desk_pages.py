@@ -230,3 +230,29 @@ def test_single_sign_on_routes_share_the_desk_s_session(settings: Settings) -> N
         assert resp.status == 303 and resp.headers["Location"] == "/agence/connexion"
 
     run_desk(settings, book, scenario, extra_routes=oidc_routes)
+
+
+def test_the_dispatch_page_shows_the_incident_s_photos_through_signed_links(settings: Settings) -> None:
+    """The body sees its incident's photos through URLs signed for its own dispatch (what the
+    intake's /photos/ serves), and the page holds neither the digest nor a lasting link."""
+    from response_helpers import routed_dispatch
+
+    from veille.photos.links import PhotoLinks
+    from veille.photos.settings import PhotoSettings
+
+    digest = "ab" * 32
+    book, d = filled_book(settings)
+    with_photo = routed_dispatch(settings, photos=[{"sha256": digest}])
+    book.apply(with_photo)
+
+    async def scenario(client: Client) -> None:
+        await log_in(client, "voirie-montveille")
+        page = html.unescape(await (await client.get(f"/agence/dispatches/{with_photo.id}")).text())
+        tokens = [part.split('"')[0] for part in page.split('src="/photos/')[1:]]
+        assert len(tokens) == 1 and digest not in page
+        claim = PhotoLinks.from_settings(PhotoSettings()).verify(tokens[0])
+        assert claim.digest == digest and claim.dispatch_id == with_photo.id
+        page = html.unescape(await (await client.get(f"/agence/dispatches/{d['mine'].id}")).text())
+        assert "/photos/" not in page  # no photo, no section
+
+    run_desk(settings, book, scenario)
