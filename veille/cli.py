@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "veille.local.demo",
     "veille.sinks.cli",
     "veille.deliver.cli",
+    "veille.notify.cli",
     "veille.security_cli",
 ]
 

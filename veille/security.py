@@ -52,7 +52,7 @@ from veille.quotas import QuotaError, apply_quotas
 from veille.statedir import write_private
 from veille.topics import Topics
 
-COMPONENTS = ("router", "sink", "intake", "simulator", "deliver")
+COMPONENTS = ("router", "sink", "intake", "simulator", "deliver", "notify")
 CREDENTIALS_FILE = "credentials.json"
 SCRAM_ITERATIONS = 8192
 
@@ -166,6 +166,12 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     # The intake's Open311 read model reads the routing records (assigned partitions, no
     # consumer group, no committed offsets): the same personal-data-free view as the sink's.
     topic("intake", t.routed, "READ", "DESCRIBE")
+    # Consents to hear back hold contacts: the intake writes them (and the withdrawals of its
+    # unsubscribe links), the notifier alone reads them and writes the tombstones of retention.
+    topic("intake", t.notify_consent, "WRITE", "DESCRIBE")
+    topic("notify", t.notify_consent, "READ", "WRITE", "DESCRIBE")
+    topic("notify", t.routed, "READ", "DESCRIBE")
+    group("notify", f"{prefix}.notify")
     return sorted(out)
 
 
