@@ -349,7 +349,8 @@ class NotificationConsent(Record):
     consented_at: Timestamp
 
     def __repr__(self) -> str:  # keeps the address out of logs and tracebacks
-        return f"NotificationConsent(incident_id={self.incident_id}, channel={self.channel.value}, <redacted>)"
+        return (f"NotificationConsent(incident_id={self.incident_id}, channel={self.channel.value}, "
+                "<redacted>)")
 
     __str__ = __repr__
 

@@ -137,7 +137,8 @@ def overall(track: Track) -> State:
         phase = Phase.resolved
     elif IncidentStatus.on_site.value in active:
         phase = Phase.on_site
-    elif {IncidentStatus.acknowledged.value, IncidentStatus.reopened.value, IncidentStatus.resolved.value} & set(active):
+    elif {IncidentStatus.acknowledged.value, IncidentStatus.reopened.value,
+          IncidentStatus.resolved.value} & set(active):
         phase = Phase.acknowledged
     else:
         phase = Phase.transmitted

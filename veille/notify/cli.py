@@ -32,7 +32,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     territory = load_territory(settings.territory_dir)
     ensure_territory_topics(settings)
     notifier = Notifier(settings, territory, notify)
-    _server, port = serve_metrics(args.metrics_port if args.metrics_port is not None else settings.metrics_port)
+    _server, port = serve_metrics(args.metrics_port if args.metrics_port is not None
+                                  else settings.metrics_port)
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     info = write_process_info(settings.state_dir / NOTIFY_INFO, metrics=metrics_url)
 

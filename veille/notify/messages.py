@@ -98,11 +98,11 @@ def email(n: Notice, *, to: str, sender: str, now: datetime | None = None) -> Em
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = message_id(n, sender)
     msg["Auto-Submitted"] = "auto-generated"
-    msg["Content-Language"] = "fr"
     msg["List-Unsubscribe"] = f"<{n.unsubscribe_url}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(_templates().get_template("notice.txt").render(context))
     msg.add_alternative(_templates().get_template("notice.html").render(context), subtype="html")
+    msg["Content-Language"] = "fr"  # after the parts: making them moves Content-* headers into the first
     return msg
 
 

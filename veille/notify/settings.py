@@ -37,7 +37,7 @@ class NotifySettings(BaseSettings):
     sweep_seconds: float = Field(default=60.0, gt=0)
 
     # E-mail: the sender of the residents' messages (the relay is VEILLE_DELIVERY_SMTP_*).
-    email_sender: str = "Veille – suivi des signalements <suivi@localhost>"
+    email_sender: str = "Veille - suivi des signalements <suivi@localhost>"
 
     # SMS gateway (veille.notify.sms): POST <sms_url> with a JSON body, the header
     # <sms_auth_header>: <sms_auth_value>. Empty URL: SMS consents are not accepted.

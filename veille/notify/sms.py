@@ -53,7 +53,8 @@ class SmsGateway:
             headers[s.sms_auth_header] = s.sms_auth_value.get_secret_value()
         body = {"to": to, "from": s.sms_sender, "text": text, "message_key": message_key}
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.sms_timeout_seconds)) as http, \
+            timeout = aiohttp.ClientTimeout(total=s.sms_timeout_seconds)
+            async with aiohttp.ClientSession(timeout=timeout) as http, \
                     http.post(s.sms_url, json=body, headers=headers) as resp:
                 await resp.read()
                 return http_outcome(resp.status), f"HTTP {resp.status}"

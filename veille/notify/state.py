@@ -41,8 +41,8 @@ class TrackStore:
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS tracks (incident_id TEXT PRIMARY KEY, track TEXT NOT NULL, "
-                         "told TEXT, closed_at TEXT)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS tracks (incident_id TEXT PRIMARY KEY, "
+                         "track TEXT NOT NULL, told TEXT, closed_at TEXT)")
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> TrackStore:
@@ -54,13 +54,15 @@ class TrackStore:
                                    (str(incident_id),)).fetchone()
         if row is None:
             return None
-        return Entry(Track.from_json(json.loads(row[0])), State.from_json(json.loads(row[1]) if row[1] else None))
+        told = State.from_json(json.loads(row[1])) if row[1] else None
+        return Entry(Track.from_json(json.loads(row[0])), told)
 
     def put(self, incident_id: UUID, entry: Entry) -> None:
         told = json.dumps(entry.told.as_json()) if entry.told else None
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO tracks VALUES (?, ?, ?, ?)",
-                             (str(incident_id), json.dumps(entry.track.as_json()), told, entry.track.closed_at))
+                             (str(incident_id), json.dumps(entry.track.as_json()), told,
+                              entry.track.closed_at))
 
     def delete(self, incident_id: UUID) -> None:
         with self._lock:
@@ -68,8 +70,8 @@ class TrackStore:
 
     def closed_before(self, iso: str) -> Iterator[UUID]:
         with self._lock:
-            rows = self._db.execute("SELECT incident_id FROM tracks WHERE closed_at IS NOT NULL AND closed_at <= ?",
-                                    (iso,)).fetchall()
+            rows = self._db.execute("SELECT incident_id FROM tracks "
+                                    "WHERE closed_at IS NOT NULL AND closed_at <= ?", (iso,)).fetchall()
         return (UUID(r[0]) for r in rows)
 
     def __contains__(self, incident_id: object) -> bool:

@@ -70,7 +70,8 @@ class NotifyStep:
         self.done[(item.topic, item.partition)] = item.offset + 1
 
     def poll(self) -> None:
-        ready = [TopicPartition(t, p, o) for (t, p), o in self.done.items() if self.committed.get((t, p)) != o]
+        ready = [TopicPartition(t, p, o) for (t, p), o in self.done.items()
+                 if self.committed.get((t, p)) != o]
         if ready and self.offsets.commit(ready):
             for tp in ready:
                 self.committed[(tp.topic, tp.partition)] = tp.offset
@@ -171,6 +172,6 @@ class NotifyStep:
             return None  # alerts: residents do not report them
         except Exception as exc:  # the router wrote it: a bug or a foreign writer, never fatal
             metrics.SKIPPED.labels(type(exc).__name__).inc()
-            log.error("%s[%d]@%d is not a routing record (%s): skipped", item.topic, item.partition, item.offset,
-                      type(exc).__name__)
+            log.error("%s[%d]@%d is not a routing record (%s): skipped", item.topic, item.partition,
+                      item.offset, type(exc).__name__)
             return None
