@@ -46,6 +46,7 @@ def test_resolved_only_when_every_acting_body_resolved() -> None:
     i = uuid.uuid4()
     track = Track()
     apply_routed(track, routed(i, "a", "b", at=at(0)))
+    apply_status(track, status(i, "b", "acknowledged", at(1)))
     apply_status(track, status(i, "a", "resolved", at(1)))
     assert overall(track).phase is Phase.acknowledged  # b still has it
     apply_status(track, status(i, "b", "rejected", at(2), reason="no_action_needed"))
@@ -60,6 +61,14 @@ def test_acknowledged_rerouted_resolved() -> None:
                routed(i, "voirie", rule="streetlight-35401+rerouted", at=at(3)),
                status(i, "voirie", "resolved", at(30))]
     assert told_sequence(records) == [Change.acknowledged, Change.rerouted, Change.resolved]
+
+
+def test_a_body_that_never_answered_holds_nothing_back() -> None:
+    i = uuid.uuid4()
+    track = Track()
+    apply_routed(track, routed(i, "a", "b", at=at(0)))
+    apply_status(track, status(i, "a", "resolved", at(1)))
+    assert overall(track).phase is Phase.resolved
 
 
 def test_a_refusal_awaiting_its_rerouting_is_not_told() -> None:

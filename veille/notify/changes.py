@@ -7,8 +7,9 @@ how many times it was routed), folds every record of ``<prefix>.routed`` into it
 state is now, and :func:`change` whether going from the last state told to this one is worth a
 message. The rules:
 
-* a body's dispatch is *active* unless that body rejected it; the incident is **resolved** when
-  every active dispatch is resolved, **on site** when one is, **acknowledged** when one is;
+* a body *acts* on the incident once it answered anything but a refusal; the incident is
+  **resolved** when every body acting resolved it (a body that never answered holds nothing
+  back), **on site** when one is, **acknowledged** when one is, else **transmitted**;
 * a rejection as a duplicate closes the incident (**duplicate**); every dispatch rejected for
   another reason that does not re-route (no action needed, other) **closes** it; every dispatch
   rejected as not competent or at a wrong location is **awaiting a re-routing**, not told (the
@@ -44,6 +45,7 @@ class Phase(StrEnum):
     awaiting_reroute = "awaiting_reroute"
 
 
+_WAITING = frozenset({IncidentStatus.received.value, IncidentStatus.dispatched.value})
 TERMINAL = frozenset({Phase.resolved, Phase.closed, Phase.duplicate})
 _RANK = {Phase.transmitted: 0, Phase.acknowledged: 1, Phase.on_site: 2, Phase.resolved: 3,
          Phase.closed: 3, Phase.duplicate: 3}
@@ -116,8 +118,10 @@ def apply_routed(track: Track, routed: RoutedIncident) -> None:
 def apply_status(track: Track, update: StatusUpdate) -> None:
     known = track.bodies.get(update.agency_id)
     at = update.at.isoformat()
-    if known is None or _time(at) < _time(known.at):
-        return  # not a body of this incident (the router checked it), or an older status
+    if known is not None and _time(at) < _time(known.at):
+        return  # an older status
+    # A body not seen routed (dispatched before the topic's retention): the router checked its
+    # dispatch id before forwarding the update, so it is one of the incident's bodies.
     track.bodies[update.agency_id] = BodyStatus(
         update.status.value, at, update.reason.value if update.reason is not None else None)
 
@@ -126,9 +130,12 @@ def overall(track: Track) -> State:
     statuses = list(track.bodies.values())
     rejected = sorted((b for b in statuses if b.status == IncidentStatus.rejected.value),
                       key=lambda b: _time(b.at))
-    active = [b.status for b in statuses if b.status != IncidentStatus.rejected.value]
+    waiting = [b for b in statuses if b.status in _WAITING]
+    active = [b.status for b in statuses if b.status not in _WAITING and b.status != IncidentStatus.rejected.value]
     if any(b.reason == RejectionReason.duplicate.value for b in rejected):
         phase = Phase.duplicate
+    elif not active and waiting:
+        phase = Phase.transmitted
     elif not active:
         # The latest refusal decides: one the router re-routes on, or one that closes it.
         rerouting = not rejected or rejected[-1].reason in REROUTING_REASONS
