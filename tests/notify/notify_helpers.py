@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import uuid
 from typing import Any
 
@@ -27,3 +28,9 @@ def status(incident_id: uuid.UUID, agency: str, value: str, at: dt.datetime | No
                             "dispatch_id": uuid.uuid4(), "status": value, "at": at or dt.datetime.now(dt.UTC)}
     data.update(over)
     return StatusUpdate.model_validate(data)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
