@@ -168,3 +168,33 @@ def test_open311_and_relay_consents_and_updates(settings: Settings) -> None:
     assert [(u["status"], u["external_status_code"]) for u in out["updates"]] == [
         ("open", "transmitted"), ("investigating", "acknowledged"), ("fixed", "resolved")]
     assert out["updates"][-1]["description"] == "Résolu" and out["updates"][0]["update_id"].endswith("-1")
+
+
+def test_file_import_consents(kafka: Any, tmp_path: Any) -> None:
+    from veille.producers.files import import_file
+
+    s = isolated_settings(kafka.settings, "consentfile")
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    jsonl = tmp_path / "journal.jsonl"
+    jsonl.write_text("\n".join(__import__("json").dumps(incident(id=i, notify=n)) for i, n in [
+        (ids[0], {"channel": "email", "address": "anne@example.fr"}),
+        (ids[1], {"channel": "email", "address": "nope"}),  # refused: nothing published for it
+        (ids[2], None)]) + "\n")
+    csv = tmp_path / "registre.csv"
+    csv.write_text("municipality;category;severity;occurred_at;notify_channel;notify_address;"
+                   "notify_on_behalf_of_relay\n35401;graffiti;minor;2026-12-06T09:00;email;"
+                   "accueil@mairie-montveille.fr;oui\n")
+    writer = ConsentWriter(s, "test-import-consents")
+    with Publisher(s, client_id="test-import", known_municipalities={"35401"}) as publisher:
+        first = import_file(jsonl, publisher, consents=writer, notify=NOTIFY)
+        second = import_file(csv, publisher, consents=writer, notify=NOTIFY)
+        without = import_file(jsonl, publisher)  # a caller that takes no consents refuses them
+    writer.close()
+    assert (first.ok, first.consents, first.failed_lines) == (2, 1, [2])
+    assert first.failures[0].field == "notify.address"
+    assert (second.ok, second.consents) == (1, 1)
+    assert without.failed_lines == [1, 2] and without.failures[0].field == "notify"
+    got = dict(consents(s, 2))
+    assert got[ids[0]].address == "anne@example.fr"  # type: ignore[union-attr]
+    (desk,) = [c for k, c in got.items() if k != ids[0]]
+    assert desk is not None and desk.on_behalf_of_relay and desk.reference == reference("consent-test-key", desk.incident_id)
