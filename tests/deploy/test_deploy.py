@@ -18,12 +18,14 @@ from paths import ROOT
 
 from veille.config import Settings
 from veille.deliver.settings import DeliverySettings
+from veille.notify.settings import NotifySettings
 
 DEPLOY = ROOT / "deploy"
-HUB_SERVICES = {"topics-init", "router", "sink", "intake", "simulator", "deliver"}
+HUB_SERVICES = {"topics-init", "router", "sink", "intake", "simulator", "deliver", "notify"}
 # The hub's settings, and the deployment's side of delivery (veille.deliver.settings).
 SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
-                | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields})
+                | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields}
+                | {f"VEILLE_NOTIFY_{name.upper()}" for name in NotifySettings.model_fields})
 
 
 def _compose() -> dict[str, Any]:
@@ -164,7 +166,7 @@ def test_dockerfile_installs_every_package_dir() -> None:
         assert _services()[service]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
 
 
-K8S_FILES = ["configmap.yaml", "router.yaml", "sink.yaml", "intake.yaml", "deliver.yaml"]
+K8S_FILES = ["configmap.yaml", "router.yaml", "sink.yaml", "intake.yaml", "deliver.yaml", "notify.yaml"]
 
 
 def _k8s_docs(name: str) -> list[dict[str, Any]]:
@@ -177,7 +179,7 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "sink", "intake", "deliver"])
+@pytest.mark.parametrize("component", ["router", "sink", "intake", "deliver", "notify"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
