@@ -252,7 +252,8 @@ def _consent(item: dict[str, Any], consents: ConsentWriter | None,
 
     key = notify.reference_key.get_secret_value()
     try:
-        consent = consent_of(raw, incident_id=uuid.UUID(str(item.get("id"))), reference=reference(key, item["id"]),
+        consent = consent_of(raw, incident_id=uuid.UUID(str(item.get("id"))),
+                             reference=reference(key, item["id"]),
                              sms_enabled=bool(notify.sms_url))
     except ConsentError as exc:
         return exc.field, exc.reason

@@ -167,7 +167,8 @@ async def _publish(request: web.Request, record_type: str) -> web.Response:
                               "partition": report.partition, "offset": report.offset, **hearing}, status=202)
 
 
-async def _take_consent(request: web.Request, data: dict[str, Any], raw: Any, ref: str) -> web.Response | None:
+async def _take_consent(request: web.Request, data: dict[str, Any], raw: Any,
+                        ref: str) -> web.Response | None:
     """Write the consent (acknowledged) before the incident; None when done, else the answer."""
     notify = request.app[tracking.NOTIFY_KEY]
     try:
@@ -214,7 +215,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
     app = make_app(publisher, intake_config(settings))
     if territory is not None:
         notify = NotifySettings()
-        book = RequestBook(settings, reference=functools.partial(reference, notify.reference_key.get_secret_value()))
+        references = functools.partial(reference, notify.reference_key.get_secret_value())
+        book = RequestBook(settings, reference=references)
         open311.register(app, territory, book)
         open311_updates.register(app)  # mySociety's servicerequestupdates
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/

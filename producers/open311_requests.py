@@ -19,10 +19,11 @@ are one acknowledgement, resolved once every body acting resolved it, a re-routi
 the notifier tells residents of, so Open311, the tracking page (``/suivi/``) and the messages
 agree; each body's latest status counts by the update's time, so a late re-delivery never moves
 it back. With a reference function (``VEILLE_NOTIFY_REFERENCE_KEY``), requests are also found by
-the reference given to residents (:meth:`RequestBook.by_reference`). Memory is bounded (oldest requests evicted first); the
-topic's retention (30 days) bounds what a restarted intake can show. The intake also
-records the requests it has just accepted (:meth:`RequestBook.submitted`) so the app that
-reported one can read it back before the router's record arrives.
+the reference given to residents (:meth:`RequestBook.by_reference`). Memory is bounded
+(oldest requests evicted first); the topic's retention (30 days) bounds what a restarted
+intake can show. The intake also records the requests it has just accepted
+(:meth:`RequestBook.submitted`) so the app that reported one can read it back before the
+router's record arrives.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -190,7 +190,8 @@ class RequestBook:
                 self._requests[key] = self._moved(known, record.at, record.agency_id, reason)
 
     @staticmethod
-    def _moved(known: ServiceRequest, at: datetime, agency_id: str | None, reason: str | None) -> ServiceRequest:
+    def _moved(known: ServiceRequest, at: datetime, agency_id: str | None,
+               reason: str | None) -> ServiceRequest:
         """The request once its track took a record: status, time and history of the overall state."""
         now = changes.overall(known.track)
         told = changes.change(known.told, now)

@@ -39,7 +39,8 @@ def register(app: web.Application, book: RequestBook, writer: ConsentWriter, not
     page[views.WRITER_KEY] = writer
     page[views.LINKS_KEY] = UnsubscribeLinks(notify.link_key.get_secret_value(), notify.public_base_url)
     page[views.REFERENCE_KEY] = functools.partial(reference, notify.reference_key.get_secret_value())
-    page[views.NAMES_KEY] = {code: m.name for code, m in territory.municipalities.items()} if territory else {}
+    names = {code: m.name for code, m in territory.municipalities.items()} if territory else {}
+    page[views.NAMES_KEY] = names
     page[views.BUCKETS_KEY] = TokenBuckets()
     page[views.QUOTA_KEY] = quota
     page.router.add_static("/static", STATIC_DIR, append_version=True, name="tracking-static")

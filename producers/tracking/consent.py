@@ -62,5 +62,6 @@ def consent_of(raw: Any, *, incident_id: UUID, reference: str, sms_enabled: bool
     relay = raw.get("on_behalf_of_relay", False)
     if not isinstance(relay, bool):
         raise ConsentError(f"{CONSENT_FIELD}.on_behalf_of_relay", "true or false")
-    return NotificationConsent(incident_id=incident_id, reference=reference, channel=NotificationChannel(channel),
-                               address=address, on_behalf_of_relay=relay, consented_at=now or datetime.now(UTC))
+    return NotificationConsent(incident_id=incident_id, reference=reference,
+                               channel=NotificationChannel(channel), address=address,
+                               on_behalf_of_relay=relay, consented_at=now or datetime.now(UTC))

@@ -10,7 +10,8 @@ from typing import Any
 from veille.schemas.models import RoutedIncident, StatusUpdate
 
 
-def routed(incident_id: uuid.UUID, *agencies: str, rule: str = "streetlight-35401", at: dt.datetime | None = None,
+def routed(incident_id: uuid.UUID, *agencies: str, rule: str = "streetlight-35401",
+           at: dt.datetime | None = None,
            category: str = "broken_streetlight", municipality: str = "35401") -> RoutedIncident:
     now = at or dt.datetime.now(dt.UTC)
     return RoutedIncident.model_validate({

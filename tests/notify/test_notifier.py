@@ -23,7 +23,7 @@ from notify_helpers import free_port, routed, status
 from veille.config import Settings
 from veille.local.receivers import Mailbox
 from veille.producers.sdk import Publisher
-from veille.schemas.models import EventType, ServiceKind, StatusUpdate
+from veille.schemas.models import EventType, RoutedIncident, ServiceKind, StatusUpdate
 from veille.territory import load_territory
 from veille.territory.dispatch import dispatch_id
 from veille.topics import Topics
@@ -50,7 +50,8 @@ def report(client: httpx.Client, notify: dict[str, Any] | None, **over: Any) -> 
     body: dict[str, Any] = {
         "municipality": "35401", "category": "broken_streetlight", "severity": "moderate",
         "location": {"lat": 48.1502, "lon": -1.7003}, "address": "3 rue des Lavoirs",
-        "occurred_at": (now - timedelta(hours=1)).isoformat(), "description": "Lampadaire éteint devant le n°3",
+        "occurred_at": (now - timedelta(hours=1)).isoformat(),
+        "description": "Lampadaire éteint devant le n°3",
         "reporter": {"name": "Jeanne Martin", "email": ADDRESS, "phone": "0611223344"}, **over}
     if notify is not None:
         body["notify"] = notify
@@ -71,17 +72,18 @@ def agency_status(settings: Settings, incident_id: str, agency: str, service: st
 
 def routed_dispatch(settings: Settings, incident_id: str) -> tuple[str, str]:
     out = read_topics(settings, [Topics(settings.topic_prefix).routed],
-                      until=lambda got: any(str(v.value.get("id")) == incident_id for _, v in got), timeout=60)
+                      until=lambda got: any(str(v.value.get("id")) == incident_id for _, v in got),
+                      timeout=60)
     record = next(v.value for _, v in out if str(v.value.get("id")) == incident_id)
     first = record["dispatches"][0]
     return first["agency_id"], first["service"]
 
 
-def as_router(settings: Settings, *records: Any) -> None:
+def as_router(settings: Settings, *records: RoutedIncident | StatusUpdate) -> None:
     """What the router writes to <prefix>.routed (the re-routing is another engineer's, not here yet)."""
     producer = Producer(settings.kafka_client_config())
     for record in records:
-        key = getattr(record, "id", None) if hasattr(record, "dispatches") else record.incident_id
+        key = record.id if isinstance(record, RoutedIncident) else record.incident_id
         producer.produce(Topics(settings.topic_prefix).routed, key=key.bytes, value=record.encode())
     assert producer.flush(10) == 0
 
@@ -101,8 +103,8 @@ def latest_consents(settings: Settings) -> dict[str, bytes | None]:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            latest[msg.key().decode()] = msg.value()
-            seen[msg.partition()] = msg.offset() + 1
+            latest[bytes(msg.key() or b"").decode()] = msg.value()
+            seen[msg.partition() or 0] = (msg.offset() or 0) + 1
         return latest
     finally:
         consumer.close()
@@ -144,7 +146,8 @@ def test_a_resident_hears_each_change_once_and_nobody_else_hears_anything(
     notifier = HubProcess(settings, "notify", "run", "--metrics-port", "0", env={
         **keys, "VEILLE_DELIVERY_SMTP_HOST": "127.0.0.1", "VEILLE_DELIVERY_SMTP_PORT": str(smtp_port),
         "VEILLE_DELIVERY_SMTP_SECURITY": "none", "VEILLE_NOTIFY_RETENTION_DAYS": "0",
-        "VEILLE_NOTIFY_SWEEP_SECONDS": "0.5", "VEILLE_NOTIFY_EMAIL_SENDER": "Veille <suivi@veille.test>"}).start()
+        "VEILLE_NOTIFY_SWEEP_SECONDS": "0.5",
+        "VEILLE_NOTIFY_EMAIL_SENDER": "Veille <suivi@veille.test>"}).start()
     try:
         notifier.info("notify.json")
         with httpx.Client(base_url=base, timeout=20) as client:

@@ -7,7 +7,17 @@ import uuid
 
 from notify_helpers import routed, status
 
-from veille.notify.changes import Change, Phase, State, Track, apply_routed, apply_status, change, overall, told_after
+from veille.notify.changes import (
+    Change,
+    Phase,
+    State,
+    Track,
+    apply_routed,
+    apply_status,
+    change,
+    overall,
+    told_after,
+)
 from veille.schemas.models import RoutedIncident, StatusUpdate
 
 T0 = dt.datetime(2026, 3, 12, 14, 0, tzinfo=dt.UTC)

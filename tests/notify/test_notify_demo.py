@@ -26,7 +26,8 @@ def test_demo_prints_what_the_resident_received(kafka: KafkaFixture) -> None:
                            "--seed", "7"], env=env, capture_output=True, text=True, timeout=400)
     out = done.stdout
     assert done.returncode == 0, out[-4000:] + done.stderr[-2000:]
-    found = re.search(r"reference ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})\n  tracking page: (http://127\.0\.0\.1:\d+/suivi/\S+) "
+    found = re.search(r"reference ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})\n"
+                      r"  tracking page: (http://127\.0\.0\.1:\d+/suivi/\S+) "
                       r"\(résolu while the demo ran\)\n  messages she received \(2\):", out)
     assert found, out[-4000:]
     ref = found.group(1)

@@ -34,7 +34,8 @@ def notice(change: Change = Change.acknowledged, **over: Any) -> Notice:
 
 def parts(msg: EmailMessage) -> tuple[str, str]:
     parsed = message_from_bytes(msg.as_bytes())
-    texts = [p.get_payload(decode=True).decode() for p in parsed.walk() if p.get_content_maintype() == "text"]
+    texts = [bytes(p.get_payload(decode=True)).decode() for p in parsed.walk()
+             if p.get_content_maintype() == "text"]
     return texts[0], texts[1]
 
 
@@ -116,7 +117,8 @@ def test_sms_gateway_adapter_against_a_local_gateway() -> None:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        gateway = SmsGateway(NotifySettings(sms_url=f"http://127.0.0.1:{port}/sms", sms_auth_header="X-Api-Key",
+        gateway = SmsGateway(NotifySettings(sms_url=f"http://127.0.0.1:{port}/sms",
+                                            sms_auth_header="X-Api-Key",
                                             sms_auth_value="s3cret", sms_sender="MAIRIE"))
         try:
             return [await gateway.send("+33612345678", "Bonjour", "key-1") for _ in range(3)]
@@ -124,7 +126,8 @@ def test_sms_gateway_adapter_against_a_local_gateway() -> None:
             await runner.cleanup()
 
     outcomes = asyncio.run(scenario())
-    assert [o for o, _ in outcomes] == [DeliveryOutcome.retry, DeliveryOutcome.delivered, DeliveryOutcome.failed]
+    assert [o for o, _ in outcomes] == [DeliveryOutcome.retry, DeliveryOutcome.delivered,
+                                        DeliveryOutcome.failed]
     body, headers = received[1]
     assert body == {"to": "+33612345678", "from": "MAIRIE", "text": "Bonjour", "message_key": "key-1"}
     assert headers["X-Api-Key"] == "s3cret" and headers["Idempotency-Key"] == "key-1"

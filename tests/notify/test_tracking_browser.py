@@ -41,22 +41,26 @@ def test_track_then_unsubscribe_from_a_phone(kafka: Any, tmp_path: Path) -> None
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     intake = HubProcess(settings, "intake", "serve", "--port", str(port), env={
-        **KEYS, "VEILLE_NOTIFY_PUBLIC_BASE_URL": base, "VEILLE_INTAKE_ANONYMOUS_MUNICIPALITIES": "35401"}).start()
+        **KEYS, "VEILLE_NOTIFY_PUBLIC_BASE_URL": base,
+        "VEILLE_INTAKE_ANONYMOUS_MUNICIPALITIES": "35401"}).start()
     try:
         with httpx.Client(base_url=base, timeout=20) as client:
             wait_for(lambda: _up(client), 60, "the intake")
             resp = client.post("/v1/incidents", json={
                 "municipality": "35401", "category": "neighbour_noise", "severity": "moderate",
                 "location": {"lat": 48.1502, "lon": -1.7003}, "address": "5 impasse des Tilleuls",
-                "occurred_at": "2026-12-06T08:00:00+00:00", "description": "Musique très forte chez M. Durand",
+                "occurred_at": "2026-12-06T08:00:00+00:00",
+                "description": "Musique très forte chez M. Durand",
                 "notify": {"channel": "email", "address": "claire@example.fr"}})
             assert resp.status_code == 202, resp.text
             answer = resp.json()
             incident_id = uuid.UUID(answer["id"])
             producer = Producer(settings.kafka_client_config())  # as the router writes <prefix>.routed
             for record in (routed(incident_id, "pm-35401", category="neighbour_noise"),
-                           status(incident_id, "pm-35401", "acknowledged"), status(incident_id, "pm-35401", "on_site")):
-                producer.produce(Topics(settings.topic_prefix).routed, key=incident_id.bytes, value=record.encode())
+                           status(incident_id, "pm-35401", "acknowledged"),
+                           status(incident_id, "pm-35401", "on_site")):
+                producer.produce(Topics(settings.topic_prefix).routed, key=incident_id.bytes,
+                                 value=record.encode())
             assert producer.flush(10) == 0
             wait_for(lambda: "Intervention en cours" in client.get(answer["tracking_url"]).text, 60,
                      "the tracking page to show the routed history")

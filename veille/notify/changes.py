@@ -131,7 +131,8 @@ def overall(track: Track) -> State:
     rejected = sorted((b for b in statuses if b.status == IncidentStatus.rejected.value),
                       key=lambda b: _time(b.at))
     waiting = [b for b in statuses if b.status in _WAITING]
-    active = [b.status for b in statuses if b.status not in _WAITING and b.status != IncidentStatus.rejected.value]
+    active = [b.status for b in statuses
+              if b.status not in _WAITING and b.status != IncidentStatus.rejected.value]
     if any(b.reason == RejectionReason.duplicate.value for b in rejected):
         phase = Phase.duplicate
     elif not active and waiting:
