@@ -163,6 +163,7 @@ class RequestBook:
             if isinstance(record, RoutedIncident):
                 key = str(record.id)
                 known = self._requests.get(key)
+                fresh = known is None or not known.routed
                 if known is None or not known.routed:
                     first = record.dispatches[0].agency_id if record.dispatches else None
                     history = known.history if known else (Milestone(record.reported_at, "received"),)
@@ -174,7 +175,7 @@ class RequestBook:
                         history=(*history, Milestone(record.routed_at, "transmitted")))
                 generation = known.track.generation
                 changes.apply_routed(known.track, record)
-                if known.track.generation == generation:
+                if known.track.generation == generation and not fresh:
                     return  # a re-delivery: the lifecycle already moved on
                 self._put(self._moved(known, record.routed_at, None, None))
             else:
