@@ -237,3 +237,71 @@ def _up(client: httpx.Client) -> bool:
         return client.get("/healthz").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_sms_through_the_gateway_retried_and_garbage_skipped(kafka: Any, tmp_path: Path) -> None:
+    """An SMS consent: the gateway (a local aiohttp server) answers 503 once, then accepts: the
+    change is told once, with one idempotency key; garbage on the routed topic is skipped."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from veille.notify.consent import ConsentWriter
+    from veille.schemas.models import NotificationConsent
+
+    received: list[tuple[dict[str, Any], str]] = []
+
+    async def gateway(request: web.Request) -> web.Response:
+        received.append((await request.json(), request.headers.get("Idempotency-Key", "")))
+        if request.headers.get("X-Api-Key") != "gw-secret":
+            return web.json_response({"error": "auth"}, status=401)
+        return web.json_response({"id": len(received)}, status=503 if len(received) == 1 else 202)
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    app = web.Application()
+    app.router.add_post("/v1/sms", gateway)
+    runner = web.AppRunner(app)
+    port = free_port()
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    settings = hub_settings(kafka.settings, tmp_path)
+    notifier = HubProcess(settings, "notify", "run", "--metrics-port", "0", env={
+        "VEILLE_NOTIFY_SMS_URL": f"http://127.0.0.1:{port}/v1/sms",
+        "VEILLE_NOTIFY_SMS_AUTH_HEADER": "X-Api-Key",
+        "VEILLE_NOTIFY_SMS_AUTH_VALUE": "gw-secret", "VEILLE_NOTIFY_RETRY_BASE_SECONDS": "0.2"}).start()
+    try:
+        notifier.info("notify.json")
+        incident_id = uuid.uuid4()
+        writer = ConsentWriter(settings, "test-sms-consent")
+        assert writer.write(NotificationConsent(incident_id=incident_id, reference="ABCD-EFGH-JKMN-PQRS",
+                                                channel="sms", address="+33612345678",
+                                                consented_at=datetime.now(UTC)))
+        writer.close()
+        producer = Producer(settings.kafka_client_config())
+        topic = Topics(settings.topic_prefix).routed
+        producer.produce(topic, key=incident_id.bytes, value=b"\xc3\x01 not a routing record")
+        producer.produce(topic, key=incident_id.bytes, value=routed(incident_id, "pm-35401").encode())
+        producer.produce(topic, key=incident_id.bytes,
+                         value=status(incident_id, "pm-35401", "acknowledged").encode())
+        assert producer.flush(10) == 0
+        wait_for(lambda: caught_up(settings) and len(received) >= 2, 60, "the SMS, retried once")
+    finally:
+        notifier.stop()
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    assert len(received) == 2  # 503, then accepted: told once
+    (first, key1), (second, key2) = received
+    assert first == second and key1 == key2
+    assert second["to"] == "+33612345678" and second["from"] == "VEILLE"
+    assert second["text"].startswith("Veille : votre signalement ABCD-EFGH-JKMN-PQRS (Éclairage public en "
+                                     "panne, Montveille) est pris en compte.")
+    log = notifier.log()
+    assert "is not a routing record" in log and "+33612345678" not in log and "0612345678" not in log
