@@ -9,9 +9,12 @@ the notifier's state file (``veille/notify/state.py`` holds ids and statuses), n
   intake waits for the broker's acknowledgement before it answers).
 * :class:`ConsentTable` reads the whole topic into memory on the consumer runtime (read-all mode,
   like the intake's Open311 read model) and keeps following it: a withdrawal takes effect as soon
-  as it is read. :meth:`ConsentTable.catch_up` is the notifier's barrier: the intake writes a
-  consent *before* the incident it is for, so once the table holds everything written before an
-  incident was routed, a consent missing then does not exist.
+  as it is read. :meth:`ConsentTable.catch_up` is the notifier's barrier, without clocks: it
+  notes the routed topic's end offsets, *then* the consent topic's, and waits until the table
+  read up to the latter. The intake writes a consent *before* the incident it is for, so a
+  routing record already in the routed topic then had its consent in the consent topic then: for
+  every record below those routed offsets (:meth:`ConsentTable.covers`), a consent missing from
+  the table does not exist. One look serves a whole batch the notifier polled.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -36,7 +38,6 @@ from veille.schemas.models import NotificationConsent
 from veille.topics import CONSENT_TYPES, Topics
 
 log = logging.getLogger("veille.notify.consent")
-CLOCK_MARGIN = timedelta(seconds=5)  # clocks of the router and the notifier may differ this much
 
 
 class ConsentWriter:
@@ -84,6 +85,7 @@ class ConsentTable:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = Topics(settings.topic_prefix).notify_consent
+        self.routed = Topics(settings.topic_prefix).routed
         self._config = {**settings.kafka_client_config(), "group.id": f"veille-notify-table-{uuid.uuid4()}",
                         "enable.auto.commit": False, "client.id": "veille-notify-consents"}
         self._consents: dict[UUID, NotificationConsent] = {}
@@ -91,7 +93,7 @@ class ConsentTable:
         self._cond = threading.Condition()
         self._runner: StreamRunner | None = None
         self._thread: threading.Thread | None = None
-        self._synced_at: datetime | None = None
+        self._covered: dict[tuple[str, int], int] = {}  # routed partition -> end offset at the last look
         self._watermarks: Consumer | None = None
         self.skipped = 0
 
@@ -105,14 +107,14 @@ class ConsentTable:
         with self._cond:
             return list(self._consents.values())
 
-    def catch_up(self, written_before: datetime, timeout: float = 30.0) -> bool:
-        """Wait until the table holds every consent written before ``written_before``.
+    def covers(self, topic: str, partition: int, offset: int) -> bool:
+        """Was this routed record already written at the last :meth:`catch_up`?"""
+        return offset < self._covered.get((topic, partition), 0)
 
-        One look at the topic's end serves every record routed before it was taken."""
-        if self._synced_at is not None and written_before + CLOCK_MARGIN < self._synced_at:
-            return True
-        taken = datetime.now(UTC)
-        high = self._high_watermarks()
+    def catch_up(self, timeout: float = 30.0) -> bool:
+        """Wait until the table holds every consent written before the routed topic's present end."""
+        routed = self._high_watermarks(self.routed)
+        high = self._high_watermarks(self.topic)
         deadline = time.monotonic() + timeout
         with self._cond:
             while any(self._positions.get(p, 0) < end for p, end in high.items()):
@@ -120,16 +122,16 @@ class ConsentTable:
                 if left <= 0:
                     return False
                 self._cond.wait(min(left, 0.5))
-        self._synced_at = taken
+        self._covered = {(self.routed, p): end for p, end in routed.items()}
         return True
 
-    def _high_watermarks(self) -> dict[int, int]:
+    def _high_watermarks(self, topic: str) -> dict[int, int]:
         if self._watermarks is None:
             self._watermarks = Consumer({**self._config, "client.id": "veille-notify-watermarks"})
-        meta = self._watermarks.list_topics(self.topic, timeout=10).topics[self.topic]
+        meta = self._watermarks.list_topics(topic, timeout=10).topics[topic]
         if meta.error is not None:
             raise KafkaException(meta.error)
-        return {p: self._watermarks.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+        return {p: self._watermarks.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                 for p in meta.partitions}
 
     # ------------------------------------------------------------------ writing (its thread)

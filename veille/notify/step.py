@@ -1,7 +1,7 @@
 """The notifier's consumer step: routed records in, messages out, offsets committed after.
 
 Each record of ``<prefix>.routed`` is folded into its incident's :class:`Track` if the incident
-has a consent (the table caught up to the record's routing time first: see
+has a consent (the table caught up with what was written before the record first: see
 :meth:`ConsentTable.catch_up`); when the overall state changed in a way worth telling
 (:func:`veille.notify.changes.change`), the message is sent *before* the new told state is
 written to the track store, and the offsets are committed after that. A message the relay or
@@ -112,7 +112,8 @@ class NotifyStep:
             incident_id = record.id
             entry = self.store.get(incident_id)
             if entry is None:
-                if not self.table.catch_up(record.routed_at):
+                if self.table.get(incident_id) is None and not self.table.covers(*position) \
+                        and not self.table.catch_up():
                     raise RuntimeError("the consent topic could not be read up to date: not going on")
                 if self.table.get(incident_id) is None:
                     return  # no consent: nobody to tell, nothing kept
