@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 from types import FrameType
@@ -43,6 +44,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # kill -USR1 <pid>: every thread's stack in the log (a notifier that seems stuck says where).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     print(f"notify: following {notifier.topics.routed} for the consents of {notifier.topics.notify_consent}; "
           f"metrics on {metrics_url}", flush=True)
     tune_gc()

@@ -1,8 +1,8 @@
 """The notifier's consumer step: routed records in, messages out, offsets committed after.
 
-Each record of ``<prefix>.routed`` is folded into its incident's :class:`Track` if the incident
-has a consent (the table caught up with what was written before the record first: see
-:meth:`ConsentTable.catch_up`); when the overall state changed in a way worth telling
+Before any record of ``<prefix>.routed``, the consent table holds what was written before it
+(:meth:`ConsentTable.catch_up`, one look per polled batch). Each record is folded into its
+incident's :class:`Track` if the incident has a consent; when the overall state changed in a way worth telling
 (:func:`veille.notify.changes.change`), the message is sent *before* the new told state is
 written to the track store, and the offsets are committed after that. A message the relay or
 gateway defers (4xx SMTP, 5xx HTTP, a timeout) holds the partition's reading: the step raises
@@ -107,14 +107,16 @@ class NotifyStep:
     # -- one record ----------------------------------------------------------------------------
 
     def _handle(self, item: Message, position: tuple[str, int, int]) -> None:
+        # The consents (and withdrawals) written before this record are in the table first: a
+        # restarted notifier must not take "no consent yet" for "none" (it would move the told
+        # state on without telling).
+        if not self.table.covers(*position) and not self.table.catch_up():
+            raise RuntimeError("the consent topic could not be read up to date: not going on")
         record = self._decode(item)
         if isinstance(record, RoutedIncident):
             incident_id = record.id
             entry = self.store.get(incident_id)
             if entry is None:
-                if self.table.get(incident_id) is None and not self.table.covers(*position) \
-                        and not self.table.catch_up():
-                    raise RuntimeError("the consent topic could not be read up to date: not going on")
                 if self.table.get(incident_id) is None:
                     return  # no consent: nobody to tell, nothing kept
                 entry = Entry(Track(), None)
