@@ -9,7 +9,6 @@ unsubscribe links of the notifier's messages, and the consents the front-ends ta
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from aiohttp import web
@@ -38,7 +37,6 @@ def register(app: web.Application, book: RequestBook, writer: ConsentWriter, not
     page[views.BOOK_KEY] = book
     page[views.WRITER_KEY] = writer
     page[views.LINKS_KEY] = UnsubscribeLinks(notify.link_key.get_secret_value(), notify.public_base_url)
-    page[views.REFERENCE_KEY] = functools.partial(reference, notify.reference_key.get_secret_value())
     names = {code: m.name for code, m in territory.municipalities.items()} if territory else {}
     page[views.NAMES_KEY] = names
     page[views.BUCKETS_KEY] = TokenBuckets()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -41,7 +41,6 @@ ADDRESS_QUOTA = Quota(1 / 2, 30)
 BOOK_KEY = web.AppKey("tracking_book", RequestBook)
 WRITER_KEY = web.AppKey("tracking_writer", ConsentWriter)
 LINKS_KEY = web.AppKey("tracking_links", UnsubscribeLinks)
-REFERENCE_KEY = web.AppKey("tracking_reference", object)
 NAMES_KEY = web.AppKey("tracking_names", dict)
 BUCKETS_KEY = web.AppKey("tracking_buckets", TokenBuckets)
 QUOTA_KEY = web.AppKey("tracking_quota", Quota)
@@ -105,12 +104,14 @@ async def page(request: web.Request) -> web.Response:
                   state=t.get(f"state.{found.status.value}", found.status.value), steps=steps)
 
 
-def _claim(request: web.Request) -> tuple[str, Any] | web.Response:
+def _claim(request: web.Request) -> tuple[str, UUID] | web.Response:
     """The reference and incident id of a valid unsubscribe link, or the refusal."""
     t = _t()
     reference = normalise(request.match_info["reference"])
-    incident_id = request.app[LINKS_KEY].verify(request.match_info["token"])
-    if reference is None or incident_id is None or request.app[REFERENCE_KEY](incident_id) != reference:  # type: ignore[operator]
+    found = _found(request, reference) if reference else None
+    incident_id = UUID(found.id) if found is not None else None
+    if reference is None or incident_id is None \
+            or not request.app[LINKS_KEY].verify(request.match_info["token"], incident_id):
         return render(request, "message.html", status=403, title=t["unsubscribe_title"],
                       text=t["unsubscribe_bad"], kind="alert", back=None)
     return reference, incident_id

@@ -185,6 +185,7 @@ def test_a_resident_hears_each_change_once_and_nobody_else_hears_anything(
             # 4. Paul unsubscribes from his first message: the resolution reaches nobody.
             paul_mail = text_of(mails_to(box, "paul@example.fr")[0])
             (unsubscribe,) = [u for u in LINK.findall(paul_mail) if "/desabonnement/" in u]
+            assert uuid.UUID(paul["id"]).hex not in unsubscribe and paul["id"] not in unsubscribe
             assert client.get(unsubscribe).status_code == 200  # a page with a button, nothing done yet
             resp = client.post(unsubscribe)
             assert resp.status_code == 200 and "est fait" in resp.text
