@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from veille.config import Settings
+from veille.local.demo_photos import keep_photo
 from veille.producers.sdk import Publisher
 from veille.schemas.models import EventType, Incident, IncidentStatus, ServiceKind, StatusUpdate
 from veille.security import settings_for, user_env
@@ -51,12 +52,13 @@ def hear_back(settings: Settings, bodies: LocalBodies, logs: Path, process: Proc
             process("notify", ["notify", "run", "--metrics-port", "0"], logs, notify_env) as notifier:
         wait_for_process_info(settings.state_dir / "notify.json", notifier)
         _wait_up(base, intake)
+        photo = keep_photo(settings)  # her phone's photo, stripped (as POST /v1/photos would)
         answer = _post(f"{base}/v1/incidents", {
             "municipality": "35401", "category": "blocked_drain", "severity": "moderate",
             "location": {"lat": 48.1502, "lon": -1.7003}, "address": "rue des Lavoirs",
             "occurred_at": (datetime.now(UTC) - timedelta(hours=2)).isoformat(),
             "description": "Avaloir bouché rue des Lavoirs, l'eau monte sur le trottoir",
-            "notify": {"channel": "email", "address": RESIDENT}})
+            "photos": [{"sha256": photo}], "notify": {"channel": "email", "address": RESIDENT}})
         body = settings if not secured else settings_for(settings, "simulator")
         # Once routed (the tracking page says so), the body answers; the resident hears each step.
         _until(lambda: "Transmis au service compétent" in _page(answer["tracking_url"]))
@@ -64,13 +66,15 @@ def hear_back(settings: Settings, bodies: LocalBodies, logs: Path, process: Proc
             _act_as_the_body(body, answer["id"], status)
             _until(lambda n=n: len(_received(bodies)) >= n)  # type: ignore[misc]
         tracking_ok = "Résolu" in _page(answer["tracking_url"])
-    lines = [f"\nA resident reported with her consent to hear back: reference {answer['reference']}",
+    lines = [f"\nA resident reported with her consent to hear back, and a photo: reference {answer['reference']}",
              f"  tracking page: {answer['tracking_url']} ({'résolu' if tracking_ok else 'NOT up to date'} "
              "while the demo ran)", f"  messages she received ({len(_received(bodies))}):"]
     for mail in _received(bodies):
         lines.append(f"  ── {mail['Subject']}")
         text = mail.get_body(preferencelist=("plain",)).get_content()
         lines += [f"     {line}" for line in text.strip().splitlines()]
+    lines.append(f"  her photo, stripped of its EXIF and GPS, kept as sha256 {photo[:12]}…: only the bodies "
+                 "dispatched see it (signed URLs)")
     return lines
 
 
