@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from veille.deadletter import TooManyInvalid
 from veille.kafka import Message
 from veille.streams import metrics
 from veille.streams.batch import BatchHandler, Prepared
+from veille.streams.batch_transport import RecordBatch
 
 EXIT_TOO_MANY_INVALID = 3
 EXIT_BATCH_FAILED = 5
@@ -74,3 +75,24 @@ class RouteLoop:
         await self.ack(events)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.PROGRESS.batch_done()
+
+
+async def record_batches(stream: Any, max_records: int) -> AsyncIterator[tuple[list[Any], list[Message]]]:
+    """The agent's batches when each stream event is a :class:`RecordBatch`: the events
+    queued now, until ``max_records`` records (no waiting for more: a quiet stream adds no
+    latency, a backlog fills batches), with the router's view of each record. Acks are
+    manual (``stream.ack`` of each event, after its outputs are durable)."""
+    stream.enable_acks = False  # as faust's noack_take: nothing is acked behind our back
+    queue = getattr(stream.channel, "queue", None)
+    events: list[Any] = []
+    messages: list[Message] = []
+    async for _value in stream:
+        event = stream.current_event
+        batch = event.message
+        if not isinstance(batch, RecordBatch):
+            raise TypeError(f"expected a record batch from the transport, got {type(batch).__name__}")
+        events.append(event)
+        messages.extend([Message(r.topic, r.partition, r.offset, r.key, r.value) for r in batch.records])
+        if len(messages) >= max_records or queue is None or queue.empty():
+            yield events, messages
+            events, messages = [], []

@@ -22,8 +22,8 @@ from veille.config import Settings
 from veille.kafka import Message
 from veille.schemas.catalog import catalog
 from veille.schemas.registry import output_resolver, resolver_from_settings
-from veille.streams import metrics
-from veille.streams.agent import RouteLoop
+from veille.streams import batch_transport, metrics, transport
+from veille.streams.agent import RouteLoop, record_batches
 from veille.streams.attempts import AttemptLog
 from veille.streams.batch import BatchFailed, BatchHandler
 from veille.streams.dedup import DedupWindow
@@ -31,7 +31,6 @@ from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
 from veille.streams.quarantine import SourceGuard
 from veille.streams.router import Router
-from veille.streams.transport import broker_url
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -46,7 +45,8 @@ def create_app(settings: Settings) -> faust.App:
     territory = load_territory(settings.territory_dir)
     app = faust.App(
         f"{settings.topic_prefix}-router",
-        broker=broker_url(settings.kafka_bootstrap()),
+        broker=(batch_transport if settings.router_record_batches else transport).broker_url(
+            settings.kafka_bootstrap()),
         broker_credentials=_credentials(settings),
         datadir=str(settings.state_dir / "router"),
         store="memory://",
@@ -107,6 +107,10 @@ def create_app(settings: Settings) -> faust.App:
                 await stream.ack(event)
 
         loop = RouteLoop(handler, ack, stop)
+        if settings.router_record_batches:
+            async for events, messages in record_batches(stream, BATCH_MAX):
+                await loop.take(events, messages)
+            return
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN):
             m = [e.message for e in events]
             await loop.take(events, [Message(x.topic, x.partition, x.offset, x.key, x.value) for x in m])
