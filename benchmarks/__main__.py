@@ -77,6 +77,7 @@ E2E_TARGET = Target(">=", 10_000)
 DRAIN_TARGET = Target(">=", 20_000)
 PROCESS_TARGET = Target("<=", 40)  # µs per message
 BARE_SHARE_TARGET = Target(">=", 50)  # % of the bare faust agent
+PLAIN_SHARE_TARGET = Target(">=", 25)  # % of a plain confluent-kafka consume -> produce loop
 LATENCY_TARGET = Target("<=", 1000)  # ms, p99
 
 
@@ -95,12 +96,13 @@ class Sizes:
     latency_seconds: float = 20.0
     drain_timeout: float = 120.0
     drain: int = 200_000
+    drain_flooded: bool = True
     dedup_ids: int = 1_000_000
     delivery: int = 2_000  # dispatches per body (webhook, e-mail, Open311) in the delivery drain
     delivery_rate: float = 60.0  # dispatches/s in the delivery latency phase
 
 
-QUICK = Sizes(drain=20_000, delivery=300,
+QUICK = Sizes(drain=20_000, drain_flooded=False, delivery=300,
               raw=50_000, sdk=10_000, codec=5_000, routing=50_000, router_pure=5_000, sink_rows=50_000,
               sink_passes=2, warm_up=1_000, sustained_seconds=8.0, latency_seconds=5.0, drain_timeout=60.0)
 
@@ -222,23 +224,41 @@ def bench_kafka(report: Report, settings: Settings, sizes: Sizes, territory: Ter
 def bench_drain(report: Report, settings: Settings, sizes: Sizes, pool: list[Incident]) -> None:
     sec = f"6a. drain {sizes.drain:,} pre-filled incidents (one process per worker)"
     routable = [i for i in pool if route_incident(i, load_territory(settings.territory_dir)).routable]
-    bare = drain(settings, routable, sizes.drain, what="bare agent")
-    report.add(sec, "bare faust agent (bytes in -> one topic, acks=all)", bare.steady, "ev/s",
-               note=f"{bare.overall:,.0f}/s from the process start; {bare.cpu:.1f} CPU s: "
-                    "the framework's ceiling")
+    # Back to back in one run, each beside the others: on a shared machine only the ratios
+    # between them mean much (the load is printed with each).
+    plain = drain(settings, routable, sizes.drain, what="plain loop")
+    report.add(sec, "plain confluent-kafka consume -> produce loop (acks=all)", plain.steady, "ev/s",
+               note=f"{plain.cpu:.1f} CPU s; what Python itself moves; {_load()}")
     one = drain(settings, routable, sizes.drain, what="router")
-    report.add(sec, "router, one worker", one.steady, "ev/s", DRAIN_TARGET,
-               note=f"{one.overall:,.0f}/s from the process start (group join included); {one.cpu:.1f} CPU s")
+    report.add(sec, "router, one worker (a stream event per record batch)", one.steady, "ev/s", DRAIN_TARGET,
+               note=f"{one.overall:,.0f}/s from the process start (group join included); "
+                    f"{one.cpu:.1f} CPU s; {_load()}")
+    report.add(sec, "router / plain loop", 100 * one.steady / plain.steady, "%", PLAIN_SHARE_TARGET)
+    per_event = drain(settings, routable, sizes.drain, what="router per event")
+    report.add(sec, "router, one worker, faust's event per record (router_record_batches=false)",
+               per_event.steady, "ev/s", note=f"{per_event.cpu:.1f} CPU s; batches x"
+                                             f"{one.steady / per_event.steady:.2f}; {_load()}")
+    bare = drain(settings, routable, sizes.drain, what="bare agent")
+    report.add(sec, "bare faust agent, event per record (bytes in -> one topic, acks=all)",
+               bare.steady, "ev/s",
+               note=f"{bare.overall:,.0f}/s from the process start; {bare.cpu:.1f} CPU s: "
+                    f"faust's per-event ceiling; {_load()}")
     report.add(sec, "router / bare agent", 100 * one.steady / bare.steady, "%", BARE_SHARE_TARGET)
-    flooded = drain(settings, routable, sizes.drain, what="router flooded", garbage=sizes.drain)
-    report.add(sec, "router, one worker, one source flooding garbage", flooded.steady, "msg/s",
-               note=f"{sizes.drain:,} incidents + {sizes.drain:,} random messages from "
-                    f"{routable[0].municipality} (quarantined, range letters); "
-                    f"x{flooded.steady / one.steady:.2f} of the clean drain, no exit")
+    if sizes.drain_flooded:
+        flooded = drain(settings, routable, sizes.drain, what="router flooded", garbage=sizes.drain)
+        report.add(sec, "router, one worker, one source flooding garbage", flooded.steady, "msg/s",
+                   note=f"{sizes.drain:,} incidents + {sizes.drain:,} random messages from "
+                        f"{routable[0].municipality} (quarantined, range letters); "
+                        f"x{flooded.steady / one.steady:.2f} of the clean drain, no exit")
     two = drain(settings, routable, sizes.drain, what="router x2", workers=2)
     report.add(sec, "router, two workers", two.steady, "ev/s",
                note=f"x{two.steady / one.steady:.2f} of one worker on {os.cpu_count()} cores; "
-                    f"{two.cpu:.1f} CPU s")
+                    f"{two.cpu:.1f} CPU s; {_load()}")
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f} (1/5 min)"
 
 
 def bench_deliver(report: Report, settings: Settings, sizes: Sizes, workdir: Path) -> None:
@@ -415,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink-batch-seconds", type=float, default=None,
                         help="VEILLE_SINK_BATCH_SECONDS of the sink (default: the hub's setting)")
     parser.add_argument("--skip-e2e", action="store_true", help="only the micro-benchmarks (1-5)")
+    parser.add_argument("--only-drain", action="store_true",
+                        help="only the drain phase (6a): router A/B against the plain loop")
+    parser.add_argument("--drain", type=int, default=None, help="incidents pre-filled per drain")
     parser.add_argument("--only-delivery", action="store_true", help="only the delivery phase (8)")
     parser.add_argument("--only-e2e", action="store_true",
                         help="only the end-to-end phases (6-7), e.g. to try a router or sink change")
@@ -425,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, sustained_seconds=args.seconds)
     if args.latency_seconds is not None:
         sizes = replace(sizes, latency_seconds=args.latency_seconds)
+    if args.drain is not None:
+        sizes = replace(sizes, drain=args.drain)
     if args.latency_rate is not None:
         sizes = replace(sizes, latency_rate=args.latency_rate)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -442,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         territory = load_territory(settings.territory_dir)
         pool = simulated(territory, max(sizes.sdk, 20_000))
-        if not args.only_e2e and not args.only_delivery:
+        if not args.only_e2e and not args.only_delivery and not args.only_drain:
             bench_pure(report, sizes, territory, pool, state_dir)
         say(f"starting the local Kafka {kafka_version} broker in {state_dir}")
         info = broker.start(die_with_parent=True)
@@ -450,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"bootstrap_servers": info.bootstrap})
         if args.only_delivery:
             bench_deliver(report, settings, sizes, state_dir)
+        elif args.only_drain:
+            bench_drain(report, settings, sizes, pool)
         else:
             if not args.only_e2e:
                 bench_kafka(report, settings, sizes, territory, pool)
