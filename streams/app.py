@@ -108,7 +108,7 @@ def create_app(settings: Settings) -> faust.App:
 
         loop = RouteLoop(handler, ack, stop)
         if settings.router_record_batches:
-            async for events, messages in record_batches(stream, BATCH_MAX):
+            async for events, messages in record_batches(stream, BATCH_MAX, BATCH_WITHIN):
                 await loop.take(events, messages)
             return
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN):
