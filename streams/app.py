@@ -1,11 +1,13 @@
 """The router as a faust-streaming app: its topics and its one agent.
 
-Guarantee (dispatches and routing records): at-least-once. Events are taken in
-batches with ``noack_take``; ``BatchHandler`` (``streams/batch.py``) sends the outputs of a
-batch and *awaits* them (Kafka acknowledged them, acks=all) before any event of the batch
-is acked, so faust can only commit offsets of events whose outputs are durable. A crash in
-between re-delivers the batch: dispatch ids are deterministic (keyed hash of event, agency,
-service) for agencies to deduplicate on, and the store deduplicates incidents by id.
+Guarantee (dispatches and routing records): at-least-once. Each stream event is a batch
+of fetched records (streams/batch_transport.py; ``router_record_batches=false``: one event
+per record, taken in batches with ``noack_take``); ``BatchHandler`` (``streams/batch.py``)
+sends the outputs of a batch and *awaits* them (Kafka acknowledged them, acks=all) before
+any event of the batch is acked, so faust can only commit offsets of events whose outputs
+are durable. A crash in between re-delivers the batch: dispatch ids are deterministic
+(keyed hash of event, agency, service) for agencies to deduplicate on, and the store
+deduplicates incidents by id.
 """
 
 from __future__ import annotations
