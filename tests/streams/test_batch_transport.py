@@ -6,16 +6,19 @@ restart through it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
+from veille.streams.agent import record_batches
 from veille.streams.batch_transport import Consumer, RecordBatch, Transport, broker_url
 
 TOPIC = "incidents"
@@ -139,3 +142,76 @@ def test_faust_state_the_transport_uses_still_exists(consumer: Consumer) -> None
                       "_unacked_messages", "_buffered_partitions", "_commit_every", "_n_acked"):
         assert hasattr(consumer, attribute), attribute
     assert callable(consumer.perform_seek)
+
+
+class _Event:
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+class _Stream:
+    """What ``record_batches`` reads of a faust stream: its iteration, its current event and its
+    channel's queue (a real asyncio queue, fed as the conductor feeds it)."""
+
+    def __init__(self) -> None:
+        self.enable_acks = True
+        self.channel = type("Channel", (), {})()
+        self.channel.queue = asyncio.Queue()
+        self.current_event: _Event | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            self.current_event = await self.channel.queue.get()
+            yield b""
+
+
+def _collect(feed: Callable[[_Stream], Awaitable[None]], count: int, max_records: int = 1000,
+             within: float = 0.05) -> list[list[int]]:
+    async def run() -> list[list[int]]:
+        stream = _Stream()
+        feeder = asyncio.ensure_future(feed(stream))
+        out: list[list[int]] = []
+        async for events, messages in record_batches(stream, max_records, within):
+            assert len(events) >= 1 and not stream.enable_acks, "acks are manual"
+            out.append([m.offset for m in messages])
+            if len(out) == count:
+                break
+        await feeder
+        return out
+
+    return asyncio.run(run())
+
+
+def test_the_agent_gathers_batches_arriving_together() -> None:
+    async def feed(stream: _Stream) -> None:
+        for first in (0, 10, 20):
+            stream.channel.queue.put_nowait(_Event(_batch(first, first + 9)))
+            await asyncio.sleep(0)
+
+    assert _collect(feed, 1) == [list(range(30))]
+
+
+def test_a_backlog_fills_a_batch_without_waiting() -> None:
+    async def feed(stream: _Stream) -> None:
+        for first in range(0, 1000, 250):
+            stream.channel.queue.put_nowait(_Event(_batch(first, first + 249)))
+
+    batches = _collect(feed, 2, max_records=500, within=3600)
+    assert batches == [list(range(500)), list(range(500, 1000))]
+
+
+def test_a_quiet_stream_ends_a_batch_at_the_deadline() -> None:
+    async def feed(stream: _Stream) -> None:
+        stream.channel.queue.put_nowait(_Event(_batch(0, 4)))
+        await asyncio.sleep(0.3)
+        stream.channel.queue.put_nowait(_Event(_batch(5, 9)))
+
+    assert _collect(feed, 2, within=0.05) == [list(range(5)), list(range(5, 10))]
+
+
+def test_the_agent_refuses_anything_but_record_batches() -> None:
+    async def feed(stream: _Stream) -> None:
+        stream.channel.queue.put_nowait(_Event(object()))
+
+    with pytest.raises(TypeError, match="record batch"):
+        _collect(feed, 1)
