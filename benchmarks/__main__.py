@@ -170,6 +170,9 @@ def bench_pure(report: Report, sizes: Sizes, territory: Territory, pool: list[In
     report.add(sec, "Router.process per message", 1e6 / rate, "µs", PROCESS_TARGET,
                note=f"{rate:,.0f} msg/s; one intake message -> {outputs:.1f} outputs (dispatches + "
                     "routed record), decode..encode, no Kafka: the faust router's ceiling")
+    floor = c.decode_us + c.encode_us
+    report.add(sec, "Router.process / codec floor (one decode + one encode, same run)", 1e6 / rate / floor,
+               "x", note=f"floor {floor:,.1f} µs; {_load()}")
     say(f"router memory with {sizes.dedup_ids:,} ids in the dedup window (own process)")
     m = dedup_memory.measure(sizes.dedup_ids)
     report.add(sec, f"router RSS, {m.ids:,} ids in the dedup window", m.full_mb, "MB",
@@ -306,9 +309,9 @@ def bench_e2e(report: Report, settings: Settings, sizes: Sizes, territory: Terri
                 f"(router group join, first inserts)")
             say(f"sustained: publishing for {sizes.sustained_seconds:g}s as fast as router + sink absorb")
             phases.append(sustained(hub, pub, feed, sizes.sustained_seconds, sizes.drain_timeout))
-            say(f"latency: {sizes.latency_rate:,.0f} incidents/s for {sizes.latency_seconds:g}s")
-            phases.append(fixed_rate(hub, pub, feed, sizes.latency_rate, sizes.latency_seconds,
-                                     sizes.drain_timeout))
+            for rate in _latency_rates(sizes):
+                say(f"latency: {rate:,.0f} incidents/s for {sizes.latency_seconds:g}s ({_load()})")
+                phases.append(fixed_rate(hub, pub, feed, rate, sizes.latency_seconds, sizes.drain_timeout))
         router_m = scrape(router_url)
         sink_m = scrape(f"{sink_url}/metrics")
     finally:
@@ -324,14 +327,34 @@ def bench_e2e(report: Report, settings: Settings, sizes: Sizes, territory: Terri
     _report_e2e(report, sizes, phases, views, router_m, sink_m)
 
 
+def _latency_rates(sizes: Sizes) -> tuple[float, float]:
+    """The issue's two latency targets: at the rate asked, and at twice it (a slow phase's headroom)."""
+    return sizes.latency_rate, 2 * sizes.latency_rate
+
+
+def _report_latency(report: Report, label: str, rate: float, sizes: Sizes, lat: Phase, lv: StoreView) -> None:
+    sec = f"{label}. latency at {rate:,.0f} ev/s for {sizes.latency_seconds:g}s (from the store)"
+    achieved = lat.published / lat.publish_seconds if lat.publish_seconds else 0.0
+    report.add(sec, "store check: rows of the phase vs acknowledged", lv.rows, "rows",
+               Target("==", lat.published), f"{lv.distinct:,} distinct ids")
+    report.add(sec, "stored_at - reported_at, p50", lv.latency_ms["p50"], "ms",
+               note=f"publishing rate achieved {achieved:,.0f}/s; all stored "
+                    f"{lat.caught_up_seconds or float('nan'):.1f}s after the first publish; {_load()}")
+    report.add(sec, "stored_at - reported_at, p99", lv.latency_ms["p99"], "ms", LATENCY_TARGET,
+               f"p99.9 {lv.latency_ms['p999']:,.0f} ms, max {lv.latency_ms['max']:,.0f} ms")
+    report.add(sec, "router's share (routed_at - reported_at), p50", lv.routed_ms["p50"], "ms",
+               note=f"p99 {lv.routed_ms['p99']:,.0f} ms; the rest is routed topic -> sink batch -> insert")
+    report.definitions.append(_cpu_note(lat, lat.caught_up_seconds or lat.publish_seconds)
+                              + f" [latency phase {label}]")
+
+
 def _report_e2e(report: Report, sizes: Sizes, phases: list[Phase], views: list[StoreView],
                 router_m: dict[tuple[str, tuple[tuple[str, str], ...]], float],
                 sink_m: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> None:
-    if len(phases) < 2 or len(views) < 2:
+    if len(phases) < 3 or len(views) < 3:
         report.add("6b. end to end", "sustained events/s", None, "ev/s", E2E_TARGET, "the run did not finish")
         return
-    sus, lat = phases
-    sv, lv = views
+    sus, sv = phases[0], views[0]
     sec = f"6b. end to end, sustained ({sizes.sustained_seconds:g}s publishing)"
     steady = _steady_rate(sus)
     drain = (sus.caught_up_seconds or 0) - sus.publish_seconds
@@ -350,19 +373,8 @@ def _report_e2e(report: Report, sizes: Sizes, phases: list[Phase], views: list[S
                               + " [sustained phase]")
     report.definitions.append("stored incidents during the sustained phase (t: stored): " + _timeline(sus))
 
-    sec = f"7. latency at {sizes.latency_rate:,.0f} ev/s for {sizes.latency_seconds:g}s (from the store)"
-    achieved = lat.published / lat.publish_seconds if lat.publish_seconds else 0.0
-    report.add(sec, "store check: rows of the phase vs acknowledged", lv.rows, "rows",
-               Target("==", lat.published), f"{lv.distinct:,} distinct ids")
-    report.add(sec, "stored_at - reported_at, p50", lv.latency_ms["p50"], "ms",
-               note=f"publishing rate achieved {achieved:,.0f}/s; all stored "
-                    f"{lat.caught_up_seconds or float('nan'):.1f}s after the first publish")
-    report.add(sec, "stored_at - reported_at, p99", lv.latency_ms["p99"], "ms", LATENCY_TARGET,
-               f"p99.9 {lv.latency_ms['p999']:,.0f} ms, max {lv.latency_ms['max']:,.0f} ms")
-    report.add(sec, "router's share (routed_at - reported_at), p50", lv.routed_ms["p50"], "ms",
-               note=f"p99 {lv.routed_ms['p99']:,.0f} ms; the rest is routed topic -> sink batch -> insert")
-    report.definitions.append(_cpu_note(lat, lat.caught_up_seconds or lat.publish_seconds)
-                              + " [latency phase]")
+    for n, (rate, lat, lv) in enumerate(zip(_latency_rates(sizes), phases[1:], views[1:], strict=True)):
+        _report_latency(report, f"7{'ab'[n]}", rate, sizes, lat, lv)
 
     routed = total(router_m, "veille_router_routing_seconds_count")
     if routed:
