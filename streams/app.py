@@ -60,6 +60,10 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,  # /metrics is served by prometheus-client (see cli)
         broker_commit_interval=1.0,
+        # Events queued for the agent: with record batches each holds up to 500 records, so
+        # faust's default (4096 events) would let a backlog fill memory with 2M records.
+        **({"stream_buffer_maxsize": batch_transport.STREAM_BUFFER_BATCHES}
+           if settings.router_record_batches else {}),
         # Static membership + a short session: see streams/membership.py.
         **faust_consumer_settings(settings),
     )

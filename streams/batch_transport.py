@@ -40,6 +40,7 @@ from veille.streams import transport
 
 SCHEME = "veille-batch"
 BATCH_RECORDS_MAX = 500  # records per stream event: bounds a batch's latency and its isolation pass
+STREAM_BUFFER_BATCHES = 8  # faust's stream_buffer_maxsize for these events: 4,000 records queued at most
 
 
 class RecordBatch(ConsumerMessage):
