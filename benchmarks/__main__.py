@@ -450,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-drain", action="store_true",
                         help="only the drain phase (6a): router A/B against the plain loop")
     parser.add_argument("--drain", type=int, default=None, help="incidents pre-filled per drain")
+    parser.add_argument("--skip-delivery", action="store_true", help="no delivery phase (8)")
     parser.add_argument("--only-delivery", action="store_true", help="only the delivery phase (8)")
     parser.add_argument("--only-e2e", action="store_true",
                         help="only the end-to-end phases (6-7), e.g. to try a router or sink change")
@@ -495,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_e2e:
                 bench_drain(report, settings, sizes, pool)
                 bench_e2e(report, settings, sizes, territory, pool, info.pid)
-                bench_deliver(report, settings, sizes, state_dir)
+                if not args.skip_delivery:
+                    bench_deliver(report, settings, sizes, state_dir)
     except (Exception, KeyboardInterrupt) as exc:
         failed = exc
         say(f"FAILED: {exc!r}")
