@@ -287,6 +287,7 @@ def bench_e2e(report: Report, settings: Settings, sizes: Sizes, territory: Terri
     ensure_topics(AdminClient(e.kafka_client_config()), territory_topic_specs(e))
     routable = [i for i in pool if route_incident(i, territory).routable]
     env = hub_env(e)
+    env["VEILLE_ROUTER_RECORD_BATCHES"] = str(e.router_record_batches).lower()
     logs = e.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     say(f"end to end on prefix {e.topic_prefix}: starting `veille sink run` and `veille router run` "
@@ -451,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the drain phase (6a): router A/B against the plain loop")
     parser.add_argument("--drain", type=int, default=None, help="incidents pre-filled per drain")
     parser.add_argument("--skip-delivery", action="store_true", help="no delivery phase (8)")
+    parser.add_argument("--skip-drain", action="store_true", help="no drain phase (6a)")
+    parser.add_argument("--router-per-event", action="store_true",
+                        help="the router with an event per record (router_record_batches=false): the A/B")
     parser.add_argument("--only-delivery", action="store_true", help="only the delivery phase (8)")
     parser.add_argument("--only-e2e", action="store_true",
                         help="only the end-to-end phases (6-7), e.g. to try a router or sink change")
@@ -471,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     update: dict[str, object] = {"state_dir": state_dir, "bootstrap_servers": "", "clickhouse_url": ""}
     if args.sink_batch_seconds is not None:
         update["sink_batch_seconds"] = args.sink_batch_seconds
+    if args.router_per_event:
+        update["router_record_batches"] = False
     settings = Settings().model_copy(update=update)
     broker = LocalBroker(settings)
     report = Report()
@@ -494,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.only_e2e:
                 bench_kafka(report, settings, sizes, territory, pool)
             if not args.skip_e2e:
-                bench_drain(report, settings, sizes, pool)
+                if not args.skip_drain:
+                    bench_drain(report, settings, sizes, pool)
                 bench_e2e(report, settings, sizes, territory, pool, info.pid)
                 if not args.skip_delivery:
                     bench_deliver(report, settings, sizes, state_dir)
