@@ -143,3 +143,44 @@ def test_a_second_notifier_takes_over_from_the_changelog(kafka: Any, tmp_path: P
         writer.close()
     for proc in (first, successor):
         assert "@example.fr" not in proc.log()
+
+
+def test_restore_reads_only_the_assigned_partitions_to_their_end(kafka: Any, tmp_path: Path) -> None:
+    """The restore of a partition holding many entries (measured, not timed), the others left out;
+    a tombstone as the last record of a partition leaves nothing behind."""
+    import time
+
+    from notify_helpers import routed as routing
+
+    from veille.notify import changes
+    from veille.notify.changelog import TrackChangelog
+    from veille.notify.changes import Track
+    from veille.notify.tracks import TrackTable
+
+    settings = hub_settings(kafka.settings, tmp_path)
+    topic = Topics(settings.topic_prefix).notify_tracks
+    producer = Producer(settings.kafka_client_config())
+    count = 20_000
+    ids = [uuid.uuid4() for _ in range(count)]
+    for n, i in enumerate(ids):
+        track = Track()
+        changes.apply_routed(track, routing(i, AGENCY))
+        producer.produce(topic, key=i.bytes, value=Entry(track, changes.overall(track)).encode(i),
+                         partition=n % 2)
+        producer.poll(0)
+    producer.produce(topic, key=ids[1].bytes, value=None, partition=1)  # the last record of partition 1
+    assert producer.flush(30) == 0
+    changelog = TrackChangelog(settings, "test-restore")
+    try:
+        began = time.monotonic()
+        table = TrackTable()
+        changelog.restore([0], table)
+        took = time.monotonic() - began
+        print(f"\nrestored {len(table)} entries of one partition in {took:.2f}s")
+        assert len(table) == count // 2 and table.partitions == {0}
+        assert table.get(0, ids[0]) is not None and ids[1] not in table
+        other = TrackTable()
+        changelog.restore([1, 2], other)
+        assert len(other) == count // 2 - 1 and ids[1] not in other and other.partitions == {1, 2}
+    finally:
+        changelog.close()
