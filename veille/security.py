@@ -181,6 +181,8 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     topic("intake", t.notify_consent, "WRITE", "DESCRIBE")
     topic("notify", t.notify_consent, "READ", "WRITE", "DESCRIBE")
     topic("notify", t.routed, "READ", "DESCRIBE")
+    # Its state changelog (ids, statuses, times; no contact): written and restored by it alone.
+    topic("notify", t.notify_tracks, "READ", "WRITE", "DESCRIBE")
     group("notify", f"{prefix}.notify")
     return sorted(out)
 

@@ -10,6 +10,8 @@ Layout (prefix ``veille`` by default):
   <prefix>.deadletter.restricted  dead letters that may hold personal data (intake payloads)
   <prefix>.notify.consent      RESTRICTED, compacted: residents' consents to hear back (keyed by
                                incident id; a tombstone withdraws one), the notifier's alone
+  <prefix>.notify.tracks       compacted changelog of the notifier's state (what each incident's
+                               resident was told; no contact), co-partitioned with .routed
 
 The layout is a function of the municipalities and agencies it is given (:func:`topic_specs`):
 which ones a deployment has is the territory's to say, one layer up
@@ -109,6 +111,11 @@ class Topics:
         return f"{self.prefix}.notify.consent"
 
     @property
+    def notify_tracks(self) -> str:
+        """The notifier's state changelog: keyed and partitioned as ``routed`` (veille/notify/tracks.py)."""
+        return f"{self.prefix}.notify.tracks"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.deadletter"
 
@@ -172,6 +179,11 @@ def topic_specs(
         "min.insync.replicas": str(settings.min_insync_replicas), "cleanup.policy": "compact",
         "delete.retention.ms": str(CONSENT_DELETE_RETENTION_MS), "min.cleanable.dirty.ratio": "0.1",
         "segment.ms": str(DAY_MS)})]
+    # The notifier's changelog: the latest entry of each incident; as many partitions as the
+    # routed topic (settings.partitions for both), whose partition p's state it holds in p.
+    specs += [spec(names.notify_tracks, {
+        "min.insync.replicas": str(settings.min_insync_replicas), "cleanup.policy": "compact",
+        "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)})]
     # Dead letters are rare: one partition keeps them in arrival order for operators.
     specs += [spec(names.dead_letter, dlq, 1), spec(names.dead_letter_restricted, dlq, 1)]
     return specs

@@ -211,3 +211,14 @@ def test_k8s_settings_are_production_settings() -> None:
     assert config["VEILLE_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert config["VEILLE_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert {"VEILLE_PSEUDONYM_KEY", "VEILLE_SASL_PASSWORD", "VEILLE_CLICKHOUSE_URL"} <= set(secret)
+
+
+def test_the_notifier_keeps_its_state_in_kafka_not_on_a_volume() -> None:
+    """Its state is the changelog topic <prefix>.notify.tracks: no volume, more than one replica."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert "volumes" not in compose["services"]["notify"]
+    assert "notify-state" not in (compose.get("volumes") or {})
+    deployment = next(d for d in _k8s_docs("notify.yaml") if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert "volumes" not in pod and "volumeMounts" not in pod["containers"][0]
+    assert deployment["spec"]["replicas"] >= 2

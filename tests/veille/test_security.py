@@ -75,6 +75,9 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     consent = {(g.user, g.operation) for g in plan if g.name == "v.notify.consent"}
     assert {u for u, op in consent if op == "READ"} == {"notify"}
     assert {u for u, op in consent if op == "WRITE"} == {"intake", "notify"}
+    # The notifier's state changelog: its own, read and written by nobody else.
+    tracks = {(g.user, g.operation) for g in plan if g.name == "v.notify.tracks"}
+    assert tracks == {("notify", "READ"), ("notify", "WRITE"), ("notify", "DESCRIBE")}
     # The delivery receipts (every attempt to push a dispatch to its body): the sink stores them.
     assert "sink" in {g.user for g in plan if g.operation == "READ" and g.name == "v.delivery"}
     # Only the router sees the restricted dead letters' topic, and only to write.
@@ -293,6 +296,30 @@ def test_only_the_notifier_reads_the_consents(secured: Secured) -> None:
         assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, user
     code, values = _fetch_error(secured.as_user("notify"), topic, f"{secured.settings.topic_prefix}.notify")
     assert code == 0 and values == [b"consent"]
+
+
+def test_only_the_notifier_reads_and_writes_its_changelog(secured: Secured) -> None:
+    import datetime as dt
+
+    from veille.notify.changelog import TrackChangelog
+    from veille.notify.changes import Track
+    from veille.notify.tracks import Entry, TrackTable
+
+    topic = secured.topics.notify_tracks
+    incident = uuid.uuid4()
+    changelog = TrackChangelog(secured.as_user("notify"), "test-notify-tracks")
+    track = Track(closed_at=dt.datetime.now(dt.UTC).isoformat())
+    assert changelog.write(0, incident, Entry(track, None))
+    changelog.close()
+    table = TrackTable()
+    TrackChangelog(secured.as_user("notify"), "test-notify-restore").restore([0], table, timeout=30)
+    assert table.get(0, incident) is not None  # restored as the notifier restores it: no group
+    for user in ("sink", "router", "deliver", "intake", "muni-35401", "agency-sdis35"):
+        code, values = _fetch_error(secured.as_user(user), topic, f"{user}.tracks")
+        assert code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED), user
+        assert not values, user
+        err = _deliver(secured.as_user(user), topic, b"forged", key=incident.bytes)
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, user
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Restricted (the intake writes, the notifier alone reads and writes: ``veille/security.py``),
 compacted, keyed by incident id: the latest record of an incident is its consent, a tombstone
 (null value) withdraws it. Contacts live here and nowhere else: not in the shared store, not in
-the notifier's state file (``veille/notify/state.py`` holds ids and statuses), not in logs.
+the notifier's changelog (``veille/notify/tracks.py`` holds ids and statuses), not in logs.
 
 * :class:`ConsentWriter` writes consents and tombstones (idempotent producer, acks=all; the
   intake waits for the broker's acknowledgement before it answers).
@@ -106,6 +106,11 @@ class ConsentTable:
     def snapshot(self) -> list[NotificationConsent]:
         with self._cond:
             return list(self._consents.values())
+
+    @property
+    def ready(self) -> bool:
+        """Has the table caught up once (so a consent missing from it was withdrawn)?"""
+        return bool(self._covered)
 
     def covers(self, topic: str, partition: int, offset: int) -> bool:
         """Was this routed record already written at the last :meth:`catch_up`?"""

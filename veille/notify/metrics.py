@@ -14,4 +14,10 @@ WITHDRAWN = Counter("veille_notify_consents_withdrawn_total",
 SKIPPED = Counter("veille_notify_skipped_total",
                   "Records of the routed topic the notifier could not read, by reason.", ["reason"])
 
-__all__ = ["MESSAGES", "SKIPPED", "TRACKED", "WITHDRAWN"]
+CHANGELOG_FAILED = Counter("veille_notify_changelog_failed_total",
+                           "Entries the notifier's changelog (<prefix>.notify.tracks) did not acknowledge: "
+                           "the record is held and written again, nothing past it committed.")
+RESTORED = Gauge("veille_notify_restore_seconds",
+                 "How long the last assignment's state took to restore from the changelog.")
+
+__all__ = ["CHANGELOG_FAILED", "MESSAGES", "RESTORED", "SKIPPED", "TRACKED", "WITHDRAWN"]
