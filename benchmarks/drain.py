@@ -3,7 +3,9 @@
 Measured for the router (one worker, then two on the two cores), for the router while one
 municipality floods its intake topic with random bytes at full speed (issue 28: the source is
 quarantined, everyone is still routed), and for the bare faust agent
-(``benchmarks/bare_agent.py``), the framework's ceiling. The rate is taken from the first
+(``benchmarks/bare_agent.py``), the framework's ceiling, and for a plain confluent-kafka
+consume → produce loop (``benchmarks/plain_loop.py``), what Python itself can move. The rate
+is taken from the first
 committed offset to the last (the steady drain); the rate from the process start, group join
 included, is reported beside it.
 """
@@ -88,8 +90,9 @@ def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: st
         say(f"drain ({what}): {garbage:,} random messages from {incidents[0].municipality}")
         flood(s, incidents[0].municipality, garbage)
         n += garbage
-    group = f"{s.topic_prefix}-bare" if what == "bare agent" else f"{s.topic_prefix}-router"
-    if what == "bare agent":
+    group = {"bare agent": f"{s.topic_prefix}-bare", "plain loop": f"{s.topic_prefix}-plain"}.get(
+        what, f"{s.topic_prefix}-router")
+    if what in ("bare agent", "plain loop"):
         create_topic(s, f"{s.topic_prefix}.bare", s.partitions)
     logs = s.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -106,8 +109,12 @@ def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: st
             env.update({"VEILLE_CACHE_DIR": str(settings.cache_dir),
                         "VEILLE_SECURITY_PROTOCOL": creds.protocol,
                         "VEILLE_SASL_USERNAME": creds.username, "VEILLE_SASL_PASSWORD": creds.password})
+            if what == "router per event":  # faust's event per record: the path before batches
+                env["VEILLE_ROUTER_RECORD_BATCHES"] = "false"
             if what == "bare agent":
                 children.append(Child("bare-agent", [], env, logs, module="benchmarks.bare_agent"))
+            elif what == "plain loop":
+                children.append(Child("plain-loop", [], env, logs, module="benchmarks.plain_loop"))
             else:
                 children.append(Child(f"router-{w}", ["router", "run", "--metrics-port", "0"], env, logs))
         first: float | None = None

@@ -3,7 +3,9 @@
 aiohttp's default line holds the whole request target and the Referer. Here the query string
 is never logged (Open311 clients put their ``api_key`` there), nor the Referer, and under the
 response page (``/reponse/``) neither the link's token (it answers for a dispatch) nor the
-client's address (the holder of an e-mail is a person): ``/reponse/<dispatch id>/…``.
+client's address (the holder of an e-mail is a person): ``/reponse/<dispatch id>/…``; under the
+tracking pages (``/suivi/``), neither the reference (it opens a resident's page) nor the client's
+address: ``/suivi/…``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from aiohttp.web_response import StreamResponse
 from veille.photos.links import PATH as PHOTOS_PATH
 from veille.producers.response import PREFIX as RESPONSE_PREFIX
 
+TRACKING_PREFIX = "/suivi"  # veille.producers.tracking.PREFIX (not imported: it needs the notifier's modules)
+
 
 def loggable_path(path: str) -> str:
     """``path`` without secrets: ``/reponse/<id>/<token>`` -> ``/reponse/<id>/…``,
@@ -24,13 +28,16 @@ def loggable_path(path: str) -> str:
     if path.startswith(RESPONSE_PREFIX + "/") and not path.startswith(RESPONSE_PREFIX + "/static/"):
         parts = path.split("/", 3)  # "", "reponse", "<id>", "<token>..."
         return "/".join(parts[:3]) + ("/…" if len(parts) > 3 else "")
+    if path.startswith(TRACKING_PREFIX + "/") and not path.startswith(TRACKING_PREFIX + "/static/") \
+            and path != TRACKING_PREFIX + "/":
+        return TRACKING_PREFIX + "/…"
     return path
 
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         path = request.path
-        private = path.startswith((RESPONSE_PREFIX + "/", PHOTOS_PATH + "/"))
+        private = path.startswith((RESPONSE_PREFIX + "/", PHOTOS_PATH + "/", TRACKING_PREFIX + "/"))
         self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.3fs', "-" if private else request.remote or "-",
                          request.method, loggable_path(path), request.version.major, request.version.minor,
                          response.status, response.body_length, time)

@@ -207,8 +207,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print(f"no such file: {path}", file=sys.stderr)
         return EXIT_REJECTED
     municipalities = prepare(settings, args)
+    from veille.notify.consent import ConsentWriter
+    from veille.notify.settings import NotifySettings
+
+    consents = ConsentWriter(settings, "veille-import-consents")
     with Publisher(settings, client_id="veille-import", known_municipalities=municipalities) as publisher:
-        report = import_file(path, publisher, fmt=fmt, channel=args.channel, timezone=args.timezone)
+        report = import_file(path, publisher, fmt=fmt, channel=args.channel, timezone=args.timezone,
+                             consents=consents, notify=NotifySettings())
+    consents.close()
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

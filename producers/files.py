@@ -11,8 +11,12 @@ defaults as the HTTP intake (``id``, ``reported_at``, ``channel``).
 CSV (``,`` or ``;`` separated, header row required), one incident per row::
 
     id,municipality,category,severity,lat,lon,address,occurred_at,reported_at,channel,
-    description,reporter_name,reporter_phone,reporter_email
+    description,reporter_name,reporter_phone,reporter_email[,notify_channel,notify_address,
+    notify_on_behalf_of_relay]
 
+A resident who consented to hear back (``notify`` object in JSON lines, ``notify_*`` columns in
+CSV: producers/tracking/consent.py) gets a consent written to the restricted consent topic,
+acknowledged, before the incident; that needs a Kafka user allowed to write it (the intake's).
 Only ``municipality``, ``category``, ``severity`` and ``occurred_at`` are required.
 Times without an offset are local times of ``timezone`` (Europe/Paris by default), as a
 desk agent writes them. A row without ``id`` gets one derived from the row's text, so
@@ -29,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from veille.producers import metrics
@@ -41,7 +45,12 @@ from veille.producers.sdk import (
     Rejected,
     incident_defaults,
 )
+from veille.producers.tracking.consent import CONSENT_FIELD, ConsentError, consent_of
 from veille.schemas.models import Channel
+
+if TYPE_CHECKING:
+    from veille.notify.consent import ConsentWriter
+    from veille.notify.settings import NotifySettings
 
 Format = Literal["jsonl", "csv"]
 # Namespace of ids derived from a CSV row (uuid5): stable across imports of the same file.
@@ -49,6 +58,7 @@ ROW_ID_NAMESPACE = uuid.UUID("5b0e9c0e-2f5c-4d6c-9a43-6a1f3f8f2a71")
 CSV_COLUMNS = frozenset({
     "id", "municipality", "category", "severity", "lat", "lon", "address", "occurred_at",
     "reported_at", "channel", "description", "reporter_name", "reporter_phone", "reporter_email",
+    "notify_channel", "notify_address", "notify_on_behalf_of_relay",
 })
 CSV_REQUIRED = ("municipality", "category", "severity", "occurred_at")
 
@@ -69,6 +79,7 @@ class ImportReport:
     ok: int = 0  # events acknowledged by the broker
     failures: list[LineFailure] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # acknowledged event ids
+    consents: int = 0  # consents to hear back written (acknowledged)
 
     @property
     def failed_lines(self) -> list[int]:
@@ -127,7 +138,11 @@ def _csv_row(row: Mapping[str, str | None], raw: str, channel: Channel | str,
              tz: ZoneInfo) -> dict[str, Any] | Rejected:
     cells = {k: (v or "").strip() for k, v in row.items() if k is not None}
     data: dict[str, Any] = {k: v for k, v in cells.items()
-                            if v and k not in ("lat", "lon") and not k.startswith("reporter_")}
+                            if v and k not in ("lat", "lon") and not k.startswith(("reporter_", "notify_"))}
+    if cells.get("notify_channel"):
+        data[CONSENT_FIELD] = {"channel": cells["notify_channel"], "address": cells.get("notify_address", ""),
+                               "on_behalf_of_relay": cells.get("notify_on_behalf_of_relay", "").lower()
+                               in ("1", "true", "oui", "yes")}
     lat, lon = cells.get("lat", ""), cells.get("lon", "")
     if lat or lon:
         if not (lat and lon):
@@ -178,7 +193,8 @@ def parse_csv(text: str, channel: Channel | str,
 
 def import_file(path: Path, publisher: Publisher, *, fmt: Format | None = None,
                 channel: Channel | str = Channel.town_hall_desk, timezone: str = "Europe/Paris",
-                flush_timeout: float | None = None) -> ImportReport:
+                flush_timeout: float | None = None, consents: ConsentWriter | None = None,
+                notify: NotifySettings | None = None) -> ImportReport:
     """Publish every valid line of ``path``; the report lists each failed line and why.
 
     A line counts as ok only once the broker acknowledged it; a delivery failure is
@@ -199,6 +215,12 @@ def import_file(path: Path, publisher: Publisher, *, fmt: Format | None = None,
             metrics.REJECTED.labels(item.record_type, item.reason).inc()
             report.failures.extend(LineFailure(number, e.field, e.reason) for e in item.errors)
             continue
+        refused = _consent(item, consents, notify)
+        if refused is not None:
+            report.failures.append(LineFailure(number, *refused))
+            continue
+        if _is_incident(item) and item.pop(CONSENT_FIELD, None) is not None:
+            report.consents += 1
         try:
             publisher.publish(item, on_result=on_result(number))
             sent.add(number)
@@ -216,3 +238,27 @@ def import_file(path: Path, publisher: Publisher, *, fmt: Format | None = None,
         report.failures.append(LineFailure(number, "(delivery)", "not acknowledged before the flush timeout"))
     report.failures.sort(key=lambda f: f.line)
     return report
+
+
+def _consent(item: dict[str, Any], consents: ConsentWriter | None,
+             notify: NotifySettings | None) -> tuple[str, str] | None:
+    """Write a line's consent, acknowledged, before its incident: None, or (field, reason)."""
+    raw = item.get(CONSENT_FIELD)
+    if raw is None or not _is_incident(item):
+        return None
+    if consents is None or notify is None:
+        return CONSENT_FIELD, "this import takes no consent to hear back"
+    from veille.notify.reference import reference
+
+    key = notify.reference_key.get_secret_value()
+    try:
+        consent = consent_of(raw, incident_id=uuid.UUID(str(item.get("id"))),
+                             reference=reference(key, item["id"]),
+                             sms_enabled=bool(notify.sms_url))
+    except ConsentError as exc:
+        return exc.field, exc.reason
+    except ValueError:
+        return "id", "a UUID"
+    if not consents.write(consent):
+        return CONSENT_FIELD, "consent not acknowledged by the broker"
+    return None

@@ -12,6 +12,7 @@
     /relais/...          the relays' form (producers/relay/, when serve() has a territory)
     /reponse/...         the response page of the delivery e-mails (producers/response/)
     /agence/...          the agencies' desk (producers/desk/, when serve() has a territory)
+    /suivi/...           the residents' tracking page and unsubscribe links (producers/tracking/)
 
 Who may publish what, quotas, body limits and delivery to Kafka are the gate's
 (``producers/gate.py``), which every front-end imports; this module only words the JSON
@@ -21,7 +22,11 @@ API's answers. A request carries its API key as ``Authorization: Bearer <token>`
 202 ``{"id", "topic", "partition", "offset", "filled"}`` only after the broker acknowledged
 the event (acks=all), so a 202 means "the hub has it"; ``filled`` holds every field the
 intake filled in (id, reported_at, channel), and a retry of the same id within the window
-gets the same values, so its bytes are identical and the router drops it as a re-send.
+gets the same values, so its bytes are identical and the router drops it as a re-send. An
+incident's answer also carries its ``reference`` and ``tracking_url`` (the public page,
+``/suivi/<reference>``); with ``"notify": {"channel", "address"}`` (producers/tracking/consent.py)
+the consent to hear back is written to the restricted consent topic, acknowledged, *before* the
+incident is published (the notifier relies on that order), never into the incident itself.
 401 no key, 403 a bad key or an event the key may not publish, 429 over quota, 422 lists
 each invalid field, 400 unreadable JSON, 408 a body that arrives too slowly, 413 an
 oversized body, 503 a broker that did not acknowledge in time: the client retries with the
@@ -30,8 +35,10 @@ oversized body, 503 a broker that did not acknowledge in time: the client retrie
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -39,9 +46,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from veille.config import Settings
+from veille.notify.consent import ConsentWriter
+from veille.notify.reference import reference
+from veille.notify.settings import NotifySettings
 from veille.photos.intake import install as install_photos
 from veille.photos.settings import PhotoSettings
-from veille.producers import desk, metrics, open311, photo_upload, relay, response
+from veille.producers import desk, metrics, open311, open311_updates, photo_upload, relay, response, tracking
 from veille.producers.access_log import AccessLogger
 from veille.producers.cap_xml import publish_cap
 from veille.producers.gate import (
@@ -59,6 +69,7 @@ from veille.producers.gate import (
 )
 from veille.producers.open311_requests import RequestBook
 from veille.producers.sdk import RECORD_FIELD, Publisher, Rejected
+from veille.producers.tracking.consent import CONSENT_FIELD, ConsentError, consent_of
 from veille.runtime import tune_gc
 from veille.schemas.models import Channel
 from veille.schemas.registry import RegistryUnavailable
@@ -129,12 +140,24 @@ async def _publish(request: web.Request, record_type: str) -> web.Response:
     refused = authorise(key, record_type, data, config.anonymous_municipalities)
     if refused is not None:
         return refused
+    consent_raw = data.pop(CONSENT_FIELD, None) if record_type == "Incident" else None
     filled = state.fill(record_type, data, request.query.get("channel", Channel.app.value)) \
         if record_type != "Alert" else {}
     if record_type == "Incident":
         unknown = await photo_upload.check_references(request.app, data)
         if unknown is not None:
             return _errors(unknown.status, [{"field": unknown.code, "reason": unknown.reason}])
+    hearing: dict[str, str] = {}
+    if record_type == "Incident" and tracking.NOTIFY_KEY in request.app:
+        notify = request.app[tracking.NOTIFY_KEY]
+        ref = tracking.reference_of(notify, str(data["id"]))
+        hearing = {"reference": ref, "tracking_url": notify.tracking_url(ref)}
+        if consent_raw is not None:
+            refused = await _take_consent(request, data, consent_raw, ref)
+            if refused is not None:
+                return refused
+    elif consent_raw is not None:
+        return _errors(422, [{"field": CONSENT_FIELD, "reason": "this intake takes no consent to hear back"}])
     try:
         queued, report = await deliver(request.app, data, record_type)
     except Rejected as exc:
@@ -151,7 +174,26 @@ async def _publish(request: web.Request, record_type: str) -> web.Response:
                                   "errors": [{"field": RECORD_FIELD, "reason": reason}]},
                                  status=503, headers={"Retry-After": "5"})
     return web.json_response({"id": queued.event_id, "topic": queued.topic, "filled": filled,
-                              "partition": report.partition, "offset": report.offset}, status=202)
+                              "partition": report.partition, "offset": report.offset, **hearing}, status=202)
+
+
+async def _take_consent(request: web.Request, data: dict[str, Any], raw: Any,
+                        ref: str) -> web.Response | None:
+    """Write the consent (acknowledged) before the incident; None when done, else the answer."""
+    notify = request.app[tracking.NOTIFY_KEY]
+    try:
+        consent = consent_of(raw, incident_id=uuid.UUID(str(data["id"])), reference=ref,
+                             sms_enabled=bool(notify.sms_url))
+    except ConsentError as exc:
+        metrics.REJECTED.labels("Incident", "consent").inc()
+        return _errors(422, [{"field": exc.field, "reason": exc.reason}])
+    except ValueError:
+        return _errors(422, [{"field": "id", "reason": "a UUID"}])
+    if not await request.app[tracking.CONSENTS_KEY].write_async(consent):
+        return web.json_response({"id": data["id"], "errors": [{"field": CONSENT_FIELD, "reason":
+                                  "consent not acknowledged by the broker; retry"}]},
+                                 status=503, headers={"Retry-After": "5"})
+    return None
 
 
 async def _photo(request: web.Request) -> web.Response:
@@ -191,11 +233,17 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
     landing = None
     install_photos(app, PhotoSettings(), settings.state_dir)  # before the front-ends that take photos
     if territory is not None:
-        open311.register(app, territory, RequestBook(settings))
+        notify = NotifySettings()
+        references = functools.partial(reference, notify.reference_key.get_secret_value())
+        book = RequestBook(settings, reference=references)
+        open311.register(app, territory, book)
+        open311_updates.register(app)  # mySociety's servicerequestupdates
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/
         desk_app = desk.register(app, territory, settings,  # the agencies' desk, /agence/
                                  extra_routes=oidc_routes(settings, territory))  # and its sign-on
         landing = desk.landing(desk_app, settings)
+        # the residents' tracking page and unsubscribe links, /suivi/; consents to hear back
+        tracking.register(app, book, ConsentWriter(settings, "veille-intake-consents"), notify, territory)
     # The e-mails' response page, /reponse/ (its links land on the desk for a logged-in body).
     response.register(app, settings, territory=territory, landing=landing)
     tune_gc()

@@ -22,7 +22,11 @@ person and serve no purpose of the hub: they are dropped. ``media_url`` becomes 
 attachment; ``media``, a file uploaded in a multipart/form-data request (mySociety's and
 Open311's photo upload), becomes a photo of the incident, checked, stripped and kept by
 veille.photos (400 ``media: <code>: <reason>`` when refused, 413 too large);
-``attribute[severity]`` the severity (default moderate). The answer
+``attribute[severity]`` the severity (default moderate). With
+``attribute[veille_notify]=email`` (or ``sms``), the resident consents to hear back at the
+request's ``email`` (or ``phone``): the consent goes to the restricted consent topic before the
+incident (producers/tracking/consent.py), and the answer's ``service_notice`` gives the
+reference and the tracking page. The answer
 ``[{"service_request_id", "service_notice"}]`` comes only once the broker acknowledged;
 errors are ``[{"code", "description"}]`` (400 invalid, 403 key, 404 unknown service or
 jurisdiction, 429 quota, 503 broker did not acknowledge: retry).
@@ -46,7 +50,7 @@ from aiohttp import web
 
 from veille.photos.intake import PHOTOS_KEY
 from veille.photos.sanitise import PhotoRefused
-from veille.producers import metrics
+from veille.producers import metrics, tracking
 from veille.producers.gate import CONFIG_KEY, Refusal, admit, deliver, read_body
 from veille.producers.intake_keys import IntakeKey
 from veille.producers.open311_catalog import (
@@ -64,6 +68,7 @@ from veille.producers.open311_catalog import (
 from veille.producers.open311_requests import RequestBook, ServiceRequest
 from veille.producers.photo_upload import FormTooLarge, check_references, read_form
 from veille.producers.sdk import Rejected
+from veille.producers.tracking.consent import ConsentError, consent_of
 from veille.schemas.models import Channel, IncidentCategory
 from veille.schemas.registry import RegistryUnavailable
 from veille.territory import Territory
@@ -268,6 +273,16 @@ async def _post_request(request: web.Request) -> web.Response:
         unknown = await check_references(request.app, data)
         if unknown is not None:
             return error(fmt, 400, f"media: {unknown.reason}")
+    notice = SERVICE_NOTICE
+    if tracking.NOTIFY_KEY in request.app:
+        notify = request.app[tracking.NOTIFY_KEY]
+        ref = tracking.reference_of(notify, data["id"])
+        notice = f"{SERVICE_NOTICE} Référence de suivi : {ref} ({notify.tracking_url(ref)})."
+        refused = await _take_consent(request, fmt, params, data, ref)
+        if refused is not None:
+            return refused
+    elif params.get("attribute[veille_notify]"):
+        return error(fmt, 400, "attribute[veille_notify]: this hub takes no consent to hear back")
     try:
         queued, report = await deliver(request.app, data, "Incident")
     except Rejected as exc:
@@ -285,7 +300,30 @@ async def _post_request(request: web.Request) -> web.Response:
         request.app[BOOK_KEY].submitted(queued.event_id, category.value, municipality,
                                         data["reported_at"], data["location"])
     return render(fmt, "service_requests", [{"service_request_id": queued.event_id,
-                                             "service_notice": SERVICE_NOTICE, "account_id": None}], 201)
+                                             "service_notice": notice, "account_id": None}], 201)
+
+
+async def _take_consent(request: web.Request, fmt: str, params: dict[str, str], data: dict[str, Any],
+                        ref: str) -> web.Response | None:
+    """``attribute[veille_notify]``: the consent, written before the incident (None: done or none)."""
+    channel = params.get("attribute[veille_notify]", "").strip()
+    if not channel:
+        return None
+    notify = request.app[tracking.NOTIFY_KEY]
+    address = params.get("phone" if channel == "sms" else "email", "")
+    try:
+        consent = consent_of({"channel": channel, "address": address}, incident_id=uuid.UUID(data["id"]),
+                             reference=ref, sms_enabled=bool(notify.sms_url))
+    except ConsentError as exc:
+        metrics.REJECTED.labels("Incident", "consent").inc()
+        name = {"notify.channel": "attribute[veille_notify]",
+                "notify.address": "phone" if channel == "sms" else "email"}.get(exc.field, exc.field)
+        return error(fmt, 400, f"{name}: {exc.reason}")
+    if not await request.app[tracking.CONSENTS_KEY].write_async(consent):
+        response = error(fmt, 503, "consent not acknowledged by the broker; retry")
+        response.headers["Retry-After"] = "5"
+        return response
+    return None
 
 
 # --------------------------------------------------------------------------- GET requests

@@ -145,7 +145,7 @@ def definition(territory: Territory, category: IncidentCategory) -> dict[str, An
 # --------------------------------------------------------------------------- rendering
 
 _ITEM = {"services": "service", "service_requests": "request", "errors": "error", "attributes": "attribute",
-         "values": "value"}
+         "values": "value", "service_request_updates": "request_update"}
 
 
 def _text(value: Any) -> str:

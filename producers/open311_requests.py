@@ -12,12 +12,18 @@ once it checked the dispatch id) moves it on. Why not query the store, or a comp
 * a compacted per-incident topic would keep only the latest record of a key and lose the
   creation record (category, municipality, requested time) behind the status updates.
 
-What is kept per request: id, category, municipality, requested time, point, latest status
-(by the update's time, so a late re-delivery never moves it back), its time and agency,
-and the first dispatch target. Memory is bounded (oldest requests evicted first); the
-topic's retention (30 days) bounds what a restarted intake can show. The intake also
-records the requests it has just accepted (:meth:`RequestBook.submitted`) so the app that
-reported one can read it back before the router's record arrives.
+What is kept per request: id, category, municipality, requested time, point, its status,
+its time and agency, the first dispatch target, and the history of its overall state. The
+status is the incident's *overall* state (``veille.notify.changes``: three bodies acknowledging
+are one acknowledgement, resolved once every body acting resolved it, a re-routing), the same
+the notifier tells residents of, so Open311, the tracking page (``/suivi/``) and the messages
+agree; each body's latest status counts by the update's time, so a late re-delivery never moves
+it back. With a reference function (``VEILLE_NOTIFY_REFERENCE_KEY``), requests are also found by
+the reference given to residents (:meth:`RequestBook.by_reference`). Memory is bounded
+(oldest requests evicted first); the topic's retention (30 days) bounds what a restarted
+intake can show. The intake also records the requests it has just accepted
+(:meth:`RequestBook.submitted`) so the app that reported one can read it back before the
+router's record arrives.
 """
 
 from __future__ import annotations
@@ -26,21 +32,38 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from veille.config import Settings
 from veille.consumer import Assignment, LastStep, Offsets, ProcessingStep, StreamRunner
 from veille.kafka import Message
+from veille.notify import changes
+from veille.notify.changes import Phase, State, Track
 from veille.schemas import codec
 from veille.schemas.models import IncidentStatus, RoutedIncident, StatusUpdate
 from veille.schemas.registry import resolver_from_settings
 from veille.topics import ROUTED_TYPES, Topics
 
 log = logging.getLogger(__name__)
-CAPACITY = 500_000  # about 200 bytes each: 100 MB at most
+CAPACITY = 500_000  # about 600 bytes each with their track: 300 MB at most
+# The overall state as an Open311 status (a refusal awaiting its re-routing is still open).
+PHASE_STATUS = {Phase.transmitted: IncidentStatus.received, Phase.acknowledged: IncidentStatus.acknowledged,
+                Phase.on_site: IncidentStatus.on_site, Phase.resolved: IncidentStatus.resolved,
+                Phase.closed: IncidentStatus.rejected, Phase.duplicate: IncidentStatus.rejected,
+                Phase.awaiting_reroute: IncidentStatus.received}
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """One step of a request's history: ``received``, ``transmitted``, or a
+    :class:`~veille.notify.changes.Change` value; ``reason`` of a refusal (a symbol, never text)."""
+
+    at: datetime
+    kind: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,16 +78,23 @@ class ServiceRequest:
     lat: float | None = None
     lon: float | None = None
     routed: bool = False  # False: known only from this intake's own acceptance
+    reference: str | None = None
+    history: tuple[Milestone, ...] = ()
+    track: Track = field(default_factory=Track, compare=False, repr=False)
+    told: State | None = None
 
 
 class RequestBook:
     """Requests by id; ``apply`` is the single writer (the consumer thread, or tests)."""
 
-    def __init__(self, settings: Settings | None = None, *, capacity: int = CAPACITY) -> None:
+    def __init__(self, settings: Settings | None = None, *, capacity: int = CAPACITY,
+                 reference: Callable[[str], str] | None = None) -> None:
         self.settings = settings
         self.capacity = capacity
+        self.reference = reference
         self._lock = threading.Lock()
         self._requests: OrderedDict[str, ServiceRequest] = OrderedDict()
+        self._by_reference: dict[str, str] = {}
         self._thread: threading.Thread | None = None
         self._runner: StreamRunner | None = None
         self.caught_up = threading.Event()  # set once the backlog present at start was read
@@ -75,6 +105,21 @@ class RequestBook:
     def get(self, request_id: str) -> ServiceRequest | None:
         with self._lock:
             return self._requests.get(request_id)
+
+    def by_reference(self, reference: str) -> ServiceRequest | None:
+        with self._lock:
+            request_id = self._by_reference.get(reference)
+            return self._requests.get(request_id) if request_id is not None else None
+
+    def updates(self, *, municipalities: Collection[str], start: datetime, end: datetime,
+                limit: int) -> list[tuple[ServiceRequest, int, Milestone]]:
+        """Every step of a history within [start, end], oldest first: (request, its index, step)."""
+        with self._lock:
+            rows = list(self._requests.values())
+        out = [(r, n, m) for r in rows if r.municipality in municipalities
+               for n, m in enumerate(r.history) if start <= m.at <= end]
+        out.sort(key=lambda row: row[2].at)
+        return out[:limit]
 
     def query(self, *, municipalities: Collection[str], categories: Collection[str] | None,
               start: datetime, end: datetime, closed: bool | None,
@@ -94,9 +139,15 @@ class RequestBook:
     # ------------------------------------------------------------------ writing
 
     def _put(self, request: ServiceRequest) -> None:
+        if request.reference is None and self.reference is not None:
+            request = replace(request, reference=self.reference(request.id))
         self._requests[request.id] = request
+        if request.reference is not None:
+            self._by_reference[request.reference] = request.id
         if len(self._requests) > self.capacity:
-            self._requests.popitem(last=False)
+            _, evicted = self._requests.popitem(last=False)
+            if evicted.reference is not None:
+                self._by_reference.pop(evicted.reference, None)
 
     def submitted(self, request_id: str, category: str, municipality: str, at: datetime,
                   location: Mapping[str, float] | None) -> None:
@@ -104,30 +155,56 @@ class RequestBook:
             if request_id not in self._requests:
                 self._put(ServiceRequest(request_id, category, municipality, at, IncidentStatus.received, at,
                                          None, location["lat"] if location else None,
-                                         location["lon"] if location else None))
+                                         location["lon"] if location else None,
+                                         history=(Milestone(at, "received"),)))
 
     def apply(self, record: RoutedIncident | StatusUpdate) -> None:
         with self._lock:
             if isinstance(record, RoutedIncident):
                 key = str(record.id)
                 known = self._requests.get(key)
-                first = record.dispatches[0].agency_id if record.dispatches else None
-                if known is not None and known.routed:
+                fresh = known is None or not known.routed
+                if known is None or not known.routed:
+                    first = record.dispatches[0].agency_id if record.dispatches else None
+                    history = known.history if known else (Milestone(record.reported_at, "received"),)
+                    known = ServiceRequest(
+                        key, record.category.value, record.municipality, record.reported_at,
+                        IncidentStatus.received, record.routed_at, first,
+                        record.location.lat if record.location else None,
+                        record.location.lon if record.location else None, routed=True,
+                        history=(*history, Milestone(record.routed_at, "transmitted")))
+                generation = known.track.generation
+                changes.apply_routed(known.track, record)
+                if known.track.generation == generation and not fresh:
                     return  # a re-delivery: the lifecycle already moved on
-                status, updated = (known.status, known.updated) if known else \
-                    (IncidentStatus.received, record.routed_at)
-                self._put(ServiceRequest(
-                    key, record.category.value, record.municipality, record.reported_at, status,
-                    max(updated, record.routed_at), first,
-                    record.location.lat if record.location else None,
-                    record.location.lon if record.location else None, routed=True))
+                self._put(self._moved(known, record.routed_at, None, None))
             else:
                 key = str(record.incident_id)
                 known = self._requests.get(key)
-                if known is None or (record.at < known.updated and known.status != IncidentStatus.received):
-                    return  # unknown incident (before the retention window), or an older update
-                self._requests[key] = replace(known, status=record.status, updated=record.at,
-                                              agency_id=record.agency_id)
+                if known is None or not known.routed:
+                    return  # unknown incident (before the retention window)
+                before = dict(known.track.bodies)
+                changes.apply_status(known.track, record)
+                if known.track.bodies == before:
+                    return  # an older update, or a re-delivery
+                reason = record.reason.value if record.reason is not None else None
+                self._requests[key] = self._moved(known, record.at, record.agency_id, reason)
+
+    @staticmethod
+    def _moved(known: ServiceRequest, at: datetime, agency_id: str | None,
+               reason: str | None) -> ServiceRequest:
+        """The request once its track took a record: status, time and history of the overall state."""
+        now = changes.overall(known.track)
+        told = changes.change(known.told, now)
+        history = known.history + ((Milestone(at, told.value, reason),) if told is not None else ())
+        status = PHASE_STATUS[now.phase]
+        if now.phase is Phase.transmitted and any(b.status == IncidentStatus.dispatched.value
+                                                  for b in known.track.bodies.values()):
+            status = IncidentStatus.dispatched  # a body passed it on to its own service
+        moved = status != known.status or told is not None
+        return replace(known, status=status, updated=max(known.updated, at) if moved else known.updated,
+                       agency_id=agency_id or known.agency_id, history=history,
+                       told=changes.told_after(known.told, now, told))
 
     def apply_bytes(self, value: bytes | None, resolver: Any = None) -> None:
         try:

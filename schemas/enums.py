@@ -106,6 +106,11 @@ class DeliveryMethod(StrEnum):
     open311 = "open311"
 
 
+class NotificationChannel(StrEnum):
+    email = "email"
+    sms = "sms"
+
+
 class DeliveryOutcome(StrEnum):
     delivered = "delivered"
     retry = "retry"

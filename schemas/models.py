@@ -44,6 +44,7 @@ from veille.schemas.enums import (
     EventType,
     IncidentCategory,
     IncidentStatus,
+    NotificationChannel,
     RejectionReason,
     ServiceKind,
     Severity,
@@ -373,15 +374,35 @@ class Redispatch(Record):
     routed_at: Timestamp
 
 
+class NotificationConsent(Record):
+    """SENSITIVE (the address): only on <prefix>.notify.consent, never logged (see veille.notify)."""
+
+    avro_name: ClassVar[str] = "NotificationConsent"
+    incident_id: UUID
+    reference: str = Field(min_length=8, max_length=40)
+    channel: NotificationChannel
+    address: str = Field(min_length=3, max_length=254)
+    on_behalf_of_relay: bool = False
+    language: str = Field(default="fr", pattern=r"^[a-z]{2}$")
+    consented_at: Timestamp
+
+    def __repr__(self) -> str:  # keeps the address out of logs and tracebacks
+        return (f"NotificationConsent(incident_id={self.incident_id}, channel={self.channel.value}, "
+                "<redacted>)")
+
+    __str__ = __repr__
+
+
 MODELS: dict[str, type[Record]] = {
     m.avro_name: m
     for m in (Incident, Alert, StatusUpdate, DeadLetter, Dispatch, RoutedIncident, RoutedAlert,
-              DeliveryReceipt, Redispatch)
+              DeliveryReceipt, Redispatch, NotificationConsent)
 }
 # The enums live in schemas/enums.py; imported from here as well.
 __all__ = ["MODELS", "Record", *[n for n in MODELS],
            "CLIMATE_CATEGORIES", "CapCategory", "CapCertainty", "CapMsgType", "CapScope",
            "CapSeverity", "CapStatus", "CapUrgency", "Channel", "DeliveryMethod",
-           "DeliveryOutcome", "EventType", "IncidentCategory", "IncidentStatus", "RejectionReason",
+           "DeliveryOutcome", "EventType", "IncidentCategory", "IncidentStatus", "NotificationChannel",
+           "RejectionReason",
            "ServiceKind",
            "Severity"]

@@ -1,11 +1,13 @@
 """The router as a faust-streaming app: its topics and its one agent.
 
-Guarantee (dispatches and routing records): at-least-once. Events are taken in
-batches with ``noack_take``; ``BatchHandler`` (``streams/batch.py``) sends the outputs of a
-batch and *awaits* them (Kafka acknowledged them, acks=all) before any event of the batch
-is acked, so faust can only commit offsets of events whose outputs are durable. A crash in
-between re-delivers the batch: dispatch ids are deterministic (keyed hash of event, agency,
-service) for agencies to deduplicate on, and the store deduplicates incidents by id.
+Guarantee (dispatches and routing records): at-least-once. Each stream event is a batch
+of fetched records (streams/batch_transport.py; ``router_record_batches=false``: one event
+per record, taken in batches with ``noack_take``); ``BatchHandler`` (``streams/batch.py``)
+sends the outputs of a batch and *awaits* them (Kafka acknowledged them, acks=all) before
+any event of the batch is acked, so faust can only commit offsets of events whose outputs
+are durable. A crash in between re-delivers the batch: dispatch ids are deterministic
+(keyed hash of event, agency, service) for agencies to deduplicate on, and the store
+deduplicates incidents by id.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from veille.config import Settings
 from veille.kafka import Message
 from veille.schemas.catalog import catalog
 from veille.schemas.registry import output_resolver, resolver_from_settings
-from veille.streams import metrics
-from veille.streams.agent import RouteLoop
+from veille.streams import batch_transport, metrics, transport
+from veille.streams.agent import RouteLoop, record_batches
 from veille.streams.attempts import AttemptLog
 from veille.streams.batch import BatchFailed, BatchHandler
 from veille.streams.dedup import DedupWindow
@@ -31,7 +33,6 @@ from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
 from veille.streams.quarantine import SourceGuard
 from veille.streams.router import Router
-from veille.streams.transport import broker_url
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -46,7 +47,8 @@ def create_app(settings: Settings) -> faust.App:
     territory = load_territory(settings.territory_dir)
     app = faust.App(
         f"{settings.topic_prefix}-router",
-        broker=broker_url(settings.kafka_bootstrap()),
+        broker=(batch_transport if settings.router_record_batches else transport).broker_url(
+            settings.kafka_bootstrap()),
         broker_credentials=_credentials(settings),
         datadir=str(settings.state_dir / "router"),
         store="memory://",
@@ -58,6 +60,10 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,  # /metrics is served by prometheus-client (see cli)
         broker_commit_interval=1.0,
+        # Events queued for the agent: with record batches each holds up to 500 records, so
+        # faust's default (4096 events) would let a backlog fill memory with 2M records.
+        **({"stream_buffer_maxsize": batch_transport.STREAM_BUFFER_BATCHES}
+           if settings.router_record_batches else {}),
         # Static membership + a short session: see streams/membership.py.
         **faust_consumer_settings(settings),
     )
@@ -107,6 +113,10 @@ def create_app(settings: Settings) -> faust.App:
                 await stream.ack(event)
 
         loop = RouteLoop(handler, ack, stop)
+        if settings.router_record_batches:
+            async for events, messages in record_batches(stream, BATCH_MAX, BATCH_WITHIN):
+                await loop.take(events, messages)
+            return
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN):
             m = [e.message for e in events]
             await loop.take(events, [Message(x.topic, x.partition, x.offset, x.key, x.value) for x in m])

@@ -19,7 +19,8 @@ node. On KRaft every broker forwards ``CreateTopics`` to the active controller (
 this transport sends it to the first node that answers.
 
 Used as the ``veille://`` broker scheme (entry point ``faust.transports`` in pyproject.toml) by
-the router and by the bare agent it is measured against.
+the router with ``router_record_batches=false`` and by the bare agent it is measured against;
+the router's default, ``veille-batch://`` (streams/batch_transport.py), builds on it.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "veille.sinks.cli",
     "veille.deliver.cli",
     "veille.photos.cli",
+    "veille.notify.cli",
     "veille.security_cli",
 ]
 

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # Static group membership (group.instance.id): a restarted router takes its predecessor's
     # place at once. "" = <topic prefix>-router-<host name>-<hash of the state dir>.
     router_instance_id: str = ""
+    # The router's agent takes one stream event per fetched record batch (streams/
+    # batch_transport.py) rather than one per record; false: faust's event per record.
+    router_record_batches: bool = True
 
     # Schema registry (Confluent API). Empty: no registry, single-object encoding only and
     # Confluent-framed messages are refused (unsupported_framing). Set, every consumer also

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,18 +132,29 @@ def new_producer(config: Mapping[str, Any]) -> Producer:
 DeliveryCallback = Callable[[KafkaError | None, KafkaMessage], None]
 
 
-def produce(producer: Producer, topic: str, key: bytes | None, value: bytes,
-            on_delivery: DeliveryCallback) -> None:
-    """Queue one message, serving delivery reports while the local queue is full.
+def produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None,
+            on_delivery: DeliveryCallback, partition: int | None = None) -> None:
+    """Queue one message (``value`` None: a tombstone; ``partition`` None: the partitioner's),
+    serving delivery reports while the local queue is full.
 
     Raises ``KafkaException`` when librdkafka refuses the message outright (too large...).
     """
     while True:
         try:
-            producer.produce(topic, value, key, on_delivery=on_delivery)
+            if partition is None:
+                producer.produce(topic, value, key, on_delivery=on_delivery)
+            else:
+                producer.produce(topic, value, key, partition, on_delivery=on_delivery)
             return
         except BufferError:
             producer.poll(_QUEUE_FULL_WAIT)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition every hub producer (librdkafka's default ``consistent_random``
+    partitioner: CRC-32 of the key) gives a non-empty key. Co-partitioned topics (the routed
+    topic and the notifier's changelog) rely on it; tests check it against the broker."""
+    return zlib.crc32(key) % partitions
 
 
 def is_permanent(err: KafkaError) -> bool:
@@ -244,7 +256,18 @@ class CommittedLag:
 
 
 __all__ = [
-    "PERMANENT_ERRORS", "CommittedLag", "Confirmation", "Lag", "Message", "Output", "committed_lag",
-    "consumer_config", "is_permanent", "new_producer", "produce", "produce_and_confirm",
+    "PERMANENT_ERRORS",
+    "CommittedLag",
+    "Confirmation",
+    "Lag",
+    "Message",
+    "Output",
+    "committed_lag",
+    "consumer_config",
+    "is_permanent",
+    "new_producer",
+    "partition_for",
+    "produce",
+    "produce_and_confirm",
     "producer_config",
 ]

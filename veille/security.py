@@ -52,7 +52,7 @@ from veille.quotas import QuotaError, apply_quotas
 from veille.statedir import write_private
 from veille.topics import Topics
 
-COMPONENTS = ("router", "sink", "intake", "simulator", "deliver")
+COMPONENTS = ("router", "sink", "intake", "simulator", "deliver", "notify")
 CREDENTIALS_FILE = "credentials.json"
 SCRAM_ITERATIONS = 8192
 
@@ -176,6 +176,14 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     # personal-data rules give each body, shown to that body's accounts only) and the receipts.
     topic("intake", f"{prefix}.dispatch.", "READ", "DESCRIBE", prefixed=True)
     topic("intake", t.delivery, "READ", "DESCRIBE")
+    # Consents to hear back hold contacts: the intake writes them (and the withdrawals of its
+    # unsubscribe links), the notifier alone reads them and writes the tombstones of retention.
+    topic("intake", t.notify_consent, "WRITE", "DESCRIBE")
+    topic("notify", t.notify_consent, "READ", "WRITE", "DESCRIBE")
+    topic("notify", t.routed, "READ", "DESCRIBE")
+    # Its state changelog (ids, statuses, times; no contact): written and restored by it alone.
+    topic("notify", t.notify_tracks, "READ", "WRITE", "DESCRIBE")
+    group("notify", f"{prefix}.notify")
     return sorted(out)
 
 

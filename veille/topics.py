@@ -8,6 +8,10 @@ Layout (prefix ``veille`` by default):
   <prefix>.routed              routing records, the single input of the store sink
   <prefix>.deadletter          messages a component could not process, with the reason
   <prefix>.deadletter.restricted  dead letters that may hold personal data (intake payloads)
+  <prefix>.notify.consent      RESTRICTED, compacted: residents' consents to hear back (keyed by
+                               incident id; a tombstone withdraws one), the notifier's alone
+  <prefix>.notify.tracks       compacted changelog of the notifier's state (what each incident's
+                               resident was told; no contact), co-partitioned with .routed
 
 The layout is a function of the municipalities and agencies it is given (:func:`topic_specs`):
 which ones a deployment has is the territory's to say, one layer up
@@ -53,6 +57,10 @@ DISPATCH_TYPES = ("Dispatch",)
 ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate", "Redispatch")
 DEAD_LETTER_TYPES = ("DeadLetter",)
 DELIVERY_TYPES = ("DeliveryReceipt",)
+CONSENT_TYPES = ("NotificationConsent",)
+# A tombstone of the consent topic stays readable this long before compaction drops it: a
+# notifier stopped for less still reads the withdrawal (veille/notify, docs/notify.md).
+CONSENT_DELETE_RETENTION_MS = 7 * DAY_MS
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,16 @@ class Topics:
         return f"{self.prefix}.delivery"
 
     @property
+    def notify_consent(self) -> str:
+        """Consents to hear back (``veille notify run``): restricted, compacted, keyed by incident id."""
+        return f"{self.prefix}.notify.consent"
+
+    @property
+    def notify_tracks(self) -> str:
+        """The notifier's state changelog: keyed and partitioned as ``routed`` (veille/notify/tracks.py)."""
+        return f"{self.prefix}.notify.tracks"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.deadletter"
 
@@ -117,7 +135,8 @@ class Topics:
             return DISPATCH_TYPES
         return {self.alerts: ALERT_TYPES, self.status: STATUS_TYPES, self.routed: ROUTED_TYPES,
                 self.delivery: DELIVERY_TYPES, self.dead_letter: DEAD_LETTER_TYPES,
-                self.dead_letter_restricted: DEAD_LETTER_TYPES}.get(topic, ())
+                self.dead_letter_restricted: DEAD_LETTER_TYPES,
+                self.notify_consent: CONSENT_TYPES}.get(topic, ())
 
     def subject(self, topic: str, record_full_name: str) -> str:
         """Schema registry subject of a record on a topic.
@@ -154,6 +173,17 @@ def topic_specs(
     specs += [spec(names.alerts, source), spec(names.status, source), spec(names.routed, base)]
     specs += [spec(names.dispatch(a), base) for a in sorted(agencies)]
     specs += [spec(names.delivery, base)]
+    # Consents: only the latest record of each incident is kept (compaction, no time-based
+    # deletion: a contact leaves by the tombstone the notifier writes after the incident closed).
+    specs += [spec(names.notify_consent, {
+        "min.insync.replicas": str(settings.min_insync_replicas), "cleanup.policy": "compact",
+        "delete.retention.ms": str(CONSENT_DELETE_RETENTION_MS), "min.cleanable.dirty.ratio": "0.1",
+        "segment.ms": str(DAY_MS)})]
+    # The notifier's changelog: the latest entry of each incident; as many partitions as the
+    # routed topic (settings.partitions for both), whose partition p's state it holds in p.
+    specs += [spec(names.notify_tracks, {
+        "min.insync.replicas": str(settings.min_insync_replicas), "cleanup.policy": "compact",
+        "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)})]
     # Dead letters are rare: one partition keeps them in arrival order for operators.
     specs += [spec(names.dead_letter, dlq, 1), spec(names.dead_letter_restricted, dlq, 1)]
     return specs

@@ -149,6 +149,11 @@ class ReportForm(RelayForm):
     consent = BooleanField(text("consent"))
     # Read apart from the other fields (producers/relay/upload.py), kept by veille.photos.
     photo = FileField(text("photo"))
+    # Hearing back (producers/tracking/consent.py): the resident, or the relay to call them back.
+    notify = SelectField(text("notify"), default="", choices=[
+        SelectChoice(v, text(f"notify.{v or 'none'}"))
+        for v in ("", "resident_email", "resident_sms", "relay_email", "relay_sms")])
+    notify_address = StringField(text("notify_address"), [Optional(), Length(max=254)])
 
     def setup(self, municipalities: Mapping[str, str]) -> ReportForm:
         self.severity.choices = [SelectChoice(s.value, text(f"severity.{s.value}")) for s in Severity]
@@ -158,6 +163,27 @@ class ReportForm(RelayForm):
     def validate_consent(self, field: Any) -> None:
         if self.has_contact() and not field.data:
             raise ValidationError(text("error.consent"))
+
+    def validate_notify(self, field: Any) -> None:
+        choice = field.data or ""
+        if choice.startswith("resident_"):
+            source = self.contact_email if choice == "resident_email" else self.contact_phone
+            if not (source.data or "").strip() or not self.consent.data:
+                raise ValidationError(text(f"error.notify_{choice}"))
+        elif choice.startswith("relay_") and not (self.notify_address.data or "").strip():
+            raise ValidationError(text("error.notify_address"))
+
+    def notify_request(self) -> dict[str, Any] | None:
+        """The consent object of the JSON API (``notify``), or None when nobody is to be told."""
+        choice = self.notify.data or ""
+        if not choice:
+            return None
+        who, channel = choice.split("_", 1)
+        if who == "resident":
+            address = self.contact_email.data if channel == "email" else self.contact_phone.data
+        else:
+            address = self.notify_address.data
+        return {"channel": channel, "address": (address or "").strip(), "on_behalf_of_relay": who == "relay"}
 
     def has_contact(self) -> bool:
         fields = (self.contact_name, self.contact_phone, self.contact_email)

@@ -30,7 +30,7 @@ from shapely.geometry import mapping
 
 from veille.photos.intake import PHOTOS_KEY
 from veille.photos.sanitise import PhotoRefused
-from veille.producers import metrics
+from veille.producers import metrics, tracking
 from veille.producers.gate import STATE_KEY, Quota, TokenBuckets, deliver
 from veille.producers.open311_catalog import CLOSED
 from veille.producers.open311_requests import RequestBook, ServiceRequest
@@ -48,6 +48,7 @@ from veille.producers.relay.forms import (
 )
 from veille.producers.relay.pages import render
 from veille.producers.sdk import Rejected
+from veille.producers.tracking.consent import ConsentError, consent_of
 from veille.schemas.registry import RegistryUnavailable
 from veille.territory import Territory
 
@@ -153,9 +154,10 @@ def _new_form(request: web.Request, session: Session, account: RelayAccount, dat
 
 
 def _page(request: web.Request, account: RelayAccount, form: ReportForm, *, status: int = 200,
-          errors: dict[str, str] | None = None, sent: str | None = None) -> web.Response:
+          errors: dict[str, str] | None = None, sent: str | None = None,
+          tracking: dict[str, str] | None = None) -> web.Response:
     return render(request, "form.html", status=status, form=form, account=account, errors=errors or {},
-                  active="form",
+                  active="form", tracking=tracking,
                   sent=sent, towns=_towns(request, account), keywords=category_keywords(),
                   groups=category_choices(), kind=text(f"kind.{account.kind}"), timezone=LOCAL_TZ.key,
                   photo_max_bytes=_photo_max_bytes(request))
@@ -235,6 +237,9 @@ async def send_report(request: web.Request) -> web.Response:
     refused = await check_references(main, data)  # the photo's reference, before publishing
     if refused is not None:
         return _answer(request, account, form, 422, {"photo": refused.reason})
+    tracking_info, refused = await _hearing_back(request, account, form, data)
+    if refused is not None:
+        return refused
     try:
         queued, report = await deliver(main, data, "Incident")
     except Rejected as exc:
@@ -250,9 +255,34 @@ async def send_report(request: web.Request) -> web.Response:
                        datetime.fromisoformat(data["reported_at"]), data["location"])
     ref = reference(queued.event_id)
     if _wants_json(request):
+        extra = {f"tracking_{k}": v for k, v in (tracking_info or {}).items()}
         return web.json_response({"id": queued.event_id, "reference": ref,
-                                  "status": text("status.received")}, status=201)
-    return _page(request, account, _new_form(request, session, account), status=201, sent=ref)
+                                  "status": text("status.received"), **extra}, status=201)
+    return _page(request, account, _new_form(request, session, account), status=201, sent=ref,
+                 tracking=tracking_info)
+
+
+async def _hearing_back(request: web.Request, account: RelayAccount, form: ReportForm,
+                        data: dict[str, Any]) -> tuple[dict[str, str] | None, web.Response | None]:
+    """The tracking reference and page; the consent (resident's or relay's) written before the
+    incident is published (producers/tracking). (None, None) on an intake without them."""
+    main = request.app[MAIN_APP_KEY]
+    if tracking.NOTIFY_KEY not in main:
+        return None, None
+    notify = main[tracking.NOTIFY_KEY]
+    tracking_ref = tracking.reference_of(notify, data["id"])
+    info = {"reference": tracking_ref, "url": notify.tracking_url(tracking_ref)}
+    wanted = form.notify_request()
+    if wanted is None:
+        return info, None
+    try:
+        consent = consent_of(wanted, incident_id=uuid.UUID(data["id"]), reference=tracking_ref,
+                             sms_enabled=bool(notify.sms_url))
+    except ConsentError:
+        return None, _answer(request, account, form, 422, {"notify": text("error.notify")})
+    if not await main[tracking.CONSENTS_KEY].write_async(consent):
+        return None, _answer(request, account, form, 503, {"form": text("error.broker")}, id=data["id"])
+    return info, None
 
 
 # --------------------------------------------------------------------------- status

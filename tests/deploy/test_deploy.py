@@ -18,14 +18,16 @@ from paths import ROOT
 
 from veille.config import Settings
 from veille.deliver.settings import DeliverySettings
+from veille.notify.settings import NotifySettings
 from veille.photos.settings import PhotoSettings
 
 DEPLOY = ROOT / "deploy"
-HUB_SERVICES = {"topics-init", "router", "escalations", "sink", "intake", "simulator", "deliver"}
-# The hub's settings, the deployment's side of delivery (veille.deliver.settings) and photos.
+HUB_SERVICES = {"topics-init", "router", "escalations", "sink", "intake", "simulator", "deliver", "notify"}
+# The hub's settings, the deployment's side of delivery (veille.deliver.settings), photos, notifier.
 SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
                 | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields}
-                | {f"VEILLE_PHOTOS_{name.upper()}" for name in PhotoSettings.model_fields})
+                | {f"VEILLE_PHOTOS_{name.upper()}" for name in PhotoSettings.model_fields}
+                | {f"VEILLE_NOTIFY_{name.upper()}" for name in NotifySettings.model_fields})
 
 
 def _compose() -> dict[str, Any]:
@@ -166,7 +168,8 @@ def test_dockerfile_installs_every_package_dir() -> None:
         assert _services()[service]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
 
 
-K8S_FILES = ["configmap.yaml", "router.yaml", "escalations.yaml", "sink.yaml", "intake.yaml", "deliver.yaml"]
+K8S_FILES = ["configmap.yaml", "router.yaml", "escalations.yaml", "sink.yaml", "intake.yaml", "deliver.yaml",
+             "notify.yaml"]
 
 
 def _k8s_docs(name: str) -> list[dict[str, Any]]:
@@ -179,7 +182,7 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver"])
+@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver", "notify"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
@@ -208,3 +211,14 @@ def test_k8s_settings_are_production_settings() -> None:
     assert config["VEILLE_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert config["VEILLE_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert {"VEILLE_PSEUDONYM_KEY", "VEILLE_SASL_PASSWORD", "VEILLE_CLICKHOUSE_URL"} <= set(secret)
+
+
+def test_the_notifier_keeps_its_state_in_kafka_not_on_a_volume() -> None:
+    """Its state is the changelog topic <prefix>.notify.tracks: no volume, more than one replica."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert "volumes" not in compose["services"]["notify"]
+    assert "notify-state" not in (compose.get("volumes") or {})
+    deployment = next(d for d in _k8s_docs("notify.yaml") if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert "volumes" not in pod and "volumeMounts" not in pod["containers"][0]
+    assert deployment["spec"]["replicas"] >= 2

@@ -67,10 +67,17 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     assert readers_of_dispatch == {agency_user(a) for a in AGENCIES} | {"deliver", "intake"}
     deliver_writes = {g.name for g in plan if g.user == "deliver" and g.operation == "WRITE"}
     assert deliver_writes == {"v.delivery", "v.status"}
-    # The routing records (no personal data): the sink, the intake's Open311 read model, and the
-    # router's escalation worker (it reads refusals and acknowledgements back).
-    assert {g.user for g in plan if g.operation == "READ" and g.name == "v.routed"} == {"sink", "intake",
-                                                                                       "router"}
+    # The routing records (no personal data): the sink, the intake's Open311 read model, the
+    # router's escalation worker (it reads refusals and acknowledgements back), the notifier.
+    routed_readers = {g.user for g in plan if g.operation == "READ" and g.name == "v.routed"}
+    assert routed_readers == {"sink", "intake", "router", "notify"}
+    # Consents to hear back hold contacts: the intake writes them, the notifier alone reads them.
+    consent = {(g.user, g.operation) for g in plan if g.name == "v.notify.consent"}
+    assert {u for u, op in consent if op == "READ"} == {"notify"}
+    assert {u for u, op in consent if op == "WRITE"} == {"intake", "notify"}
+    # The notifier's state changelog: its own, read and written by nobody else.
+    tracks = {(g.user, g.operation) for g in plan if g.name == "v.notify.tracks"}
+    assert tracks == {("notify", "READ"), ("notify", "WRITE"), ("notify", "DESCRIBE")}
     # The delivery receipts (every attempt to push a dispatch to its body): the sink stores them.
     assert "sink" in {g.user for g in plan if g.operation == "READ" and g.name == "v.delivery"}
     # Only the router sees the restricted dead letters' topic, and only to write.
@@ -121,11 +128,12 @@ def secured(kafka: KafkaFixture) -> Secured:
     return Secured(settings, Topics(settings.topic_prefix), report.seconds)
 
 
-def _deliver(settings: Settings, topic: str, value: bytes = b"x", timeout: float = 15) -> KafkaError | None:
+def _deliver(settings: Settings, topic: str, value: bytes = b"x", timeout: float = 15,
+             key: bytes | None = None) -> KafkaError | None:
     """Publish one message the way hub producers do (idempotent, acks=all); its delivery error."""
     errors: list[KafkaError | None] = []
     producer = Producer({**publisher_config(settings, "test"), "message.timeout.ms": int(timeout * 1000)})
-    producer.produce(topic, value, on_delivery=lambda err, _msg: errors.append(err))
+    producer.produce(topic, value, key=key, on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(timeout + 5)
     assert errors, "no delivery report"
     return errors[0]
@@ -274,6 +282,44 @@ def test_intake_reads_routing_records_for_its_open311_read_model(secured: Secure
     # ...and nothing else: it still cannot read what the municipalities publish (it only writes there).
     code, _ = _fetch_error(secured.as_user("intake"), secured.topics.intake("35401"), "veille-open311-x")
     assert code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED)
+
+
+def test_only_the_notifier_reads_the_consents(secured: Secured) -> None:
+    topic = secured.topics.notify_consent
+    assert _deliver(secured.as_user("intake"), topic, b"consent", key=b"incident") is None
+    for user in ("sink", "router", "deliver", "intake", "muni-35401", "agency-sdis35"):
+        code, values = _fetch_error(secured.as_user(user), topic, f"{user}.consents")
+        assert code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED), user
+        assert not values, user
+    for user in ("sink", "muni-35401"):
+        err = _deliver(secured.as_user(user), topic, b"forged", key=b"incident")
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, user
+    code, values = _fetch_error(secured.as_user("notify"), topic, f"{secured.settings.topic_prefix}.notify")
+    assert code == 0 and values == [b"consent"]
+
+
+def test_only_the_notifier_reads_and_writes_its_changelog(secured: Secured) -> None:
+    import datetime as dt
+
+    from veille.notify.changelog import TrackChangelog
+    from veille.notify.changes import Track
+    from veille.notify.tracks import Entry, TrackTable
+
+    topic = secured.topics.notify_tracks
+    incident = uuid.uuid4()
+    changelog = TrackChangelog(secured.as_user("notify"), "test-notify-tracks")
+    track = Track(closed_at=dt.datetime.now(dt.UTC).isoformat())
+    assert changelog.write(0, incident, Entry(track, None))
+    changelog.close()
+    table = TrackTable()
+    TrackChangelog(secured.as_user("notify"), "test-notify-restore").restore([0], table, timeout=30)
+    assert table.get(0, incident) is not None  # restored as the notifier restores it: no group
+    for user in ("sink", "router", "deliver", "intake", "muni-35401", "agency-sdis35"):
+        code, values = _fetch_error(secured.as_user(user), topic, f"{user}.tracks")
+        assert code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED), user
+        assert not values, user
+        err = _deliver(secured.as_user(user), topic, b"forged", key=incident.bytes)
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, user
 
 
 @dataclass

@@ -11,9 +11,10 @@ assignment (getsentry/arroyo's ``StreamProcessor`` and strategy factory):
   committed if that succeeds at once, else dropped, uncommitted: the next owner reads it
   again. The eager assignor (librdkafka's default) revokes every partition at once, so a
   dropped batch never skips messages of a partition kept.
-* **read-all mode** (``group=False``): every partition of the topics assigned from the
-  beginning, no group, no commits (a read model rebuilt at each start); the chain learns the
-  high watermarks of the start (``Assignment.high``) to tell when it caught up.
+* **read-all mode** (``group=False``): every partition of the topics (or those numbered
+  ``only``: a state store restoring its changelog) assigned from the beginning, no group, no
+  commits (a read model rebuilt at each start); the chain learns the high watermarks of the
+  start (``Assignment.high``) to tell when it caught up.
 
 ``run`` returns on ``stop()``, on ``until()``, or after ``max_idle`` seconds without a
 message; the chain is then joined (flushed, committed). If a step raises, ``run`` closes the
@@ -27,7 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,8 +73,9 @@ class StreamRunner:
     def __init__(self, config: Mapping[str, Any], topics: Sequence[str], factory: StepFactory, *,
                  group: bool = True, lag: Gauge | None = None, on_rejoin: Callable[[], None] | None = None,
                  max_poll: int = 500, poll_timeout: float = 0.2, revoke_timeout: float = 0.0,
-                 join_timeout: float = 30.0) -> None:
+                 join_timeout: float = 30.0, only: Collection[int] | None = None) -> None:
         self.config = dict(config)
+        self.only = None if only is None else frozenset(only)  # read-all mode: these partition numbers
         self.topics = list(topics)
         self.factory = factory
         self.group = group
@@ -244,13 +246,15 @@ class StreamRunner:
         """Every partition of the topics from the beginning; waits until all are readable (one
         leader still moving must not leave a partition out)."""
         high: dict[tuple[str, int], int] = {}
-        while not self._stop.is_set() and not high:
+        while not self._stop.is_set() and not high and self.only != frozenset():
             try:
                 for topic in self.topics:
                     meta = self.consumer.list_topics(topic, timeout=5).topics[topic]
                     if meta.error is not None or not meta.partitions:
                         raise KafkaException(meta.error)
                     for p in meta.partitions:
+                        if self.only is not None and p not in self.only:
+                            continue
                         tp = TopicPartition(topic, p)
                         high[(topic, p)] = self.consumer.get_watermark_offsets(tp, timeout=5)[1]
             except (KafkaException, KeyError) as exc:

@@ -35,6 +35,7 @@ from veille.consumer import LastStep, StreamRunner
 from veille.kafka import CommittedLag, Message
 from veille.local.broker import LocalBroker
 from veille.local.demo_followup import run_followup_demo
+from veille.local.demo_notify import hear_back
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.reads.indicators import LOCAL_TZ, render_text
@@ -292,6 +293,7 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
             _print_flood(_routing_of(settings, flood_ids, flood_alert.identifier), territory)
             print("\nDelivered to the bodies that run no Kafka consumer:", *bodies.summary(), sep="\n")
             run_followup_demo(settings, publisher_settings, logs, users["router"], territory, sink_url)
+            print(*hear_back(settings, bodies, logs, _process), sep="\n")  # residents hear back
 
             print()
             print(render_text(_indicators(sink_url, municipalities, span_start, end)))

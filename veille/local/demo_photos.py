@@ -48,20 +48,26 @@ def camera_photo() -> bytes:
     return out.getvalue()
 
 
-def photo_report(settings: Settings) -> Incident:
-    """The demo's report with a photo, the photo already kept (stripped) in the state dir."""
+def keep_photo(settings: Settings) -> str:
+    """The demo phone's photo, stripped and kept in the state dir's photo store: its digest."""
     photos = PhotoSettings()
     clean = sanitise(camera_photo(), photos)
-    store = open_store(photos, settings.state_dir)
-    store.put(clean.sha256, clean.data)
+    open_store(photos, settings.state_dir).put(clean.sha256, clean.data)
+    return clean.sha256
+
+
+def photo_report(settings: Settings) -> Incident:
+    """The demo's report with a photo, the photo already kept (stripped) in the state dir."""
+    digest = keep_photo(settings)
+    store = open_store(PhotoSettings(), settings.state_dir)
     now = datetime.now(UTC)
     incident = Incident(
         id=uuid.uuid4(), municipality="35401", category=IncidentCategory.blocked_drain,
         severity=Severity.moderate, location=GeoPoint(lat=48.15, lon=-1.7002), address="rue des Lavoirs",
         occurred_at=now - timedelta(minutes=30), reported_at=now, channel=Channel.town_hall_desk,
         description="Avaloir bouché rue des Lavoirs : l'eau monte sur le trottoir (photo de l'habitante).",
-        photos=[PhotoRef(sha256=clean.sha256)])
-    store.refer(incident.id, clean.sha256)
+        photos=[PhotoRef(sha256=digest)])
+    store.refer(incident.id, digest)
     return incident
 
 

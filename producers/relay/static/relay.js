@@ -277,12 +277,17 @@
     renderHistory();
   }
 
-  function announceSent(ref, text, title, note) {
+  function announceSent(ref, text, title, note, data) {
     sent.textContent = "";
     var h = document.createElement("h2"); h.textContent = title || T.sent_title;
     var p = document.createElement("p"); p.className = "reference"; p.textContent = text || fmt(T.sent_reference, {reference: ref});
     sent.appendChild(h); sent.appendChild(p);
     if (note) { var n = document.createElement("p"); n.textContent = note; sent.appendChild(n); }
+    if (data && data.tracking_reference) {  // the public tracking page's reference, for the resident
+      var t = document.createElement("p");
+      t.textContent = fmt(T.sent_tracking, {reference: data.tracking_reference, url: data.tracking_url});
+      sent.appendChild(t);
+    }
     sent.hidden = false;
   }
 
@@ -366,7 +371,7 @@
       catch (err) { outcome = null; }
       if (outcome && outcome.status === 201) {
         showErrors({}); remember(id, outcome.data.reference);
-        announceSent(outcome.data.reference); resetForm(); sent.focus();
+        announceSent(outcome.data.reference, null, null, "", outcome.data); resetForm(); sent.focus();
       } else if (!outcome || outcome.status >= 500 || outcome.status === 429) {
         var note = keep();
         showErrors({});
