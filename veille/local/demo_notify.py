@@ -66,7 +66,8 @@ def hear_back(settings: Settings, bodies: LocalBodies, logs: Path, process: Proc
             _act_as_the_body(body, answer["id"], status)
             _until(lambda n=n: len(_received(bodies)) >= n)  # type: ignore[misc]
         tracking_ok = "Résolu" in _page(answer["tracking_url"])
-    lines = [f"\nA resident reported with her consent to hear back, and a photo: reference {answer['reference']}",
+    lines = ["\nA resident reported with her consent to hear back, and a photo: "
+             f"reference {answer['reference']}",
              f"  tracking page: {answer['tracking_url']} ({'résolu' if tracking_ok else 'NOT up to date'} "
              "while the demo ran)", f"  messages she received ({len(_received(bodies))}):"]
     for mail in _received(bodies):
