@@ -8,6 +8,7 @@ cover, their contact and their substitutes, in order::
     municipalities:
       "35401":
         cell: {agency: mairie-35401, contact: {email: pcs@montveille.example}}
+        activate_from: Severe          # least CAP severity that activates the chain
         ack_minutes: 30
         hamlets: [{id: le-moulin, name: "Le Moulin", polygon: {type: Polygon, ...}}]
         representatives:
@@ -36,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from veille.schemas.models import InseeCode, ServiceKind
+from veille.schemas.models import CapSeverity, InseeCode, ServiceKind
 from veille.territory.model import AREA_TOLERANCE, Issue, Territory, TerritoryError
 
 PCS_FILE = "pcs.yaml"
@@ -127,6 +128,9 @@ class Cell(_Spec):
 
 class MunicipalPlan(_Spec):
     cell: Cell
+    # The least CAP severity that activates the chain (a yellow heatwave is Moderate, orange
+    # Severe); the town hall receives every alert anyway (the ``pcs-chain`` dispatch).
+    activate_from: CapSeverity = CapSeverity.Severe
     ack_minutes: float = Field(default=DEFAULT_ACK_MINUTES, gt=0)
     hamlets: tuple[Hamlet, ...] = ()
     representatives: tuple[Representative, ...] = ()
