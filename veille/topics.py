@@ -109,6 +109,12 @@ class Topics:
         return f"{self.prefix}.notify.consent"
 
     @property
+    def pcs_cascade(self) -> str:
+        """The PCS cascade's events (``veille pcs worker``): activations, notifications,
+        acknowledgements, checks; ids and counts only, never a register entry's content."""
+        return f"{self.prefix}.pcs.cascade"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.deadletter"
 
@@ -165,7 +171,7 @@ def topic_specs(
     specs = [spec(names.intake(m), source) for m in sorted(municipalities)]
     specs += [spec(names.alerts, source), spec(names.status, source), spec(names.routed, base)]
     specs += [spec(names.dispatch(a), base) for a in sorted(agencies)]
-    specs += [spec(names.delivery, base)]
+    specs += [spec(names.delivery, base), spec(names.pcs_cascade, base)]
     # Consents: only the latest record of each incident is kept (compaction, no time-based
     # deletion: a contact leaves by the tombstone the notifier writes after the incident closed).
     specs += [spec(names.notify_consent, {

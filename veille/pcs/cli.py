@@ -102,6 +102,29 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+PCS_INFO = "pcs.json"
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """The cascade worker (streams/pcs.py): its own faust app, group and Table."""
+    import faust
+
+    from veille.config import get_settings
+    from veille.statedir import write_process_info
+    from veille.streams.pcs import create_pcs_app
+    from veille.territory.topics import ensure_territory_topics
+
+    settings = get_settings()
+    ensure_territory_topics(settings)
+    app = create_pcs_app(settings, tick_seconds=args.tick_seconds)
+    write_process_info(settings.state_dir / PCS_INFO)
+    print(f"pcs: consuming {settings.topic_prefix}.routed and .pcs.cascade", flush=True)
+    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    worker.execute_from_commandline()
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("pcs", help="the safeguard plans' alert chains and the vulnerable-persons register",
                        description="PCS chains (pcs.yaml beside the territory) and the encrypted "
@@ -111,6 +134,10 @@ def add_commands(sub: Any) -> None:
     c.add_argument("directory", nargs="?", help="territory directory")
     c.add_argument("-v", "--verbose", action="store_true", help="also print informational notes")
     c.set_defaults(func=_cmd_check)
+    w = psub.add_parser("worker", help="run the alert cascade (a faust worker) until SIGTERM")
+    w.add_argument("--tick-seconds", type=float, default=1.0, help="how often deadlines are checked")
+    w.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    w.set_defaults(func=_cmd_worker)
     r = psub.add_parser("register", help="the vulnerable-persons register (encrypted at rest)")
     rsub = r.add_subparsers(dest="register_command", metavar="ACTION", required=True)
     k = rsub.add_parser("key", help="print a new key for VEILLE_PCS_REGISTER_KEY")

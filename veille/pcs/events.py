@@ -1,0 +1,84 @@
+"""The cascade's events on ``<prefix>.pcs.cascade`` (JSON, keyed by the activation id, so one
+activation's events share a partition with its state in the worker's Table).
+
+Ids, codes and counts only: a representative's id, a register entry's opaque id, a status;
+never a name, an address or a need (the register stays in its encrypted file).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    activation: str
+    at: int  # ms since the epoch
+
+
+class ActivationEvent(_Event):
+    type: Literal["activation"] = "activation"
+    municipality: str
+    source: Literal["alert", "manual"]
+    source_id: str
+    severity: str
+    headline: str = Field(default="", max_length=300)
+    representatives: tuple[str, ...]
+
+
+class StepEvent(_Event):
+    """The timer's decision: the watch's deadline passed, move to ``step`` of its chain."""
+
+    type: Literal["step"] = "step"
+    owner: str
+    step: int
+
+
+class NotifiedEvent(_Event):
+    type: Literal["notified"] = "notified"
+    notification: str
+    municipality: str
+    owner: str
+    target: str
+    step: int
+    channel: Literal["email", "sms"]
+    outcome: str
+
+
+class AckEvent(_Event):
+    type: Literal["acknowledged"] = "acknowledged"
+    owner: str
+    by: str
+
+
+class CheckStatus(StrEnum):
+    seen = "vu"
+    needs_help = "besoin_aide"
+    absent = "absent"
+
+
+class CheckEvent(_Event):
+    type: Literal["check"] = "check"
+    owner: str
+    person: str  # the register entry's opaque id
+    status: CheckStatus
+
+
+CascadeEvent = Annotated[ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent,
+                         Field(discriminator="type")]
+EVENT = TypeAdapter(CascadeEvent)
+
+
+def encode(event: BaseModel) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def decode(raw: bytes) -> ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent:
+    return EVENT.validate_json(raw)
+
+
+__all__ = ["EVENT", "AckEvent", "ActivationEvent", "CascadeEvent", "CheckEvent", "CheckStatus",
+           "NotifiedEvent", "StepEvent", "decode", "encode"]
