@@ -52,7 +52,7 @@ from veille.pcs import cascade, events, messages
 from veille.pcs.activation import from_alert
 from veille.pcs.plan import PCS_FILE, PcsPlan, read_plan
 from veille.schemas import codec
-from veille.schemas.models import Alert
+from veille.schemas.models import Alert, DeliveryOutcome
 from veille.schemas.registry import resolver_from_settings
 from veille.streams.app import _credentials
 from veille.streams.membership import faust_consumer_settings
@@ -135,6 +135,8 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
                                  town=town, headline=headline)
             attempt = await mailer.send(msg, [n.contact.email])
             outcome = attempt.outcome
+        elif not sms.configured:
+            channel, outcome = "sms", DeliveryOutcome.failed  # no gateway: recorded, visible
         else:
             channel = "sms"
             outcome, _ = await sms.send(n.contact.sms or "", messages.sms(n, url=url, town=town,
