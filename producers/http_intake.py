@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -223,6 +224,23 @@ def make_app(publisher: Publisher, config: IntakeConfig, *, close_publisher: boo
     return app
 
 
+def install_pcs_page(app: web.Application, territory: Territory, settings: Settings,
+                     publisher: Publisher, notify: NotifySettings) -> None:
+    """The representatives' page, when the territory has a PCS chain (pcs.yaml)."""
+    from veille.pcs.messages import PageLinks
+    from veille.pcs.plan import PCS_FILE, read_plan
+    from veille.pcs.register import KEY_ENV, REGISTER_DIR, Register
+    from veille.producers import pcs_page
+
+    if not (settings.territory_dir / PCS_FILE).is_file():
+        return
+    key = os.environ.get(KEY_ENV, "")
+    reg = Register(settings.state_dir / REGISTER_DIR, key.encode()) if key else None
+    links = PageLinks(notify.link_key.get_secret_value(), notify.public_base_url)
+    pcs_page.register(app, pcs_page.PcsPage(territory, read_plan(settings.territory_dir / PCS_FILE),
+                                            settings, links, reg, publisher))
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None,
           known_municipalities: set[str] | None = None, known_agencies: set[str] | None = None,
           territory: Territory | None = None) -> None:
@@ -244,6 +262,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
         landing = desk.landing(desk_app, settings)
         # the residents' tracking page and unsubscribe links, /suivi/; consents to hear back
         tracking.register(app, book, ConsentWriter(settings, "veille-intake-consents"), notify, territory)
+        install_pcs_page(app, territory, settings, publisher, notify)  # representatives' /pcs/
     # The e-mails' response page, /reponse/ (its links land on the desk for a logged-in body).
     response.register(app, settings, territory=territory, landing=landing)
     tune_gc()

@@ -52,7 +52,7 @@ from veille.pcs import cascade, events, messages
 from veille.pcs.activation import from_alert
 from veille.pcs.plan import PCS_FILE, PcsPlan, read_plan
 from veille.schemas import codec
-from veille.schemas.models import Alert, DeliveryOutcome
+from veille.schemas.models import Alert, DeliveryOutcome, IncidentCategory
 from veille.schemas.registry import resolver_from_settings
 from veille.streams.app import _credentials
 from veille.streams.membership import faust_consumer_settings
@@ -126,7 +126,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
         if load(f"sent:{n.id}") is not None:
             return None
         town = territory.municipalities[n.municipality].name
-        url = links.url(n)
+        url = links.url(n, act.get("category") or "other")
         headline = act.get("headline") or "Alerte"
         channel: Literal["email", "sms"]
         if n.contact.email:
@@ -168,6 +168,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             if mp is None or load(f"act:{ev.activation}") is not None:
                 return []
             act = {"municipality": ev.municipality, "headline": ev.headline, "at": ev.at,
+                   "category": ev.category,
                    "owners": list(ev.representatives)}
             for w, n in cascade.start(mp, ev.activation, ev.municipality, ev.representatives, ev.at):
                 store(f"w:{w.key}", watch_raw(w))
@@ -212,10 +213,12 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
                             event.message.offset, type(exc).__name__)
                 continue
             headline = next((i.headline for i in alert.infos if i.headline), alert.infos[0].event)
+            category = _category(alert)
             if acts:
                 await publish([out(events.ActivationEvent(
                     activation=a.id, at=_now(), municipality=a.municipality, source="alert",
                     source_id=a.source_id, severity=a.severity, headline=headline[:300],
+                    category=category,
                     representatives=a.representatives)) for a in acts])
 
     @app.agent(cascade_topic, name="cascade")
@@ -258,6 +261,16 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             await publish(due)
 
     return app
+
+
+def _category(alert: Alert) -> str:
+    """The alert's ``veille`` event code when it is an incident category (heatwave, flood...)."""
+    known = {c.value for c in IncidentCategory}
+    for info in alert.infos:
+        for code in info.event_codes:
+            if code.value_name == "veille" and code.value in known:
+                return code.value
+    return IncidentCategory.other.value
 
 
 __all__ = ["create_pcs_app"]

@@ -26,6 +26,7 @@ def heatwave(severity: str = "Severe", status: str = "Actual", msg_type: str = "
         "identifier": "meteo-canicule-1", "sender": "vigilance@meteo.example", "sent": now,
         "status": status, "msg_type": msg_type, "scope": "Public",
         "infos": [{"category": ["Met"], "event": "Canicule", "urgency": "Expected",
+                   "event_codes": [{"value_name": "veille", "value": "heatwave"}],
                    "severity": severity, "certainty": "Likely",
                    "expires": now + timedelta(days=2),
                    "areas": [{"area_desc": "Ouest du Val",

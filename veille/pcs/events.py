@@ -26,6 +26,7 @@ class ActivationEvent(_Event):
     source_id: str
     severity: str
     headline: str = Field(default="", max_length=300)
+    category: str = "other"  # the incident category a "besoin d'aide" is reported under
     representatives: tuple[str, ...]
 
 

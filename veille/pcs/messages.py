@@ -25,6 +25,7 @@ class PageClaim:
     activation: str
     owner: str
     target: str
+    category: str  # the incident category of what a "besoin d'aide" reports (the alert's)
 
 
 class PageLinks:
@@ -34,15 +35,18 @@ class PageLinks:
         self._s = URLSafeSerializer(key, salt=SALT)
         self.base_url = base_url.rstrip("/")
 
-    def url(self, n: Notification) -> str:
-        return f"{self.base_url}/pcs/{self._s.dumps([n.activation, n.owner, n.target])}"
+    def token(self, n: Notification, category: str = "other") -> str:
+        return str(self._s.dumps([n.activation, n.owner, n.target, category]))
+
+    def url(self, n: Notification, category: str = "other") -> str:
+        return f"{self.base_url}/pcs/{self.token(n, category)}"
 
     def verify(self, token: str) -> PageClaim | None:
         try:
-            a, o, t = self._s.loads(token)
+            a, o, t, c = self._s.loads(token)
         except (BadSignature, ValueError, TypeError):
             return None
-        return PageClaim(str(a), str(o), str(t))
+        return PageClaim(str(a), str(o), str(t), str(c))
 
 
 def message_id(n: Notification) -> str:
