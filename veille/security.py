@@ -52,7 +52,7 @@ from veille.quotas import QuotaError, apply_quotas
 from veille.statedir import write_private
 from veille.topics import Topics
 
-COMPONENTS = ("router", "sink", "intake", "simulator", "deliver", "notify")
+COMPONENTS = ("router", "sink", "intake", "simulator", "deliver", "notify", "pcs")
 CREDENTIALS_FILE = "credentials.json"
 SCRAM_ITERATIONS = 8192
 
@@ -182,6 +182,14 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     topic("notify", t.notify_consent, "READ", "WRITE", "DESCRIBE")
     topic("notify", t.routed, "READ", "DESCRIBE")
     group("notify", f"{prefix}.notify")
+    # The PCS cascade (veille pcs worker, faust app "<prefix>-pcs"): routed alerts in, its own
+    # topic of activations/notifications/checks (ids and counts, no register content) and its
+    # tables' changelogs; the intake's representatives' page writes acknowledgements and checks.
+    topic("pcs", t.routed, "READ", "DESCRIBE")
+    topic("pcs", t.pcs_cascade, "READ", "WRITE", "DESCRIBE")
+    group("pcs", f"{prefix}-pcs")
+    topic("pcs", f"{prefix}-pcs-", "CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS", prefixed=True)
+    topic("intake", t.pcs_cascade, "WRITE", "DESCRIBE")
     return sorted(out)
 
 
