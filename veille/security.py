@@ -153,6 +153,7 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     # Sink: routing records and delivery receipts in, its dead letters out.
     topic("sink", t.routed, "READ", "DESCRIBE")
     topic("sink", t.delivery, "READ", "DESCRIBE")
+    topic("sink", t.pcs_cascade, "READ", "DESCRIBE")  # counts only: no register content
     group("sink", f"{prefix}.sink")
     topic("sink", t.dead_letter, "WRITE", "DESCRIBE")
 

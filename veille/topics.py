@@ -56,6 +56,8 @@ ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate", "Redispatch")
 DEAD_LETTER_TYPES = ("DeadLetter",)
 DELIVERY_TYPES = ("DeliveryReceipt",)
 CONSENT_TYPES = ("NotificationConsent",)
+# The PCS cascade's events are JSON (veille/pcs/events.py), not Avro records: no schema subject.
+PCS_TYPES = ("PcsCascadeEvent",)
 # A tombstone of the consent topic stays readable this long before compaction drops it: a
 # notifier stopped for less still reads the withdrawal (veille/notify, docs/notify.md).
 CONSENT_DELETE_RETENTION_MS = 7 * DAY_MS

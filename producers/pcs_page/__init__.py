@@ -100,13 +100,14 @@ class PcsPage:
             persons = {}
         now = int(time.time() * 1000)
         out: list[events.AckEvent | events.CheckEvent] = [events.AckEvent(
-            activation=claim.activation, at=now, owner=claim.owner, by=claim.target)]
+            activation=claim.activation, at=now, municipality=insee, owner=claim.owner, by=claim.target)]
         incidents = []
         for pid, person in persons.items():
             status = form.get(f"p-{pid}")
             if not isinstance(status, str) or status not in STATUSES:
                 continue
-            out.append(events.CheckEvent(activation=claim.activation, at=now, owner=claim.owner,
+            out.append(events.CheckEvent(activation=claim.activation, at=now, municipality=insee,
+                                         owner=claim.owner,
                                          person=pid, status=events.CheckStatus(status)))
             if status != events.CheckStatus.seen.value:
                 incidents.append(self._incident(insee, claim, person.address, status))

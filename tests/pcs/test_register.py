@@ -99,12 +99,13 @@ def test_cli_add_list_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         get_settings.cache_clear()
 
 
-def test_the_cascade_topic_is_read_by_the_pcs_worker_alone() -> None:
-    """The cascade's topic carries ids and counts only; still, no other principal reads it."""
+def test_the_cascade_topic_is_read_by_the_pcs_worker_and_the_sink_alone() -> None:
+    """The cascade's topic carries ids and statuses only; the worker and the sink (counts)
+    read it, nobody else."""
     from veille.security import acl_plan
     from veille.topics import Topics
 
     plan = acl_plan("v", ["35401", "35402"], ["mairie-35401", "sdis-35"])
     cascade = Topics("v").pcs_cascade
-    assert {g.user for g in plan if g.name == cascade and g.operation == "READ"} == {"pcs"}
+    assert {g.user for g in plan if g.name == cascade and g.operation == "READ"} == {"pcs", "sink"}
     assert {g.user for g in plan if g.name == cascade and g.operation == "WRITE"} == {"pcs", "intake"}

@@ -7,6 +7,7 @@ never a name, an address or a need (the register stays in its encrypted file).
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -51,6 +52,7 @@ class NotifiedEvent(_Event):
 
 class AckEvent(_Event):
     type: Literal["acknowledged"] = "acknowledged"
+    municipality: str = ""  # for the store's counts (the worker finds the watch by its key)
     owner: str
     by: str
 
@@ -63,6 +65,7 @@ class CheckStatus(StrEnum):
 
 class CheckEvent(_Event):
     type: Literal["check"] = "check"
+    municipality: str = ""
     owner: str
     person: str  # the register entry's opaque id
     status: CheckStatus
@@ -73,6 +76,30 @@ CascadeEvent = Annotated[ActivationEvent | StepEvent | NotifiedEvent | AckEvent 
 EVENT = TypeAdapter(CascadeEvent)
 
 
+AnyEvent = ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent
+
+
+def store_row(ev: AnyEvent) -> dict[str, object]:
+    """The event as the store keeps it: counts only (a check's entry id becomes a keyed digest
+    of activation and entry, enough to count each person's latest status, naming nobody)."""
+    row: dict[str, object] = {"activation": ev.activation, "kind": ev.type, "owner": "", "target": "",
+                              "step": 0, "channel": "", "outcome": "", "status": "",
+                              "municipality": getattr(ev, "municipality", ""), "at": ev.at}
+    if isinstance(ev, ActivationEvent):
+        row.update(event_key=ev.activation, outcome=ev.source)
+    elif isinstance(ev, NotifiedEvent):
+        row.update(event_key=ev.notification, owner=ev.owner, target=ev.target, step=ev.step,
+                   channel=ev.channel, outcome=ev.outcome)
+    elif isinstance(ev, StepEvent):
+        row.update(event_key=f"{ev.owner}/{ev.step}", owner=ev.owner, step=ev.step)
+    elif isinstance(ev, AckEvent):
+        row.update(event_key=f"{ev.owner}/{ev.by}", owner=ev.owner, target=ev.by)
+    else:
+        digest = hashlib.sha256(f"{ev.activation}/{ev.person}".encode()).hexdigest()[:24]
+        row.update(event_key=digest, owner=ev.owner, status=ev.status.value)
+    return row
+
+
 def encode(event: BaseModel) -> bytes:
     return event.model_dump_json().encode()
 
@@ -81,5 +108,17 @@ def decode(raw: bytes) -> ActivationEvent | StepEvent | NotifiedEvent | AckEvent
     return EVENT.validate_json(raw)
 
 
-__all__ = ["EVENT", "AckEvent", "ActivationEvent", "CascadeEvent", "CheckEvent", "CheckStatus",
-           "NotifiedEvent", "StepEvent", "decode", "encode"]
+__all__ = [
+    "EVENT",
+    "AckEvent",
+    "ActivationEvent",
+    "AnyEvent",
+    "CascadeEvent",
+    "CheckEvent",
+    "CheckStatus",
+    "NotifiedEvent",
+    "StepEvent",
+    "decode",
+    "encode",
+    "store_row",
+]
