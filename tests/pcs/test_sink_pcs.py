@@ -53,3 +53,43 @@ def test_cascade_events_stored_as_counts(tmp_path: Path) -> None:
 def test_a_bad_cascade_event_is_a_dead_letter() -> None:
     out = decode(_msg(b'{"type": "check", "activation": "a1"}'), expect=PCS_TYPES)
     assert isinstance(out, DeadLetter) and out.reason == "validation_error"
+
+
+def test_pcs_indicators_from_the_store(tmp_path: Path) -> None:
+    from datetime import date, timedelta
+
+    from veille.reads.pcs import pcs_indicators
+
+    later = [e.CheckEvent(activation="a1", at=NOW + 1000, municipality="35401", owner="r1",
+                          person=PERSON, status=e.CheckStatus.seen),
+             e.CheckEvent(activation="a1", at=NOW, municipality="35401", owner="r1",
+                          person="other", status=e.CheckStatus.absent)]
+    with chdb_store(tmp_path / "chdb") as store:
+        rows = to_rows([*EVENTS, *later], datetime.now(UTC))["pcs_cascade"]
+        store.insert("pcs_cascade", rows, "pcs_cascade|x")
+        today = datetime.now(UTC).date()
+        got = pcs_indicators(store, "35401", today - timedelta(days=1), today + timedelta(days=1))
+        # PERSON: needs help, then seen (latest wins); "other": absent.
+        assert got == {"activations": 1, "notified": 2, "acknowledged": 1, "to_cell": 0,
+                       "checked": 2, "ok": 1, "need_help": 0, "absent": 1}
+        assert pcs_indicators(store, "35402", date(2020, 1, 1), date(2030, 1, 1))["activations"] == 0
+
+
+def test_annual_report_suppresses_small_pcs_counts() -> None:
+    from veille.reads.console.pages import report_html
+    from veille.reads.console.report import NOT_SHOWN, SUPPRESSED, pcs_section
+
+    few = pcs_section({"activations": 2, "notified": 3, "acknowledged": 1, "to_cell": 0,
+                       "checked": 4, "ok": 3, "need_help": 1, "absent": 0})
+    assert few == {"activations": SUPPRESSED, "notified": SUPPRESSED, "acknowledged": SUPPRESSED,
+                   "ack_share": NOT_SHOWN, "checked": SUPPRESSED, "need_help": SUPPRESSED,
+                   "ok_share": NOT_SHOWN}
+    many = pcs_section({"activations": 6, "notified": 40, "acknowledged": 30, "to_cell": 2,
+                        "checked": 60, "ok": 50, "need_help": 7, "absent": 3})
+    assert many["notified"] == "40" and many["ack_share"] == "75\u00a0%" and many["ok_share"] == "83\u00a0%"
+    data = {"year": 2026, "name": "Montveille", "municipality": "35401", "total": "< 5", "alerts": "< 5",
+            "by_category": [], "by_channel": [], "by_month": ["< 5"] * 12,
+            "cross_boundary": {"dispatches": "< 5", "cross": "< 5", "share": NOT_SHOWN},
+            "by_agency": [], "response_times": [], "delivery": [], "pcs": many}
+    html = report_html(data)
+    assert 'id="report-pcs"' in html and "Référents prévenus" in html and ">40<" in html

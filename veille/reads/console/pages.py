@@ -200,7 +200,22 @@ def report_html(data: dict[str, Any]) -> str:
 {_table(t['report_delivery'], [t['col_agency'], t['col_method'], t['col_delivered'], t['col_delivery_p50'],
                                t['col_undelivered']],
         [(a, t.get(f"method_{m}", m), *rest) for a, m, *rest in data['delivery']], "report-delivery")}
+{_pcs_section(data.get('pcs'))}
 </main></body></html>"""
+
+
+def _pcs_section(p: dict[str, str] | None) -> str:
+    """The safeguard plan's alert cascade (issue 27): counts already suppressed."""
+    if not p:
+        return ""
+    rows = [("Déclenchements du PCS", p["activations"]), ("Référents prévenus", p["notified"]),
+            ("Référents ayant accusé réception", p["acknowledged"]),
+            ("Part des référents ayant accusé réception", p["ack_share"]),
+            ("Personnes du registre vues", p["checked"]), ("dont besoin d'aide", p["need_help"]),
+            ("Part des personnes vues en bonne santé", p["ok_share"])]
+    return ("<h2>Plan communal de sauvegarde</h2>\n"
+            + _table("Chaîne d'alerte du plan communal de sauvegarde", ["Indicateur", "Nombre"], rows,
+                     "report-pcs"))
 
 
 def ops_html() -> str:

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from veille.reads.indicators import Cell, compute, reports_by_month_sql
+from veille.reads.pcs import pcs_indicators
 from veille.sinks.store import Store
 from veille.territory import Territory
 
@@ -75,4 +76,14 @@ def build_report(store: Store, territory: Territory, municipality: str, year: in
         "delivery": [(name(r["agency_id"]), r["method"], shown(r["delivered"]),
                       shown_duration(r["delivery_p50_s"], r["delivered"]), shown(r["undelivered"]))
                      for r in ind["delivery"]["by_agency_method"]],
+        "pcs": pcs_section(pcs_indicators(store, municipality, cell.start, cell.end)),
     }
+
+
+def pcs_section(p: dict[str, int]) -> dict[str, str]:
+    """The PCS cascade's year (veille.reads.pcs), suppressed like every other count."""
+    return {"activations": shown(p["activations"]), "notified": shown(p["notified"]),
+            "acknowledged": shown(p["acknowledged"]),
+            "ack_share": shown_share(p["acknowledged"], p["notified"]),
+            "checked": shown(p["checked"]), "need_help": shown(p["need_help"]),
+            "ok_share": shown_share(p["ok"], p["checked"])}
