@@ -93,3 +93,19 @@ def test_annual_report_suppresses_small_pcs_counts() -> None:
             "by_agency": [], "response_times": [], "delivery": [], "pcs": many}
     html = report_html(data)
     assert 'id="report-pcs"' in html and "Référents prévenus" in html and ">40<" in html
+
+
+def test_console_pcs_page_per_activated_town(tmp_path: Path) -> None:
+    from veille.config import Settings
+    from veille.reads.console.pcs import pcs_html, pcs_rows
+    from veille.territory import load_territory
+
+    territory = load_territory(Settings().territory_dir)
+    with chdb_store(tmp_path / "chdb") as store:
+        store.insert("pcs_cascade", to_rows(EVENTS, datetime.now(UTC))["pcs_cascade"], "pcs_cascade|c")
+        rows = pcs_rows(store, territory, 7)
+    assert [name for name, _ in rows] == ["Montveille (35401)"]
+    assert rows[0][1]["notified"] == 2 and rows[0][1]["need_help"] == 1
+    html = pcs_html(rows, 7)
+    assert 'id="pcs"' in html and "Montveille" in html and PERSON not in html
+    assert 'id="pcs-none"' in pcs_html([], 7)
