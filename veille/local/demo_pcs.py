@@ -80,11 +80,15 @@ def cascade(settings: Settings, bodies_env: dict[str, str], logs: Path, process:
                     >= 2 * len(acts), timeout=30)
     lines = ["\nPCS cascade (the flood's CAP alert reached the towns' safeguard plans):"]
     towns = summarise(evs)
-    for a in acts:
+    for a in sorted(acts, key=lambda a: a.municipality):
         c = towns[a.municipality].counts()
         sent = [e for e in evs if isinstance(e, events.NotifiedEvent) and e.activation == a.activation]
-        lines.append(f"  {a.municipality}: {c['representatives_notified']} representatives notified "
-                     f"({', '.join(sorted({e.target for e in sent}))}), "
-                     f"{c['representatives_acknowledged']} acknowledged, persons checked "
-                     f"{c['persons_checked']} (needing help {c['persons_need_help']})")
+        reached = sorted({e.target for e in sent if e.outcome == "delivered"})
+        failed = sorted({e.target for e in sent if e.outcome != "delivered"})
+        acked = sorted({e.owner for e in evs if isinstance(e, events.AckEvent) and e.activation == a.activation})
+        lines.append(f"  {a.municipality}: reached {', '.join(reached) or 'nobody'}"
+                     + (f" (not reached: {', '.join(failed)}, SMS without a gateway here)" if failed else "")
+                     + f"; acknowledged: {', '.join(acked) or 'nobody'}; persons checked "
+                     f"{c['persons_checked']} (needing help {c['persons_need_help']}, "
+                     "reported as an incident by the page)")
     return lines
