@@ -85,7 +85,8 @@ def cascade(settings: Settings, bodies_env: dict[str, str], logs: Path, process:
         sent = [e for e in evs if isinstance(e, events.NotifiedEvent) and e.activation == a.activation]
         reached = sorted({e.target for e in sent if e.outcome == "delivered"})
         failed = sorted({e.target for e in sent if e.outcome != "delivered"})
-        acked = sorted({e.owner for e in evs if isinstance(e, events.AckEvent) and e.activation == a.activation})
+        acked = sorted({e.owner for e in evs
+                        if isinstance(e, events.AckEvent) and e.activation == a.activation})
         lines.append(f"  {a.municipality}: reached {', '.join(reached) or 'nobody'}"
                      + (f" (not reached: {', '.join(failed)}, SMS without a gateway here)" if failed else "")
                      + f"; acknowledged: {', '.join(acked) or 'nobody'}; persons checked "
