@@ -109,3 +109,38 @@ def test_console_pcs_page_per_activated_town(tmp_path: Path) -> None:
     html = pcs_html(rows, 7)
     assert 'id="pcs"' in html and "Montveille" in html and PERSON not in html
     assert 'id="pcs-none"' in pcs_html([], 7)
+
+
+def test_prevention_actions_stored_then_indicators_and_report(tmp_path: Path) -> None:
+    from datetime import date
+
+    from veille.config import Settings
+    from veille.pcs.prevention import PreventionAction
+    from veille.reads.console.report import NOT_SHOWN, SUPPRESSED, prevention_section
+    from veille.reads.pcs import prevention_indicators
+    from veille.territory import load_territory
+
+    territory = load_territory(Settings().territory_dir)
+
+    def walk(i: int, day: date, residents: int) -> e.PreventionEvent:
+        return e.PreventionEvent(at=NOW + i, action=PreventionAction(
+            id=f"w{i}", municipality="35401", kind="exploratory_walk", date=day, area="Gare",
+            participants={"residents": residents, "police": 1}))
+
+    evs = [walk(i, date(2026, 4, 1 + i), 9) for i in range(5)]
+    evs += [walk(9, date(2026, 8, 1), 3), walk(9, date(2026, 8, 1), 4)]  # re-recorded: replaced
+    evs.append(e.PreventionEvent(at=NOW, action=PreventionAction(
+        id="m1", municipality="35401", kind="neighbourhood_meeting", date=date(2026, 5, 2), area="Mairie",
+        participants={"residents": 30})))
+    decoded = [decode(_msg(e.encode(ev)), expect=PCS_TYPES) for ev in evs]
+    with chdb_store(tmp_path / "chdb") as store:
+        store.insert("prevention_actions", to_rows(decoded, datetime.now(UTC))["prevention_actions"], "p|1")
+        got = prevention_indicators(store, territory, "35401", date(2026, 1, 1), date(2027, 1, 1))
+    assert got["actions"] == 7 and got["participants"] == 5 * 10 + 5 + 30
+    assert got["per_quarter"] == {"2026-Q2": {"exploratory_walk": 5, "neighbourhood_meeting": 1},
+                                  "2026-Q3": {"exploratory_walk": 1}}
+    # Q2: 80 participants over Montveille's 12,400 inhabitants.
+    assert got["participation"]["2026-Q2"]["per_1000_inhabitants"] == round(80 * 1000 / 12400, 2)
+    assert prevention_section(got) == [("2026-Q2", "exploratory_walk", "5", "10.0"),
+                                       ("2026-Q2", "neighbourhood_meeting", SUPPRESSED, NOT_SHOWN),
+                                       ("2026-Q3", "exploratory_walk", SUPPRESSED, NOT_SHOWN)]

@@ -105,6 +105,38 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 PCS_INFO = "pcs.json"
 
 
+def _cmd_action(args: argparse.Namespace) -> int:
+    """Record a prevention action (counts only) on the cascade topic; the sink stores it."""
+    import time
+    import uuid
+
+    from confluent_kafka import Producer
+    from pydantic import ValidationError
+
+    from veille.config import get_settings
+    from veille.pcs.events import PreventionEvent, encode
+    from veille.pcs.prevention import ParticipantKind, PreventionAction
+    from veille.topics import Topics
+
+    try:
+        action = PreventionAction(
+            id=args.id or str(uuid.uuid4()), municipality=args.insee, kind=args.kind, date=args.date,
+            area=args.area, participants={k: getattr(args, k.value) for k in ParticipantKind
+                                          if getattr(args, k.value)})
+    except ValidationError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    settings = get_settings()
+    producer = Producer({**settings.kafka_client_config(), "acks": "all", "enable.idempotence": True})
+    event = PreventionEvent(action=action, at=int(time.time() * 1000))
+    producer.produce(Topics(settings.topic_prefix).pcs_cascade, key=action.id.encode(), value=encode(event))
+    if producer.flush(30) != 0:
+        print("not acknowledged by the broker", file=sys.stderr)
+        return 1
+    print(action.id)
+    return 0
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     """The cascade worker (streams/pcs.py): its own faust app, group and Table."""
     import faust
@@ -138,6 +170,18 @@ def add_commands(sub: Any) -> None:
     w.add_argument("--tick-seconds", type=float, default=1.0, help="how often deadlines are checked")
     w.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     w.set_defaults(func=_cmd_worker)
+    act = psub.add_parser("action", help="record a prevention action (walk, meeting, mediation)")
+    asub = act.add_subparsers(dest="action_command", metavar="ACTION", required=True)
+    aa = asub.add_parser("add", help="record one action; participants as counts, never names")
+    aa.add_argument("insee")
+    aa.add_argument("--kind", required=True,
+                    choices=["exploratory_walk", "neighbourhood_meeting", "mediation_session"])
+    aa.add_argument("--date", required=True, help="YYYY-MM-DD")
+    aa.add_argument("--area", required=True, help="place or area, e.g. 'quartier de la Gare'")
+    aa.add_argument("--id", help="the action's id (default: a new one); the same id replaces it")
+    for kind in ("residents", "representatives", "police", "landlords", "associations"):
+        aa.add_argument(f"--{kind}", type=int, default=0, help=f"how many {kind} took part")
+    aa.set_defaults(func=_cmd_action)
     r = psub.add_parser("register", help="the vulnerable-persons register (encrypted at rest)")
     rsub = r.add_subparsers(dest="register_command", metavar="ACTION", required=True)
     k = rsub.add_parser("key", help="print a new key for VEILLE_PCS_REGISTER_KEY")

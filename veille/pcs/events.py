@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from veille.pcs.prevention import PreventionAction
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -71,8 +73,21 @@ class CheckEvent(_Event):
     status: CheckStatus
 
 
-CascadeEvent = Annotated[ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent,
-                         Field(discriminator="type")]
+class PreventionEvent(BaseModel):
+    """A prevention action a town recorded (veille/pcs/prevention.py): counts, never names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["prevention"] = "prevention"
+    action: PreventionAction
+    at: int
+
+    @property
+    def activation(self) -> str:  # the topic's key: the action's id
+        return self.action.id
+
+
+CascadeEvent = Annotated[ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent
+                         | PreventionEvent, Field(discriminator="type")]
 EVENT = TypeAdapter(CascadeEvent)
 
 
@@ -104,7 +119,10 @@ def encode(event: BaseModel) -> bytes:
     return event.model_dump_json().encode()
 
 
-def decode(raw: bytes) -> ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent:
+Decoded = ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent | PreventionEvent
+
+
+def decode(raw: bytes) -> Decoded:
     return EVENT.validate_json(raw)
 
 
@@ -117,6 +135,7 @@ __all__ = [
     "CheckEvent",
     "CheckStatus",
     "NotifiedEvent",
+    "PreventionEvent",
     "StepEvent",
     "decode",
     "encode",

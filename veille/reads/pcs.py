@@ -16,8 +16,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from veille.pcs.prevention import (
+    ParticipantKind,
+    PreventionAction,
+    actions_per_quarter,
+    participation,
+)
 from veille.reads.indicators import Cell
 from veille.sinks.store import Store
+from veille.territory import Territory
 
 
 def pcs_sql(db: str, cell: Cell) -> tuple[str, dict[str, Any]]:
@@ -48,4 +55,25 @@ def pcs_indicators(store: Store, municipality: str, start: date, end: date) -> d
     return {k: int(v) for k, v in row.items()}
 
 
-__all__ = ["pcs_indicators", "pcs_sql"]
+def prevention_actions(store: Store, municipalities: list[str], start: date,
+                       end: date) -> list[PreventionAction]:
+    rows = store.query(f"""
+SELECT id, municipality, kind, day, area, residents, representatives, police, landlords, associations
+FROM {store.database}.prevention_actions FINAL
+WHERE has({{munis:Array(String)}}, municipality) AND day >= {{start:Date}} AND day < {{end:Date}}
+ORDER BY day, id""", Cell(municipalities=municipalities, start=start, end=end).params())
+    return [PreventionAction(id=r["id"], municipality=r["municipality"], kind=r["kind"], date=r["day"],
+                             area=r["area"], participants={k: int(r[k.value]) for k in ParticipantKind})
+            for r in rows]
+
+
+def prevention_indicators(store: Store, territory: Territory, municipality: str, start: date,
+                          end: date) -> dict[str, Any]:
+    """Actions per quarter by kind and participation (``veille.pcs.prevention``) from the store."""
+    actions = prevention_actions(store, [municipality], start, end)
+    population = {code: m.population for code, m in territory.municipalities.items()}
+    return {"actions": len(actions), "participants": sum(a.total for a in actions),
+            "per_quarter": actions_per_quarter(actions), "participation": participation(actions, population)}
+
+
+__all__ = ["pcs_indicators", "pcs_sql", "prevention_actions", "prevention_indicators"]

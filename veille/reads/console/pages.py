@@ -201,7 +201,21 @@ def report_html(data: dict[str, Any]) -> str:
                                t['col_undelivered']],
         [(a, t.get(f"method_{m}", m), *rest) for a, m, *rest in data['delivery']], "report-delivery")}
 {_pcs_section(data.get('pcs'))}
+{_prevention_section(data.get('prevention'))}
 </main></body></html>"""
+
+
+def _prevention_section(rows: list[tuple[str, str, str, str]] | None) -> str:
+    """Prevention actions per quarter and kind (issue 27): counts already suppressed."""
+    if rows is None:
+        return ""
+    kinds = {"exploratory_walk": "Marche exploratoire", "neighbourhood_meeting": "Réunion de quartier",
+             "mediation_session": "Séance de médiation"}
+    shown_rows = [(q, kinds.get(k, k), n, per) for q, k, n, per in rows]
+    return ("<h2>Actions de prévention</h2>\n"
+            + _table("Actions de prévention par trimestre", ["Trimestre", "Action", "Nombre",
+                                                             "Participants par action"],
+                     shown_rows, "report-prevention"))
 
 
 def _pcs_section(p: dict[str, str] | None) -> str:
