@@ -49,6 +49,7 @@ from veille.kafka import Output, static_member_id
 from veille.notify.settings import NotifySettings
 from veille.notify.sms import SmsGateway
 from veille.pcs import cascade, events, messages
+from veille.pcs import metrics as pcs_metrics
 from veille.pcs.activation import from_alert
 from veille.pcs.plan import PCS_FILE, PcsPlan, read_plan
 from veille.schemas import codec
@@ -142,6 +143,8 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             outcome, _ = await sms.send(n.contact.sms or "", messages.sms(n, url=url, town=town,
                                                                          headline=headline), n.id)
         store(f"sent:{n.id}", outcome.value)
+        step = "owner" if n.step == 0 else ("cell" if n.target == cascade.CELL else "substitute")
+        pcs_metrics.NOTIFICATIONS.labels(channel, step, outcome.value).inc()
         # What is logged: ids and outcomes, never a contact.
         log.info("pcs notification=%s activation=%s owner=%s target=%s step=%d channel=%s outcome=%s",
                  n.id, n.activation, n.owner, n.target, n.step, channel, outcome.value)
@@ -175,6 +178,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
                 notified = await deliver(n, act)
                 if notified:
                     outputs.append(out(notified))
+            pcs_metrics.ACTIVATIONS.labels(ev.municipality, ev.source).inc()
             store(f"act:{ev.activation}", act)  # last: a crash before it starts again, sends nothing twice
         elif isinstance(ev, events.StepEvent):
             raw = load(f"w:{ev.activation}/{ev.owner}")
@@ -211,6 +215,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             except Exception as exc:  # bad input: logged (no content) and skipped, never a crash
                 log.warning("routed record [%d]@%d skipped: %s", event.message.partition,
                             event.message.offset, type(exc).__name__)
+                pcs_metrics.SKIPPED.labels("routed", type(exc).__name__).inc()
                 continue
             headline = next((i.headline for i in alert.infos if i.headline), alert.infos[0].event)
             category = _category(alert)
@@ -229,6 +234,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             except Exception as exc:
                 log.warning("cascade record [%d]@%d skipped: %s", event.message.partition,
                             event.message.offset, type(exc).__name__)
+                pcs_metrics.SKIPPED.labels("cascade", type(exc).__name__).inc()
                 continue
             current[0] = event.message.partition
             outputs = await on_event(ev)
@@ -243,6 +249,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
         mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.pcs_cascade}
         now = _now()
         due: list[Output] = []
+        pending = 0
         for key, raw in list(state.items()):
             if not key.startswith(b"w:") or raw is None:
                 continue
@@ -250,6 +257,8 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             if value.get("p") not in mine:
                 continue
             w = watch_of(value)
+            if w.deadline_ms is not None and w.acknowledged_by is None:
+                pending += 1
             if w.deadline_ms is None or w.deadline_ms > now or w.acknowledged_by is not None:
                 continue
             if (w.key, w.step) in in_flight:
@@ -257,6 +266,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             in_flight.add((w.key, w.step))
             due.append(out(events.StepEvent(activation=w.activation, at=now, owner=w.owner,
                                             step=w.step + 1)))
+        pcs_metrics.PENDING.set(pending)
         if due:
             await publish(due)
 

@@ -47,8 +47,8 @@ def smtp_env(port: int) -> dict[str, str]:
 
 
 def pcs_worker(settings: Settings, port: int) -> HubProcess:
-    return HubProcess(settings, "pcs", "worker", "--tick-seconds", "0.2", "--log-level", "info",
-                      env=smtp_env(port))
+    return HubProcess(settings, "pcs", "worker", "--metrics-port", "0", "--tick-seconds", "0.2",
+                      "--log-level", "info", env=smtp_env(port))
 
 
 def router(settings: Settings) -> HubProcess:

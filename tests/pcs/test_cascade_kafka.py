@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from hub_helpers import wait_for
 from pcs_helpers import cascade_events, deployment, free_port, pcs_worker, raw_topic_bytes, router
+from prometheus_client.parser import text_string_to_metric_families
 from test_activation import heatwave
 
 from veille.local.receivers import Mailbox
@@ -59,6 +61,7 @@ def test_heatwave_reaches_every_representative_once_then_substitutes_then_cells(
     try:
         publish_heatwave(settings)
         evs = cascade_events(settings, lambda out: len(notified(out)) >= ALL_STEPS, timeout=120)
+        scraped = urllib.request.urlopen(w.info("pcs.json")["metrics"], timeout=10).read().decode()
     finally:
         w.stop()
         r.stop()
@@ -81,6 +84,11 @@ def test_heatwave_reaches_every_representative_once_then_substitutes_then_cells(
     body = next(m for _, rcpts, m in box.messages if rcpts == ["bourg@saint-meen.example"])
     assert "/pcs/" in body.get_content() and "besoin d'aide" in body.get_content()
     assert {n.outcome for n in sent if n.target == "r-35402-la-noe"} == {"failed"}
+    total = {(s.labels["step"], s.labels["outcome"]): s.value
+             for f in text_string_to_metric_families(scraped) if f.name == "veille_pcs_notifications"
+             for s in f.samples if s.name.endswith("_total")}
+    assert total == {("owner", "delivered"): 4, ("owner", "failed"): 1, ("substitute", "delivered"): 4,
+                     ("substitute", "failed"): 1, ("cell", "delivered"): 5}
 
 
 def test_kill_9_mid_cascade_doubles_nobody_and_forgets_nobody(

@@ -47,7 +47,8 @@ def _read(settings: Settings, until: Callable[[list[Any]], bool], timeout: float
 def cascade(settings: Settings, bodies_env: dict[str, str], logs: Path, process: Process,
             alert_id: str) -> list[str]:
     env = user_env(settings, "pcs") if settings.kafka_credentials().mechanism else {}
-    with process("pcs", ["pcs", "worker", "--tick-seconds", "1"], logs, {**env, **bodies_env}):
+    args = ["pcs", "worker", "--metrics-port", "0", "--tick-seconds", "1"]
+    with process("pcs", args, logs, {**env, **bodies_env}):
         def activated(out: list[Any]) -> bool:
             acts = {e.activation for e in out if isinstance(e, events.ActivationEvent)
                     and e.source_id == alert_id}

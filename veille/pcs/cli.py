@@ -148,9 +148,15 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     ensure_territory_topics(settings)
+    from veille.telemetry import serve_metrics
+
     app = create_pcs_app(settings, tick_seconds=args.tick_seconds)
-    write_process_info(settings.state_dir / PCS_INFO)
-    print(f"pcs: consuming {settings.topic_prefix}.routed and .pcs.cascade", flush=True)
+    port_arg = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    _server, port = serve_metrics(port_arg)
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    write_process_info(settings.state_dir / PCS_INFO, metrics=metrics_url)
+    print(f"pcs: consuming {settings.topic_prefix}.routed and .pcs.cascade; metrics on {metrics_url}",
+          flush=True)
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     worker.spinner = None
     worker.execute_from_commandline()
@@ -167,6 +173,8 @@ def add_commands(sub: Any) -> None:
     c.add_argument("-v", "--verbose", action="store_true", help="also print informational notes")
     c.set_defaults(func=_cmd_check)
     w = psub.add_parser("worker", help="run the alert cascade (a faust worker) until SIGTERM")
+    w.add_argument("--metrics-port", type=int, default=None,
+                   help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
     w.add_argument("--tick-seconds", type=float, default=1.0, help="how often deadlines are checked")
     w.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     w.set_defaults(func=_cmd_worker)
