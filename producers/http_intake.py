@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -248,12 +247,13 @@ def install_pcs_page(app: web.Application, territory: Territory, settings: Setti
     """The representatives' page, when the territory has a PCS chain (pcs.yaml)."""
     from veille.pcs.messages import PageLinks
     from veille.pcs.plan import PCS_FILE, read_plan
-    from veille.pcs.register import KEY_ENV, REGISTER_DIR, Register
+    from veille.pcs.register import REGISTER_DIR, Register
+    from veille.pcs.settings import PcsSettings
     from veille.producers import pcs_page
 
     if not (settings.territory_dir / PCS_FILE).is_file():
         return
-    key = os.environ.get(KEY_ENV, "")
+    key = PcsSettings().register_key.get_secret_value()
     reg = Register(settings.state_dir / REGISTER_DIR, key.encode()) if key else None
     links = PageLinks(notify.link_key.get_secret_value(), notify.public_base_url)
     pcs_page.register(app, pcs_page.PcsPage(territory, read_plan(settings.territory_dir / PCS_FILE),

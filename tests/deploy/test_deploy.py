@@ -19,6 +19,7 @@ from paths import ROOT
 from veille.config import Settings
 from veille.deliver.settings import DeliverySettings
 from veille.notify.settings import NotifySettings
+from veille.pcs.settings import PcsSettings
 from veille.photos.settings import PhotoSettings
 
 DEPLOY = ROOT / "deploy"
@@ -27,7 +28,8 @@ HUB_SERVICES = {"topics-init", "router", "escalations", "sink", "intake", "simul
 SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
                 | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields}
                 | {f"VEILLE_PHOTOS_{name.upper()}" for name in PhotoSettings.model_fields}
-                | {f"VEILLE_NOTIFY_{name.upper()}" for name in NotifySettings.model_fields})
+                | {f"VEILLE_NOTIFY_{name.upper()}" for name in NotifySettings.model_fields}
+                | {f"VEILLE_PCS_{name.upper()}" for name in PcsSettings.model_fields})
 
 
 def _compose() -> dict[str, Any]:

@@ -13,7 +13,6 @@ rewrites the file without it.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from veille.pcs.settings import PcsSettings
 from veille.schemas.models import InseeCode
 from veille.statedir import write_private
 
@@ -59,7 +59,7 @@ class Reader:
 
 
 def key_from_env() -> bytes:
-    key = os.environ.get(KEY_ENV, "")
+    key = PcsSettings().register_key.get_secret_value()
     if not key:
         raise RegisterError(f"{KEY_ENV} is not set (generate one: veille pcs register key)")
     return key.encode("ascii")
