@@ -171,7 +171,7 @@ def test_dockerfile_installs_every_package_dir() -> None:
 
 
 K8S_FILES = ["configmap.yaml", "router.yaml", "escalations.yaml", "sink.yaml", "intake.yaml", "deliver.yaml",
-             "notify.yaml"]
+             "notify.yaml", "pcs.yaml"]
 
 
 def _k8s_docs(name: str) -> list[dict[str, Any]]:
@@ -184,7 +184,7 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver", "notify"])
+@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver", "notify", "pcs"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
