@@ -223,6 +223,43 @@ def make_app(publisher: Publisher, config: IntakeConfig, *, close_publisher: boo
     return app
 
 
+def _desk_routes(settings: Settings, territory: Territory) -> Callable[[web.Application], None] | None:
+    """The desk's extra routes: single sign-on's, and the PCS activation form when the
+    territory has a chain (pcs.yaml)."""
+    from veille.pcs.plan import PCS_FILE, read_plan
+    from veille.producers.desk.pcs import kafka_publisher, pcs_routes
+
+    sso = oidc_routes(settings, territory)
+    if not (settings.territory_dir / PCS_FILE).is_file():
+        return sso
+    pcs = pcs_routes(read_plan(settings.territory_dir / PCS_FILE), kafka_publisher(settings))
+
+    def both(desk_app: web.Application) -> None:
+        if sso is not None:
+            sso(desk_app)
+        pcs(desk_app)
+
+    return both
+
+
+def install_pcs_page(app: web.Application, territory: Territory, settings: Settings,
+                     publisher: Publisher, notify: NotifySettings) -> None:
+    """The representatives' page, when the territory has a PCS chain (pcs.yaml)."""
+    from veille.pcs.messages import PageLinks
+    from veille.pcs.plan import PCS_FILE, read_plan
+    from veille.pcs.register import REGISTER_DIR, Register
+    from veille.pcs.settings import PcsSettings
+    from veille.producers import pcs_page
+
+    if not (settings.territory_dir / PCS_FILE).is_file():
+        return
+    key = PcsSettings().register_key.get_secret_value()
+    reg = Register(settings.state_dir / REGISTER_DIR, key.encode()) if key else None
+    links = PageLinks(notify.link_key.get_secret_value(), notify.public_base_url)
+    pcs_page.register(app, pcs_page.PcsPage(territory, read_plan(settings.territory_dir / PCS_FILE),
+                                            settings, links, reg, publisher))
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None,
           known_municipalities: set[str] | None = None, known_agencies: set[str] | None = None,
           territory: Territory | None = None) -> None:
@@ -240,10 +277,11 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
         open311_updates.register(app)  # mySociety's servicerequestupdates
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/
         desk_app = desk.register(app, territory, settings,  # the agencies' desk, /agence/
-                                 extra_routes=oidc_routes(settings, territory))  # and its sign-on
+                                 extra_routes=_desk_routes(settings, territory))  # sign-on, PCS
         landing = desk.landing(desk_app, settings)
         # the residents' tracking page and unsubscribe links, /suivi/; consents to hear back
         tracking.register(app, book, ConsentWriter(settings, "veille-intake-consents"), notify, territory)
+        install_pcs_page(app, territory, settings, publisher, notify)  # representatives' /pcs/
     # The e-mails' response page, /reponse/ (its links land on the desk for a logged-in body).
     response.register(app, settings, territory=territory, landing=landing)
     tune_gc()

@@ -14,10 +14,11 @@ from pydantic import ValidationError
 
 from veille.deadletter import make_dead_letter
 from veille.kafka import Message
+from veille.pcs import events as pcs_events
 from veille.schemas import codec
 from veille.schemas.models import MODELS, DeadLetter
 from veille.sinks.rows import Row, incident_problem, out_of_store_range
-from veille.topics import ROUTED_TYPES
+from veille.topics import PCS_TYPES, ROUTED_TYPES
 
 COMPONENT = "sink"
 
@@ -28,6 +29,13 @@ def decode(msg: Message, now: datetime | None = None, resolver: codec.Resolver |
 
     Raises ``RegistryUnavailable`` (a Confluent schema id not cached, registry unreachable).
     """
+    if tuple(expect) == PCS_TYPES:
+        try:
+            return pcs_events.decode(msg.value or b"")
+        except ValidationError as exc:
+            return make_dead_letter(component=COMPONENT, reason="validation_error", detail=str(exc),
+                                    topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                                    key=msg.key, value=msg.value, failed_at=now)
     try:
         plain = codec.decode_plain(msg.value, "RoutedIncident", resolver=resolver) \
             if "RoutedIncident" in expect else None

@@ -30,7 +30,7 @@ from veille.sinks.batch_write import BatchWrite
 from veille.sinks.batching import Batcher
 from veille.sinks.steps import Batching, CommitOffsets, Decode, RetryPolicy, Stats, WriteWithRetry
 from veille.sinks.store import Store
-from veille.topics import ROUTED_TYPES, Topics
+from veille.topics import PCS_TYPES, ROUTED_TYPES, Topics
 
 
 class SinkPipeline:
@@ -47,8 +47,9 @@ class SinkPipeline:
                  retry: RetryPolicy | None = None, extra_consumer_config: dict[str, Any] | None = None,
                  ) -> None:
         names = Topics(settings.topic_prefix)
-        self.topics = list(topics or (names.routed, names.delivery))
-        self.expect = {t: names.record_types(t) or ROUTED_TYPES for t in self.topics}
+        self.topics = list(topics or (names.routed, names.delivery, names.pcs_cascade))
+        self.expect = {t: PCS_TYPES if t == names.pcs_cascade else names.record_types(t) or ROUTED_TYPES
+                       for t in self.topics}
         self.group_id = group_id or f"{settings.topic_prefix}.sink"
         self.batch_rows = batch_rows or settings.sink_batch_rows
         self.batch_seconds = settings.sink_batch_seconds if batch_seconds is None else batch_seconds

@@ -22,6 +22,16 @@ from typing import Any, TypeAlias
 
 import pyarrow as pa
 
+from veille.pcs.events import (
+    AckEvent,
+    ActivationEvent,
+    CheckEvent,
+    NotifiedEvent,
+    PreventionEvent,
+    StepEvent,
+    store_row,
+)
+from veille.pcs.prevention import ParticipantKind
 from veille.schemas.models import (
     DeliveryReceipt,
     Record,
@@ -78,6 +88,20 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("severity", pa.string()), ("reported_at", TS), ("refused_at", TS), ("routed_at", TS),
         ("stored_at", TS),
     ]),
+    # migrations/0006: prevention actions (veille/pcs/prevention.py), participants as counts
+    "prevention_actions": pa.schema([
+        ("id", pa.string()), ("municipality", pa.string()), ("kind", pa.string()), ("day", pa.date32()),
+        ("area", pa.string()), ("residents", pa.uint32()), ("representatives", pa.uint32()),
+        ("police", pa.uint32()), ("landlords", pa.uint32()), ("associations", pa.uint32()), ("at", TS),
+        ("stored_at", TS),
+    ]),
+    # migrations/0006: the PCS cascade's events, counts only (veille/pcs/events.py store_row)
+    "pcs_cascade": pa.schema([
+        ("activation", pa.string()), ("municipality", pa.string()), ("kind", pa.string()),
+        ("owner", pa.string()), ("target", pa.string()), ("step", pa.uint16()), ("channel", pa.string()),
+        ("outcome", pa.string()), ("status", pa.string()), ("event_key", pa.string()), ("at", TS),
+        ("stored_at", TS),
+    ]),
 }
 TABLES = tuple(SCHEMAS)
 
@@ -90,7 +114,9 @@ INCIDENT_TIMES = ("occurred_at", "reported_at", "routed_at")
 
 # A RoutedIncident as ``codec.decode_plain`` reads it.
 PlainIncident: TypeAlias = dict[str, Any]
-Row: TypeAlias = Record | PlainIncident
+PcsEvent: TypeAlias = ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent | PreventionEvent
+PCS_EVENTS = (ActivationEvent, StepEvent, NotifiedEvent, AckEvent, CheckEvent)
+Row: TypeAlias = Record | PlainIncident | PcsEvent
 
 
 def ms(value: datetime) -> int:
@@ -176,6 +202,15 @@ def to_rows(records: Iterable[Row], stored_at: datetime) -> dict[str, pa.Table]:
                  stored_at=stored)
         elif isinstance(rec, Redispatch):
             _add_redispatch(cols, rec, stored)
+        elif isinstance(rec, PreventionEvent):
+            a = rec.action
+            _add(cols["prevention_actions"], id=a.id, municipality=a.municipality, kind=a.kind.value,
+                 day=a.date, area=a.area, at=rec.at, stored_at=stored,
+                 **{k.value: a.participants.get(k, 0) for k in ParticipantKind})
+        elif isinstance(rec, PCS_EVENTS):
+            row = {**store_row(rec), "stored_at": stored}  # has a "target" column: not via _add
+            for name, values in cols["pcs_cascade"].items():
+                values.append(row[name])
         else:
             raise TypeError(f"the sink does not store {type(rec).__name__} records")
     if plain:

@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "veille.photos.cli",
     "veille.notify.cli",
     "veille.security_cli",
+    "veille.pcs.cli",
 ]
 
 

@@ -52,7 +52,7 @@ from veille.quotas import QuotaError, apply_quotas
 from veille.statedir import write_private
 from veille.topics import Topics
 
-COMPONENTS = ("router", "sink", "intake", "simulator", "deliver", "notify")
+COMPONENTS = ("router", "sink", "intake", "simulator", "deliver", "notify", "pcs")
 CREDENTIALS_FILE = "credentials.json"
 SCRAM_ITERATIONS = 8192
 
@@ -153,6 +153,7 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     # Sink: routing records and delivery receipts in, its dead letters out.
     topic("sink", t.routed, "READ", "DESCRIBE")
     topic("sink", t.delivery, "READ", "DESCRIBE")
+    topic("sink", t.pcs_cascade, "READ", "DESCRIBE")  # counts only: no register content
     group("sink", f"{prefix}.sink")
     topic("sink", t.dead_letter, "WRITE", "DESCRIBE")
 
@@ -184,6 +185,14 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     # Its state changelog (ids, statuses, times; no contact): written and restored by it alone.
     topic("notify", t.notify_tracks, "READ", "WRITE", "DESCRIBE")
     group("notify", f"{prefix}.notify")
+    # The PCS cascade (veille pcs worker, faust app "<prefix>-pcs"): routed alerts in, its own
+    # topic of activations/notifications/checks (ids and counts, no register content) and its
+    # tables' changelogs; the intake's representatives' page writes acknowledgements and checks.
+    topic("pcs", t.routed, "READ", "DESCRIBE")
+    topic("pcs", t.pcs_cascade, "READ", "WRITE", "DESCRIBE")
+    group("pcs", f"{prefix}-pcs")
+    topic("pcs", f"{prefix}-pcs-", "CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS", prefixed=True)
+    topic("intake", t.pcs_cascade, "WRITE", "DESCRIBE")
     return sorted(out)
 
 

@@ -58,6 +58,8 @@ ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate", "Redispatch")
 DEAD_LETTER_TYPES = ("DeadLetter",)
 DELIVERY_TYPES = ("DeliveryReceipt",)
 CONSENT_TYPES = ("NotificationConsent",)
+# The PCS cascade's events are JSON (veille/pcs/events.py), not Avro records: no schema subject.
+PCS_TYPES = ("PcsCascadeEvent",)
 # A tombstone of the consent topic stays readable this long before compaction drops it: a
 # notifier stopped for less still reads the withdrawal (veille/notify, docs/notify.md).
 CONSENT_DELETE_RETENTION_MS = 7 * DAY_MS
@@ -116,6 +118,12 @@ class Topics:
         return f"{self.prefix}.notify.tracks"
 
     @property
+    def pcs_cascade(self) -> str:
+        """The PCS cascade's events (``veille pcs worker``): activations, notifications,
+        acknowledgements, checks; ids and counts only, never a register entry's content."""
+        return f"{self.prefix}.pcs.cascade"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.deadletter"
 
@@ -172,7 +180,7 @@ def topic_specs(
     specs = [spec(names.intake(m), source) for m in sorted(municipalities)]
     specs += [spec(names.alerts, source), spec(names.status, source), spec(names.routed, base)]
     specs += [spec(names.dispatch(a), base) for a in sorted(agencies)]
-    specs += [spec(names.delivery, base)]
+    specs += [spec(names.delivery, base), spec(names.pcs_cascade, base)]
     # Consents: only the latest record of each incident is kept (compaction, no time-based
     # deletion: a contact leaves by the tombstone the notifier writes after the incident closed).
     specs += [spec(names.notify_consent, {

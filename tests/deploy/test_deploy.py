@@ -19,6 +19,7 @@ from paths import ROOT
 from veille.config import Settings
 from veille.deliver.settings import DeliverySettings
 from veille.notify.settings import NotifySettings
+from veille.pcs.settings import PcsSettings
 from veille.photos.settings import PhotoSettings
 
 DEPLOY = ROOT / "deploy"
@@ -27,7 +28,8 @@ HUB_SERVICES = {"topics-init", "router", "escalations", "sink", "intake", "simul
 SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
                 | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields}
                 | {f"VEILLE_PHOTOS_{name.upper()}" for name in PhotoSettings.model_fields}
-                | {f"VEILLE_NOTIFY_{name.upper()}" for name in NotifySettings.model_fields})
+                | {f"VEILLE_NOTIFY_{name.upper()}" for name in NotifySettings.model_fields}
+                | {f"VEILLE_PCS_{name.upper()}" for name in PcsSettings.model_fields})
 
 
 def _compose() -> dict[str, Any]:
@@ -169,7 +171,7 @@ def test_dockerfile_installs_every_package_dir() -> None:
 
 
 K8S_FILES = ["configmap.yaml", "router.yaml", "escalations.yaml", "sink.yaml", "intake.yaml", "deliver.yaml",
-             "notify.yaml"]
+             "notify.yaml", "pcs.yaml"]
 
 
 def _k8s_docs(name: str) -> list[dict[str, Any]]:
@@ -182,7 +184,7 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver", "notify"])
+@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver", "notify", "pcs"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")

@@ -170,7 +170,7 @@ def test_delivery_receipts_are_stored_beside_routed_records(env: SinkEnv) -> Non
     wrong_before = metric("veille_sink_dead_lettered_total", {"reason": "wrong_record_type"})
 
     p = pipeline(env)
-    assert p.topics == [env.topics.routed, env.topics.delivery]
+    assert p.topics == [env.topics.routed, env.topics.delivery, env.topics.pcs_cascade]  # pcs: issue 27
     stats = p.run(until=deadline(60), max_idle=2.0)
 
     expected = expected_counts([*records, *sent])

@@ -68,9 +68,10 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     deliver_writes = {g.name for g in plan if g.user == "deliver" and g.operation == "WRITE"}
     assert deliver_writes == {"v.delivery", "v.status"}
     # The routing records (no personal data): the sink, the intake's Open311 read model, the
-    # router's escalation worker (it reads refusals and acknowledgements back), the notifier.
+    # router's escalation worker (it reads refusals and acknowledgements back), the notifier,
+    # the PCS cascade (it reads the routed alerts).
     routed_readers = {g.user for g in plan if g.operation == "READ" and g.name == "v.routed"}
-    assert routed_readers == {"sink", "intake", "router", "notify"}
+    assert routed_readers == {"sink", "intake", "router", "notify", "pcs"}
     # Consents to hear back hold contacts: the intake writes them, the notifier alone reads them.
     consent = {(g.user, g.operation) for g in plan if g.name == "v.notify.consent"}
     assert {u for u, op in consent if op == "READ"} == {"notify"}

@@ -36,6 +36,7 @@ from veille.kafka import CommittedLag, Message
 from veille.local.broker import LocalBroker
 from veille.local.demo_followup import run_followup_demo
 from veille.local.demo_notify import hear_back
+from veille.local.demo_pcs import cascade as pcs_cascade
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.reads.indicators import LOCAL_TZ, render_text
@@ -294,6 +295,7 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
             print("\nDelivered to the bodies that run no Kafka consumer:", *bodies.summary(), sep="\n")
             run_followup_demo(settings, publisher_settings, logs, users["router"], territory, sink_url)
             print(*hear_back(settings, bodies, logs, _process), sep="\n")  # residents hear back
+            print(*pcs_cascade(settings, bodies.env, logs, _process, flood_alert.identifier), sep="\n")
 
             print()
             print(render_text(_indicators(sink_url, municipalities, span_start, end)))

@@ -29,6 +29,7 @@ from veille.reads.console.access import Credentials, auth_middleware
 from veille.reads.console.chain import build_chain, chain_html
 from veille.reads.console.export import export_rows, to_csv
 from veille.reads.console.filters import ConsoleFilter, parse_filter
+from veille.reads.console.pcs import pcs_html, pcs_rows
 from veille.reads.console.report import build_report
 from veille.reads.console.sso import ConsoleSso
 from veille.reads.console.view import build_view, territory_geojson
@@ -172,6 +173,18 @@ async def chain(request: web.Request) -> web.Response:
     return web.Response(text=chain_html(data, request.app[TERRITORY]), content_type="text/html")
 
 
+async def pcs(request: web.Request) -> web.Response:
+    """Per activated municipality, the PCS cascade's counts (console/pcs.py)."""
+    try:
+        days = int(request.query.get("days", "7"))
+    except ValueError:
+        return _error(400, "days must be a number")
+    if not 1 <= days <= 366:
+        return _error(400, "days must be between 1 and 366")
+    rows = await _blocking(pcs_rows, request.app[STORE], request.app[TERRITORY], days)
+    return web.Response(text=pcs_html(rows, days), content_type="text/html")
+
+
 async def ops_page(_request: web.Request) -> web.Response:
     return web.Response(text=pages.ops_html(), content_type="text/html")
 
@@ -224,6 +237,7 @@ def make_app(store: Store, territory: Territory | None, credentials: Credentials
     r.add_get("/console/export.csv", export_csv)
     r.add_get("/console/report", report)
     r.add_get("/console/chain", chain)
+    r.add_get("/console/pcs", pcs)
     r.add_get("/console/ops", ops_page)
     r.add_get("/console/api/ops", ops_data)
     try:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from veille.pcs.plan import PCS_FILE, check_plan, read_plan
 from veille.schemas.models import ServiceKind
 from veille.territory.checks import validate_territory
 from veille.territory.files import read_territory
@@ -34,6 +35,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if identity_file.is_file():  # optional: only deployments with single sign-on have one
         try:
             issues += check_identity_map(read_identity_map(identity_file), territory)
+        except TerritoryError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    pcs_file = directory / PCS_FILE
+    if pcs_file.is_file():  # optional: the towns' alert chains beyond the town hall
+        try:
+            issues += check_plan(read_plan(pcs_file), territory)
         except TerritoryError as exc:
             print(exc, file=sys.stderr)
             return 2

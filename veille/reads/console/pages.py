@@ -200,7 +200,36 @@ def report_html(data: dict[str, Any]) -> str:
 {_table(t['report_delivery'], [t['col_agency'], t['col_method'], t['col_delivered'], t['col_delivery_p50'],
                                t['col_undelivered']],
         [(a, t.get(f"method_{m}", m), *rest) for a, m, *rest in data['delivery']], "report-delivery")}
+{_pcs_section(data.get('pcs'))}
+{_prevention_section(data.get('prevention'))}
 </main></body></html>"""
+
+
+def _prevention_section(rows: list[tuple[str, str, str, str]] | None) -> str:
+    """Prevention actions per quarter and kind (issue 27): counts already suppressed."""
+    if rows is None:
+        return ""
+    kinds = {"exploratory_walk": "Marche exploratoire", "neighbourhood_meeting": "Réunion de quartier",
+             "mediation_session": "Séance de médiation"}
+    shown_rows = [(q, kinds.get(k, k), n, per) for q, k, n, per in rows]
+    return ("<h2>Actions de prévention</h2>\n"
+            + _table("Actions de prévention par trimestre", ["Trimestre", "Action", "Nombre",
+                                                             "Participants par action"],
+                     shown_rows, "report-prevention"))
+
+
+def _pcs_section(p: dict[str, str] | None) -> str:
+    """The safeguard plan's alert cascade (issue 27): counts already suppressed."""
+    if not p:
+        return ""
+    rows = [("Déclenchements du PCS", p["activations"]), ("Référents prévenus", p["notified"]),
+            ("Référents ayant accusé réception", p["acknowledged"]),
+            ("Part des référents ayant accusé réception", p["ack_share"]),
+            ("Personnes du registre vues", p["checked"]), ("dont besoin d'aide", p["need_help"]),
+            ("Part des personnes vues en bonne santé", p["ok_share"])]
+    return ("<h2>Plan communal de sauvegarde</h2>\n"
+            + _table("Chaîne d'alerte du plan communal de sauvegarde", ["Indicateur", "Nombre"], rows,
+                     "report-pcs"))
 
 
 def ops_html() -> str:

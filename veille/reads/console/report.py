@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from veille.reads.indicators import Cell, compute, reports_by_month_sql
+from veille.reads.pcs import pcs_indicators, prevention_indicators
 from veille.sinks.store import Store
 from veille.territory import Territory
 
@@ -75,4 +76,29 @@ def build_report(store: Store, territory: Territory, municipality: str, year: in
         "delivery": [(name(r["agency_id"]), r["method"], shown(r["delivered"]),
                       shown_duration(r["delivery_p50_s"], r["delivered"]), shown(r["undelivered"]))
                      for r in ind["delivery"]["by_agency_method"]],
+        "pcs": pcs_section(pcs_indicators(store, municipality, cell.start, cell.end)),
+        "prevention": prevention_section(prevention_indicators(store, territory, municipality,
+                                                               cell.start, cell.end)),
     }
+
+
+def prevention_section(p: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Per quarter and kind: actions, participants per action (not shown under 5 actions), and the
+    quarter's participation per 1,000 inhabitants (not shown under 5 participants)."""
+    out = []
+    for quarter, kinds in p["per_quarter"].items():
+        part = p["participation"].get(quarter, {})
+        for kind, n in sorted(kinds.items()):
+            per_action = part.get(f"per_action.{kind}")
+            out.append((quarter, kind, shown(n),
+                        NOT_SHOWN if per_action is None or n < THRESHOLD else f"{per_action:.1f}"))
+    return out
+
+
+def pcs_section(p: dict[str, int]) -> dict[str, str]:
+    """The PCS cascade's year (veille.reads.pcs), suppressed like every other count."""
+    return {"activations": shown(p["activations"]), "notified": shown(p["notified"]),
+            "acknowledged": shown(p["acknowledged"]),
+            "ack_share": shown_share(p["acknowledged"], p["notified"]),
+            "checked": shown(p["checked"]), "need_help": shown(p["need_help"]),
+            "ok_share": shown_share(p["ok"], p["checked"])}
