@@ -223,21 +223,26 @@ def make_app(publisher: Publisher, config: IntakeConfig, *, close_publisher: boo
     return app
 
 
-def _desk_routes(settings: Settings, territory: Territory) -> Callable[[web.Application], None] | None:
-    """The desk's extra routes: single sign-on's, and the PCS activation form when the
-    territory has a chain (pcs.yaml)."""
+def _desk_routes(settings: Settings, territory: Territory,
+                 publisher: Publisher) -> Callable[[web.Application], None] | None:
+    """The desk's extra routes: single sign-on's, and the PCS activation and prevention forms
+    when the territory has a chain (pcs.yaml)."""
     from veille.pcs.plan import PCS_FILE, read_plan
     from veille.producers.desk.pcs import kafka_publisher, pcs_routes
+    from veille.producers.desk.prevention import kafka_walk_publisher, prevention_routes
 
     sso = oidc_routes(settings, territory)
     if not (settings.territory_dir / PCS_FILE).is_file():
         return sso
-    pcs = pcs_routes(read_plan(settings.territory_dir / PCS_FILE), kafka_publisher(settings))
+    plan = read_plan(settings.territory_dir / PCS_FILE)
+    pcs = pcs_routes(plan, kafka_publisher(settings))
+    prevention = prevention_routes(plan, kafka_walk_publisher(settings, publisher))
 
     def both(desk_app: web.Application) -> None:
         if sso is not None:
             sso(desk_app)
         pcs(desk_app)
+        prevention(desk_app)
 
     return both
 
@@ -277,7 +282,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
         open311_updates.register(app)  # mySociety's servicerequestupdates
         relay.register(app, territory, settings, book_key=open311.BOOK_KEY)  # the relays' form, /relais/
         desk_app = desk.register(app, territory, settings,  # the agencies' desk, /agence/
-                                 extra_routes=_desk_routes(settings, territory))  # sign-on, PCS
+                                 extra_routes=_desk_routes(settings, territory, publisher))  # sign-on, PCS
         landing = desk.landing(desk_app, settings)
         # the residents' tracking page and unsubscribe links, /suivi/; consents to hear back
         tracking.register(app, book, ConsentWriter(settings, "veille-intake-consents"), notify, territory)

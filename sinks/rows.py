@@ -93,7 +93,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("id", pa.string()), ("municipality", pa.string()), ("kind", pa.string()), ("day", pa.date32()),
         ("area", pa.string()), ("residents", pa.uint32()), ("representatives", pa.uint32()),
         ("police", pa.uint32()), ("landlords", pa.uint32()), ("associations", pa.uint32()), ("at", TS),
-        ("stored_at", TS),
+        ("stored_at", TS), ("report_ids", STR_LIST),  # migrations/0007
     ]),
     # migrations/0006: the PCS cascade's events, counts only (veille/pcs/events.py store_row)
     "pcs_cascade": pa.schema([
@@ -205,7 +205,7 @@ def to_rows(records: Iterable[Row], stored_at: datetime) -> dict[str, pa.Table]:
         elif isinstance(rec, PreventionEvent):
             a = rec.action
             _add(cols["prevention_actions"], id=a.id, municipality=a.municipality, kind=a.kind.value,
-                 day=a.date, area=a.area, at=rec.at, stored_at=stored,
+                 day=a.date, area=a.area, at=rec.at, stored_at=stored, report_ids=list(rec.report_ids),
                  **{k.value: a.participants.get(k, 0) for k in ParticipantKind})
         elif isinstance(rec, PCS_EVENTS):
             row = {**store_row(rec), "stored_at": stored}  # has a "target" column: not via _add

@@ -107,16 +107,13 @@ PCS_INFO = "pcs.json"
 
 def _cmd_action(args: argparse.Namespace) -> int:
     """Record a prevention action (counts only) on the cascade topic; the sink stores it."""
-    import time
     import uuid
 
-    from confluent_kafka import Producer
     from pydantic import ValidationError
 
     from veille.config import get_settings
-    from veille.pcs.events import PreventionEvent, encode
     from veille.pcs.prevention import ParticipantKind, PreventionAction
-    from veille.topics import Topics
+    from veille.pcs.record import prevention_event, prevention_publisher
 
     try:
         action = PreventionAction(
@@ -126,11 +123,7 @@ def _cmd_action(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(exc, file=sys.stderr)
         return 2
-    settings = get_settings()
-    producer = Producer({**settings.kafka_client_config(), "acks": "all", "enable.idempotence": True})
-    event = PreventionEvent(action=action, at=int(time.time() * 1000))
-    producer.produce(Topics(settings.topic_prefix).pcs_cascade, key=action.id.encode(), value=encode(event))
-    if producer.flush(30) != 0:
+    if not prevention_publisher(get_settings())(prevention_event(action)):
         print("not acknowledged by the broker", file=sys.stderr)
         return 1
     print(action.id)

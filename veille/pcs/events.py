@@ -80,6 +80,9 @@ class PreventionEvent(BaseModel):
     type: Literal["prevention"] = "prevention"
     action: PreventionAction
     at: int
+    # The ids of the incidents born from the action (a walk's reports), so the store can join
+    # them with the incidents' status events; empty for an action that produced none.
+    report_ids: tuple[str, ...] = Field(default=(), max_length=50)
 
     @property
     def activation(self) -> str:  # the topic's key: the action's id

@@ -19,8 +19,10 @@ from typing import Any
 from veille.pcs.prevention import (
     ParticipantKind,
     PreventionAction,
+    WalkReport,
     actions_per_quarter,
     participation,
+    walk_reports,
 )
 from veille.reads.indicators import Cell
 from veille.sinks.store import Store
@@ -67,13 +69,49 @@ ORDER BY day, id""", Cell(municipalities=municipalities, start=start, end=end).p
             for r in rows]
 
 
+def walk_reports_sql(db: str, cell: Cell) -> tuple[str, dict[str, Any]]:
+    """The reports born from the walks of the cell (the ids a ``prevention`` event lists, migration
+    0007) joined with the incidents (when reported) and their status events (first resolution).
+    A report counts once the sink stored its incident; not resolved: ``resolved_at`` is NULL."""
+    return (f"""
+WITH walks AS (
+  SELECT id AS action_id, arrayJoin(report_ids) AS report_id
+  FROM {db}.prevention_actions FINAL
+  WHERE kind = 'exploratory_walk' AND has({{munis:Array(String)}}, municipality)
+    AND day >= {{start:Date}} AND day < {{end:Date}}
+)
+SELECT w.action_id AS action_id, i.reported_at AS reported_at, r.resolved_at AS resolved_at
+FROM walks AS w
+INNER JOIN (
+  SELECT toString(id) AS report_id, min(reported_at) AS reported_at FROM {db}.incidents
+  WHERE toString(id) IN (SELECT report_id FROM walks) GROUP BY id
+) AS i ON i.report_id = w.report_id
+LEFT JOIN (
+  SELECT toString(incident_id) AS report_id, min(at) AS resolved_at FROM {db}.status_events
+  WHERE status = 'resolved' AND toString(incident_id) IN (SELECT report_id FROM walks)
+  GROUP BY incident_id
+) AS r ON r.report_id = w.report_id
+ORDER BY action_id, reported_at
+SETTINGS join_use_nulls = 1""", cell.params())
+
+
+def walk_report_times(store: Store, municipalities: list[str], start: date, end: date) -> list[WalkReport]:
+    cell = Cell(municipalities=municipalities, start=start, end=end)
+    return [WalkReport(action_id=r["action_id"], reported_at=r["reported_at"], resolved_at=r["resolved_at"])
+            for r in store.query(*walk_reports_sql(store.database, cell))]
+
+
 def prevention_indicators(store: Store, territory: Territory, municipality: str, start: date,
                           end: date) -> dict[str, Any]:
-    """Actions per quarter by kind and participation (``veille.pcs.prevention``) from the store."""
+    """Actions per quarter by kind, participation and the reports born from walks with their
+    processing times (``veille.pcs.prevention``), from the store."""
     actions = prevention_actions(store, [municipality], start, end)
     population = {code: m.population for code, m in territory.municipalities.items()}
+    reports = walk_report_times(store, [municipality], start, end)
     return {"actions": len(actions), "participants": sum(a.total for a in actions),
-            "per_quarter": actions_per_quarter(actions), "participation": participation(actions, population)}
+            "per_quarter": actions_per_quarter(actions), "participation": participation(actions, population),
+            "walk_reports": walk_reports(actions, reports)}
 
 
-__all__ = ["pcs_indicators", "pcs_sql", "prevention_actions", "prevention_indicators"]
+__all__ = ["pcs_indicators", "pcs_sql", "prevention_actions", "prevention_indicators", "walk_report_times",
+           "walk_reports_sql"]
