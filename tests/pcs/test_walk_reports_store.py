@@ -53,3 +53,19 @@ def test_walk_reports_joined_with_incidents_and_their_statuses(tmp_path: Path) -
     # Four reports stored (the unknown id is not one yet), three resolved: median of 2, 10, 30.
     assert got["walk_reports"] == {"reports": 4, "resolved": 3, "median_processing_hours": 10.0}
     assert elsewhere == []
+
+
+def test_annual_report_shows_walk_reports_under_the_small_count_rules() -> None:
+    from veille.reads.console.pages import report_html
+    from veille.reads.console.report import NOT_SHOWN, SUPPRESSED, walk_reports_section
+
+    few = walk_reports_section({"reports": 4, "resolved": 3, "median_processing_hours": 10.0})
+    assert few == {"reports": SUPPRESSED, "resolved": SUPPRESSED, "median": NOT_SHOWN}
+    many = walk_reports_section({"reports": 12, "resolved": 9, "median_processing_hours": 26.5})
+    assert many == {"reports": "12", "resolved": "9", "median": "26,5\u00a0h"}
+    data = {"year": 2026, "name": "Montveille", "municipality": "35401", "total": "< 5", "alerts": "< 5",
+            "by_category": [], "by_channel": [], "by_month": ["< 5"] * 12,
+            "cross_boundary": {"dispatches": "< 5", "cross": "< 5", "share": NOT_SHOWN},
+            "by_agency": [], "response_times": [], "delivery": [], "walk_reports": many}
+    html = report_html(data)
+    assert 'id="report-walk-reports"' in html and ">12<" in html and "26,5\u00a0h" in html

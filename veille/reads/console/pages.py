@@ -202,6 +202,7 @@ def report_html(data: dict[str, Any]) -> str:
         [(a, t.get(f"method_{m}", m), *rest) for a, m, *rest in data['delivery']], "report-delivery")}
 {_pcs_section(data.get('pcs'))}
 {_prevention_section(data.get('prevention'))}
+{_walk_reports_section(data.get('walk_reports'))}
 </main></body></html>"""
 
 
@@ -216,6 +217,16 @@ def _prevention_section(rows: list[tuple[str, str, str, str]] | None) -> str:
             + _table("Actions de prévention par trimestre", ["Trimestre", "Action", "Nombre",
                                                              "Participants par action"],
                      shown_rows, "report-prevention"))
+
+
+def _walk_reports_section(w: dict[str, str] | None) -> str:
+    """Reports born from exploratory walks and their processing time (issue 27), suppressed."""
+    if not w:
+        return ""
+    rows = [("Signalements nés des marches exploratoires", w["reports"]), ("Résolus", w["resolved"]),
+            ("Délai médian de résolution", w["median"])]
+    return _table("Signalements nés des marches exploratoires", ["Indicateur", "Valeur"], rows,
+                  "report-walk-reports")
 
 
 def _pcs_section(p: dict[str, str] | None) -> str:

@@ -51,6 +51,7 @@ def build_report(store: Store, territory: Territory, municipality: str, year: in
         months[int(r["month"]) - 1] = int(r["reports"])
     cb = ind["cross_boundary"]
     m = territory.municipalities[municipality]
+    prevention = prevention_indicators(store, territory, municipality, cell.start, cell.end)
 
     def name(agency_id: str) -> str:
         return territory.agencies[agency_id].name if agency_id in territory.agencies else agency_id
@@ -77,8 +78,8 @@ def build_report(store: Store, territory: Territory, municipality: str, year: in
                       shown_duration(r["delivery_p50_s"], r["delivered"]), shown(r["undelivered"]))
                      for r in ind["delivery"]["by_agency_method"]],
         "pcs": pcs_section(pcs_indicators(store, municipality, cell.start, cell.end)),
-        "prevention": prevention_section(prevention_indicators(store, territory, municipality,
-                                                               cell.start, cell.end)),
+        "prevention": prevention_section(prevention),
+        "walk_reports": walk_reports_section(prevention["walk_reports"]),
     }
 
 
@@ -93,6 +94,14 @@ def prevention_section(p: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             out.append((quarter, kind, shown(n),
                         NOT_SHOWN if per_action is None or n < THRESHOLD else f"{per_action:.1f}"))
     return out
+
+
+def walk_reports_section(w: dict[str, Any]) -> dict[str, str]:
+    """Reports born from walks: how many, resolved, median processing time (not shown from
+    fewer than 5 resolved)."""
+    hours = w["median_processing_hours"]
+    return {"reports": shown(w["reports"]), "resolved": shown(w["resolved"]),
+            "median": shown_duration(None if hours is None else hours * 3600, w["resolved"])}
 
 
 def pcs_section(p: dict[str, int]) -> dict[str, str]:
