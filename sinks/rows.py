@@ -28,6 +28,7 @@ from veille.pcs.events import (
     CheckEvent,
     NotifiedEvent,
     PreventionEvent,
+    RetryEvent,
     StepEvent,
     store_row,
 )
@@ -114,8 +115,9 @@ INCIDENT_TIMES = ("occurred_at", "reported_at", "routed_at")
 
 # A RoutedIncident as ``codec.decode_plain`` reads it.
 PlainIncident: TypeAlias = dict[str, Any]
-PcsEvent: TypeAlias = ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent | PreventionEvent
-PCS_EVENTS = (ActivationEvent, StepEvent, NotifiedEvent, AckEvent, CheckEvent)
+PcsEvent: TypeAlias = (ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent | PreventionEvent
+                       | RetryEvent)
+PCS_EVENTS = (ActivationEvent, StepEvent, NotifiedEvent, AckEvent, CheckEvent, RetryEvent)
 Row: TypeAlias = Record | PlainIncident | PcsEvent
 
 

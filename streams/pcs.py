@@ -15,7 +15,11 @@ representatives' pages. The Table (keyed ``act:<activation>``, ``w:<activation>/
 WHAT IT DOES. An activation opens one watch per representative reached and notifies each
 once; a step (the timer saw a watch's deadline pass unacknowledged) notifies the next of the
 chain: the substitutes, then the safeguard cell (:mod:`veille.pcs.cascade`, pure). Every
-notification is recorded as a ``notified`` event.
+notification is recorded as a ``notified`` event. One that failed transiently (outcome
+``retry``) is remembered as ``r:<notification>`` with its due time; the timer publishes a
+``retry`` event when it is due and the agent sends it again (the same id, so the same
+Message-ID), at most ``VEILLE_PCS_NOTIFY_RETRIES`` times with exponential backoff; an
+acknowledgement or a step of the chain ends the retries.
 
 THE TIMER only publishes (faust cannot write a Table outside an event's partition): a
 ``step`` event for each overdue watch, read back by the agent, which moves the watch and
@@ -52,6 +56,7 @@ from veille.pcs import cascade, events, messages
 from veille.pcs import metrics as pcs_metrics
 from veille.pcs.activation import from_alert
 from veille.pcs.plan import PCS_FILE, PcsPlan, read_plan
+from veille.pcs.settings import PcsSettings
 from veille.schemas import codec
 from veille.schemas.models import Alert, DeliveryOutcome, IncidentCategory
 from veille.schemas.registry import resolver_from_settings
@@ -91,6 +96,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
         web_enabled=False, broker_commit_interval=1.0, **member,
     )
     notify = NotifySettings()
+    retries = PcsSettings()
     links = messages.PageLinks(notify.link_key.get_secret_value(), notify.public_base_url)
     mailer = EmailSender(DeliverySettings())
     sms = SmsGateway(notify)
@@ -122,9 +128,15 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
     def out(event: events._Event) -> Output:
         return Output(topics.pcs_cascade, event.activation.encode(), events.encode(event))
 
-    async def deliver(n: cascade.Notification, act: dict[str, Any]) -> events.NotifiedEvent | None:
-        """Send ``n`` once (``sent:<id>`` in the Table); the event to record, None if sent before."""
-        if load(f"sent:{n.id}") is not None:
+    def forget(key: str) -> None:
+        if state.get(key.encode()) is not None:
+            del state[key.encode()]
+
+    async def deliver(n: cascade.Notification, act: dict[str, Any],
+                      attempt: int = 0) -> events.NotifiedEvent | None:
+        """Send ``n`` once (``sent:<id>`` in the Table), or again for retry number ``attempt``;
+        the event to record, None if sent before."""
+        if attempt == 0 and load(f"sent:{n.id}") is not None:
             return None
         town = territory.municipalities[n.municipality].name
         url = links.url(n, act.get("category") or "other")
@@ -134,8 +146,8 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             channel = "email"
             msg = messages.email(n, to=n.contact.email, sender=notify.email_sender, url=url,
                                  town=town, headline=headline)
-            attempt = await mailer.send(msg, [n.contact.email])
-            outcome = attempt.outcome
+            result = await mailer.send(msg, [n.contact.email])
+            outcome = result.outcome
         elif not sms.configured:
             channel, outcome = "sms", DeliveryOutcome.failed  # no gateway: recorded, visible
         else:
@@ -143,6 +155,14 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             outcome, _ = await sms.send(n.contact.sms or "", messages.sms(n, url=url, town=town,
                                                                          headline=headline), n.id)
         store(f"sent:{n.id}", outcome.value)
+        due = None if outcome is not DeliveryOutcome.retry else cascade.next_retry_ms(
+            attempt, _now(), max_retries=retries.notify_retries, base_seconds=retries.retry_base_seconds,
+            cap_seconds=retries.retry_max_seconds)
+        if due is not None:  # the timer publishes a ``retry`` event when it is due
+            store(f"r:{n.id}", {"activation": n.activation, "owner": n.owner, "step": n.step,
+                                "attempt": attempt + 1, "due_ms": due, "p": current[0]})
+        elif attempt:
+            forget(f"r:{n.id}")
         step = "owner" if n.step == 0 else ("cell" if n.target == cascade.CELL else "substitute")
         pcs_metrics.NOTIFICATIONS.labels(channel, step, outcome.value).inc()
         # What is logged: ids and outcomes, never a contact.
@@ -195,6 +215,22 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
                 notified = await deliver(nxt, act)
                 if notified:
                     outputs.append(out(notified))
+        elif isinstance(ev, events.RetryEvent):
+            retry, raw, act = load(f"r:{ev.notification}"), load(f"w:{ev.activation}/{ev.owner}"), \
+                load(f"act:{ev.activation}")
+            if retry is None or retry["attempt"] != ev.attempt or raw is None or act is None:
+                return []  # done already (a retry event re-read after a restart)
+            w = watch_of(raw)
+            if w.acknowledged_by is not None or w.step != ev.step:
+                forget(f"r:{ev.notification}")  # acknowledged, or the chain moved on: no more tries
+                return []
+            n = cascade.notification_for(plan.municipalities[w.municipality], w)
+            if n.id != ev.notification:
+                forget(f"r:{ev.notification}")
+                return []
+            notified = await deliver(n, act, attempt=ev.attempt)
+            if notified:
+                outputs.append(out(notified))
         elif isinstance(ev, events.AckEvent):
             raw = load(f"w:{ev.activation}/{ev.owner}")
             if raw is not None:
@@ -251,10 +287,17 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
         due: list[Output] = []
         pending = 0
         for key, raw in list(state.items()):
-            if not key.startswith(b"w:") or raw is None:
+            if not key.startswith((b"w:", b"r:")) or raw is None:
                 continue
             value = json.loads(raw)
             if value.get("p") not in mine:
+                continue
+            if key.startswith(b"r:"):  # a notification to send again
+                if value["due_ms"] <= now and (key.decode(), value["attempt"]) not in in_flight:
+                    in_flight.add((key.decode(), value["attempt"]))
+                    due.append(out(events.RetryEvent(
+                        activation=value["activation"], at=now, owner=value["owner"], step=value["step"],
+                        notification=key.decode()[2:], attempt=value["attempt"])))
                 continue
             w = watch_of(value)
             if w.deadline_ms is not None and w.acknowledged_by is None:

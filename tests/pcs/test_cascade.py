@@ -44,3 +44,13 @@ def test_acknowledgement_stops_the_chain() -> None:
     acked = acknowledge(PLAN, watch, "r-35401-centre")
     assert acked.acknowledged_by == "r-35401-centre" and acked.deadline_ms is None
     assert expire(PLAN, acked, 10**12) == (acked, None)
+
+
+def test_retry_backoff_doubles_is_capped_and_stops_after_n() -> None:
+    from veille.pcs.cascade import next_retry_ms
+
+    def at(done: int) -> int | None:
+        return next_retry_ms(done, 1_000, max_retries=4, base_seconds=30, cap_seconds=100)
+
+    assert [at(n) for n in range(5)] == [31_000, 61_000, 101_000, 101_000, None]
+    assert next_retry_ms(0, 0, max_retries=0, base_seconds=30, cap_seconds=100) is None

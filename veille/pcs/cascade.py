@@ -102,6 +102,21 @@ def expire(plan: MunicipalPlan, watch: Watch, now_ms: int) -> tuple[Watch, Notif
     return nxt, _notify(plan, nxt)
 
 
+def notification_for(plan: MunicipalPlan, watch: Watch) -> Notification:
+    """The notification of the watch's current step (the same id as when it was first sent)."""
+    return _notify(plan, watch)
+
+
+def next_retry_ms(retries_done: int, now_ms: int, *, max_retries: int, base_seconds: float,
+                  cap_seconds: float) -> int | None:
+    """When to send again a notification that failed transiently, after ``retries_done``
+    retries: exponential backoff (base, 2 x base, 4 x base…, capped); None once ``max_retries``
+    retries were made (the outcome stays ``retry``, the chain's deadline still escalates)."""
+    if retries_done >= max_retries:
+        return None
+    return now_ms + int(min(base_seconds * 2 ** retries_done, cap_seconds) * 1000)
+
+
 def acknowledge(plan: MunicipalPlan, watch: Watch, by: str) -> Watch:
     """Acknowledged by anyone already notified on this watch (the owner, a substitute who took
     over, the cell); a later step's acknowledgement does not reopen anything."""
@@ -112,4 +127,4 @@ def acknowledge(plan: MunicipalPlan, watch: Watch, by: str) -> Watch:
 
 
 __all__ = ["CELL", "Notification", "Watch", "acknowledge", "activation_id", "chain", "expire",
-           "notification_id", "start"]
+           "next_retry_ms", "notification_for", "notification_id", "start"]

@@ -41,6 +41,17 @@ class StepEvent(_Event):
     step: int
 
 
+class RetryEvent(_Event):
+    """The timer's decision: a notification that failed transiently (outcome ``retry``) is due
+    to be sent again; ``attempt`` is the retry's number (1 for the first retry)."""
+
+    type: Literal["retry"] = "retry"
+    owner: str
+    step: int
+    notification: str
+    attempt: int
+
+
 class NotifiedEvent(_Event):
     type: Literal["notified"] = "notified"
     notification: str
@@ -90,11 +101,11 @@ class PreventionEvent(BaseModel):
 
 
 CascadeEvent = Annotated[ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent
-                         | PreventionEvent, Field(discriminator="type")]
+                         | PreventionEvent | RetryEvent, Field(discriminator="type")]
 EVENT = TypeAdapter(CascadeEvent)
 
 
-AnyEvent = ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent
+AnyEvent = ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent | RetryEvent
 
 
 def store_row(ev: AnyEvent) -> dict[str, object]:
@@ -108,6 +119,8 @@ def store_row(ev: AnyEvent) -> dict[str, object]:
     elif isinstance(ev, NotifiedEvent):
         row.update(event_key=ev.notification, owner=ev.owner, target=ev.target, step=ev.step,
                    channel=ev.channel, outcome=ev.outcome)
+    elif isinstance(ev, RetryEvent):
+        row.update(event_key=f"{ev.notification}/{ev.attempt}", owner=ev.owner, step=ev.step)
     elif isinstance(ev, StepEvent):
         row.update(event_key=f"{ev.owner}/{ev.step}", owner=ev.owner, step=ev.step)
     elif isinstance(ev, AckEvent):
@@ -122,7 +135,7 @@ def encode(event: BaseModel) -> bytes:
     return event.model_dump_json().encode()
 
 
-Decoded = ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent | PreventionEvent
+Decoded = ActivationEvent | StepEvent | NotifiedEvent | AckEvent | CheckEvent | PreventionEvent | RetryEvent
 
 
 def decode(raw: bytes) -> Decoded:
@@ -139,6 +152,7 @@ __all__ = [
     "CheckStatus",
     "NotifiedEvent",
     "PreventionEvent",
+    "RetryEvent",
     "StepEvent",
     "decode",
     "encode",
