@@ -144,3 +144,11 @@ def test_prevention_actions_stored_then_indicators_and_report(tmp_path: Path) ->
     assert prevention_section(got) == [("2026-Q2", "exploratory_walk", "5", "10.0"),
                                        ("2026-Q2", "neighbourhood_meeting", SUPPRESSED, NOT_SHOWN),
                                        ("2026-Q3", "exploratory_walk", SUPPRESSED, NOT_SHOWN)]
+
+
+def test_a_retry_event_is_stored_as_a_count(tmp_path: Path) -> None:
+    retry = e.RetryEvent(activation="a1", at=NOW, owner="r1", step=0, notification="n1", attempt=2)
+    decoded = decode(_msg(e.encode(retry)), expect=PCS_TYPES)
+    assert not isinstance(decoded, DeadLetter)
+    [row] = to_rows([decoded], datetime.now(UTC))["pcs_cascade"].to_pylist()
+    assert (row["kind"], row["owner"], row["event_key"]) == ("retry", "r1", "n1/2")
