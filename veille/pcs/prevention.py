@@ -2,7 +2,8 @@
 
 A town records an **exploratory walk**, a **neighbourhood meeting** or a **mediation
 session**: date, area, participants by kind as counts (never names). A walk can give rise to
-reports, each an ordinary incident whose ``action_id`` names the walk. The indicators:
+reports, each an ordinary incident whose id the walk's ``prevention`` event lists
+(``report_ids``; joined in the store by ``veille.reads.pcs``). The indicators:
 
 * actions per quarter by kind (``2026-Q3``);
 * participation per action: the mean number of participants of the actions of that quarter
@@ -60,7 +61,8 @@ class PreventionAction(BaseModel):
 
 
 class WalkReport(BaseModel):
-    """An incident born from an action: only its times (the incident itself is routed as usual)."""
+    """An incident born from an action: only its times (the incident itself is routed as usual);
+    ``veille.reads.pcs.walk_report_times`` reads them from the store."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     action_id: str
