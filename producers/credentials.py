@@ -239,6 +239,23 @@ class LoginStore(CredentialStore[A]):
     def find(self, ref: str) -> A | None:
         return self.records().get(ref) or self.first(lambda a: a.login == ref)
 
+    def existing(self, ref: str) -> A:
+        """The account named ``ref`` (id or login); KeyError if there is none."""
+        found = self.find(ref)
+        if found is None:
+            raise KeyError(f"no account {ref}")
+        return found
+
+    def rotate_ref(self, ref: str) -> tuple[A, str]:
+        """A new password for the active account ``ref`` (KeyError if unknown or revoked)."""
+        account = self.existing(ref)
+        if not account.active:
+            raise KeyError(f"account {ref} is revoked")
+        return self.rotate(account)
+
+    def revoke_ref(self, ref: str) -> A:
+        return self.revoke(self.existing(ref))
+
     def authenticate(self, login: str, password: str) -> A | None:
         """The active account of this login and password, or None (logins are case-blind)."""
         login = login.strip().lower()

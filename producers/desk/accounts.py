@@ -89,20 +89,11 @@ class AccountStore:
         fields = {"login": login, "name": name, "agency_id": agency_id, "role": role}
         return self.store.issue(fields, record_id=account_id, secret=password)
 
-    def _find(self, ref: str) -> DeskAccount:
-        found = self.store.find(ref)
-        if found is None:
-            raise KeyError(f"no account {ref}")
-        return found
-
     def rotate(self, ref: str) -> tuple[DeskAccount, str]:
-        account = self._find(ref)
-        if not account.active:
-            raise KeyError(f"account {ref} is revoked")
-        return self.store.rotate(account)
+        return self.store.rotate_ref(ref)
 
     def revoke(self, ref: str) -> DeskAccount:
-        return self.store.revoke(self._find(ref))
+        return self.store.revoke_ref(ref)
 
 
 # --------------------------------------------------------------------------- CLI

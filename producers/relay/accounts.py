@@ -90,20 +90,11 @@ class AccountStore:
         fields = {"login": login, "name": name, "kind": kind, "municipalities": list(municipalities)}
         return self.store.issue(fields, record_id=account_id, secret=password)
 
-    def _find(self, ref: str) -> RelayAccount:
-        found = self.store.find(ref)
-        if found is None:
-            raise KeyError(f"no account {ref}")
-        return found
-
     def rotate(self, ref: str) -> tuple[RelayAccount, str]:
-        account = self._find(ref)
-        if not account.active:
-            raise KeyError(f"account {ref} is revoked")
-        return self.store.rotate(account)
+        return self.store.rotate_ref(ref)
 
     def revoke(self, ref: str) -> RelayAccount:
-        return self.store.revoke(self._find(ref))
+        return self.store.revoke_ref(ref)
 
 
 # --------------------------------------------------------------------------- CLI
