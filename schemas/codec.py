@@ -290,7 +290,7 @@ def _millis(value: datetime) -> bytes:
 
 
 DISPATCH_FIELDS = ("id", "event_type", "event_id", "agency_id", "service", "rule", "cross_boundary",
-                   "municipality", "category", "severity", "reported_at", "routed_at", "payload")
+                   "municipality", "category", "severity", "reported_at", "routed_at", "payload", "case")
 
 
 class DispatchEncoder:
@@ -312,8 +312,10 @@ class DispatchEncoder:
 
     def tail(self, municipality: str, category: str, severity: str, reported_at: datetime,
              routed_at: datetime, payload: bytes) -> bytes:
+        # The router's dispatches are not grouped (case: null, the union's first branch); a
+        # case's dispatches are few and written by the generic encoder (streams/grouping).
         return b"".join((_string(municipality), _string(category), _string(severity),
-                         _millis(reported_at), _millis(routed_at), _long(len(payload)), payload))
+                         _millis(reported_at), _millis(routed_at), _long(len(payload)), payload, b"\x00"))
 
     def encode(self, tail: bytes, *, id: UUID | str, event_type: str, event_id: str, agency_id: str,
                service: str, rule: str, cross_boundary: bool) -> bytes:

@@ -79,6 +79,13 @@ class ServiceKind(StrEnum):
     municipal_safeguard = "municipal_safeguard"
 
 
+class CaseRole(StrEnum):
+    """A grouped incident's dispatch (Dispatch v2 ``case.role``, docs/grouping.md)."""
+
+    opened = "opened"  # the case's dispatch to this body: the one it answers
+    update = "update"  # a later report of the case, folded into the body's dispatch
+
+
 class IncidentStatus(StrEnum):
     received = "received"
     acknowledged = "acknowledged"

@@ -38,6 +38,7 @@ from veille.schemas.enums import (
     CapSeverity,
     CapStatus,
     CapUrgency,
+    CaseRole,
     Channel,
     DeliveryMethod,
     DeliveryOutcome,
@@ -278,6 +279,20 @@ class DispatchTarget(BaseModel):
     cross_boundary: bool
 
 
+class CaseRef(BaseModel):
+    """The case a dispatch belongs to (Dispatch v2): nearby reports of one category grouped as
+    they arrive (docs/grouping.md). The case's id is the incident id of its first report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: UUID
+    role: CaseRole
+    update_of: UUID | None = None  # role update: the body's dispatch of the case, to answer
+    reports: int = Field(ge=1)
+    severity: str
+    municipalities: list[str] = Field(default_factory=list)
+    positions: list[GeoPoint] = Field(default_factory=list, max_length=20)
+
+
 class Dispatch(Record):
     avro_name: ClassVar[str] = "Dispatch"
     id: UUID
@@ -293,6 +308,7 @@ class Dispatch(Record):
     reported_at: Timestamp
     routed_at: Timestamp
     payload: bytes
+    case: CaseRef | None = None  # v2: grouped into a case (docs/grouping.md)
 
 
 class RoutedIncident(Record):
@@ -308,6 +324,10 @@ class RoutedIncident(Record):
     routed_at: Timestamp
     reporter_pseudonym: str | None = None
     dispatches: list[DispatchTarget]
+    # v2: the case it was grouped into (its first report's id; None: not grouped) and the
+    # bodies that got it as an update of their dispatch of the case instead of a dispatch.
+    case_id: UUID | None = None
+    updates: list[DispatchTarget] = Field(default_factory=list)
 
 
 class RoutedAlert(Record):
@@ -374,6 +394,20 @@ class Redispatch(Record):
     routed_at: Timestamp
 
 
+class CaseSplit(Record):
+    """A body splits a report out of a case (agency desk): for that body the report's update
+    becomes a dispatch of its own, answered on ``dispatch_id`` (docs/grouping.md)."""
+
+    avro_name: ClassVar[str] = "CaseSplit"
+    id: UUID
+    incident_id: UUID
+    case_id: UUID
+    agency_id: str = Field(min_length=1, max_length=100)
+    service: ServiceKind
+    dispatch_id: UUID
+    at: EventTime
+
+
 class NotificationConsent(Record):
     """SENSITIVE (the address): only on <prefix>.notify.consent, never logged (see veille.notify)."""
 
@@ -396,12 +430,12 @@ class NotificationConsent(Record):
 MODELS: dict[str, type[Record]] = {
     m.avro_name: m
     for m in (Incident, Alert, StatusUpdate, DeadLetter, Dispatch, RoutedIncident, RoutedAlert,
-              DeliveryReceipt, Redispatch, NotificationConsent)
+              DeliveryReceipt, Redispatch, NotificationConsent, CaseSplit)
 }
 # The enums live in schemas/enums.py; imported from here as well.
 __all__ = ["MODELS", "Record", *[n for n in MODELS],
            "CLIMATE_CATEGORIES", "CapCategory", "CapCertainty", "CapMsgType", "CapScope",
-           "CapSeverity", "CapStatus", "CapUrgency", "Channel", "DeliveryMethod",
+           "CapSeverity", "CapStatus", "CapUrgency", "CaseRole", "Channel", "DeliveryMethod",
            "DeliveryOutcome", "EventType", "IncidentCategory", "IncidentStatus", "NotificationChannel",
            "RejectionReason",
            "ServiceKind",

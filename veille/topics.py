@@ -52,9 +52,9 @@ MAX_SOURCE_MESSAGE_BYTES = 512 * 1024
 # Record types accepted on each family of topics (checked by consumers at decode time).
 INTAKE_TYPES = ("Incident",)
 ALERT_TYPES = ("Alert",)
-STATUS_TYPES = ("StatusUpdate",)
+STATUS_TYPES = ("StatusUpdate", "CaseSplit")
 DISPATCH_TYPES = ("Dispatch",)
-ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate", "Redispatch")
+ROUTED_TYPES = ("RoutedIncident", "RoutedAlert", "StatusUpdate", "Redispatch", "CaseSplit")
 DEAD_LETTER_TYPES = ("DeadLetter",)
 DELIVERY_TYPES = ("DeliveryReceipt",)
 CONSENT_TYPES = ("NotificationConsent",)
@@ -122,6 +122,13 @@ class Topics:
         """The PCS cascade's events (``veille pcs worker``): activations, notifications,
         acknowledgements, checks; ids and counts only, never a register entry's content."""
         return f"{self.prefix}.pcs.cascade"
+
+    @property
+    def grouping(self) -> str:
+        """Groupable reports re-keyed by place (``veille router grouping``, docs/grouping.md):
+        the router's repartition topic, keyed by a geographic cell. Restricted: it carries the
+        reports' dispatches, contacts included, as the dispatch topics do."""
+        return f"{self.prefix}.grouping"
 
     @property
     def dead_letter(self) -> str:

@@ -121,7 +121,7 @@ def test_registration_plan_covers_every_topic_and_version() -> None:
     assert plan["veille.alerts-value"].record == "Alert"
     assert plan["veille.dispatch.sdis35-value"].record == "Dispatch"
     routed = {p.record for p in plan.values() if p.topic == topics.routed}
-    assert routed == {"RoutedIncident", "RoutedAlert", "StatusUpdate", "Redispatch"}
+    assert routed == {"RoutedIncident", "RoutedAlert", "StatusUpdate", "Redispatch", "CaseSplit"}
     for p in plan.values():
         assert [sv.version for sv in p.versions] == [sv.version for sv in catalog().versions(p.record)]
 
