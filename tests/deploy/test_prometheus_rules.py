@@ -19,6 +19,7 @@ from paths import ROOT
 from prometheus_client import REGISTRY
 
 import veille.deliver.metrics
+import veille.notify.metrics
 import veille.producers.metrics
 import veille.schemas.registry
 import veille.sinks.metrics
