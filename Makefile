@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 ASSETS := veille/web/vendor/VERSIONS
 
-.PHONY: setup demo console test lint bench chaos broker-start broker-stop clean tools assets
+.PHONY: setup demo console test lint bench scale chaos broker-start broker-stop clean tools assets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ lint: setup
 ## Throughput and latency numbers (not part of the tests).
 bench: setup
 	$(BIN)/python -m benchmarks
+
+## How cost grows with the territory: synthetic territories of 6, 350 and 35,000 municipalities
+## (load, checks, router start and memory, routing/s, topics and ACLs, intake topics on a broker).
+scale: setup
+	$(BIN)/python -m benchmarks.scale
 
 ## Single faults under load (kill -9 router/sink, broker restarts), 5 times each: recovery
 ## times and data checks (not part of the tests; about 10 minutes).

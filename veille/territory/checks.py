@@ -3,6 +3,7 @@ overlaps per service, categories no rule routes (see :mod:`veille.territory.file
 
 from __future__ import annotations
 
+import weakref
 from typing import Literal
 
 import shapely
@@ -11,19 +12,38 @@ from shapely.geometry.base import BaseGeometry
 from veille.schemas.models import IncidentCategory, Severity
 from veille.territory.model import AREA_TOLERANCE, Agency, AgencyLevel, Issue, Territory
 
+# The checks ask "which municipalities does this piece cover" once per overlap of two service
+# areas: against every municipality that was quadratic, 6 minutes for a département of 350
+# towns (benchmarks/scale.py). A tree of the municipalities, built once per territory,
+# answers with the candidates only, in the same order.
+_TREES: weakref.WeakKeyDictionary[Territory, tuple[list[str], list[BaseGeometry], shapely.STRtree]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _municipality_tree(t: Territory) -> tuple[list[str], list[BaseGeometry], shapely.STRtree]:
+    if t not in _TREES:
+        codes = list(t.municipalities)
+        geoms = [t.municipalities[c].geometry for c in codes]
+        _TREES[t] = (codes, geoms, shapely.STRtree(geoms))
+    return _TREES[t]
+
 
 def _parts(geom: BaseGeometry, territory: Territory) -> list[tuple[str, float]]:
-    """Municipalities a geometry meaningfully covers, with the covered share of each."""
+    """Municipalities a geometry meaningfully covers, with the covered share of each (in the
+    territory's order of municipalities)."""
+    codes, geoms, tree = _municipality_tree(territory)
     out = []
-    for code, m in territory.municipalities.items():
-        piece = shapely.intersection(m.geometry, geom).area
-        if piece > AREA_TOLERANCE * m.geometry.area:
-            out.append((code, piece / m.geometry.area))
+    for k in sorted(tree.query(geom, predicate="intersects").tolist()):
+        whole = geoms[k].area
+        piece = shapely.intersection(geoms[k], geom).area
+        if piece > AREA_TOLERANCE * whole:
+            out.append((codes[k], piece / whole))
     return out
 
 
 def _reference_issues(t: Territory) -> list[Issue]:
     issues: list[Issue] = []
+    with_area = {(a.agency_id, a.service) for a in t.service_areas}
     for agency in t.agencies.values():
         if agency.home_municipality and agency.home_municipality not in t.municipalities:
             issues.append(Issue("error", "unknown_municipality",
@@ -36,7 +56,7 @@ def _reference_issues(t: Territory) -> list[Issue]:
                                 agencies=(agency.id,)))
         issues += _escalation_issues(t, agency)
         for service in sorted(agency.services):
-            if not any(a.agency_id == agency.id and a.service == service for a in t.service_areas):
+            if (agency.id, service) not in with_area:
                 issues.append(Issue("warning", "no_service_area",
                                     f"agency {agency.id} provides {service} but has no service area",
                                     service=service, agencies=(agency.id,)))
@@ -117,28 +137,31 @@ def _coverage_issues(t: Territory) -> list[Issue]:
             level: Literal["error", "warning"] = "warning" if policy.gaps == "allow" else "error"
             issues.append(Issue(level, "gap", f"{service}: no agency covers {where}", service=service,
                                 municipalities=tuple(c for c, _ in gap_parts)))
-        for i, a in enumerate(areas):
-            for b in areas[i + 1:]:
-                if a.agency_id == b.agency_id:
-                    continue
-                parts = _parts(shapely.intersection(a.geometry, b.geometry), t)
-                if not parts:
-                    continue
-                codes = tuple(c for c, _ in parts)
-                pair = tuple(sorted((a.agency_id, b.agency_id)))
-                where = ", ".join(f"{c} {t.municipalities[c].name}" for c in codes)
-                if a.priority != b.priority:
-                    top = a if a.priority > b.priority else b
-                    issues.append(Issue("info", "overlap_resolved",
-                                        f"{service}: {pair[0]} and {pair[1]} overlap on {where}; "
-                                        f"{top.agency_id} has priority", service=service,
-                                        agencies=pair, municipalities=codes))
-                else:
-                    lvl: Literal["error", "warning"] = "warning" if policy.overlaps == "allow" else "error"
-                    issues.append(Issue(lvl, "overlap",
-                                        f"{service}: {pair[0]} and {pair[1]} both cover {where} "
-                                        f"(same priority {a.priority})", service=service,
-                                        agencies=pair, municipalities=codes))
+        # Only the pairs whose areas meet can overlap: a tree finds them, in (i, j) order.
+        left, right = shapely.STRtree([a.geometry for a in areas]).query(
+            [a.geometry for a in areas], predicate="intersects") if areas else ([], [])
+        for i, j in sorted((int(i), int(j)) for i, j in zip(left, right, strict=True) if i < j):
+            a, b = areas[i], areas[j]
+            if a.agency_id == b.agency_id:
+                continue
+            parts = _parts(shapely.intersection(a.geometry, b.geometry), t)
+            if not parts:
+                continue
+            codes = tuple(c for c, _ in parts)
+            pair = tuple(sorted((a.agency_id, b.agency_id)))
+            where = ", ".join(f"{c} {t.municipalities[c].name}" for c in codes)
+            if a.priority != b.priority:
+                top = a if a.priority > b.priority else b
+                issues.append(Issue("info", "overlap_resolved",
+                                    f"{service}: {pair[0]} and {pair[1]} overlap on {where}; "
+                                    f"{top.agency_id} has priority", service=service,
+                                    agencies=pair, municipalities=codes))
+            else:
+                lvl: Literal["error", "warning"] = "warning" if policy.overlaps == "allow" else "error"
+                issues.append(Issue(lvl, "overlap",
+                                    f"{service}: {pair[0]} and {pair[1]} both cover {where} "
+                                    f"(same priority {a.priority})", service=service,
+                                    agencies=pair, municipalities=codes))
     return issues
 
 
