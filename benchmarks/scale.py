@@ -39,6 +39,11 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _step(size: int, what: str, seconds: float) -> None:
+    # On stderr as it goes: a size that runs out of time still says which step it reached.
+    print(f"scale: {size}: {what} in {seconds:.2f} s", file=sys.stderr, flush=True)
+
+
 def measure_one(size: int, work: Path, broker: bool, max_topics: int) -> dict[str, Any]:
     """Everything for one size, in this process (run by :func:`main` in a subprocess)."""
     from benchmarks.pure import benchmark_routing
@@ -54,22 +59,27 @@ def measure_one(size: int, work: Path, broker: bool, max_topics: int) -> dict[st
     t0 = time.perf_counter()
     out.update(generate(directory, size))
     out["generate_s"] = time.perf_counter() - t0
+    _step(size, "generated", out["generate_s"])
     base = _rss_mb()
     t0 = time.perf_counter()
     territory = read_territory(directory)
     out["read_s"] = time.perf_counter() - t0
+    _step(size, "files read and resolved", out["read_s"])
     out["rss_territory_mb"] = _rss_mb() - base
     t0 = time.perf_counter()
     errors = [i for i in validate_territory(territory) if i.level == "error"]
     out["check_s"] = time.perf_counter() - t0
+    _step(size, "checked", out["check_s"])
     out["check_errors"] = len(errors)
     t0 = time.perf_counter()
     router = Router(territory, Topics("scale"), pseudonym_key=b"k" * 32, dispatch_key=b"d" * 32)
     out["router_build_s"] = time.perf_counter() - t0
+    _step(size, "router built", out["router_build_s"])
     gc.collect()
     t0 = time.perf_counter()
     out["routing_per_s"] = benchmark_routing(20_000, territory)
     out["first_plan_and_routing_s"] = time.perf_counter() - t0
+    _step(size, "routing plan built and 20,000 decisions made", out["first_plan_and_routing_s"])
     out["rss_router_mb"] = _rss_mb()
     del router
     topics = Topics("veille")

@@ -26,7 +26,7 @@ from veille.territory.model import JURISDICTION_FILE, MUNICIPALITIES_FILE, ROUTI
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "veille" / "territories" / "example"
 SIDE_KM = 4.0
-PER_DEPARTEMENT = 372
+PER_DEPARTEMENT = 380
 PER_EPCI = 20
 LAT0, LON0 = 47.0, -4.5
 KM_PER_DEG_LAT = 111.2
