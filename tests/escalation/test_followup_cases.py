@@ -58,8 +58,8 @@ def split(incident: uuid.UUID, case: uuid.UUID, at: datetime) -> dict[str, Any]:
 def _case(f: FollowUp) -> tuple[uuid.UUID, uuid.UUID, State, State]:
     case, later = uuid.uuid4(), uuid.uuid4()
     opened = f.on_record(None, "RoutedIncident", routed_v2(case, case, dispatched=True), 0).state
-    update = f.on_record(None, "RoutedIncident",
-                         routed_v2(later, case, dispatched=False, at=REPORTED + timedelta(minutes=10)), 0).state
+    later_record = routed_v2(later, case, dispatched=False, at=REPORTED + timedelta(minutes=10))
+    update = f.on_record(None, "RoutedIncident", later_record, 0).state
     assert opened is not None and update is not None
     return case, later, opened, update
 
@@ -78,7 +78,7 @@ def test_a_report_received_only_as_an_update_has_no_deadline(territory: Territor
 def test_a_split_gives_the_report_its_own_deadlines_from_its_time(territory: Territory) -> None:
     f = follow(territory)
     case, later, _, update = _case(f)
-    result = f.on_record(update, "CaseSplit", split(later, case, REPORTED + timedelta(hours=2)), 0)
+    result = f.on_record(update, "CaseSplit", split(later, case, REPORTED + timedelta(minutes=30)), 0)
     assert result.state is not None and result.events == [("split", "split")]
     reported = ms(REPORTED + timedelta(minutes=10))
     # flash_flood, moderate: the climate deadlines (4 h to acknowledge, 72 h to resolve), from the report.
@@ -90,7 +90,7 @@ def test_a_split_gives_the_report_its_own_deadlines_from_its_time(territory: Ter
     (due, *_) = f.due(str(later), result.state, reported + 4 * HOUR + 1000)
     assert due.key == (str(later), did(later), "ack") and due.outputs
     # A replayed split changes nothing.
-    again = f.on_record(result.state, "CaseSplit", split(later, case, REPORTED + timedelta(hours=3)), 0)
+    again = f.on_record(result.state, "CaseSplit", split(later, case, REPORTED + timedelta(minutes=40)), 0)
     assert again.state is None and again.events == [("split", "already")]
 
 
@@ -115,7 +115,8 @@ def test_acknowledging_the_case_does_not_acknowledge_a_split_report(territory: T
     assert opened is not None and not [p for p in f.pending(opened) if p[1] == "ack"]
     assert [p[1] for p in f.pending(split_state)] == ["ack", "resolve"]
     # An acknowledgement of the split report on its own id acknowledges it.
-    own = status(later, SYNDICATE[0], SYNDICATE[1], IncidentStatus.acknowledged, REPORTED + timedelta(hours=1))
+    own = status(later, SYNDICATE[0], SYNDICATE[1], IncidentStatus.acknowledged,
+                 REPORTED + timedelta(hours=1))
     split_state = f.on_record(split_state, "StatusUpdate", own, 0).state
     assert split_state is not None and [p[1] for p in f.pending(split_state)] == ["resolve"]
 

@@ -104,7 +104,8 @@ class UpdateCoalescer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        newer, older = (job, pending.latest) if _order(job) >= _order(pending.latest) else (pending.latest, job)
+        newer, older = ((job, pending.latest) if _order(job) >= _order(pending.latest)
+                        else (pending.latest, job))
         pending.latest = newer
         pending.covered.append(older)
         metrics.CASE_UPDATES.labels(DeliveryMethod.email.value, "coalesced").inc()

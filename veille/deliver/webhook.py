@@ -27,11 +27,11 @@ import aiohttp
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 from yarl import URL
 
+from veille.deliver.cases import case_body
 from veille.deliver.config import SecretUnavailable, WebhookDelivery
 from veille.deliver.outcome import Attempt, Stopwatch, bounded, http_outcome
 from veille.deliver.settings import DeliverySettings
 from veille.deliver.ssrf import DestinationRefused, check_url, guarded_session
-from veille.deliver.cases import case_body
 from veille.deliver.view import DispatchView, severity_label, view
 from veille.schemas.models import DeliveryMethod, DeliveryOutcome, Dispatch
 
