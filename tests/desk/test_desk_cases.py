@@ -67,10 +67,10 @@ def test_a_split_report_is_a_dispatch_of_its_own(local: Settings) -> None:
     assert book.update("mairie-35401", str(case[1].id)) is None  # split once
     # The case's acknowledgement is the case's; the split report is answered on its own id.
     book.apply(update(case[0], "acknowledged"))
-    assert book.one("mairie-35401", str(case[1].id)).status == IncidentStatus.received  # type: ignore[union-attr]
+    assert book.one("mairie-35401", str(case[1].id)).status == IncidentStatus.received
     book.apply(update(case[1], "resolved"))
-    assert book.one("mairie-35401", str(case[1].id)).status == IncidentStatus.resolved  # type: ignore[union-attr]
-    assert book.one("mairie-35401", str(case[0].id)).status == IncidentStatus.acknowledged  # type: ignore[union-attr]
+    assert book.one("mairie-35401", str(case[1].id)).status == IncidentStatus.resolved
+    assert book.one("mairie-35401", str(case[0].id)).status == IncidentStatus.acknowledged
     # A split read before its update (routed and dispatch topics are read side by side).
     early = case_of(local, 2)
     other = DeskBook()
@@ -147,7 +147,8 @@ def test_a_split_is_published_once_then_the_report_is_answered_on_its_own(settin
         page = await (await client.get(f"/agence/dispatches/{case[0].id}")).text()
         token = html.unescape(re.findall(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page)[-1])
         resp = await _split(client, str(case[2].id), token=token, json=False)
-        assert resp.status == 303 and resp.headers["Location"] == f"/agence/dispatches/{case[2].id}?fait=scinde"
+        assert resp.status == 303
+        assert resp.headers["Location"] == f"/agence/dispatches/{case[2].id}?fait=scinde"
         page = await (await client.get(resp.headers["Location"])).text()
         assert "Le signalement a été scindé du dossier" in page and "Scindé du dossier" in page
         inbox = await (await client.get("/agence/")).text()
@@ -166,7 +167,7 @@ def test_a_split_is_published_once_then_the_report_is_answered_on_its_own(settin
     split = CaseSplit.decode(kinds["CaseSplit"].value)
     assert (split.agency_id, str(split.dispatch_id), str(split.incident_id)) == (
         "mairie-35401", str(case[2].id), case[2].event_id)
-    assert split.case_id == case[0].case.id  # type: ignore[union-attr]
+    assert split.case_id == case[0].case.id
     ack = StatusUpdate.decode(kinds["StatusUpdate"].value)
     assert str(ack.dispatch_id) == str(case[2].id) and str(ack.incident_id) == case[2].event_id
     # The router forwards both as the body's own.
