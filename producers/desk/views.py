@@ -43,7 +43,7 @@ from veille.producers.desk.forms import (
     text,
 )
 from veille.producers.desk.pages import render
-from veille.producers.desk.present import detail, linked_report, present
+from veille.producers.desk.present import detail, linked_report, present, reference
 from veille.producers.gate import Quota, TokenBuckets, deliver
 from veille.producers.response.forms import clean
 from veille.producers.sdk import Rejected
@@ -207,15 +207,18 @@ async def dispatch_page(request: web.Request) -> web.Response:
     territory = request.app[TERRITORY_KEY]
     row = present(entry, territory, book.others(entry), datetime.now(UTC))
     # A case's dispatch lists its reports, each of which may be split out (producers/desk/cases.py).
-    reports = [linked_report(e, territory) for e in book.linked(entry)] if entry.role == "opened" else []
+    case = [entry, *book.linked(entry)] if entry.role == "opened" else []
+    reports = [linked_report(e, territory) for e in case]
     split_from = book.one(identity.agency_id, entry.update_of) if entry.split and entry.update_of else None
     return render(request, "dispatch.html", identity=identity, agency=_agency_name(request, identity),
                   row=row, detail=detail(entry), photos=_photo_urls(request, entry),
                   form=ActionForm(meta=_meta(request, session)),
                   done=action_label(request.query.get("fait", "")), chef=identity.role == Role.chef,
-                  reports=reports, split_form=SplitForm(meta=_meta(request, session)) if reports else None,
+                  reports=reports,
+                  split_form=SplitForm(meta=_meta(request, session)) if len(reports) > 1 else None,
                   split_done=request.query.get("fait") == "scinde",
-                  split_from=None if split_from is None else split_from.id, **_choices(request))
+                  split_from=None if split_from is None else split_from.id,
+                  split_from_ref=None if split_from is None else reference(split_from.id), **_choices(request))
 
 
 def _photo_urls(request: web.Request, entry: Entry) -> list[str]:
