@@ -218,7 +218,8 @@ async def dispatch_page(request: web.Request) -> web.Response:
                   split_form=SplitForm(meta=_meta(request, session)) if len(reports) > 1 else None,
                   split_done=request.query.get("fait") == "scinde",
                   split_from=None if split_from is None else split_from.id,
-                  split_from_ref=None if split_from is None else reference(split_from.id), **_choices(request))
+                  split_from_ref=None if split_from is None else reference(split_from.id),
+                  **_choices(request))
 
 
 def _photo_urls(request: web.Request, entry: Entry) -> list[str]:
