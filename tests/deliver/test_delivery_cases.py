@@ -23,18 +23,18 @@ from veille.schemas.models import CaseRef, CaseRole, DeliveryMethod, DeliveryRec
 from veille.territory.model import Agency, AgencyLevel, ServiceKind
 
 
-def case_dispatches(n: int) -> list[Dispatch]:
+def case_dispatches(n: int, agency: str = "mairie-35401") -> list[Dispatch]:
     """A case of ``n`` flash-flood reports as one body receives it: opened, then n-1 updates."""
     first = incident(category="flash_flood", severity="moderate")
     case_id, positions = first.id, [GeoPoint(lat=48.15 + i / 10_000, lon=-1.7) for i in range(n)]
-    opened = dispatch(first, service=ServiceKind.stormwater, case=CaseRef(
+    opened = dispatch(first, service=ServiceKind.stormwater, agency_id=agency, case=CaseRef(
         id=case_id, role=CaseRole.opened, reports=1, severity="moderate", municipalities=["35401"],
         positions=positions[:1]))
     out = [opened]
     for i in range(2, n + 1):
         report = incident(category="flash_flood", severity="severe" if i == n else "moderate",
                           municipality="35402" if i % 2 else "35401")
-        out.append(dispatch(report, service=ServiceKind.stormwater, case=CaseRef(
+        out.append(dispatch(report, service=ServiceKind.stormwater, agency_id=agency, case=CaseRef(
             id=case_id, role=CaseRole.update, update_of=opened.id, reports=i,
             severity="severe" if i == n else "moderate", municipalities=["35401", "35402"],
             positions=positions[:i])))

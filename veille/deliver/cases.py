@@ -9,8 +9,9 @@ later report of the same case, folded into ``case.update_of``:
 * e-mail: coalesced per case by :class:`UpdateCoalescer`: at most one update e-mail per case
   every ``email_update_minutes``, carrying the latest update (its count, severity, positions);
   the updates it covers get a receipt saying so. An update waiting for its e-mail is not
-  done, so its offset is not committed: a restart re-reads it and mails the latest again
-  (the body may get one update e-mail twice, never loses one);
+  done, so its offset is not committed: a restart re-reads it and, after a short grace that
+  gathers the re-read backlog, mails the latest at once (the window lives in memory: the body
+  may get an update e-mail sooner or twice after a restart, never loses the latest count);
 * Open311: GeoReport v2 has no way to add to a service request, and a new request per
   report is what grouping avoids: an update is not sent, its receipt says why
   (:func:`open311_skip`).
@@ -62,6 +63,7 @@ class _Pending:
     covered: list[Any] = field(default_factory=list)  # older updates the next e-mail stands for
 
 
+RESTART_GRACE_SECONDS = 2.0
 Send = Callable[[Any], Awaitable[None]]  # deliver one job's e-mail (retried until delivered)
 Cover = Callable[[Any, Any], None]  # (covered job, job whose e-mail stands for it)
 
@@ -112,6 +114,10 @@ class UpdateCoalescer:
 
     async def _flush(self, key: tuple[str, str]) -> None:
         async with self._locks.setdefault(key, asyncio.Lock()):
+            if key not in self.sent:
+                # No e-mail of this case known to this process (a restart re-reading its
+                # backlog): a short grace gathers the re-read updates into one e-mail.
+                await asyncio.sleep(min(self.window, RESTART_GRACE_SECONDS))
             while (wait := self.sent.get(key, float("-inf")) + self.window - self.clock()) > 0:
                 await asyncio.sleep(wait)
             pending = self.pending.pop(key)
