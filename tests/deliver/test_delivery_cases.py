@@ -18,6 +18,7 @@ from test_delivery_webhook import SCHEMA, _config
 from veille.deliver.config import DeliveryConfig, EmailDelivery, Open311Delivery
 from veille.deliver.email import message_id
 from veille.deliver.engine import Engine, Job
+from veille.deliver.metrics import CASE_UPDATES
 from veille.deliver.webhook import WebhookSender
 from veille.schemas.models import CaseRef, CaseRole, DeliveryMethod, DeliveryReceipt, Dispatch, GeoPoint
 from veille.territory.model import Agency, AgencyLevel, ServiceKind
@@ -86,6 +87,8 @@ def test_a_case_reaches_a_body_once_by_each_method_and_updates_do_not_bury_it(
     receiver, georeport = Receiver(), GeoReport()
     monkeypatch.setenv("O311_KEY", KEY)
     dispatches = case_dispatches(6)
+    labels = (("webhook", "sent"), ("email", "sent"), ("email", "coalesced"), ("open311", "skipped"))
+    counted = {(m, o): CASE_UPDATES.labels(m, o)._value.get() for m, o in labels}
     receipts: list[DeliveryReceipt] = []
     done: list[Job] = []
     lock = threading.Lock()
@@ -143,6 +146,9 @@ def test_a_case_reaches_a_body_once_by_each_method_and_updates_do_not_bury_it(
     coalesced = [d for d in dispatches[1:] if by[(d.id, DeliveryMethod.email)].reply.startswith("coalesced:")]
     assert len(coalesced) == 4
     assert by[(dispatches[-1].id, DeliveryMethod.email)].status_code == 250
+    # Counted: 5 updates by webhook, 1 e-mail standing for 5 (4 coalesced), 5 skipped by Open311.
+    assert {k: CASE_UPDATES.labels(*k)._value.get() - v for k, v in counted.items()} == {
+        ("webhook", "sent"): 5, ("email", "sent"): 1, ("email", "coalesced"): 4, ("open311", "skipped"): 5}
     # Every method of every dispatch has a delivered receipt: nothing left pending.
     assert {(r.dispatch_id, r.method) for r in receipts if r.outcome.value == "delivered"} == {
         (d.id, m) for d in dispatches for m in (DeliveryMethod.webhook, DeliveryMethod.email,
