@@ -64,7 +64,7 @@ class _Pending:
 
 
 RESTART_GRACE_SECONDS = 2.0
-Send = Callable[[Any], Awaitable[None]]  # deliver one job's e-mail (retried until delivered)
+Send = Callable[[Any], Awaitable[bool]]  # one job's e-mail, retried until delivered (False: cancelled)
 Cover = Callable[[Any, Any], None]  # (covered job, job whose e-mail stands for it)
 
 
@@ -121,7 +121,8 @@ class UpdateCoalescer:
             while (wait := self.sent.get(key, float("-inf")) + self.window - self.clock()) > 0:
                 await asyncio.sleep(wait)
             pending = self.pending.pop(key)
-            await self.send(pending.latest)
+            if not await self.send(pending.latest):
+                return  # cancelled (its partition was revoked): the covered stay undone, re-read
             self.sent[key] = self.clock()
             metrics.CASE_UPDATES.labels(DeliveryMethod.email.value, "sent").inc()
             for old in pending.covered:  # only once the e-mail standing for them went

@@ -188,8 +188,9 @@ class Engine:
                     self.done(job)
                 return
 
-    async def _send_update(self, job: Job) -> None:
+    async def _send_update(self, job: Job) -> bool:
         await self._deliver(job, DeliveryMethod.email)
+        return DeliveryMethod.email not in job.waiting
 
     def _cover(self, job: Job, by: Job) -> None:
         """``job``'s update is told by ``by``'s e-mail (a later update of its case): its receipt
