@@ -44,9 +44,7 @@ log = logging.getLogger(__name__)
 
 # Record types a producer may publish; the others are written by the hub itself.
 PUBLISHABLE: dict[str, type[Record]] = {"Incident": Incident, "Alert": Alert, "StatusUpdate": StatusUpdate}
-# Published only by the hub's own pages, named explicitly (the agency desk's split of a report
-# out of a case, docs/grouping.md): no "type" field or alias reaches them.
-DESK_ACTIONS: dict[str, type[Record]] = {"CaseSplit": CaseSplit}
+DESK_ACTIONS: dict[str, type[Record]] = {"CaseSplit": CaseSplit}  # the desk's own: never by "type"
 # Names accepted in a "type" field (files, generic publish) for each publishable record type.
 TYPE_ALIASES = {
     "incident": "Incident",
@@ -123,18 +121,14 @@ def validate(record: RecordLike, record_type: str | None = None) -> Record:
         raise Rejected(record_type or "?", [FieldError(RECORD_FIELD, "expected an object")],
                        reason="not_an_object")
     data: dict[str, Any] = dict(record)
-    if record_type in DESK_ACTIONS and "type" not in data:
-        try:
-            return DESK_ACTIONS[record_type].model_validate(data)
-        except ValidationError as exc:
-            raise Rejected.from_validation(record_type, exc) from None
+    desk = record_type in DESK_ACTIONS and "type" not in data  # docs/grouping.md: a split
     type_field = data.pop("type", None)
-    rtype = resolve_type(record_type or type_field)
+    rtype = str(record_type) if desk else resolve_type(record_type or type_field)
     if type_field and record_type and resolve_type(type_field) != record_type:
         mismatch = FieldError("type", f"{type_field!r} given where {record_type} is expected")
         raise Rejected(record_type, [mismatch], reason="unknown_type")
     try:
-        return PUBLISHABLE[rtype].model_validate(data)
+        return (DESK_ACTIONS if desk else PUBLISHABLE)[rtype].model_validate(data)
     except ValidationError as exc:
         raise Rejected.from_validation(rtype, exc) from None
 

@@ -175,3 +175,18 @@ def test_a_split_is_published_once_then_the_report_is_answered_on_its_own(settin
                     dispatch_key=settings.dispatch_key.get_secret_value().encode())
     for m in msgs:
         assert router.process(m).kind == OutcomeKind.forwarded
+
+
+def test_a_split_is_publishable_only_when_named_by_the_desk(local: Settings) -> None:
+    """The generic intake names its record types by route or "type": neither reaches CaseSplit."""
+    from veille.producers.sdk import Rejected, validate
+
+    split = split_of(case_of(local, 2)[1]).model_dump(mode="json")
+    assert isinstance(validate(split, "CaseSplit"), CaseSplit)
+    for named in ({**split, "type": "CaseSplit"}, {**split, "type": "casesplit"}):
+        with pytest.raises(Rejected):
+            validate(named)
+    with pytest.raises(Rejected):
+        validate(split, "StatusUpdate")
+    with pytest.raises(Rejected):
+        validate({**split, "dispatch_id": "nope"}, "CaseSplit")
