@@ -58,7 +58,8 @@ DESK = Counter(
     "veille_desk_total",
     "The agencies' desk (/agence/) by outcome: login, login_failed, login_throttled; per dispatch "
     "of an action: published, replayed (an action id already published: not again), broker, rejected; "
-    "per refused action: invalid, csrf, not_theirs (a dispatch not of the account's body), not_ready.",
+    "per refused action: invalid, csrf, not_theirs (a dispatch not of the account's body), not_ready; "
+    "a report split out of a case: split, split_broker, split_rejected.",
     ["outcome"],
 )
 

@@ -36,7 +36,7 @@ from veille import kafka
 from veille.config import Settings
 from veille.producers import metrics
 from veille.schemas.codec import EncodeError
-from veille.schemas.models import Alert, Channel, Incident, Record, StatusUpdate
+from veille.schemas.models import Alert, CaseSplit, Channel, Incident, Record, StatusUpdate
 from veille.schemas.registry import output_resolver
 from veille.topics import MAX_SOURCE_MESSAGE_BYTES, Topics
 
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 # Record types a producer may publish; the others are written by the hub itself.
 PUBLISHABLE: dict[str, type[Record]] = {"Incident": Incident, "Alert": Alert, "StatusUpdate": StatusUpdate}
+DESK_ACTIONS: dict[str, type[Record]] = {"CaseSplit": CaseSplit}  # the desk's own: never by "type"
 # Names accepted in a "type" field (files, generic publish) for each publishable record type.
 TYPE_ALIASES = {
     "incident": "Incident",
@@ -120,13 +121,14 @@ def validate(record: RecordLike, record_type: str | None = None) -> Record:
         raise Rejected(record_type or "?", [FieldError(RECORD_FIELD, "expected an object")],
                        reason="not_an_object")
     data: dict[str, Any] = dict(record)
+    desk = record_type in DESK_ACTIONS and "type" not in data  # docs/grouping.md: a split
     type_field = data.pop("type", None)
-    rtype = resolve_type(record_type or type_field)
+    rtype = str(record_type) if desk else resolve_type(record_type or type_field)
     if type_field and record_type and resolve_type(type_field) != record_type:
         mismatch = FieldError("type", f"{type_field!r} given where {record_type} is expected")
         raise Rejected(record_type, [mismatch], reason="unknown_type")
     try:
-        return PUBLISHABLE[rtype].model_validate(data)
+        return (DESK_ACTIONS if desk else PUBLISHABLE)[rtype].model_validate(data)
     except ValidationError as exc:
         raise Rejected.from_validation(rtype, exc) from None
 
@@ -327,6 +329,9 @@ class Publisher:
                 raise Rejected("StatusUpdate", [FieldError("dispatch_id", "required: the id of the "
                                                            "dispatch this update answers")], "validation")
             queued = Queued(str(model.id), "StatusUpdate", self.topics.status, str(model.incident_id),
+                            AUTHORITY_CHANNEL)
+        elif isinstance(model, CaseSplit):  # the router checks it and forwards it (docs/grouping.md)
+            queued = Queued(str(model.id), "CaseSplit", self.topics.status, str(model.incident_id),
                             AUTHORITY_CHANNEL)
         else:  # validate() only returns publishable models
             raise Rejected(model.avro_name, [FieldError(RECORD_FIELD, "not publishable")], "unknown_type")

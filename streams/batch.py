@@ -30,7 +30,7 @@ from veille.streams.attempts import AttemptLog, Key
 from veille.streams.dedup import BatchDedup, DedupWindow
 from veille.streams.output import OutputSender
 from veille.streams.quarantine import SourceGuard, Verdict
-from veille.streams.router import Outcome, OutcomeKind, Router
+from veille.streams.router import SPLIT_REASON, Outcome, OutcomeKind, Router
 from veille.topics import Topics
 
 log = logging.getLogger("veille.router")
@@ -295,6 +295,12 @@ class BatchHandler:
             metrics.QUARANTINED_MESSAGES.labels(source).inc(n)
         if dead["unroutable"]:
             metrics.UNROUTABLE.inc(dead["unroutable"])
+        splits = sum(1 for o in outcomes if o.kind == OutcomeKind.forwarded and o.reason == SPLIT_REASON)
+        if splits:
+            metrics.CASE_SPLITS.labels("forwarded").inc(splits)
+        for reason in ("split_not_dispatched", "split_first_report"):
+            if dead[reason]:
+                metrics.CASE_SPLITS.labels(reason).inc(dead[reason])
         if events:
             duplicates = sum(n for (_, kind), n in events.items() if kind == OutcomeKind.duplicate)
             if duplicates:

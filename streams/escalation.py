@@ -120,7 +120,8 @@ class PartitionClocks:
 
 
 def event_time(record_type: str, value: dict[str, Any]) -> int | None:
-    times = {"RoutedIncident": "reported_at", "StatusUpdate": "at", "Redispatch": "routed_at"}
+    times = {"RoutedIncident": "reported_at", "StatusUpdate": "at", "Redispatch": "routed_at",
+             "CaseSplit": "at"}
     field = times.get(record_type)
     return None if field is None else ms(value[field])
 
@@ -197,6 +198,8 @@ def create_escalation_app(settings: Settings) -> faust.App:
                 metrics.REROUTE_EXHAUSTED.inc()
             elif name == "ignored":
                 metrics.REFUSALS_IGNORED.labels(label).inc()
+            elif name == "split":
+                metrics.SPLITS_TIMED.labels(label).inc()
 
     @app.agent(source, name="follow")
     async def follow_up(stream: Any) -> None:

@@ -20,6 +20,12 @@ Records, in the order the partition holds them (all keyed by incident id):
   dispatch; a refusal quoting a dispatch this state does not hold is ignored (counted).
 * ``Redispatch``: a re-routing or an escalation, read back: what the timer published
   becomes state here (the timer cannot write the table, see streams/escalation.py).
+* Cases (docs/grouping.md): a RoutedIncident v2's ``updates`` (bodies that received the report
+  as an update of their dispatch of its case) get no deadline: they answer the case's
+  dispatch, whose own incident holds its deadlines. They are remembered (``u``) so that a
+  ``CaseSplit`` (the router checked its dispatch id) turns that update into a dispatch of its
+  own, with deadlines from the report's time, category and severity. A split report is its
+  own incident here: acknowledging the case's dispatch never acknowledges it.
 
 Ids are deterministic keyed hashes: a re-routed dispatch's id is the router's own derivation
 for (incident, body, service), so the new body answers it like any dispatch and the router
@@ -39,6 +45,7 @@ from typing import Any
 from veille.kafka import Output
 from veille.schemas import codec
 from veille.schemas.models import (
+    CaseSplit,
     EventType,
     GeoPoint,
     IncidentCategory,
@@ -111,6 +118,8 @@ class FollowUp:
             return self._status(state, StatusUpdate.from_avro(value))
         if record_type == "Redispatch":
             return self._redispatch(state, Redispatch.from_avro(value), partition)
+        if record_type == "CaseSplit":
+            return self._split(state, CaseSplit.from_avro(value))
         return Result()  # alerts: broadcasts, nobody refuses or acknowledges them here
 
     def _deadlines(self, category: str, severity: str, start: int) -> tuple[int | None, int | None]:
@@ -144,7 +153,22 @@ class FollowUp:
             did = dispatch_ref(self.dispatch_key, EventType.incident, incident, t.agency_id, t.service)
             if did not in state["d"]:  # a replayed routing changes nothing already known
                 state["d"][did] = self._entry(t.agency_id, t.service.value, t.rule, 0, state["rep"], state)
+        for t in rec.updates:  # no deadline: the body answers its dispatch of the case
+            did = dispatch_ref(self.dispatch_key, EventType.incident, incident, t.agency_id, t.service)
+            state.setdefault("u", {})[did] = [t.agency_id, t.service.value, t.rule]
         return Result(state)
+
+    def _split(self, state: State | None, split: CaseSplit) -> Result:
+        """The body's update of this report becomes a dispatch of its own, with its deadlines."""
+        did = str(split.dispatch_id)
+        if state is None:  # its routing record is older than the table: nothing to time it from
+            return Result(events=[("split", "unknown_report")])
+        if did in state["d"]:
+            return Result(events=[("split", "already")])  # a replayed split, or a dispatch already
+        update = state.get("u", {}).get(did)
+        rule = update[2] if update is not None else "case_split"
+        state["d"][did] = self._entry(split.agency_id, split.service.value, rule, 0, state["rep"], state)
+        return Result(state, events=[("split", "split" if update is not None else "not_an_update")])
 
     def _status(self, state: State | None, u: StatusUpdate) -> Result:
         entry = None if state is None else state["d"].get(str(u.dispatch_id))

@@ -13,6 +13,9 @@ EVENTS = Counter("veille_router_events_total", "Messages consumed by outcome",
                  ["source", "outcome"])
 DEAD_LETTERED = Counter("veille_router_dead_lettered_total", "Messages dead-lettered, by reason",
                         ["reason"])
+CASE_SPLITS = Counter("veille_router_case_splits_total",
+                      "Reports split out of a case by a body (docs/grouping.md): forwarded, or "
+                      "dead-lettered by reason", ["outcome"])
 UNROUTABLE = Counter("veille_router_unroutable_total", "Events no rule or area could route")
 DUPLICATES = Counter("veille_router_duplicates_total", "Re-sent events dropped (same id, same bytes)")
 ROUTING_SECONDS = Histogram("veille_router_routing_seconds", "Time to decide one event",
@@ -57,6 +60,10 @@ REFUSALS_IGNORED = Counter("veille_reroute_refusals_ignored_total",
                            "other reason)", ["why"])
 FOLLOWUP_SKIPPED = Counter("veille_escalation_records_skipped_total",
                            "Records of the routed topic the escalation worker could not read (logged)")
+SPLITS_TIMED = Counter("veille_escalation_case_splits_total",
+                       "CaseSplit records read by the escalation worker, by what they did (split: the "
+                       "update got its own deadlines; already, not_an_update, unknown_report)",
+                       ["outcome"])
 ESCALATED = Counter("veille_escalations_total",
                     "Overdue dispatches escalated to a supervisor, by deadline", ["deadline"])
 ESCALATION_NO_SUPERVISOR = Counter("veille_escalation_no_supervisor_total",

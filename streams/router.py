@@ -25,6 +25,7 @@ from veille.kafka import Message, Output
 from veille.schemas import codec
 from veille.schemas.models import (
     Alert,
+    CaseSplit,
     Dispatch,
     DispatchTarget,
     EventType,
@@ -43,6 +44,9 @@ from veille.topics import ALERT_TYPES, INTAKE_TYPES, STATUS_TYPES, Topics
 
 R = TypeVar("R", bound=Record)
 log = logging.getLogger("veille.router")
+
+
+SPLIT_REASON = "case_split"  # the reason of a forwarded CaseSplit (its dead letters: split_*)
 
 
 class OutcomeKind(StrEnum):
@@ -226,6 +230,8 @@ class Router:
 
     def _status(self, msg: Message) -> Outcome:
         decoded = codec.decode(msg.value, expect=STATUS_TYPES, resolver=self.resolver)
+        if decoded.record_type == CaseSplit.avro_name:
+            return self._split(self._validate(CaseSplit, decoded.value))
         update = self._validate(StatusUpdate, decoded.value)
         agency = self.territory.agencies.get(update.agency_id)
         if agency is None:
@@ -244,6 +250,26 @@ class Router:
         # Re-encoded with the current schema so the sink reads one version only.
         out = Output(self.topics.routed, update.incident_id.bytes, self.encode(self.topics.routed, update))
         return Outcome(OutcomeKind.forwarded, (out,), source=f"agency:{agency.id}")
+
+    def _split(self, split: CaseSplit) -> Outcome:
+        """A body splits a report out of a case (docs/grouping.md): checked like a status
+        update, the dispatch id being the proof, then forwarded keyed by the report's id."""
+        agency = self.territory.agencies.get(split.agency_id)
+        if agency is None:
+            raise Rejected("unknown_agency", f"agency {split.agency_id!r} is not in the territory")
+        if split.incident_id == split.case_id:
+            raise Rejected("split_first_report",
+                           f"report {split.incident_id} opened its case: it cannot be split from it")
+        # Only the named service's derivation: the split makes *that* dispatch answerable.
+        expected = dispatch_id(self.dispatch_key, EventType.incident, str(split.incident_id), agency.id,
+                               split.service)
+        if split.service not in agency.services or split.dispatch_id != expected:
+            raise Rejected("split_not_dispatched",
+                           f"dispatch {split.dispatch_id} is not a dispatch of report "
+                           f"{split.incident_id} to agency {agency.id}")
+        out = Output(self.topics.routed, split.incident_id.bytes, self.encode(self.topics.routed, split))
+        # reason marks a forwarded split for its metric (veille_router_case_splits_total).
+        return Outcome(OutcomeKind.forwarded, (out,), SPLIT_REASON, source=f"agency:{agency.id}")
 
     # -- helpers -------------------------------------------------------------------
     def _validate(self, model: type[R], value: dict[str, object]) -> R:
@@ -369,7 +395,7 @@ class Router:
         """(topic, record type) of every output, to resolve their schema ids before routing."""
         t = self.topics
         pairs = [(t.dispatch(a), "Dispatch") for a in sorted(self.territory.agencies)]
-        pairs += [(t.routed, name) for name in ("RoutedIncident", "RoutedAlert", "StatusUpdate")]
+        pairs += [(t.routed, name) for name in ("RoutedIncident", "RoutedAlert", "StatusUpdate", "CaseSplit")]
         return [*pairs, (t.dead_letter, "DeadLetter"), (t.dead_letter_restricted, "DeadLetter")]
 
 

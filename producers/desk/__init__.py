@@ -18,7 +18,7 @@ from aiohttp import web
 from veille.config import Settings
 from veille.photos.links import PhotoLinks
 from veille.photos.settings import PhotoSettings
-from veille.producers.desk import views
+from veille.producers.desk import cases, views
 from veille.producers.desk.accounts import ACCOUNTS_FILE, AccountStore
 from veille.producers.desk.actions import Sent
 from veille.producers.desk.book import DeskBook
@@ -74,6 +74,7 @@ def register(app: web.Application, territory: Territory, settings: Settings, *,
     desk.router.add_post("/deconnexion", views.logout, name="desk-logout")
     desk.router.add_get("/dispatches/{id}", views.dispatch_page, name="desk-dispatch")
     desk.router.add_post("/actions", views.act, name="desk-act")
+    desk.router.add_post("/dossiers/scinder", cases.split, name="desk-split")
     desk.router.add_get("/export.csv", views.export_csv, name="desk-export")
     desk.router.add_get("/zone.geojson", views.zone_geojson, name="desk-zone")
     if extra_routes is not None:

@@ -43,6 +43,16 @@ def status_update(identity: Identity, entry: Entry, *, action_id: str, status: I
             "corrected_location": corrected if rejected else None}
 
 
+def case_split(identity: Identity, update: Entry, *, action_id: str, at: datetime) -> dict[str, Any]:
+    """The CaseSplit of one update of a case held by ``identity``'s body (docs/grouping.md):
+    every field from the read model and the session, none from the form but the id."""
+    if update.agency_id != identity.agency_id or update.case_id is None:
+        raise PermissionError("update of another body, or not of a case")
+    return {"id": update_id(action_id, update.id), "incident_id": update.incident_id,
+            "case_id": update.case_id, "agency_id": identity.agency_id,
+            "service": update.dispatch.service.value, "dispatch_id": update.id, "at": at.isoformat()}
+
+
 class Sent:
     """Action ids the intake saw: when each was first seen, and which updates the broker took."""
 

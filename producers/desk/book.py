@@ -9,6 +9,13 @@ forwarded once it checked the dispatch id) and ``<prefix>.delivery`` (``Delivery
 book, and it returns the dispatches of one agency only. The pages never filter by agency
 themselves; a dispatch id of another body is "not found", exactly like an unknown one.
 
+Cases (docs/grouping.md, "What bodies receive"): a Dispatch v2 whose ``case.role`` is
+``update`` is not a row of its own: it is folded into the body's dispatch of the case
+(``case.update_of``): the case's count, severity and positions follow its latest update, and
+its reports are listed (:meth:`DeskBook.linked`). A ``CaseSplit`` the router forwarded (or the
+desk's own, acknowledged: :meth:`DeskBook.acted`) makes the update a row of its own, answered
+on its own id.
+
 Alerts' dispatches are left out: a StatusUpdate answers an incident (its ``incident_id`` is a
 UUID), and a body acts on an alert through its own safeguard plan, not through this desk.
 """
@@ -25,7 +32,14 @@ from multidict import MultiMapping
 
 from veille.deliver.view import DispatchView, view
 from veille.schemas.enums import DeliveryOutcome, EventType, IncidentStatus, Severity
-from veille.schemas.models import DeliveryReceipt, Dispatch, RoutedIncident, StatusUpdate
+from veille.schemas.models import (
+    CaseSplit,
+    DeliveryReceipt,
+    Dispatch,
+    GeoPoint,
+    RoutedIncident,
+    StatusUpdate,
+)
 
 # Dispatches kept (oldest evicted first). Measured ~4.5 kB each once decoded (pydantic models;
 # the payload's bytes are dropped, its fields kept): 50,000 ~ 225 MB, more than 30 days of a
@@ -48,10 +62,30 @@ class Entry:
     history: tuple[tuple[IncidentStatus, datetime], ...] = ()
     delivery: DeliveryOutcome | None = None
     delivery_at: datetime | None = None
+    # Cases (Dispatch v2): the case, this dispatch's role in it, and for the case's dispatch
+    # the updates folded into it (their dispatch ids, in arrival order) and its latest figures.
+    case_id: str | None = None
+    role: str | None = None  # opened | update | None (not grouped)
+    update_of: str | None = None
+    split: bool = False  # an update split out of its case: a row of its own
+    linked: tuple[str, ...] = ()
+    case_reports: int = 1
+    case_severity: str | None = None
+    positions: tuple[GeoPoint, ...] = ()
 
     @property
     def dispatch(self) -> Dispatch:
         return self.view.dispatch
+
+    @property
+    def severity(self) -> str:
+        """The case's severity for a case's dispatch (raised by its reports), else its own."""
+        return self.case_severity if self.role == "opened" and self.case_severity else self.dispatch.severity
+
+    @property
+    def folded(self) -> bool:
+        """An update shown inside its case's dispatch, not as a row."""
+        return self.role == "update" and not self.split
 
     @property
     def closed(self) -> bool:
@@ -68,7 +102,7 @@ class Entry:
 
     def urgency(self) -> tuple[int, int, float]:
         """Sort key: open first, then the most severe, then the newest."""
-        return (1 if self.closed else 0, -SEVERITY_RANK.get(self.dispatch.severity, 0),
+        return (1 if self.closed else 0, -SEVERITY_RANK.get(self.severity, 0),
                 -self.dispatch.reported_at.timestamp())
 
 
@@ -85,7 +119,7 @@ class Filters:
         d = entry.dispatch
         return ((self.state == "all" or entry.closed == (self.state == "closed"))
                 and (not self.categories or d.category in self.categories)
-                and (not self.severities or d.severity in self.severities)
+                and (not self.severities or entry.severity in self.severities)
                 and (not self.municipalities or d.municipality in self.municipalities))
 
 
@@ -106,6 +140,9 @@ class DeskBook:
         # Statuses and receipts that came before their dispatch (topics are read side by side).
         self._early_status: dict[str, list[StatusUpdate]] = {}
         self._early_receipt: dict[str, DeliveryReceipt] = {}
+        # Updates read before their case's dispatch (another partition): case dispatch id -> ids.
+        self._early_fold: dict[str, list[str]] = {}
+        self._splits: set[str] = set()  # dispatch ids split out (a split may come first)
         self.caught_up = threading.Event()
         self.skipped = 0
 
@@ -131,6 +168,23 @@ class DeskBook:
         found = self.visible(agency_id, [dispatch_id])
         return found[0] if found else None
 
+    def linked(self, entry: Entry) -> list[Entry]:
+        """The reports folded into a case's dispatch of the body (and those split from it),
+        oldest first. Only ``entry``'s own: its body's updates."""
+        with self._lock:
+            found = (self._entries.get(i) for i in entry.linked)
+            rows = [e for e in found if e is not None and e.agency_id == entry.agency_id]
+        rows.sort(key=lambda e: e.dispatch.reported_at)
+        return rows
+
+    def update(self, agency_id: str, dispatch_id: str) -> Entry | None:
+        """An update of a case held by ``agency_id`` and not split yet (what may be split)."""
+        with self._lock:
+            entry = self._entries.get(str(dispatch_id))
+        if entry is None or entry.agency_id != agency_id or not entry.folded:
+            return None
+        return entry
+
     def others(self, entry: Entry) -> list[str]:
         """The other bodies dispatched the same incident (ids only: their work is theirs)."""
         with self._lock:
@@ -142,10 +196,12 @@ class DeskBook:
 
     # ------------------------------------------------------------------ writing
 
-    def apply(self, record: Dispatch | RoutedIncident | StatusUpdate | DeliveryReceipt) -> None:
+    def apply(self, record: Dispatch | RoutedIncident | StatusUpdate | DeliveryReceipt | CaseSplit) -> None:
         with self._lock:
             if isinstance(record, Dispatch):
                 self._dispatch(record)
+            elif isinstance(record, CaseSplit):
+                self._split(record)
             elif isinstance(record, RoutedIncident):
                 self._incident(str(record.id)).agencies.update(d.agency_id for d in record.dispatches)
             elif isinstance(record, StatusUpdate):
@@ -153,7 +209,7 @@ class DeskBook:
             else:
                 self._receipt(record)
 
-    def acted(self, update: StatusUpdate) -> None:
+    def acted(self, update: StatusUpdate | CaseSplit) -> None:
         """Read-your-writes: an action the broker acknowledged, before the router forwards it."""
         self.apply(update)
 
@@ -167,9 +223,23 @@ class DeskBook:
         decoded = view(dispatch)
         # The payload's fields are in the view now: its bytes would double each entry's memory.
         decoded = replace(decoded, dispatch=dispatch.model_copy(update={"payload": b""}))
+        case = dispatch.case
         entry = Entry(key, dispatch.agency_id, dispatch.event_id, decoded, status_at=dispatch.routed_at,
                       history=((IncidentStatus.received, dispatch.reported_at),))
-        self._put(entry)
+        if case is not None:
+            entry = replace(entry, case_id=str(case.id), role=case.role.value, case_reports=case.reports,
+                            update_of=None if case.update_of is None else str(case.update_of),
+                            case_severity=case.severity, positions=tuple(case.positions),
+                            split=key in self._splits)
+        if entry.folded:
+            self._entries[key] = entry  # found by id (statuses, a split), not a row
+            self._fold(entry)
+        else:
+            self._put(entry)
+            for update_id in self._early_fold.pop(key, []):
+                folded = self._entries.get(update_id)
+                if folded is not None:
+                    self._fold(folded)
         self._incident(dispatch.event_id).agencies.add(dispatch.agency_id)
         if len(self._entries) > self.capacity:
             _, old = self._entries.popitem(last=False)
@@ -180,6 +250,33 @@ class DeskBook:
         receipt = self._early_receipt.pop(key, None)
         if receipt is not None:
             self._receipt(receipt)
+
+    def _fold(self, update: Entry) -> None:
+        """An update into its case's dispatch: the count, severity and positions of the latest."""
+        case = self._entries.get(update.update_of or "")
+        if case is None or case.agency_id != update.agency_id:
+            if len(self._early_fold) < self.capacity:
+                self._early_fold.setdefault(update.update_of or "", []).append(update.id)
+            return
+        if update.id in case.linked:
+            return
+        latest = update.case_reports >= case.case_reports
+        self._put(replace(case, linked=(*case.linked, update.id),
+                          case_reports=max(case.case_reports, update.case_reports),
+                          case_severity=update.case_severity if latest else case.case_severity,
+                          positions=update.positions if latest else case.positions))
+
+    def _split(self, split: CaseSplit) -> None:
+        key = str(split.dispatch_id)
+        entry = self._entries.get(key)
+        if entry is None:
+            if len(self._splits) < self.capacity:
+                self._splits.add(key)  # its dispatch comes later: it will be a row at once
+            return
+        if entry.agency_id != split.agency_id or not entry.folded:
+            return  # not this body's, or split already
+        self._splits.add(key)
+        self._put(replace(entry, split=True))
 
     def _put(self, entry: Entry) -> None:
         self._entries[entry.id] = entry

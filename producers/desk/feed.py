@@ -20,13 +20,13 @@ from veille.consumer import Assignment, LastStep, Offsets, ProcessingStep, Strea
 from veille.kafka import Message
 from veille.producers.desk.book import DeskBook
 from veille.schemas import codec
-from veille.schemas.models import DeliveryReceipt, Dispatch, RoutedIncident, StatusUpdate
+from veille.schemas.models import CaseSplit, DeliveryReceipt, Dispatch, RoutedIncident, StatusUpdate
 from veille.schemas.registry import resolver_from_settings
 from veille.topics import Topics
 
 log = logging.getLogger(__name__)
 READ = {"Dispatch": Dispatch, "RoutedIncident": RoutedIncident, "StatusUpdate": StatusUpdate,
-        "DeliveryReceipt": DeliveryReceipt}
+        "DeliveryReceipt": DeliveryReceipt, "CaseSplit": CaseSplit}
 
 
 def apply_bytes(book: DeskBook, topics: Topics, topic: str, value: bytes | None,

@@ -132,3 +132,14 @@ class ActionForm(DeskForm):
 
     def errors_by_field(self) -> dict[str, str]:
         return {name: str(messages[0]) for name, messages in self.errors.items() if messages}
+
+
+class SplitForm(DeskForm):
+    """Split one report out of a case (docs/grouping.md): the update's dispatch id, and an id
+    made with the page so that a double click publishes one split."""
+
+    action_id = HiddenField(validators=[DataRequired(text("error.action_id")), _uuid])
+    dispatch = HiddenField(validators=[DataRequired(text("error.not_splittable")), _uuid])
+
+    def errors_by_field(self) -> dict[str, str]:
+        return {name: str(messages[0]) for name, messages in self.errors.items() if messages}

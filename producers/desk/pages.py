@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,7 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
     form = context.get("form")
     csrf = form.csrf_token.current_token if form is not None and hasattr(form, "csrf_token") else ""
     body = _ENV.get_template(name).render(t=page_texts("desk"), common=page_texts("common"), url=url,
-                                          static=static, csrf=csrf, **context)
+                                          static=static, csrf=csrf, new_id=lambda: str(uuid.uuid4()),
+                                          **context)
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8",
                         headers=with_provider_form_action(request.app, HEADERS))

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from veille.deliver.view import severity_label
 from veille.producers.desk.book import Entry
 from veille.producers.desk.forms import text
 from veille.schemas.enums import IncidentCategory, Severity
@@ -69,9 +70,11 @@ def present(entry: Entry, territory: Territory, others: list[str], now: datetime
     ack_due = d.reported_at + timedelta(hours=rule.acknowledge_hours) if rule else None
     res_due = d.reported_at + timedelta(hours=rule.resolve_hours) if rule else None
     town = territory.municipalities.get(d.municipality)
+    severity = entry.severity
     return {
         "id": entry.id, "reference": reference(entry.id), "category": d.category,
-        "category_label": v.category_label, "severity": d.severity, "severity_label": v.severity_label,
+        "category_label": v.category_label, "severity": severity,
+        "severity_label": severity_label(severity) if severity != d.severity else v.severity_label,
         "municipality": d.municipality, "town": town.name if town else d.municipality,
         "address": v.address or "", "lat": v.location.lat if v.location else None,
         "lon": v.location.lon if v.location else None,
@@ -83,7 +86,23 @@ def present(entry: Entry, territory: Territory, others: list[str], now: datetime
         "delivery": text(f"delivery.{entry.delivery.value}") if entry.delivery else text("delivery.none"),
         "others": [territory.agencies[a].name if a in territory.agencies else a for a in others],
         "cross_boundary": d.cross_boundary, "service": v.service_label,
+        # Cases (docs/grouping.md): a case's dispatch counts its linked reports; a split one says so.
+        "case": entry.role == "opened", "case_reports": entry.case_reports if entry.role == "opened" else 0,
+        "split": entry.split, "case_id": entry.case_id,
+        "positions": [[p.lat, p.lon] for p in entry.positions] if entry.role == "opened" else [],
     }
+
+
+def linked_report(entry: Entry, territory: Territory) -> dict[str, Any]:
+    """One report of a case as the case's page lists it: when, how, where. No contact: a
+    report's contact shows on its own page only, once split, where the body may see it."""
+    d, v = entry.dispatch, entry.view
+    town = territory.municipalities.get(d.municipality)
+    return {"id": entry.id, "reference": reference(entry.id), "reported_at": french_time(d.reported_at),
+            "channel": v.channel or "", "channel_label": text(f"channel.{v.channel}") if v.channel else "",
+            "town": town.name if town else d.municipality, "severity_label": v.severity_label,
+            "lat": v.location.lat if v.location else None, "lon": v.location.lon if v.location else None,
+            "split": entry.split, "status_label": text(f"status.{entry.status.value}")}
 
 
 def detail(entry: Entry) -> dict[str, Any]:

@@ -33,9 +33,17 @@ from veille.producers import metrics
 from veille.producers.desk.accounts import AccountStore
 from veille.producers.desk.actions import Sent, status_update
 from veille.producers.desk.book import DeskBook, Entry, parse_filters
-from veille.producers.desk.forms import ACTIONS, ActionForm, LoginForm, action_label, form_meta, text
+from veille.producers.desk.forms import (
+    ACTIONS,
+    ActionForm,
+    LoginForm,
+    SplitForm,
+    action_label,
+    form_meta,
+    text,
+)
 from veille.producers.desk.pages import render
-from veille.producers.desk.present import detail, present
+from veille.producers.desk.present import detail, linked_report, present, reference
 from veille.producers.gate import Quota, TokenBuckets, deliver
 from veille.producers.response.forms import clean
 from veille.producers.sdk import Rejected
@@ -196,11 +204,21 @@ async def dispatch_page(request: web.Request) -> web.Response:
     if entry is None:
         return render(request, "not_found.html", status=404, identity=identity,
                       agency=_agency_name(request, identity))
-    row = present(entry, request.app[TERRITORY_KEY], book.others(entry), datetime.now(UTC))
+    territory = request.app[TERRITORY_KEY]
+    row = present(entry, territory, book.others(entry), datetime.now(UTC))
+    # A case's dispatch lists its reports, each of which may be split out (producers/desk/cases.py).
+    case = [entry, *book.linked(entry)] if entry.role == "opened" else []
+    reports = [linked_report(e, territory) for e in case]
+    split_from = book.one(identity.agency_id, entry.update_of) if entry.split and entry.update_of else None
     return render(request, "dispatch.html", identity=identity, agency=_agency_name(request, identity),
                   row=row, detail=detail(entry), photos=_photo_urls(request, entry),
                   form=ActionForm(meta=_meta(request, session)),
                   done=action_label(request.query.get("fait", "")), chef=identity.role == Role.chef,
+                  reports=reports,
+                  split_form=SplitForm(meta=_meta(request, session)) if len(reports) > 1 else None,
+                  split_done=request.query.get("fait") == "scinde",
+                  split_from=None if split_from is None else split_from.id,
+                  split_from_ref=None if split_from is None else reference(split_from.id),
                   **_choices(request))
 
 

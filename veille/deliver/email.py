@@ -32,7 +32,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from veille.deliver.config import EmailDelivery
 from veille.deliver.outcome import Attempt, Stopwatch, bounded
 from veille.deliver.settings import DeliverySettings
-from veille.deliver.view import DispatchView, view
+from veille.deliver.view import DispatchView, severity_label, view
 from veille.schemas.models import DeliveryMethod, DeliveryOutcome, Dispatch
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -57,6 +57,11 @@ def message_id(dispatch_id: UUID, sender: str) -> str:
     return f"<dispatch-{dispatch_id}@{domain}>"
 
 
+def _short(dispatch_id: UUID) -> str:
+    head = dispatch_id.hex[:8].upper()
+    return f"{head[:4]}-{head[4:]}"
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -70,8 +75,15 @@ def build_message(v: DispatchView, *, to: Sequence[str], sender: str, map_url: s
     alert = d.event_type.value == "alert"
     what = f"Alerte : {v.headline or v.category_label}" if alert else v.category_label
     dash = " \u2013 "
-    subject = _one_line(f"[Veille] {what}{dash}{v.severity_label}{dash}{municipality_name or d.municipality}"
-                        f" (réf. {v.short_id})")
+    case = d.case
+    update = case is not None and case.role.value == "update"
+    severity = severity_label(case.severity) if case is not None else v.severity_label
+    head = "[Veille] "
+    if case is not None:  # a case says so, and how many reports it holds (docs/grouping.md)
+        head += "Mise à jour du dossier : " if update else "Dossier : "
+    tail = f" ({case.reports} signalements liés)" if case is not None and case.reports > 1 else ""
+    subject = _one_line(f"{head}{what}{dash}{severity}{dash}{municipality_name or d.municipality}"
+                        f"{tail} (réf. {v.short_id})")
     point = v.location
     context = {
         "v": v, "what": what, "subject": subject, "municipality": municipality,
@@ -83,6 +95,8 @@ def build_message(v: DispatchView, *, to: Sequence[str], sender: str, map_url: s
         "response_url": response_url,
         "photos": [(link.url, french_time(link.expires_at)) for link in v.photo_links],
         "reporter": v.reporter if include_reporter_contact else None,
+        "case": case, "case_update": update, "case_severity": severity,
+        "case_ref": _short(case.update_of) if update and case is not None and case.update_of else None,
     }
     msg = EmailMessage()
     msg["Subject"] = subject
@@ -90,6 +104,8 @@ def build_message(v: DispatchView, *, to: Sequence[str], sender: str, map_url: s
     msg["To"] = ", ".join(to)
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = message_id(d.id, sender)
+    if update and case is not None and case.update_of is not None:  # threads under the case's e-mail
+        msg["In-Reply-To"] = msg["References"] = message_id(case.update_of, sender)
     msg["Auto-Submitted"] = "auto-generated"
     msg["Content-Language"] = "fr"
     msg["X-Veille-Dispatch-Id"] = str(d.id)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from veille.deliver import metrics
+from veille.deliver.cases import UpdateCoalescer, is_update, open311_skip
 from veille.deliver.email import EmailSender
 from veille.deliver.links import ResponseLinks
 from veille.deliver.open311_client import Open311Client
@@ -88,6 +89,9 @@ class Engine:
         self._webhooks: WebhookSender | None = None
         self._email = EmailSender(settings)
         self._open311: dict[str, Open311Client] = {}
+        # A case's updates by e-mail: one per case per window (veille/deliver/cases.py).
+        self._updates = UpdateCoalescer(settings.email_update_minutes * 60,
+                                        send=self._send_update, cover=self._cover)
 
     # -- from the consumer's thread ------------------------------------------------------------
 
@@ -121,6 +125,9 @@ class Engine:
 
     def _enqueue(self, job: Job) -> None:
         for method in sorted(job.waiting):
+            if method is DeliveryMethod.email and is_update(job.dispatch):
+                self._updates.submit(job)
+                continue
             dest = (job.agency.id, method)
             queue = self._queues.get(dest)
             if queue is None:
@@ -170,12 +177,36 @@ class Engine:
                 metrics.LATENCY.labels(method.value).observe(max(0.0, (now - job.routed_at).total_seconds()))
                 if attempt.reference is not None:
                     job.references[method] = attempt.reference
+                if method is DeliveryMethod.email:
+                    self._updates.opened(job.dispatch)  # a case's e-mail opens its window
+                elif method is DeliveryMethod.webhook and is_update(job.dispatch):
+                    metrics.CASE_UPDATES.labels(method.value, "sent").inc()
                 if self.on_delivered is not None:
                     await self.on_delivered(job, method, attempt)
                 job.waiting.discard(method)
                 if not job.waiting:
                     self.done(job)
                 return
+
+    async def _send_update(self, job: Job) -> bool:
+        await self._deliver(job, DeliveryMethod.email)
+        return DeliveryMethod.email not in job.waiting
+
+    def _cover(self, job: Job, by: Job) -> None:
+        """``job``'s update is told by ``by``'s e-mail (a later update of its case): its receipt
+        says so, and it is done."""
+        if DeliveryMethod.email not in job.waiting:
+            return
+        case = by.dispatch.case
+        reports = case.reports if case is not None else 0
+        job.attempts[DeliveryMethod.email] += 1
+        attempt = Attempt(method=DeliveryMethod.email, outcome=DeliveryOutcome.delivered, latency_ms=0,
+                          reply=f"coalesced: told by the update e-mail of dispatch {by.dispatch.id} "
+                                f"({reports} reports)")
+        self.emit(attempt.receipt(job.dispatch.id, job.agency.id, job.attempts[DeliveryMethod.email]))
+        job.waiting.discard(DeliveryMethod.email)
+        if not job.waiting:
+            self.done(job)
 
     def _view(self, dispatch: Dispatch) -> DispatchView:
         """The dispatch as read, with its photos' signed URLs when the intake serves them."""
@@ -190,13 +221,16 @@ class Engine:
                                              dispatch_view=self._view(job.dispatch))
         if method is DeliveryMethod.email and config.email is not None:
             url = None
-            if self.response_base_url:
+            # An update is answered through its case's dispatch: no link of its own.
+            if self.response_base_url and not is_update(job.dispatch):
                 url = self.links.for_dispatch(self.response_base_url, job.dispatch)
             expires = datetime.now(UTC) + timedelta(hours=self.settings.link_max_age_hours)
             return await self._email.deliver(job.dispatch, config.email, response_url=url,
                                              link_expires=expires if url else None,
                                              dispatch_view=self._view(job.dispatch))
         if method is DeliveryMethod.open311 and config.open311 is not None:
+            if is_update(job.dispatch):
+                return open311_skip(job.dispatch)
             client = self.open311(job.agency)
             return await client.deliver(job.dispatch, dispatch_view=self._view(job.dispatch))
         raise ValueError(f"{job.agency.id} has no {method.value} delivery configured")
@@ -206,6 +240,7 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
+        await self._updates.close()
         if self._webhooks is not None:
             await self._webhooks.close()
         for client in self._open311.values():

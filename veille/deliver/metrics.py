@@ -50,4 +50,10 @@ LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 1800, 3600, 14_400, 86_400),
 )
 
-__all__ = ["ATTEMPTS", "DISABLED", "LATENCY", "OLDEST_UNDELIVERED", "PENDING"]
+CASE_UPDATES = Counter(
+    "veille_deliver_case_updates_total",
+    "Updates of a case (docs/grouping.md) by method and what became of them: sent (webhook, "
+    "the e-mail of a case's latest update), coalesced (folded into a later update e-mail), "
+    "skipped (Open311: not a new service request)", ["method", "outcome"])
+
+__all__ = ["ATTEMPTS", "CASE_UPDATES", "DISABLED", "LATENCY", "OLDEST_UNDELIVERED", "PENDING"]

@@ -64,6 +64,9 @@ class DeliverySettings(BaseSettings):
     # 300 s, a webhook down 2 minutes got them all 207 s after it came back (make chaos).
     retry_max_seconds: float = Field(default=60.0, gt=0)
     undelivered_after_minutes: float = Field(default=30.0, gt=0)
+    # A case's updates by e-mail (veille/deliver/cases.py): at most one e-mail per case and
+    # body in this many minutes, carrying the latest count; 0 mails each update.
+    email_update_minutes: float = Field(default=15.0, ge=0)
 
     @field_validator("response_base_url")
     @classmethod

@@ -74,6 +74,7 @@ class DispatchView:
     decoded: bool = False
     photos: tuple[str, ...] = ()  # the incident's photos (digests in the photo store, Incident v3)
     photo_links: tuple[PhotoLink, ...] = ()  # their signed URLs for this dispatch (the deliverer's)
+    channel: str | None = None  # incidents: how the report reached the hub (a case lists it)
 
     @property
     def short_id(self) -> str:
@@ -93,7 +94,8 @@ def view(dispatch: Dispatch) -> DispatchView:
             return DispatchView(dispatch, **labels, description=incident.description or None,
                                 location=incident.location, address=incident.address,
                                 occurred_at=incident.occurred_at, reporter=incident.reporter, decoded=True,
-                                photos=tuple(p.sha256 for p in incident.photos))
+                                photos=tuple(p.sha256 for p in incident.photos),
+                                channel=incident.channel.value)
         alert = Alert.from_avro(decoded.value)
     except ValueError:  # DecodeError and pydantic's ValidationError
         return DispatchView(dispatch, **labels)

@@ -27,11 +27,12 @@ import aiohttp
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 from yarl import URL
 
+from veille.deliver.cases import case_body
 from veille.deliver.config import SecretUnavailable, WebhookDelivery
 from veille.deliver.outcome import Attempt, Stopwatch, bounded, http_outcome
 from veille.deliver.settings import DeliverySettings
 from veille.deliver.ssrf import DestinationRefused, check_url, guarded_session
-from veille.deliver.view import DispatchView, view
+from veille.deliver.view import DispatchView, severity_label, view
 from veille.schemas.models import DeliveryMethod, DeliveryOutcome, Dispatch
 
 SCHEMA = "dispatch-webhook.v1"
@@ -65,6 +66,9 @@ def webhook_body(v: DispatchView, *, include_reporter_contact: bool = False) -> 
         "reporter": reporter,
         "photos": [{"url": link.url, "media_type": link.media_type, "expires_at": _time(link.expires_at)}
                    for link in v.photo_links],
+        # Optional since v1 grew it (docs/grouping.md): null unless the report is grouped into a
+        # case; case.role "update" is a later report of the case, never a new dispatch.
+        "case": case_body(d, severity_label),
     }
 
 

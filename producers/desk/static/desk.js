@@ -60,6 +60,11 @@
       found.push([+mapEl.dataset.lat, +mapEl.dataset.lon]);
       map.setView(found[0], 14);
     }
+    // A case's page: its reports' latest positions too, smaller (docs/grouping.md).
+    var others = mapEl && !rows && mapEl.dataset.positions ? JSON.parse(mapEl.dataset.positions) : [];
+    others.forEach(function (p) {
+      L.circleMarker(p, {radius: 5, weight: 1, color: "#1d4ed8", fillOpacity: 0.6, interactive: false}).addTo(points);
+    });
     found.forEach(function (p) {
       L.circleMarker(p, {radius: 8, weight: 2, color: "#b3261e", fillOpacity: 0.7, interactive: false}).addTo(points);
     });
