@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from veille.reads import delivery, rerouting
+from veille.reads import cases, delivery, rerouting
 from veille.reads.cell import (
     LOCAL_TZ,
     Cell,
@@ -231,6 +231,7 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
         },
         "delivery": delivery.compute(store, cell),
         "rerouting": rerouting.compute(store, cell),
+        "cases": cases.compute(store, cell),
     }
 
 
@@ -267,6 +268,7 @@ def render_text(ind: dict[str, Any]) -> str:
                    [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
         delivery.render_text(ind["delivery"]),
         rerouting.render_text(ind["rerouting"]),
+        cases.render_text(ind["cases"]),
     ]
     return "\n\n".join(parts) + "\n"
 
