@@ -62,7 +62,8 @@ def case_generation(first_report_generation: int) -> int:
     return max(0, first_report_generation - 1)
 
 
-def member_history(own: tuple[S, ...], case: tuple[S, ...], requested: datetime, joined: datetime) -> tuple[S, ...]:
+def member_history(own: tuple[S, ...], case: tuple[S, ...], requested: datetime,
+                   joined: datetime) -> tuple[S, ...]:
     """A member's history: its own first steps, then the case's (see the module)."""
     mine = tuple(m for m in own if m.kind in OWN_STEPS)
     before = [m for m in case if m.at < requested]

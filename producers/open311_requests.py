@@ -266,7 +266,8 @@ class RequestBook:
         if known is None or not known.routed or known.split:
             return  # unknown (before the retention window), or split already
         if record.agency_id not in known.track.bodies:
-            known.track.bodies[record.agency_id] = BodyStatus(IncidentStatus.received.value, record.at.isoformat())
+            known.track.bodies[record.agency_id] = BodyStatus(IncidentStatus.received.value,
+                                                              record.at.isoformat())
         self._requests[key] = self._moved(replace(known, split=True, case_id=str(record.case_id)),
                                           record.at, None, None)
 

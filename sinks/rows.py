@@ -109,8 +109,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     # migrations/0008: a body split a report out of its case (CaseSplit), ids and times only
     "case_splits": pa.schema([
-        ("id", pa.string()), ("incident_id", pa.string()), ("case_id", pa.string()), ("agency_id", pa.string()),
-        ("service", pa.string()), ("dispatch_id", pa.string()), ("at", TS), ("stored_at", TS),
+        ("id", pa.string()), ("incident_id", pa.string()), ("case_id", pa.string()),
+        ("agency_id", pa.string()), ("service", pa.string()), ("dispatch_id", pa.string()), ("at", TS),
+        ("stored_at", TS),
     ]),
 }
 TABLES = tuple(SCHEMAS)

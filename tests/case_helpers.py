@@ -22,7 +22,8 @@ from typing import Any
 
 from veille.schemas.models import CaseSplit, DispatchTarget, Record, RoutedIncident, StatusUpdate
 
-STORMWATER = DispatchTarget(agency_id="siba", service="stormwater", rule="flood-stormwater", cross_boundary=False)
+STORMWATER = DispatchTarget(agency_id="siba", service="stormwater", rule="flood-stormwater",
+                            cross_boundary=False)
 
 
 def police(muni: str) -> DispatchTarget:
@@ -47,12 +48,14 @@ class Cases:
 
     def incident(self, iid: uuid.UUID, minutes: float, *, case: uuid.UUID | None, muni: str, category: str,
                  severity: str, channel: str, lat: float | None, lon: float | None,
-                 dispatches: list[DispatchTarget], updates: list[DispatchTarget] | None = None) -> RoutedIncident:
+                 dispatches: list[DispatchTarget],
+                 updates: list[DispatchTarget] | None = None) -> RoutedIncident:
         at = self.base + timedelta(minutes=minutes)
         data: dict[str, Any] = {
             "id": iid, "municipality": muni, "category": category, "severity": severity, "channel": channel,
             "location": None if lat is None else {"lat": lat, "lon": lon},
-            "occurred_at": at - timedelta(minutes=1), "reported_at": at, "routed_at": at + timedelta(seconds=2),
+            "occurred_at": at - timedelta(minutes=1), "reported_at": at,
+            "routed_at": at + timedelta(seconds=2),
             "reporter_pseudonym": f"ps-{iid.hex[:4]}", "dispatches": dispatches, "case_id": case,
             "updates": updates or [],
         }

@@ -60,8 +60,8 @@ def test_open311_and_tracking_answer_with_the_case(kafka: Any) -> None:
         territory = load_territory()
         book = RequestBook(s, reference=lambda i: reference(KEY, i))
         open311.register(app, territory, book)
-        tracking.register(app, book, ConsentWriter(s, "test-case-consents"),
-                          NotifySettings(reference_key=KEY, public_base_url="https://veille.example.fr"), territory)
+        notify = NotifySettings(reference_key=KEY, public_base_url="https://veille.example.fr")
+        tracking.register(app, book, ConsentWriter(s, "test-case-consents"), notify, territory)
         async with TestClient(TestServer(app)) as client:
             params = {"api_key": token}
             deadline = time.monotonic() + 30

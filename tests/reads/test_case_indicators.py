@@ -17,7 +17,8 @@ from veille.sinks.rows import to_rows
 def test_case_indicators_on_known_cases(tmp_path: Path) -> None:
     known = Cases(now_ms().replace(hour=8, minute=0, second=0, microsecond=0) - timedelta(days=1))
     day = known.base.date()
-    cell = Cell(municipalities=["35401", "35402", "35403"], start=day - timedelta(days=1), end=day + timedelta(days=2))
+    cell = Cell(municipalities=["35401", "35402", "35403"], start=day - timedelta(days=1),
+                end=day + timedelta(days=2))
     with chdb_store(tmp_path / "chdb") as store:
         for table, rows in to_rows(known.records(), datetime.now(UTC)).items():
             if rows.num_rows:
@@ -50,7 +51,8 @@ def test_case_indicators_on_known_cases(tmp_path: Path) -> None:
 def test_no_cases_gives_none(tmp_path: Path) -> None:
     today = datetime.now(UTC).date()
     with chdb_store(tmp_path / "chdb") as store:
-        got = case_indicators.compute(store, Cell(municipalities=["35401"], start=today, end=today + timedelta(days=1)))
+        cell = Cell(municipalities=["35401"], start=today, end=today + timedelta(days=1))
+        got = case_indicators.compute(store, cell)
     assert got["reports"] == {"total": 0, "grouped": 0, "share": None}
     assert got["reports_per_case"] == {"cases": 0, "mean": None, "median": None, "max": None}
     assert got["first_ack"] == {"cases": 0, "acknowledged": 0, "p50_s": None, "p90_s": None}

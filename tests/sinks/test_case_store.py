@@ -46,7 +46,8 @@ def test_v1_and_v2_both_stored_with_their_case(tmp_path: Path) -> None:
         assert rows[str(cases.a3)]["case_id"] == str(cases.a1)
         assert rows[str(cases.a3)]["update_agencies"] == ["pm-35401", "siba"]
         assert rows[str(cases.a3)]["agencies"] == []  # an update is not a dispatch
-        assert rows[str(cases.a2)]["agencies"] == ["pm-35402"] and rows[str(cases.a2)]["update_agencies"] == ["siba"]
+        a2 = rows[str(cases.a2)]
+        assert a2["agencies"] == ["pm-35402"] and a2["update_agencies"] == ["siba"]
         assert rows[str(cases.u2)]["case_id"] is None and rows[str(cases.u2)]["update_agencies"] == []
         assert rows[str(cases.u1)]["case_id"] is None
         # Participation by channel still counts every report.
@@ -76,7 +77,8 @@ def test_cases_view(tmp_path: Path) -> None:
             "case_id": a, "category": "flash_flood", "reports": 3, "municipalities": ["35401", "35402"],
             "severity": "severe", "split": False, "min_lat": 48.1, "max_lat": 48.101,
             "first_ms": base, "ack_ms": base + 8 * 60_000}
-        assert (got[b]["reports"], got[b]["severity"], got[b]["ack_ms"]) == (2, "moderate", base + 90 * 60_000)
+        assert (got[b]["reports"], got[b]["severity"]) == (2, "moderate")
+        assert got[b]["ack_ms"] == base + 90 * 60_000
         assert (got[c]["reports"], got[c]["ack_ms"]) == (1, None)
         assert (got[a4]["reports"], got[a4]["split"], got[a4]["category"]) == (1, True, "flash_flood")
         # Every grouped report is in exactly one case.
