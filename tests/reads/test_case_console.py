@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from case_helpers import Cases
-from sink_helpers import chdb_store, now_ms
+from sink_helpers import now_ms
 
 from veille.reads.console.case import build_case, case_html
 from veille.reads.console.filters import parse_filter
