@@ -15,6 +15,8 @@ state every report of the case answers with, in Open311 ``GET requests/{id}`` an
 * A later report's own routing (an update for most bodies, a first dispatch of the case for a
   few) adds those bodies to the case without counting a re-routing: the case's *generation* is
   its first report's routings after the first (a re-routing of the case's dispatch is told).
+  ``join_bodies`` and ``case_generation`` are the notifier's (``veille.notify.cases``): the
+  pages and the messages follow the same rules.
 * A report split out of its case by a body (CaseSplit) answers with its own state from then on:
   its own dispatches and the body's dispatch of it (``received`` at the split). What it brought
   to the case before stays there (a body's answer to the case is the case's).
@@ -25,13 +27,13 @@ state every report of the case answers with, in Open311 ``GET requests/{id}`` an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from veille.notify.changes import BodyStatus, Track
-from veille.schemas.models import DispatchTarget, IncidentStatus
+from veille.notify.cases import case_generation, join_bodies
+
+__all__ = ["OWN_STEPS", "case_generation", "join_bodies", "member_history"]
 
 OWN_STEPS = frozenset({"received", "transmitted"})
 
@@ -47,19 +49,6 @@ class Step(Protocol):
 
 
 S = TypeVar("S", bound=Step)
-
-
-def join_bodies(track: Track, dispatches: Iterable[DispatchTarget], at: datetime) -> None:
-    """The bodies a report of the case was dispatched to join the case's track (``received``),
-    without a new generation."""
-    for d in dispatches:
-        if d.agency_id not in track.bodies:
-            track.bodies[d.agency_id] = BodyStatus(IncidentStatus.received.value, at.isoformat())
-
-
-def case_generation(first_report_generation: int) -> int:
-    """The case's generation: its first report's routings after the first (0 before it is seen)."""
-    return max(0, first_report_generation - 1)
 
 
 def member_history(own: tuple[S, ...], case: tuple[S, ...], requested: datetime,
