@@ -86,3 +86,19 @@ def test_cases_view(tmp_path: Path) -> None:
         per_report = store.query("SELECT toString(id) AS id, toString(case_of) AS case_of "
                                  "FROM veille.case_reports WHERE grouped ORDER BY id")
         assert len(per_report) == 7 and len({r["id"] for r in per_report}) == 7
+
+
+def test_a_case_id_that_is_not_a_uuid_is_a_dead_letter() -> None:
+    """Bad input never stops the sink: a RoutedIncident v2 whose case_id does not read as a UUID
+    (a foreign writer) is dead-lettered with its reason; a non-canonical one is normalised."""
+    from veille.schemas import codec
+
+    cases = Cases(now_ms() - timedelta(hours=3))
+    (a2,) = [r for r in cases.routed() if r.id == cases.a2]
+    value = a2.to_avro() | {"case_id": "not-a-uuid"}
+    item = decode(Message("t.routed", 0, 7, b"k", codec.encode("RoutedIncident", value)))
+    assert isinstance(item, DeadLetter) and item.reason == "validation_error"
+    assert "case_id" in item.message
+    upper = a2.to_avro() | {"case_id": str(cases.a1).upper()}
+    item = decode(Message("t.routed", 0, 8, b"k", codec.encode("RoutedIncident", upper)))
+    assert isinstance(item, dict) and item["case_id"] == str(cases.a1)
