@@ -10,6 +10,7 @@ from case_helpers import Cases, v1_bytes
 from sink_helpers import chdb_store, now_ms
 
 from veille.kafka import Message
+from veille.reads.indicators import totals
 from veille.schemas.models import CaseSplit, DeadLetter, Record
 from veille.sinks.decode import decode
 from veille.sinks.rows import to_rows
@@ -81,6 +82,11 @@ def test_cases_view(tmp_path: Path) -> None:
         assert got[b]["ack_ms"] == base + 90 * 60_000
         assert (got[c]["reports"], got[c]["ack_ms"]) == (1, None)
         assert (got[a4]["reports"], got[a4]["split"], got[a4]["category"]) == (1, True, "flash_flood")
+        # /stats: 7 grouped reports under 3 case ids (a4 keeps A's: it was split after), 1 split,
+        # 6 updates received (a2: 1, a3: 2, a4: 2, b2: 1).
+        stats = totals(store)
+        assert (stats["grouped_reports"], stats["case_ids"], stats["split_reports"]) == (7, 3, 1)
+        assert stats["case_updates"] == 6
         # Every grouped report is in exactly one case.
         assert sum(r["reports"] for r in got.values()) == 7
         per_report = store.query("SELECT toString(id) AS id, toString(case_of) AS case_of "
