@@ -21,7 +21,9 @@ agree; each body's latest status counts by the update's time, so a late re-deliv
 it back. With a reference function (``VEILLE_NOTIFY_REFERENCE_KEY``), requests are also found by
 the reference given to residents (:meth:`RequestBook.by_reference`). Memory is bounded
 (oldest requests evicted first); the topic's retention (30 days) bounds what a restarted
-intake can show. The intake also records the requests it has just accepted
+intake can show. A report grouped into a case (RoutedIncident v2 ``case_id``) answers with its
+case's overall state, a report split out of its case with its own (``open311_cases``). The intake
+also records the requests it has just accepted
 (:meth:`RequestBook.submitted`) so the app that reported one can read it back before the
 router's record arrives.
 """
@@ -41,9 +43,10 @@ from veille.config import Settings
 from veille.consumer import Assignment, LastStep, Offsets, ProcessingStep, StreamRunner
 from veille.kafka import Message
 from veille.notify import changes
-from veille.notify.changes import Phase, State, Track
+from veille.notify.changes import BodyStatus, Phase, State, Track
+from veille.producers import open311_cases
 from veille.schemas import codec
-from veille.schemas.models import IncidentStatus, RoutedIncident, StatusUpdate
+from veille.schemas.models import CaseSplit, IncidentStatus, RoutedIncident, StatusUpdate
 from veille.schemas.registry import resolver_from_settings
 from veille.topics import ROUTED_TYPES, Topics
 
@@ -82,6 +85,11 @@ class ServiceRequest:
     history: tuple[Milestone, ...] = ()
     track: Track = field(default_factory=Track, compare=False, repr=False)
     told: State | None = None
+    # Grouping (docs/grouping.md): the case it was grouped into (None: not grouped), whether a body
+    # split it out (then it answers with its own state), and as answered, its case's reports.
+    case_id: str | None = None
+    split: bool = False
+    case_reports: int = 0
 
 
 class RequestBook:
@@ -95,6 +103,9 @@ class RequestBook:
         self._lock = threading.Lock()
         self._requests: OrderedDict[str, ServiceRequest] = OrderedDict()
         self._by_reference: dict[str, str] = {}
+        # Per case id: the case's state (its track merges every body of its reports) and its reports.
+        self._cases: dict[str, ServiceRequest] = {}
+        self._members: dict[str, set[str]] = {}
         self._thread: threading.Thread | None = None
         self._runner: StreamRunner | None = None
         self.caught_up = threading.Event()  # set once the backlog present at start was read
@@ -104,18 +115,40 @@ class RequestBook:
 
     def get(self, request_id: str) -> ServiceRequest | None:
         with self._lock:
-            return self._requests.get(request_id)
+            found = self._requests.get(request_id)
+            return None if found is None else self._answered(found)
 
     def by_reference(self, reference: str) -> ServiceRequest | None:
         with self._lock:
             request_id = self._by_reference.get(reference)
-            return self._requests.get(request_id) if request_id is not None else None
+            found = self._requests.get(request_id) if request_id is not None else None
+            return None if found is None else self._answered(found)
+
+    def _answered(self, request: ServiceRequest) -> ServiceRequest:
+        """A report of a case answers with the case's state (``open311_cases``); a split one, or
+        one not grouped, with its own."""
+        if request.case_id is None or request.split:
+            return request
+        case = self._cases.get(request.case_id)
+        if case is None:
+            return request
+        joined = next((m.at for m in request.history if m.kind == "transmitted"), request.requested)
+        members = self._members.get(request.case_id, set())
+        return replace(request, status=case.status, updated=max(request.updated, case.updated),
+                       agency_id=case.agency_id or request.agency_id,
+                       history=open311_cases.member_history(request.history, case.history, request.requested,
+                                                            joined),
+                       case_reports=sum(1 for m in members if not self._split(m)))
+
+    def _split(self, request_id: str) -> bool:
+        found = self._requests.get(request_id)
+        return found is not None and found.split
 
     def updates(self, *, municipalities: Collection[str], start: datetime, end: datetime,
                 limit: int) -> list[tuple[ServiceRequest, int, Milestone]]:
         """Every step of a history within [start, end], oldest first: (request, its index, step)."""
         with self._lock:
-            rows = list(self._requests.values())
+            rows = [self._answered(r) for r in self._requests.values()]
         out = [(r, n, m) for r in rows if r.municipality in municipalities
                for n, m in enumerate(r.history) if start <= m.at <= end]
         out.sort(key=lambda row: row[2].at)
@@ -126,7 +159,7 @@ class RequestBook:
               closed_statuses: Collection[IncidentStatus], limit: int) -> list[ServiceRequest]:
         """Newest first, requested within [start, end]."""
         with self._lock:
-            rows = list(self._requests.values())
+            rows = [self._answered(r) for r in self._requests.values()]
         out = [r for r in rows if r.municipality in municipalities
                and (categories is None or r.category in categories) and start <= r.requested <= end
                and (closed is None or (r.status in closed_statuses) == closed)]
@@ -148,6 +181,12 @@ class RequestBook:
             _, evicted = self._requests.popitem(last=False)
             if evicted.reference is not None:
                 self._by_reference.pop(evicted.reference, None)
+            if evicted.case_id is not None:
+                members = self._members.get(evicted.case_id, set())
+                members.discard(evicted.id)
+                if not members:
+                    self._members.pop(evicted.case_id, None)
+                    self._cases.pop(evicted.case_id, None)
 
     def submitted(self, request_id: str, category: str, municipality: str, at: datetime,
                   location: Mapping[str, float] | None) -> None:
@@ -158,9 +197,11 @@ class RequestBook:
                                          location["lon"] if location else None,
                                          history=(Milestone(at, "received"),)))
 
-    def apply(self, record: RoutedIncident | StatusUpdate) -> None:
+    def apply(self, record: RoutedIncident | StatusUpdate | CaseSplit) -> None:
         with self._lock:
-            if isinstance(record, RoutedIncident):
+            if isinstance(record, CaseSplit):
+                self._split_out(record)
+            elif isinstance(record, RoutedIncident):
                 key = str(record.id)
                 known = self._requests.get(key)
                 fresh = known is None or not known.routed
@@ -173,8 +214,12 @@ class RequestBook:
                         record.location.lat if record.location else None,
                         record.location.lon if record.location else None, routed=True,
                         history=(*history, Milestone(record.routed_at, "transmitted")))
+                if record.case_id is not None and known.case_id is None:
+                    known = replace(known, case_id=str(record.case_id))
                 generation = known.track.generation
                 changes.apply_routed(known.track, record)
+                if known.case_id is not None:
+                    self._case_routed(known, record)
                 if known.track.generation == generation and not fresh:
                     return  # a re-delivery: the lifecycle already moved on
                 self._put(self._moved(known, record.routed_at, None, None))
@@ -189,6 +234,42 @@ class RequestBook:
                     return  # an older update, or a re-delivery
                 reason = record.reason.value if record.reason is not None else None
                 self._requests[key] = self._moved(known, record.at, record.agency_id, reason)
+                if known.case_id is not None and not known.split:
+                    self._case_status(known.case_id, record, reason)
+
+    # A case's state (open311_cases): created by whichever of its reports is read first.
+
+    def _case_routed(self, report: ServiceRequest, record: RoutedIncident) -> None:
+        case_id = str(record.case_id)
+        case = self._cases.get(case_id) or ServiceRequest(
+            case_id, record.category.value, record.municipality, record.reported_at, IncidentStatus.received,
+            record.routed_at, None, routed=True)
+        self._members.setdefault(case_id, set()).add(report.id)
+        open311_cases.join_bodies(case.track, record.dispatches, record.routed_at)
+        if report.id == case_id:
+            case.track.generation = open311_cases.case_generation(report.track.generation)
+        self._cases[case_id] = self._moved(case, record.routed_at, None, None)
+
+    def _case_status(self, case_id: str, record: StatusUpdate, reason: str | None) -> None:
+        case = self._cases.get(case_id)
+        if case is None:
+            return
+        before = dict(case.track.bodies)
+        changes.apply_status(case.track, record)
+        if case.track.bodies != before:
+            self._cases[case_id] = self._moved(case, record.at, record.agency_id, reason)
+
+    def _split_out(self, record: CaseSplit) -> None:
+        """From now on the report answers with its own state, the splitting body's dispatch in it."""
+        key = str(record.incident_id)
+        known = self._requests.get(key)
+        if known is None or not known.routed or known.split:
+            return  # unknown (before the retention window), or split already
+        if record.agency_id not in known.track.bodies:
+            known.track.bodies[record.agency_id] = BodyStatus(IncidentStatus.received.value,
+                                                              record.at.isoformat())
+        self._requests[key] = self._moved(replace(known, split=True, case_id=str(record.case_id)),
+                                          record.at, None, None)
 
     @staticmethod
     def _moved(known: ServiceRequest, at: datetime, agency_id: str | None,
@@ -213,6 +294,8 @@ class RequestBook:
                 self.apply(RoutedIncident.from_avro(decoded.value))
             elif decoded.record_type == "StatusUpdate":
                 self.apply(StatusUpdate.from_avro(decoded.value))
+            elif decoded.record_type == "CaseSplit":
+                self.apply(CaseSplit.from_avro(decoded.value))
         except Exception:  # a record the hub's own router wrote: log the position, never the bytes
             self.skipped += 1
 

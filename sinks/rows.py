@@ -1,7 +1,7 @@
 """Records → per-table pyarrow Tables: the pure heart of the sink (no Kafka, no store).
 
 One Arrow schema per table, matching ``migrations/0001_event_tables.sql`` (and the columns and
-tables later migrations add: ``delivery_receipts`` in 0004) column for column.
+tables later migrations add: ``delivery_receipts`` in 0004, cases in 0008) column for column.
 Nothing personal is carried over: RoutedIncident has only a pseudonym, and the free-text
 note of a StatusUpdate is dropped.
 
@@ -34,6 +34,7 @@ from veille.pcs.events import (
 )
 from veille.pcs.prevention import ParticipantKind
 from veille.schemas.models import (
+    CaseSplit,
     DeliveryReceipt,
     Record,
     Redispatch,
@@ -53,6 +54,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("occurred_at", TS), ("reported_at", TS), ("routed_at", TS), ("stored_at", TS),
         ("reporter_pseudonym", pa.string()), ("agencies", STR_LIST), ("cross_boundary", pa.bool_()),
         ("version", pa.uint64()),
+        # migrations/0008: the case it was grouped into (None: not grouped), the bodies that
+        # received it as an update of their dispatch of the case
+        ("case_id", pa.string()), ("update_agencies", STR_LIST),
     ]),
     "dispatches": pa.schema([
         ("event_type", pa.string()), ("event_id", pa.string()), ("agency_id", pa.string()),
@@ -101,6 +105,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("activation", pa.string()), ("municipality", pa.string()), ("kind", pa.string()),
         ("owner", pa.string()), ("target", pa.string()), ("step", pa.uint16()), ("channel", pa.string()),
         ("outcome", pa.string()), ("status", pa.string()), ("event_key", pa.string()), ("at", TS),
+        ("stored_at", TS),
+    ]),
+    # migrations/0008: a body split a report out of its case (CaseSplit), ids and times only
+    "case_splits": pa.schema([
+        ("id", pa.string()), ("incident_id", pa.string()), ("case_id", pa.string()),
+        ("agency_id", pa.string()), ("service", pa.string()), ("dispatch_id", pa.string()), ("at", TS),
         ("stored_at", TS),
     ]),
 }
@@ -156,11 +166,14 @@ def incident_problem(value: PlainIncident) -> tuple[str, str] | None:
     for name in INCIDENT_TIMES:
         if not _LOW_MS <= value[name] < _HIGH_MS:
             return "out_of_range", f"{name}={value[name]} ms is outside {_years()}"
-    if not _CANONICAL_UUID.fullmatch(value["id"]):
+    for name in ("id", "case_id"):  # case_id: RoutedIncident v2, None when not grouped
+        found = value.get(name)
+        if found is None or _CANONICAL_UUID.fullmatch(found):
+            continue
         try:
-            value["id"] = str(uuid.UUID(value["id"]))
+            value[name] = str(uuid.UUID(found))
         except ValueError:
-            return "validation_error", f"id: {value['id'][:80]!r} is not a UUID"
+            return "validation_error", f"{name}: {found[:80]!r} is not a UUID"
     return None
 
 
@@ -172,7 +185,9 @@ def plain_incident(rec: RoutedIncident) -> PlainIncident:
         value[name] = str(value[name])
     for name in INCIDENT_TIMES:
         value[name] = ms(value[name])
-    value["dispatches"] = [d | {"service": str(d["service"])} for d in value["dispatches"]]
+    for name in ("dispatches", "updates"):
+        value[name] = [d | {"service": str(d["service"])} for d in value[name]]
+    value["case_id"] = None if rec.case_id is None else str(rec.case_id)
     return value
 
 
@@ -204,6 +219,10 @@ def to_rows(records: Iterable[Row], stored_at: datetime) -> dict[str, pa.Table]:
                  stored_at=stored)
         elif isinstance(rec, Redispatch):
             _add_redispatch(cols, rec, stored)
+        elif isinstance(rec, CaseSplit):
+            _add(cols["case_splits"], id=str(rec.id), incident_id=str(rec.incident_id),
+                 case_id=str(rec.case_id), agency_id=rec.agency_id, service=str(rec.service),
+                 dispatch_id=str(rec.dispatch_id), at=ms(rec.at), stored_at=stored)
         elif isinstance(rec, PreventionEvent):
             a = rec.action
             _add(cols["prevention_actions"], id=a.id, municipality=a.municipality, kind=a.kind.value,
@@ -239,6 +258,9 @@ def _add_incidents(cols: dict[str, dict[str, list[Any]]], values: list[PlainInci
     inc["agencies"] += [sorted({d["agency_id"] for d in v["dispatches"]}) for v in values]
     inc["cross_boundary"] += [any(d["cross_boundary"] for d in v["dispatches"]) for v in values]
     inc["version"] += [v["routed_at"] for v in values]
+    # RoutedIncident v1 has neither (an older router's records read through the model).
+    inc["case_id"] += [v.get("case_id") for v in values]
+    inc["update_agencies"] += [sorted({d["agency_id"] for d in v.get("updates", ())}) for v in values]
     pairs = [(v, d) for v in values for d in v["dispatches"]]
     dispatches = cols["dispatches"]
     dispatches["event_type"] += ["incident"] * len(pairs)

@@ -9,7 +9,8 @@
 No key: the reference *is* the capability (80 bits, a keyed MAC of the incident id), and every
 request counts against a token bucket per client address (429 with ``Retry-After``), so
 references cannot be enumerated. The page shows the category, the municipality and the history
-of the overall state with its times and standard texts: never a description, an address, a
+of the overall state with its times and standard texts (a report grouped into a case: the case's
+state, and how many reports it holds): never a description, an address, a
 point, a contact, a body's free-text note, nor an internal id.
 """
 
@@ -99,9 +100,12 @@ async def page(request: web.Request) -> web.Response:
     steps = [{"when": _when(m.at), "label": t.get(f"step.{m.kind}", m.kind)
               + (f" ({t[f'reason.{m.reason}']})" if m.reason and f"reason.{m.reason}" in t else "")}
              for m in found.history]
+    # A report grouped into a case answers with the case's state (open311_cases): say so.
+    case_text = t["case_text"].format(count=found.case_reports) if found.case_reports > 1 else ""
     return render(request, "track.html", reference=reference, category=category_label(found.category),
                   municipality=request.app[NAMES_KEY].get(found.municipality, found.municipality),
-                  state=t.get(f"state.{found.status.value}", found.status.value), steps=steps)
+                  state=t.get(f"state.{found.status.value}", found.status.value), steps=steps,
+                  case_text=case_text)
 
 
 def _claim(request: web.Request) -> tuple[str, UUID] | web.Response:

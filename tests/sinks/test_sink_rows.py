@@ -40,7 +40,7 @@ def test_to_rows_incident_alert_status() -> None:
         "channel": "app", "lat": 48.1, "lon": -1.7, "occurred_at": inc.occurred_at,
         "reported_at": inc.reported_at, "routed_at": inc.routed_at, "stored_at": stored,
         "reporter_pseudonym": "ps-0", "agencies": ["pm-35401", "sdis35"], "cross_boundary": True,
-        "version": version_of(inc.routed_at),
+        "version": version_of(inc.routed_at), "case_id": None, "update_agencies": [],  # not grouped
     }]
     dispatches = tables["dispatches"].to_pylist()
     got = [(d["event_type"], d["agency_id"], d["cross_boundary"], d["municipality"]) for d in dispatches]

@@ -92,16 +92,23 @@ class Track:
     closed_at: str | None = None  # when it reached a terminal state (UTC ISO), None while open
     category: str = ""
     municipality: str = ""
+    # Grouping (veille/notify/cases.py): the case the report is in (its state is the case's) and
+    # whether a body split it out (its own state again). Absent from entries written before.
+    case_id: str | None = None
+    split: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"bodies": {a: vars(b) for a, b in self.bodies.items()}, "generation": self.generation,
-                "closed_at": self.closed_at, "category": self.category, "municipality": self.municipality}
+        out = {"bodies": {a: vars(b) for a, b in self.bodies.items()}, "generation": self.generation,
+               "closed_at": self.closed_at, "category": self.category, "municipality": self.municipality}
+        if self.case_id is not None:
+            out |= {"case_id": self.case_id, "split": self.split}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Track:
         return cls({a: BodyStatus(**b) for a, b in data.get("bodies", {}).items()},
                    int(data.get("generation", 0)), data.get("closed_at"), data.get("category", ""),
-                   data.get("municipality", ""))
+                   data.get("municipality", ""), data.get("case_id"), bool(data.get("split", False)))
 
 
 def apply_routed(track: Track, routed: RoutedIncident) -> None:

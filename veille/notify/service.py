@@ -13,6 +13,10 @@ same-numbered changelog partitions (read to their end, no group) before the step
 record, and the entries of revoked partitions are dropped with the old step: any replica can
 take any partition over, nothing is kept on disk.
 
+Cases (issue 25): a resident of a report grouped into a case is told its case's changes; every
+replica reads the cases of the whole routed topic (:class:`CaseWatch`, ``veille/notify/cases.py``
+says why and how).
+
 Guarantee: one message per meaningful change. The told state of each incident is acknowledged on
 the changelog before the offsets that led to it are committed: a restart (or the replica taking
 the partition over) reads the uncommitted records again, folds them into the same restored
@@ -32,6 +36,7 @@ from veille.consumer import Assignment, Offsets, ProcessingStep, StreamRunner
 from veille.deliver.settings import DeliverySettings
 from veille.kafka import Message, consumer_config, static_member_id
 from veille.notify import metrics
+from veille.notify.cases import CaseWatch
 from veille.notify.changelog import TrackChangelog
 from veille.notify.consent import ConsentTable, ConsentWriter
 from veille.notify.send import Messenger
@@ -55,6 +60,7 @@ class Notifier:
         self.topics = Topics(settings.topic_prefix)
         self.group_id = f"{settings.topic_prefix}.notify"
         self.table = ConsentTable(settings)
+        self.cases = CaseWatch(settings)  # every partition's cases (veille/notify/cases.py)
         self.writer = ConsentWriter(settings, f"{settings.topic_prefix}-notify")
         self.changelog = TrackChangelog(settings, f"{settings.topic_prefix}-notify-tracks")
         self.messenger = Messenger(self.notify, delivery or DeliverySettings())
@@ -85,7 +91,7 @@ class Notifier:
         metrics.TRACKED.set(len(store))
         self.step = NotifyStep(self.notify, self.table, store, self.changelog, self.messenger, self.writer,
                                offsets, self._municipality_name, self.loop, self.resolver,
-                               routed_partitions=self._routed_partitions())
+                               routed_partitions=self._routed_partitions(), cases=self.cases)
         return self.step
 
     def _routed_partitions(self) -> int:
@@ -98,9 +104,11 @@ class Notifier:
 
     def run(self) -> None:
         self.table.start()
+        self.cases.start()
         try:
             self.runner.run()
         finally:
+            self.cases.stop()
             self.table.stop()
             self.writer.close()
             self.changelog.close()

@@ -28,8 +28,9 @@ from veille.consumer import MessageRejected, Offsets
 from veille.deliver.view import category_label
 from veille.kafka import Message, partition_for
 from veille.notify import changes, metrics
+from veille.notify.cases import CaseWatch
 from veille.notify.changelog import TrackChangelog
-from veille.notify.changes import Change, Track
+from veille.notify.changes import BodyStatus, Change, State, Track
 from veille.notify.consent import ConsentTable, ConsentWriter
 from veille.notify.links import UnsubscribeLinks
 from veille.notify.messages import Notice
@@ -37,7 +38,14 @@ from veille.notify.send import Messenger
 from veille.notify.settings import NotifySettings
 from veille.notify.tracks import Entry, TrackTable, key_of
 from veille.schemas import codec
-from veille.schemas.models import DeliveryOutcome, NotificationConsent, RoutedIncident, StatusUpdate
+from veille.schemas.models import (
+    CaseSplit,
+    DeliveryOutcome,
+    IncidentStatus,
+    NotificationConsent,
+    RoutedIncident,
+    StatusUpdate,
+)
 from veille.topics import ROUTED_TYPES
 
 log = logging.getLogger("veille.notify")
@@ -47,8 +55,10 @@ class NotifyStep:
     def __init__(self, settings: NotifySettings, table: ConsentTable, store: TrackTable,
                  changelog: TrackChangelog, messenger: Messenger, writer: ConsentWriter, offsets: Offsets,
                  municipality_name: Callable[[str], str], loop: asyncio.AbstractEventLoop,
-                 resolver: codec.Resolver | None = None, routed_partitions: int = 1) -> None:
+                 resolver: codec.Resolver | None = None, routed_partitions: int = 1,
+                 cases: CaseWatch | None = None) -> None:
         self.settings = settings
+        self.cases = cases  # the cases' states (veille/notify/cases.py); None: grouping ignored
         self.table = table
         self.store = store  # the assigned partitions' entries, restored before this step was built
         self.changelog = changelog
@@ -76,6 +86,7 @@ class NotifyStep:
         self.done[(item.topic, item.partition)] = item.offset + 1
 
     def poll(self) -> None:
+        self._tell_cases()
         ready = [TopicPartition(t, p, o) for (t, p), o in self.done.items()
                  if self.committed.get((t, p)) != o]
         if ready and self.offsets.commit(ready):
@@ -144,6 +155,8 @@ class NotifyStep:
                 entry = Entry(Track(), None)
             written = entry.encode(incident_id) if incident_id in self.store else None
             changes.apply_routed(entry.track, record)
+            if record.case_id is not None and entry.track.case_id is None:
+                entry.track.case_id = str(record.case_id)
         elif isinstance(record, StatusUpdate):
             incident_id = record.incident_id
             entry = self.store.get(item.partition, incident_id)
@@ -151,22 +164,65 @@ class NotifyStep:
                 return
             written = entry.encode(incident_id)
             changes.apply_status(entry.track, record)
+        elif isinstance(record, CaseSplit):
+            incident_id = record.incident_id
+            entry = self.store.get(item.partition, incident_id)
+            if entry is None or entry.track.split:
+                return
+            written = entry.encode(incident_id)
+            # Its own state from now on: the splitting body answers this report on its own dispatch.
+            entry.track.split = True
+            entry.track.bodies.setdefault(record.agency_id, BodyStatus(IncidentStatus.received.value,
+                                                                       record.at.isoformat()))
         else:
             return
         self._tell(incident_id, entry, position, written)
 
+    # -- cases (veille/notify/cases.py) ----------------------------------------------------------
+
+    def _state(self, entry: Entry) -> State | None:
+        """The state a resident is told: its case's for a report in one (None until the watcher
+        caught up), else its own."""
+        if entry.track.case_id is not None and not entry.track.split and self.cases is not None:
+            return self.cases.state(entry.track.case_id)
+        return changes.overall(entry.track)
+
+    def _tell_cases(self) -> None:
+        """Tell the members held here of the cases the watcher saw change (this thread only)."""
+        if self.cases is None:
+            return
+        changed = self.cases.drain()
+        if not changed:
+            return
+        later: set[str] = set()
+        for partition, incident_id, entry in list(self.store.entries()):
+            case = entry.track.case_id
+            if case not in changed or entry.track.split:
+                continue
+            position = (f"case:{case}", partition, 0)
+            if self._retry is not None and self._retry[0] == position and time.monotonic() < self._retry[2]:
+                later.add(case)
+                continue
+            try:
+                self._tell(incident_id, entry, position, entry.encode(incident_id))
+            except MessageRejected:  # a deferred message or a changelog write: at a later poll
+                later.add(case)
+        if later:
+            self.cases.requeue(later)
+
     def _tell(self, incident_id: UUID, entry: Entry, position: tuple[str, int, int],
               written: bytes | None) -> None:
-        now = changes.overall(entry.track)
-        told = changes.change(entry.told, now)
-        consent = self.table.get(incident_id)
-        if told is not None and consent is not None:
-            self._send(consent, told, now.generation, entry.track, position)
-        entry.told = changes.told_after(entry.told, now, told)
-        if now.phase in changes.TERMINAL:
-            entry.track.closed_at = entry.track.closed_at or datetime.now(UTC).isoformat()
-        elif now.phase is not changes.Phase.awaiting_reroute:
-            entry.track.closed_at = None
+        now = self._state(entry)
+        if now is not None:
+            told = changes.change(entry.told, now)
+            consent = self.table.get(incident_id)
+            if told is not None and consent is not None:
+                self._send(consent, told, now.generation, entry.track, position)
+            entry.told = changes.told_after(entry.told, now, told)
+            if now.phase in changes.TERMINAL:
+                entry.track.closed_at = entry.track.closed_at or datetime.now(UTC).isoformat()
+            elif now.phase is not changes.Phase.awaiting_reroute:
+                entry.track.closed_at = None
         self.store.put(position[1], incident_id, entry)
         if entry.encode(incident_id) == written:
             return
@@ -197,13 +253,15 @@ class NotifyStep:
             log.error("incident=%s change=%s: given up after %d attempts", consent.incident_id, change.value,
                       attempts)
 
-    def _decode(self, item: Message) -> RoutedIncident | StatusUpdate | None:
+    def _decode(self, item: Message) -> RoutedIncident | StatusUpdate | CaseSplit | None:
         try:
             decoded = codec.decode(item.value, expect=ROUTED_TYPES, resolver=self.resolver)
             if decoded.record_type == "RoutedIncident":
                 return RoutedIncident.from_avro(decoded.value)
             if decoded.record_type == "StatusUpdate":
                 return StatusUpdate.from_avro(decoded.value)
+            if decoded.record_type == "CaseSplit":
+                return CaseSplit.from_avro(decoded.value)
             return None  # alerts: residents do not report them
         except Exception as exc:  # the router wrote it: a bug or a foreign writer, never fatal
             metrics.SKIPPED.labels(type(exc).__name__).inc()

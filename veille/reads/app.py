@@ -26,6 +26,7 @@ from veille.reads import deadlines as dl
 from veille.reads.cap_feed import add_cap_routes
 from veille.reads.console import ops, pages
 from veille.reads.console.access import Credentials, auth_middleware
+from veille.reads.console.case import build_case, case_html
 from veille.reads.console.chain import build_chain, chain_html
 from veille.reads.console.export import export_rows, to_csv
 from veille.reads.console.filters import ConsoleFilter, parse_filter
@@ -173,6 +174,19 @@ async def chain(request: web.Request) -> web.Response:
     return web.Response(text=chain_html(data, request.app[TERRITORY]), content_type="text/html")
 
 
+async def case_page(request: web.Request) -> web.Response:
+    """One case: its reports and its bodies' statuses (console/case.py)."""
+    t = page_texts("case")
+    try:
+        case_id = uuid.UUID(request.query.get("id", ""))
+    except ValueError:
+        return _error(400, t["bad_id"])
+    data = await _blocking(build_case, request.app[STORE], case_id)
+    if data is None:
+        return _error(404, t["not_found"])
+    return web.Response(text=case_html(data, request.app[TERRITORY]), content_type="text/html")
+
+
 async def pcs(request: web.Request) -> web.Response:
     """Per activated municipality, the PCS cascade's counts (console/pcs.py)."""
     try:
@@ -237,6 +251,7 @@ def make_app(store: Store, territory: Territory | None, credentials: Credentials
     r.add_get("/console/export.csv", export_csv)
     r.add_get("/console/report", report)
     r.add_get("/console/chain", chain)
+    r.add_get("/console/case", case_page)
     r.add_get("/console/pcs", pcs)
     r.add_get("/console/ops", ops_page)
     r.add_get("/console/api/ops", ops_data)

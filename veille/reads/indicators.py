@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from veille.reads import delivery, rerouting
+from veille.reads import cases, delivery, rerouting
 from veille.reads.cell import (
     LOCAL_TZ,
     Cell,
@@ -231,6 +231,7 @@ def compute(store: Store, cell: Cell) -> dict[str, Any]:
         },
         "delivery": delivery.compute(store, cell),
         "rerouting": rerouting.compute(store, cell),
+        "cases": cases.compute(store, cell),
     }
 
 
@@ -267,6 +268,7 @@ def render_text(ind: dict[str, Any]) -> str:
                    [[r["municipality"], r["severity"], r["alerts"]] for r in ind["alerts"]["rows"]]),
         delivery.render_text(ind["delivery"]),
         rerouting.render_text(ind["rerouting"]),
+        cases.render_text(ind["cases"]),
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -283,6 +285,10 @@ def totals(store: Store, with_ids: bool = False) -> dict[str, Any]:
     (status,) = store.query(f"SELECT count() AS rows FROM {db}.status_events FINAL")
     (alerts,) = store.query(f"SELECT count() AS rows FROM {db}.alerts FINAL")
     (receipts,) = store.query(f"SELECT count() AS rows FROM {db}.delivery_receipts FINAL")
+    # Grouping (migration 0008): the storm's "every report in one case, N cases" check.
+    (grouped,) = store.query(f"SELECT countIf(case_id IS NOT NULL) AS reports, uniqExact(case_id) AS cases, "
+                             f"sum(length(update_agencies)) AS updates FROM {db}.incidents FINAL")
+    (splits,) = store.query(f"SELECT uniqExact(incident_id) AS n FROM {db}.case_splits FINAL")
     out: dict[str, Any] = {
         "incidents": int(inc["rows"]), "incident_ids": int(inc["ids"]), "incident_rows_raw": int(raw["rows"]),
         "dispatches": sum(int(r["dispatches"]) for r in per_agency),
@@ -290,6 +296,8 @@ def totals(store: Store, with_ids: bool = False) -> dict[str, Any]:
                                   "dispatches": int(r["dispatches"])} for r in per_agency],
         "status_events": int(status["rows"]), "alerts": int(alerts["rows"]),
         "delivery_receipts": int(receipts["rows"]),
+        "grouped_reports": int(grouped["reports"]), "case_ids": int(grouped["cases"]),
+        "case_updates": int(grouped["updates"]), "split_reports": int(splits["n"]),
     }
     if with_ids:
         out["ids"] = [str(r["id"]) for r in store.query(f"SELECT DISTINCT id FROM {db}.incidents")]

@@ -22,6 +22,7 @@ from veille.schemas.models import Channel, IncidentCategory, IncidentStatus
 # ("new": no agency sent any status yet).
 STATUS_GROUPS = {"open": None, "closed": ("resolved", "rejected")}
 STATUSES = ("new", *(s.value for s in IncidentStatus))
+SHOW = ("", "cases")  # what the map shows: reports (grid cells), or cases (docs/grouping.md)
 DEFAULT_DAYS = 30
 
 
@@ -35,6 +36,7 @@ class ConsoleFilter(BaseModel):
     channel: str = ""
     agency: str = ""
     status: str = ""
+    show: str = ""
 
     @field_validator("municipalities")
     @classmethod
@@ -63,6 +65,13 @@ class ConsoleFilter(BaseModel):
             raise ValueError(f"unknown status {value!r}")
         return value
 
+    @field_validator("show")
+    @classmethod
+    def _show(cls, value: str) -> str:
+        if value not in SHOW:
+            raise ValueError(f"show must be 'cases' or empty, not {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _period(self) -> ConsoleFilter:
         if self.end <= self.start:
@@ -81,7 +90,7 @@ class ConsoleFilter(BaseModel):
         """The query string of this view (what the page puts in its URL and its export link)."""
         out = {"municipalities": ",".join(self.municipalities), "from": self.start.isoformat(),
                "to": self.end.isoformat(), "category": self.category, "channel": self.channel,
-               "agency": self.agency, "status": self.status}
+               "agency": self.agency, "status": self.status, "show": self.show}
         return {k: v for k, v in out.items() if v}
 
     def query_string(self) -> str:
@@ -103,4 +112,4 @@ def parse_filter(qs: Mapping[str, str], today: date | None = None) -> ConsoleFil
         start=date.fromisoformat(qs["from"]) if qs.get("from") else start,
         end=date.fromisoformat(qs["to"]) if qs.get("to") else end,
         category=qs.get("category", ""), channel=qs.get("channel", ""),
-        agency=qs.get("agency", ""), status=qs.get("status", ""))
+        agency=qs.get("agency", ""), status=qs.get("status", ""), show=qs.get("show", ""))

@@ -39,6 +39,25 @@ def _chain_lookup() -> str:
             f'<button type="submit">{c["lookup_go"]}</button></form>')
 
 
+def _show_toggle() -> str:
+    """What the map shows, in the URL (``show=cases``): reports, or cases (docs/grouping.md)."""
+    c = page_texts("case")
+    return _select("show", c["show"], f'<option value="">{escape(c["show_reports"])}</option>'
+                                      f'<option value="cases">{escape(c["show_cases"])}</option>')
+
+
+def _cases_section() -> str:
+    """The cases on the map, as a table (each linked to its page); shown with ``show=cases``."""
+    c = {k: escape(v) for k, v in page_texts("case").items()}
+    return (f'<section id="cases-section" aria-labelledby="h-cases" hidden>'
+            f'<h2 id="h-cases">{c["cases_title"]}</h2><p class="hint">{c["cases_hint"]}</p>'
+            f'<table id="cases-table"><caption>{c["cases_caption"]}</caption>'
+            f'<thead><tr><th scope="col">{c["col_category"]}</th><th scope="col">{c["col_reports"]}</th>'
+            f'<th scope="col">{c["municipalities"]}</th><th scope="col">{c["col_severity"]}</th>'
+            f'<th scope="col">{c["col_first"]}</th><th scope="col">{c["col_acknowledged"]}</th>'
+            f'</tr></thead><tbody></tbody></table></section>')
+
+
 def console_html(territory: Territory) -> str:
     t = page_texts("console")
     munis = sorted(territory.municipalities.values(), key=lambda m: m.insee)
@@ -54,7 +73,9 @@ def console_html(territory: Territory) -> str:
     report_options = "".join(f'<option value="{m.insee}">{escape(m.name)}</option>' for m in munis)
     links = "".join(f'<link rel="stylesheet" href="{href}">' for href in (
         f"{VENDOR_PREFIX}/leaflet.css", f"{VENDOR_PREFIX}/uPlot.min.css", "/static/console/console.css"))
-    texts = json.dumps(t, ensure_ascii=False).replace("</", "<\\/")
+    # The case texts the script needs (map markers, the cases table), prefixed as in the catalogue.
+    texts = json.dumps({**t, **{f"case.{k}": v for k, v in page_texts("case").items()}},
+                       ensure_ascii=False).replace("</", "<\\/")
     e = {k: escape(v) for k, v in t.items()}
     return HEAD.format(title=e["title"], links=links) + f"""
 <body>
@@ -66,6 +87,7 @@ def console_html(territory: Territory) -> str:
   <div class="row">
     <label for="f-from">{e['from']}</label><input id="f-from" name="from" type="date">
     <label for="f-to">{e['to']}</label><input id="f-to" name="to" type="date">
+    {_show_toggle()}
   </div>
   <div class="row">
     {_select("category", t["category"], _options(categories, t["any"]))}
@@ -106,6 +128,7 @@ def console_html(territory: Territory) -> str:
     <div id="map" role="region" aria-label="{e['map_label']}"></div>
     <div id="legend" aria-label="{e['legend']}"></div>
     <p class="hint">{e['map_privacy']} {e['map_alerts']}.</p></section>
+  {_cases_section()}
   <section aria-labelledby="h-trends"><h2 id="h-trends">{e['trends']}</h2>
     <h3>{e['by_category']}</h3><div id="chart-category" class="chart"></div>
     <h3>{e['by_channel']}</h3><div id="chart-channel" class="chart"></div></section>
@@ -203,7 +226,24 @@ def report_html(data: dict[str, Any]) -> str:
 {_pcs_section(data.get('pcs'))}
 {_prevention_section(data.get('prevention'))}
 {_walk_reports_section(data.get('walk_reports'))}
+{_cases_report_section(data.get('cases'))}
 </main></body></html>"""
+
+
+def _cases_report_section(rows: list[tuple[str, str]] | None) -> str:
+    """Grouped reports (issue 25): values already suppressed (report.cases_section)."""
+    if not rows:
+        return ""
+    t, labels = page_texts("case"), page_texts("console")
+
+    def name(key: str) -> str:
+        if key.startswith("cat:"):
+            return t["report_cat"].format(category=labels.get(f"cat_{key[4:]}", key[4:]))
+        return t[f"report_{key}"]
+
+    return (f"<h2>{escape(t['report_title'])}</h2>\n<p>{escape(t['report_intro'])}</p>\n"
+            + _table(t["report_title"], [t["report_col_indicator"], t["report_col_value"]],
+                     [(name(k), v) for k, v in rows], "report-cases"))
 
 
 def _prevention_section(rows: list[tuple[str, str, str, str]] | None) -> str:

@@ -80,7 +80,24 @@ def build_report(store: Store, territory: Territory, municipality: str, year: in
         "pcs": pcs_section(pcs_indicators(store, municipality, cell.start, cell.end)),
         "prevention": prevention_section(prevention),
         "walk_reports": walk_reports_section(prevention["walk_reports"]),
+        "cases": cases_section(ind["cases"]),
     }
+
+
+def cases_section(c: dict[str, Any]) -> list[tuple[str, str]]:
+    """Grouping (veille/reads/cases.py): counts under 5 suppressed; a mean, a median or a time
+    computed from fewer than 5 cases (or acknowledged cases) is not shown."""
+    rep, per, ack = c["reports"], c["reports_per_case"], c["first_ack"]
+    few = per["cases"] < THRESHOLD
+    return [
+        ("reports_grouped", shown(rep["grouped"])),
+        ("grouped_share", shown_share(rep["grouped"], rep["total"])),
+        ("cases", shown(per["cases"])),
+        ("mean_reports", NOT_SHOWN if few or per["mean"] is None else f"{per['mean']:.1f}".replace(".", ",")),
+        ("median_reports", NOT_SHOWN if few or per["median"] is None else str(per["median"])),
+        ("first_ack_p50", shown_duration(ack["p50_s"], ack["acknowledged"])),
+        *((f"cat:{r['category']}", shown(r["cases"])) for r in c["by_category"]),
+    ]
 
 
 def prevention_section(p: dict[str, Any]) -> list[tuple[str, str, str, str]]:

@@ -10,7 +10,7 @@ from typing import Any
 from shapely.geometry import mapping
 
 from veille.reads import deadlines, delivery
-from veille.reads.console import queries
+from veille.reads.console import case, queries
 from veille.reads.console.filters import ConsoleFilter
 from veille.reads.indicators import cross_boundary, response_times, share
 from veille.sinks.store import Store
@@ -147,6 +147,8 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
             "by_agency": [{"agency_id": a["agency_id"], "name": _agency_name(territory, a["agency_id"]), **a}
                           for a in cross["by_agency"]],
         },
+        # The map's cases instead of its cells (``show=cases``, docs/grouping.md).
+        "cases": case.map_case_rows(store.query(*case.map_cases_sql(db, f, munis))) if f.show else [],
         "alerts": alerts,
         "response_times": times,
         "handled": handled,

@@ -8,7 +8,7 @@
   const statusLine = document.getElementById('status');
   const nf = new Intl.NumberFormat('fr-FR');
   const pf = new Intl.NumberFormat('fr-FR', {style: 'percent', maximumFractionDigits: 1});
-  const FIELDS = ['from', 'to', 'category', 'channel', 'agency', 'status'];
+  const FIELDS = ['from', 'to', 'category', 'channel', 'agency', 'status', 'show'];
   // Sequential (ColorBrewer OrRd, 5 classes) for the choropleth; qualitative (Tableau 10) for series.
   const RAMP = ['#fef0d9', '#fdcc8a', '#fc8d59', '#e34a33', '#b30000'];
   const SERIES = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1',
@@ -213,10 +213,18 @@
         ...a.shapes.circles.map((c) => L.circle([c.lat, c.lon], {...style, radius: c.radius_m}).bindTooltip(tip))];
     })).addTo(map);
     if (cellLayer) cellLayer.remove();
-    cellLayer = L.layerGroup(view.grid.cells.map((c) => L.circleMarker([c.lat, c.lon], {
-      className: 'cell', radius: 3 + 2.5 * Math.sqrt(c.reports), color: '#1f3b73', weight: 1,
-      fillColor: '#3a6fd8', fillOpacity: 0.55,
-    }).bindTooltip(T.map_cells + ' : ' + fmtNum(c.reports)))).addTo(map);
+    // show=cases: one marker per case (its grid cell), sized by its reports, opening its page.
+    cellLayer = view.filter.show === 'cases'
+      ? L.layerGroup(view.cases.map((c) => L.circleMarker([c.lat, c.lon], {
+        className: 'case-marker', radius: 4 + 3 * Math.sqrt(c.reports), color: '#5b1a66', weight: 1.5,
+        fillColor: '#a64ca6', fillOpacity: 0.6,
+      }).bindTooltip(T['case.map_case'] + ' : ' + label('cat_', c.category) + ', ' + fmtNum(c.reports) + ' '
+        + T['case.col_reports'].toLowerCase()).on('click', () => { location.href = caseLink(c); })))
+      : L.layerGroup(view.grid.cells.map((c) => L.circleMarker([c.lat, c.lon], {
+        className: 'cell', radius: 3 + 2.5 * Math.sqrt(c.reports), color: '#1f3b73', weight: 1,
+        fillColor: '#3a6fd8', fillOpacity: 0.55,
+      }).bindTooltip(T.map_cells + ' : ' + fmtNum(c.reports))));
+    cellLayer.addTo(map);
     if (!map._fitted) {
       map.fitBounds(muniLayer.getBounds(), {padding: [8, 8]});
       map._fitted = true;
@@ -265,7 +273,29 @@
     charts[id] = new uPlot(opts, data, el);
   }
 
+  const caseLink = (c) => 'case?' + new URLSearchParams({id: c.id});
+
+  // The cases of the map as a table: the keyboard's way to them.
+  function renderCases() {
+    const section = document.getElementById('cases-section');
+    section.hidden = view.filter.show !== 'cases';
+    const names = Object.fromEntries(view.municipalities.map((m) => [m.insee, m.name]));
+    fillTable('cases-table', view.cases, (tr, c) => {
+      tr.dataset.case = c.id;
+      const first = document.createElement('td');
+      const link = document.createElement('a');
+      link.href = caseLink(c);
+      link.textContent = label('cat_', c.category);
+      first.append(link);
+      tr.append(first, td(fmtNum(c.reports), 'reports'), td(c.municipalities.map((m) => names[m] || m).join(', ')),
+        td(T['case.sev_' + c.severity] || c.severity),
+        td(new Date(c.first_report_at).toLocaleString('fr-FR', {timeZone: 'Europe/Paris'})),
+        td(c.acknowledged ? T['case.yes'] : T['case.no'], 'acknowledged'));
+    });
+  }
+
   function render() {
+    renderCases();
     const selected = view.municipalities.filter((m) => m.selected);
     document.getElementById('kpi-reports').textContent = fmtNum(view.total);
     document.getElementById('kpi-open').textContent = fmtNum(selected.reduce((s, m) => s + m.open, 0));
