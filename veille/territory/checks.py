@@ -32,13 +32,11 @@ def _parts(geom: BaseGeometry, territory: Territory) -> list[tuple[str, float]]:
     """Municipalities a geometry meaningfully covers, with the covered share of each (in the
     territory's order of municipalities)."""
     codes, geoms, tree = _municipality_tree(territory)
-    out = []
-    for k in sorted(tree.query(geom, predicate="intersects").tolist()):
-        whole = geoms[k].area
-        piece = shapely.intersection(geoms[k], geom).area
-        if piece > AREA_TOLERANCE * whole:
-            out.append((codes[k], piece / whole))
-    return out
+    hits = sorted(tree.query(geom, predicate="intersects").tolist())
+    wholes = shapely.area([geoms[k] for k in hits])
+    pieces = shapely.area(shapely.intersection([geoms[k] for k in hits], geom))
+    return [(codes[k], float(piece / whole)) for k, whole, piece in zip(hits, wholes, pieces, strict=True)
+            if piece > AREA_TOLERANCE * whole]
 
 
 def _reference_issues(t: Territory) -> list[Issue]:
@@ -140,11 +138,16 @@ def _coverage_issues(t: Territory) -> list[Issue]:
         # Only the pairs whose areas meet can overlap: a tree finds them, in (i, j) order.
         left, right = shapely.STRtree([a.geometry for a in areas]).query(
             [a.geometry for a in areas], predicate="intersects") if areas else ([], [])
-        for i, j in sorted((int(i), int(j)) for i, j in zip(left, right, strict=True) if i < j):
+        pairs = sorted((int(i), int(j)) for i, j in zip(left, right, strict=True)
+                       if i < j and areas[i].agency_id != areas[j].agency_id)
+        # Areas that only touch (neighbouring towns' services) share no ground: no part to look for.
+        shared = shapely.intersection([areas[i].geometry for i, _ in pairs],
+                                      [areas[j].geometry for _, j in pairs])
+        for (i, j), piece in zip(pairs, shared, strict=True):
             a, b = areas[i], areas[j]
-            if a.agency_id == b.agency_id:
+            if piece.area <= 0:
                 continue
-            parts = _parts(shapely.intersection(a.geometry, b.geometry), t)
+            parts = _parts(piece, t)
             if not parts:
                 continue
             codes = tuple(c for c, _ in parts)

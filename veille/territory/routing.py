@@ -194,14 +194,25 @@ class _Plan:
 
         self.ranked: dict[ServiceKind, tuple[ServiceArea, ...]] = {}
         self.candidates: dict[tuple[str, ServiceKind], tuple[_Candidate, ...]] = {}
+        codes = list(territory.municipalities)
+        town_geoms = [territory.municipalities[c].geometry for c in codes]
         for service in ServiceKind:
             areas = tuple(sorted(territory.areas_for(service), key=_rank))
             self.ranked[service] = areas
             for area in areas:
                 shapely.prepare(area.geometry)
-            for code, m in territory.municipalities.items():
+            # Only the areas meeting a town can serve it: a tree finds those pairs at once (every
+            # town against every area was quadratic: minutes for a département, benchmarks/scale.py).
+            meeting: dict[int, list[int]] = {}
+            if areas:
+                tree = shapely.STRtree([a.geometry for a in areas])
+                towns, hits = tree.query(town_geoms, predicate="intersects")
+                for town, hit in zip(towns.tolist(), hits.tolist(), strict=True):
+                    meeting.setdefault(town, []).append(hit)
+            for k, code in enumerate(codes):
+                m = territory.municipalities[code]
                 mine = []
-                for area in areas:
+                for area in (areas[i] for i in sorted(meeting.get(k, ()))):  # rank order kept
                     whole = area.whole_territory or (area.municipalities is not None
                                                      and code in area.municipalities)
                     m_area = m.geometry.area
