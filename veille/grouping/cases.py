@@ -8,7 +8,8 @@ so the same records in the same order give the same cases, ids and outputs.
 Decisions
 * A report is decided by one cell only (:func:`~veille.grouping.cells.decider_cell`): a
   ``report`` whose own cell is not its decider is forwarded there as a ``probe``.
-* It joins the nearest open case of the same category whose **first report** is within the
+* It joins the nearest open case of the same grouping rule (a rule's categories group together:
+  "flood" and "flash_flood" at one underpass are one case) whose **first report** is within the
   rule's radius (the anchor never moves: a chain of reports cannot make a case crawl down a
   street) and within the rule's window of that first report's time (either side: a report
   made earlier but arriving later still joins). Ties: the earlier case, then the lower id.
@@ -111,7 +112,7 @@ class Grouper:
         best: tuple[float, int, str, str] | None = None
         for kind in ("cases", "shadows"):
             for cid, c in d.state[kind].items():
-                if c["category"] != report.category:
+                if c["rule"] != rule.id:
                     continue
                 if abs(report.reported_at - c["first_at"]) > c["window_ms"]:
                     continue
@@ -132,7 +133,7 @@ class Grouper:
     def _open(self, d: Decision, cell: str, report: Report, rule: GroupingRule) -> None:
         cid = str(report.id)
         case: dict[str, Any] = {
-            "id": cid, "category": report.category, "lat": report.lat, "lon": report.lon,
+            "id": cid, "rule": rule.id, "category": report.category, "lat": report.lat, "lon": report.lon,
             "first_at": report.reported_at, "window_ms": int(rule.window_minutes * 60_000),
             "radius_m": rule.radius_m, "severe_at": rule.severe_at, "count": 1,
             "severity": report.severity, "municipalities": [report.where],
@@ -147,7 +148,7 @@ class Grouper:
             d.outputs.append(out)
         d.outputs.append(self.writer.routed(report, cid, report.targets))
         d.events["opened"] += 1
-        shadow = Shadow(id=report.id, category=report.category, lat=report.lat, lon=report.lon,
+        shadow = Shadow(id=report.id, rule=rule.id, category=report.category, lat=report.lat, lon=report.lon,
                         first_at=report.reported_at, window_ms=case["window_ms"], radius_m=rule.radius_m,
                         owner=cell)
         for other in cells_within(report.lat, report.lon, 2 * rule.radius_m, self.resolution):

@@ -57,6 +57,7 @@ class Report(Strict):
 
 class Shadow(Strict):
     id: UUID  # the case
+    rule: str  # its grouping rule
     category: str
     lat: float
     lon: float
