@@ -102,8 +102,10 @@ def create_grouping_app(settings: Settings) -> faust.App:
     sender = OutputSender(settings)
     size = window_seconds(settings)
     source = app.topic(topics.grouping, key_type=bytes, value_type=bytes)
+    # JSON keys: a windowed table's keys are (cell, (start, end)) tuples.
     cells = app.Table("cells", default=dict, partitions=settings.partitions,
-                      key_serializer="json", value_serializer="json").tumbling(size, expires=2 * size)
+                      schema=faust.Schema(key_type=str, value_type=dict, key_serializer="json",
+                                          value_serializer="json")).tumbling(size, expires=2 * size)
 
     async def send(outputs: Sequence[Output]) -> None:
         """Every output acknowledged by Kafka, or the process stops (its supervisor restarts it,
