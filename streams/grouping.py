@@ -102,10 +102,11 @@ def create_grouping_app(settings: Settings) -> faust.App:
     sender = OutputSender(settings)
     size = window_seconds(settings)
     source = app.topic(topics.grouping, key_type=bytes, value_type=bytes)
-    # JSON keys: a windowed table's keys are (cell, (start, end)) tuples.
-    cells = app.Table("cells", default=dict, partitions=settings.partitions,
-                      schema=faust.Schema(key_type=str, value_type=dict, key_serializer="json",
-                                          value_serializer="json")).tumbling(size, expires=2 * size)
+    # JSON keys: a windowed table's keys are (cell, (start, end)) tuples; values are the cell's
+    # state as JSON bytes, written and read here (no faust model to resolve during recovery).
+    cells = app.Table("cells", default=bytes, partitions=settings.partitions,
+                      schema=faust.Schema(key_serializer="json", value_serializer="raw"),
+                      ).tumbling(size, expires=2 * size)
 
     async def send(outputs: Sequence[Output]) -> None:
         """Every output acknowledged by Kafka, or the process stops (its supervisor restarts it,
@@ -125,23 +126,40 @@ def create_grouping_app(settings: Settings) -> faust.App:
     async def group(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
+            cell = (msg.key or b"").decode(errors="replace")
             try:
-                cell = (msg.key or b"").decode()
                 env = decode(event.value)
-                window = cells[cell]
-                state = window.current() or window.delta(size) or None
-                decision = grouper.on_record(cell, json.loads(json.dumps(state)) if state else None, env)
             except Exception as exc:  # bad input: counted and skipped, never a crash
                 log.warning("record %s[%d]@%d skipped: %s", msg.topic, msg.partition, msg.offset, exc)
                 metrics.GROUPING_SKIPPED.inc()
                 continue
+            try:
+                window = cells[cell]
+                raw = window.current() or window.delta(size)
+                decision = grouper.on_record(cell, _state(raw), env)
+            except Exception:
+                # A bug must not lose the report: it is dispatched on its own, as the router would.
+                log.exception("record %s[%d]@%d: grouping failed, dispatched ungrouped",
+                              msg.topic, msg.partition, msg.offset)
+                if env.report is None:
+                    continue
+                decision = grouper.ungrouped(env.report)
             if decision.outputs:
                 await send(decision.outputs)
-            cells[cell] = decision.state
+            if decision.write:
+                cells[cell] = json.dumps(decision.state, separators=(",", ":")).encode()
             for kind, n in decision.events.items():
                 metrics.GROUPING.labels(kind).inc(n)
 
     return app
+
+
+def _state(raw: Any) -> Any:
+    """The cell's state from the table: JSON bytes as written, or already decoded (faust's
+    recovery from the changelog hands the JSON serializer's output back); a fresh copy."""
+    if not raw:
+        return None
+    return json.loads(raw if isinstance(raw, (bytes, str)) else json.dumps(raw))
 
 
 __all__ = ["create_grouping_app", "window_seconds"]

@@ -75,7 +75,8 @@ def _check(s: Storm, routed: dict[str, Any]) -> dict[str, int]:
     risky = at_risk(s)
     assert set(split) <= risky and all(n == 2 for n in split.values()), (split, risky)
     assert len(per_spot) == len({s.spot_of[r] for r in s.groupable}) == 40
-    return {"cases": len(spots), "grouped": len(cases), "spots_split": len(split), "spots_at_risk": len(risky)}
+    return {"cases": len(spots), "grouped": len(cases), "spots_split": len(split),
+            "spots_at_risk": len(risky)}
 
 
 def _dispatches(settings: Any, expected: int) -> Counter[str]:
@@ -109,7 +110,8 @@ def test_the_storm_gives_one_case_per_spot(kafka: Any, tmp_path: Path) -> None:
         routed = _routed(settings, set(acknowledged))
         counts = _check(s, routed)
         ungrouped = len(s.incidents) - counts["grouped"]
-        roles = _dispatches(settings, sum(len(r["dispatches"]) + len(r["updates"]) for r in routed.values()))
+        expected = sum(len(r["dispatches"]) + len(r["updates"]) for r in routed.values())
+        roles = _dispatches(settings, expected)
         print(f"\nstorm: {counts}, dispatches by role {dict(roles)}")
         # Each body gets the case once (plus bodies new to a case: the next town's services,
         # the monitoring cell on escalation), then updates.

@@ -50,6 +50,7 @@ class Decision:
     state: State
     outputs: list[Output] = field(default_factory=list)
     events: Counter[str] = field(default_factory=Counter)
+    write: bool = True  # False: leave the cell's stored state as it is
 
 
 class Grouper:
@@ -71,15 +72,13 @@ class Grouper:
         assert report is not None
         rule = self.rule_for(report)
         if rule is None:  # the territory changed since the router sent it: as the router would
-            d.outputs += [self.writer.dispatch(report, t, None) for t in report.targets]
-            d.outputs.append(self.writer.routed(report, None, report.targets))
-            d.events["ungrouped"] += 1
-            return d
-        d.state["clock"] = max(d.state["clock"], report.reported_at)
+            return self.ungrouped(report)
+        state = d.state
+        state["clock"] = max(d.state["clock"], report.reported_at)
         self._prune(d.state)
         if env.kind == "join":
             assert env.case_id is not None
-            case = d.state["cases"].get(str(env.case_id))
+            case = state["cases"].get(str(env.case_id))
             if case is None:  # the owner forgot it (past its window and grace): a case of its own
                 self._open(d, cell, report, rule)
             else:
@@ -93,6 +92,14 @@ class Grouper:
                 d.events["probes"] += 1
                 return d
         self._decide(d, cell, report, rule)
+        return d
+
+    def ungrouped(self, report: Report) -> Decision:
+        """The report dispatched on its own, as the router does without grouping."""
+        d = Decision(empty_state(), write=False)
+        d.outputs += [self.writer.dispatch(report, t, None) for t in report.targets]
+        d.outputs.append(self.writer.routed(report, None, report.targets))
+        d.events["ungrouped"] += 1
         return d
 
     def rule_for(self, report: Report) -> GroupingRule | None:

@@ -30,7 +30,8 @@ class Replay:
             assert out.key is not None
             cell = out.key.decode()
             decision = self.grouper.on_record(cell, self.states.get(cell), decode(out.value))
-            self.states[cell] = decision.state
+            if decision.write:
+                self.states[cell] = decision.state
             self.events.update(decision.events)
             for o in decision.outputs:
                 self._push(o)
