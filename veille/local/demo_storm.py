@@ -63,8 +63,9 @@ def storm_lines(settings: Settings, publisher_settings: Settings, territory: Ter
              f"in 30 minutes, {len(routed)} routed back",
              f"  grouped: {len(grouped)} into {len(reports)} cases; not grouped: "
              f"{len(s.unlocated)} without coordinates, {len(s.sensitive)} sensitive",
-             f"  bodies got {opened} dispatches of cases + {updates} updates instead of "
-             f"{opened + updates} dispatches (reports per case: max {max(reports.values(), default=0)}, "
+             f"  bodies have {opened} dispatches to answer (cases) + {updates} updates folded into "
+             f"them, instead of {opened + updates} dispatches to answer "
+             f"(reports per case: max {max(reports.values(), default=0)}, "
              f"median {sorted(reports.values())[len(reports) // 2] if reports else 0})"]
     across = [(case, sorted(t)) for case, t in towns.items() if len(t) > 1]
     lines.append(f"  cases spanning two municipalities: {len(across)}")
