@@ -194,7 +194,8 @@ def test_k8s_deployment(component: str) -> None:
     assert deployment["spec"]["template"]["metadata"]["labels"] == labels
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     # router escalations, router grouping
-    assert container["args"][0] == {"escalations": "router", "grouping": "router"}.get(component, component)
+    routers = {"escalations": "router", "grouping": "router"}
+    assert container["args"][0] == routers.get(component, component)
     assert container["image"] == _services()[component]["image"]
     assert {"configMapRef": {"name": "veille-config"}} in container["envFrom"]
     assert {"secretRef": {"name": "veille-secrets"}} in container["envFrom"]
