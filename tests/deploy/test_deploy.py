@@ -185,8 +185,8 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "escalations", "grouping", "sink", "intake", "deliver", "notify",
-                                       "pcs"])
+@pytest.mark.parametrize("component", ["router", "escalations", "grouping", "sink", "intake", "deliver",
+                                       "notify", "pcs"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
