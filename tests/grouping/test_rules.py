@@ -38,3 +38,17 @@ def test_check_refuses_duplicates_bounds_and_small_cells() -> None:
     small = Grouping(cell_resolution=10, rules=(GroupingRule(id="a", categories=(IncidentCategory.flood,),
                                                              radius_m=150, window_minutes=10),))
     assert _codes(small) == ["grouping_cells_too_small"]
+
+
+def test_territory_check_reports_the_grouping_errors() -> None:
+    import dataclasses
+
+    from veille.territory.checks import validate_territory
+
+    t = territory()
+    bad = Grouping(cell_resolution=7, rules=(GroupingRule(id="x", categories=(IncidentCategory.burglary,),
+                                                          radius_m=100, window_minutes=30),))
+    broken = dataclasses.replace(t, rules=t.rules.model_copy(update={"grouping": bad}))
+    errors = [i for i in validate_territory(broken) if i.level == "error"]
+    assert [i.code for i in errors] == ["grouping_sensitive"]
+    assert not [i for i in validate_territory(t) if i.code.startswith("grouping")]
