@@ -14,7 +14,7 @@ from typing import Any
 
 from hub_helpers import HubProcess, hub_settings, read_topics, wait_for
 
-from veille.grouping.cells import decider_cell
+from veille.grouping.cells import cells_within
 from veille.producers.sdk import Publisher
 from veille.producers.storm import Storm, storm
 from veille.territory import load_territory
@@ -50,14 +50,14 @@ def _routed(settings: Any, ids: set[str], timeout: float = 240) -> dict[str, Any
 
 
 def at_risk(s: Storm) -> set[int]:
-    """Spots whose reports are decided by two cells (docs/grouping.md, what depends on arrival
-    order): a report reaching its cell before the shadow of a case opened in the other one
-    opens a case of its own. Only these may be split; every other spot must be one case."""
-    deciders: dict[int, set[str]] = defaultdict(set)
+    """Spots whose reports have two opening cells (docs/grouping.md, what depends on arrival
+    order): a report reaching its opening cell before the shadow of a case opened by the other
+    one opens a case of its own. Only these may be split; every other spot must be one case."""
+    openers: dict[int, set[str]] = defaultdict(set)
     for inc in s.incidents:
         if str(inc.id) in s.groupable and inc.location is not None:
-            deciders[s.spot_of[str(inc.id)]].add(decider_cell(inc.location.lat, inc.location.lon, 150, 7))
-    return {k for k, v in deciders.items() if len(v) > 1}
+            openers[s.spot_of[str(inc.id)]].add(cells_within(inc.location.lat, inc.location.lon, 300, 7)[0])
+    return {k for k, v in openers.items() if len(v) > 1}
 
 
 def _check(s: Storm, routed: dict[str, Any]) -> dict[str, int]:
@@ -96,7 +96,7 @@ def _dispatches(settings: Any, expected: int) -> Counter[str]:
 
 def _workers(settings: Any) -> tuple[HubProcess, HubProcess]:
     router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
-    grouping = HubProcess(settings, "router", "grouping", "--metrics-port", "0").start()
+    grouping = HubProcess(settings, "router", "grouping", "--metrics-port", "0", "--log-level", "info").start()
     return router, grouping
 
 
@@ -143,7 +143,7 @@ def test_kill_9_mid_storm_and_a_second_worker(kafka: Any, tmp_path: Path) -> Non
         router.start()
         grouping.start()
         time.sleep(3)
-        other = HubProcess(second, "router", "grouping", "--metrics-port", "0").start()
+        other = HubProcess(second, "router", "grouping", "--metrics-port", "0", "--log-level", "info").start()
         time.sleep(5)
         grouping.kill()
         grouping.start()

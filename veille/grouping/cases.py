@@ -15,8 +15,13 @@ Decisions
   made earlier but arriving later still joins). Ties: the earlier case, then the lower id.
 * A case held as a shadow is joined by forwarding the report (``join``) to the owner cell,
   which alone counts it, dispatches and raises the case's severity.
-* Otherwise it opens a case (id: its incident id) and shadows are sent to every other cell
-  that may decide a report within the radius (cells met by twice the radius).
+* Otherwise the case is opened (id: its incident id) by the **opening cell**, the lowest cell
+  met by twice the radius around the report: the deciding cell forwards the report there
+  (``open``) when it is another cell, which looks for a case again (one may have opened there
+  meanwhile) and otherwise opens it. Two reports within the radius of each other near the
+  border of two cells are therefore decided or opened in one cell, whatever their order. Shadows
+  are sent to every other cell that may decide a report within the radius (cells met by twice
+  the radius).
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ class Grouper:
                                         encode(Envelope(kind="probe", report=report))))
                 d.events["probes"] += 1
                 return d
-        self._decide(d, cell, report, rule)
+        self._decide(d, cell, report, rule, opening=env.kind == "open")
         return d
 
     def ungrouped(self, report: Report) -> Decision:
@@ -110,7 +115,7 @@ class Grouper:
         return self.grouping.rule_for(category)
 
     # -- decisions -----------------------------------------------------------------
-    def _decide(self, d: Decision, cell: str, report: Report, rule: GroupingRule) -> None:
+    def _decide(self, d: Decision, cell: str, report: Report, rule: GroupingRule, opening: bool) -> None:
         rid = str(report.id)
         for case in d.state["cases"].values():
             if rid in case["members"]:
@@ -128,6 +133,14 @@ class Grouper:
                     cand = (dist, c["first_at"], cid, kind)
                     best = cand if best is None or cand < best else best
         if best is None:
+            opener = cells_within(report.lat, report.lon, 2 * rule.radius_m, self.resolution)[0]
+            if opener != cell and not opening:
+                # Cases near a border are opened by one cell, the lowest their reports' disks
+                # meet: two reports of one place decided by two cells meet there, in one order.
+                d.outputs.append(Output(self.writer.topics.grouping, opener.encode(),
+                                        encode(Envelope(kind="open", report=report))))
+                d.events["openers"] += 1
+                return
             self._open(d, cell, report, rule)
         elif best[3] == "cases":
             self._join(d, d.state["cases"][best[2]], report)

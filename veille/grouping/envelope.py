@@ -11,6 +11,8 @@ validate is counted and skipped by the worker, never a crash. Kinds:
   topics), and ``where`` (the municipality the point is in, which routed it).
 * ``probe``: the same report, forwarded by its cell to the cell that decides it (the lowest
   cell its grouping disk meets, :func:`veille.grouping.cells.decider_cell`).
+* ``open``: a report its deciding cell found no case for, forwarded to the cell that opens
+  cases there (the lowest cell met by twice the radius), which looks again, then opens it.
 * ``shadow``: a case opened near another cell, sent to that cell's key so that reports decided
   there can join it.
 * ``join``: a report decided (in a cell holding the case's shadow) to join a case owned by
@@ -69,7 +71,7 @@ class Shadow(Strict):
 
 class Envelope(Strict):
     v: Literal[1] = 1
-    kind: Literal["report", "probe", "shadow", "join"]
+    kind: Literal["report", "probe", "open", "shadow", "join"]
     report: Report | None = None
     shadow: Shadow | None = None
     case_id: UUID | None = None  # join: the case to join
@@ -82,7 +84,7 @@ def encode(envelope: Envelope) -> bytes:
 def decode(raw: bytes) -> Envelope:
     """Raises ``ValueError`` (pydantic's ``ValidationError`` is one) on anything malformed."""
     env = Envelope.model_validate(json.loads(raw))
-    if (env.kind in ("report", "probe", "join")) != (env.report is not None):
+    if (env.kind in ("report", "probe", "open", "join")) != (env.report is not None):
         raise ValueError(f"a {env.kind} record needs a report and only then")
     if (env.kind == "shadow") != (env.shadow is not None) \
             or (env.kind == "join") != (env.case_id is not None):
