@@ -96,7 +96,8 @@ def _dispatches(settings: Any, expected: int) -> Counter[str]:
 
 def _workers(settings: Any) -> tuple[HubProcess, HubProcess]:
     router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
-    grouping = HubProcess(settings, "router", "grouping", "--metrics-port", "0", "--log-level", "info").start()
+    grouping = HubProcess(settings, "router", "grouping", "--metrics-port", "0", "--log-level", "info")
+    grouping.start()
     return router, grouping
 
 
