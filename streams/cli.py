@@ -15,6 +15,7 @@ from veille.statedir import write_process_info
 from veille.streams import metrics
 from veille.streams.membership import check_stall_window, stall_reason
 from veille.telemetry import serve_metrics
+from veille.topics import Topics
 
 log = logging.getLogger("veille.router")
 LAG_INTERVAL = 5.0
@@ -129,9 +130,21 @@ def _cmd_grouping(args: argparse.Namespace) -> int:
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     write_process_info(settings.state_dir / GROUPING_INFO, metrics=metrics_url)
     print(f"grouping: consuming {settings.topic_prefix}.grouping; metrics on {metrics_url}", flush=True)
+    # The router's watchdog: lag published, and an exit when a backlog sees no progress (a table
+    # recovery that stalls) so that the supervisor starts a fresh worker.
+    stop = threading.Event()
+    join_limit = (settings.router_stall_seconds + app.conf.broker_session_timeout
+                  + app.conf.broker_rebalance_timeout)
+    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id,
+                                              [Topics(settings.topic_prefix).grouping], stop,
+                                              settings.router_stall_seconds, join_limit),
+                     daemon=True).start()
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     worker.spinner = None
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        stop.set()
     return 0
 
 

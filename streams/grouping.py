@@ -122,6 +122,17 @@ def create_grouping_app(settings: Settings) -> faust.App:
         log.critical("stopping: outputs could not be published")
         os._exit(EXIT_OUTPUT_FAILED)
 
+    # The stall watchdog (streams/cli.py, as the router's): a join or a rebalance is not a stall,
+    # a table recovery that never ends with records waiting is (the process exits, restarted).
+    def _revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        metrics.PROGRESS.revoked()
+
+    def _assigned(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        metrics.PROGRESS.assigned_to({(tp.topic, tp.partition) for tp in args[0]})
+
+    app.on_partitions_revoked.connect(_revoked)
+    app.on_partitions_assigned.connect(_assigned)
+
     @app.agent(source, name="group")
     async def group(stream: Any) -> None:
         async for event in stream.events():
@@ -148,6 +159,7 @@ def create_grouping_app(settings: Settings) -> faust.App:
                 await send(decision.outputs)
             if decision.write:
                 cells[cell] = json.dumps(decision.state, separators=(",", ":")).encode()
+            metrics.PROGRESS.batch_done()
             for kind, n in decision.events.items():
                 metrics.GROUPING.labels(kind).inc(n)
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hub_helpers import HubProcess, hub_settings, read_topics, wait_for
+from hub_helpers import HubProcess, committed_offsets, hub_settings, read_topics, wait_for
 
 from veille.grouping.cells import cells_within
 from veille.producers.sdk import Publisher
@@ -94,6 +94,36 @@ def _dispatches(settings: Any, expected: int) -> Counter[str]:
     return roles
 
 
+def _diagnose(settings: Any, ids: set[str]) -> None:
+    """Where the reports that never came back are: the grouping topic's records naming them and
+    the groups' committed offsets against the partitions' ends (printed)."""
+    import json
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    topics = Topics(settings.topic_prefix)
+    routed = {str(d.value["id"]) for _, d in read_topics(settings, [topics.routed], until=lambda o: False,
+                                                        timeout=20) if d.record_type == "RoutedIncident"}
+    missing = ids - routed
+    c = Consumer({**settings.kafka_client_config(), "group.id": f"diag-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topics.grouping])
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        for m in c.consume(1000, timeout=0.5):
+            if m.error() is None and any(i in m.value().decode() for i in missing):
+                v = json.loads(m.value())
+                print("grouping record", m.partition(), m.offset(), m.key(), v["kind"], v.get("case_id"),
+                      (v.get("report") or {}).get("id"))
+    for tp in range(settings.partitions):
+        lo, hi = c.get_watermark_offsets(TopicPartition(topics.grouping, tp), timeout=10)
+        print("grouping partition", tp, "end", hi)
+    c.close()
+    print("missing", missing)
+    print("committed grouping", committed_offsets(settings, f"{settings.topic_prefix}-grouping",
+                                                  [topics.grouping]))
+
+
 def _workers(settings: Any) -> tuple[HubProcess, HubProcess]:
     router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
     grouping = HubProcess(settings, "router", "grouping", "--metrics-port", "0", "--log-level", "info")
@@ -131,29 +161,38 @@ def test_kill_9_mid_storm_and_a_second_worker(kafka: Any, tmp_path: Path) -> Non
     second = settings.model_copy(update={"state_dir": tmp_path / "b"})
     s = storm(load_territory(), seed=12, start=datetime.now(UTC) - timedelta(hours=1))
     router, grouping = _workers(settings)
+    # Supervised as compose or Kubernetes would: a killed (or stalled, exit 4) process restarts.
+    stopping = threading.Event()
+    exits: dict[str, list[int]] = {"router": [], "grouping": [], "other": []}
+    router.supervise(stopping, exits["router"])
+    grouping.supervise(stopping, exits["grouping"])
     acknowledged: list[str] = []
-    thread = threading.Thread(target=lambda: acknowledged.extend(_publish(settings, s, 50, 0.25)))
+    thread = threading.Thread(target=lambda: acknowledged.extend(_publish(settings, s, 25, 0.25)))
     thread.start()
     topics = Topics(settings.topic_prefix)
     other = None
     try:
         wait_for(lambda: len(read_topics(settings, [topics.routed], until=lambda o: len(o) >= 300,
                                          timeout=5)) >= 300, 120, "storm mid-way")
-        grouping.kill()
+        grouping.kill()  # kill -9 of both: their supervisors start them again
         router.kill()
-        router.start()
-        grouping.start()
-        time.sleep(3)
-        other = HubProcess(second, "router", "grouping", "--metrics-port", "0", "--log-level", "info").start()
+        assert thread.is_alive(), "the kills must land mid-storm"
+        wait_for(lambda: len(exits["grouping"]) == 1 and len(exits["router"]) == 1, 30, "restarts")
+        other = HubProcess(second, "router", "grouping", "--metrics-port", "0", "--log-level", "info")
+        other.start().supervise(stopping, exits["other"])  # a second worker joins mid-storm
         time.sleep(5)
         grouping.kill()
-        grouping.start()
         thread.join(300)
         assert len(acknowledged) == 2000
-        routed = _routed(settings, set(acknowledged), timeout=300)
+        try:
+            routed = _routed(settings, set(acknowledged), timeout=300)
+        except AssertionError:
+            _diagnose(settings, set(acknowledged))
+            raise
         counts = _check(s, routed)
-        print(f"\nafter kill -9 and a second worker: {counts}")
+        print(f"\nafter kill -9 and a second worker: {counts}, exits {exits}")
     finally:
+        stopping.set()
         thread.join(10)
         for p in (other, grouping, router):
             if p is not None:
