@@ -13,9 +13,11 @@ What one record does is :class:`veille.grouping.cases.Grouper` (pure).
 
 THE TABLE is **windowed** (tumbling windows of the longest rule window plus the grace, expiring
 after two of them), keyed by cell: a cell's state is written in the window of the record being
-processed, and read from that window or, at a window's first record, the previous one (the open
-cases are carried forward; the grouper itself forgets a case once the cell's event-time clock is
-past its window and grace). Old windows expire, and so does the changelog (compact,delete with
+processed (its Kafka timestamp), and read as the latest write (a sequence number) among that
+window and its two neighbours (the open cases are carried forward into a new window; a record
+whose timestamp is a little behind one already in the next window still reads the latest
+state; the grouper itself forgets a case once the cell's event-time clock is past its window
+and grace). Old windows expire, and so does the changelog (compact,delete with
 the windows' retention): closed cases are forgotten. Decisions never read the wall clock: window
 boundaries only decide where the state is stored.
 
@@ -146,8 +148,13 @@ def create_grouping_app(settings: Settings) -> faust.App:
                 continue
             try:
                 window = cells[cell]
-                raw = window.current() or window.delta(size)
-                decision = grouper.on_record(cell, _state(raw), env)
+                # The latest write of the cell: in this record's window, the previous one (the
+                # first record of a window) or the next one (a record whose timestamp is a little
+                # behind one already in the next window: producers' clocks differ).
+                states = [_state(window.delta(size)), _state(window.current()),
+                          _state(window.delta(-size))]
+                state = max((x for x in states if x), key=lambda x: x.get("seq", 0), default=None)
+                decision = grouper.on_record(cell, state, env)
             except Exception:
                 # A bug must not lose the report: it is dispatched on its own, as the router would.
                 log.exception("record %s[%d]@%d: grouping failed, dispatched ungrouped",
@@ -158,6 +165,7 @@ def create_grouping_app(settings: Settings) -> faust.App:
             if decision.outputs:
                 await send(decision.outputs)
             if decision.write:
+                decision.state["seq"] = decision.state.get("seq", 0) + 1
                 cells[cell] = json.dumps(decision.state, separators=(",", ":")).encode()
             metrics.PROGRESS.batch_done()
             for kind, n in decision.events.items():

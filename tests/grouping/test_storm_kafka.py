@@ -116,7 +116,7 @@ def _diagnose(settings: Any, ids: set[str]) -> None:
                 print("grouping record", m.partition(), m.offset(), m.key(), v["kind"], v.get("case_id"),
                       (v.get("report") or {}).get("id"))
     for tp in range(settings.partitions):
-        lo, hi = c.get_watermark_offsets(TopicPartition(topics.grouping, tp), timeout=10)
+        _lo, hi = c.get_watermark_offsets(TopicPartition(topics.grouping, tp), timeout=10)
         print("grouping partition", tp, "end", hi)
     c.close()
     print("missing", missing)
