@@ -110,6 +110,7 @@ def hub_env(settings: Settings) -> dict[str, str]:
         "VEILLE_BOOTSTRAP_SERVERS": settings.kafka_bootstrap(),
         "VEILLE_SINK_BATCH_ROWS": str(settings.sink_batch_rows),
         "VEILLE_SINK_BATCH_SECONDS": str(settings.sink_batch_seconds),
+        "VEILLE_GROUPING": str(settings.grouping).lower(),
         "PYTHONUNBUFFERED": "1",
     })
     return env

@@ -91,7 +91,8 @@ def create_app(settings: Settings) -> faust.App:
     framer = output_resolver(settings)
     router = Router(territory, topics, pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
                     dispatch_key=settings.dispatch_key.get_secret_value().encode(),
-                    resolver=resolver_from_settings(settings), output_resolver=framer)
+                    resolver=resolver_from_settings(settings), output_resolver=framer,
+                    grouping=settings.grouping)
     if framer is not None:
         # Fail at start, not mid-stream, when the outputs' schemas are not registered; after
         # this, writing never needs the registry (ids cached for the life of the process).

@@ -15,6 +15,7 @@ from veille.statedir import write_process_info
 from veille.streams import metrics
 from veille.streams.membership import check_stall_window, stall_reason
 from veille.telemetry import serve_metrics
+from veille.topics import Topics
 
 log = logging.getLogger("veille.router")
 LAG_INTERVAL = 5.0
@@ -22,6 +23,7 @@ EXIT_STALLED = 4
 EXIT_BAD_CONFIG = 2
 ROUTER_INFO = "router.json"  # in the state dir: PID and metrics URL, for the demo and tests
 ESCALATIONS_INFO = "escalations.json"
+GROUPING_INFO = "grouping.json"
 
 
 def _lag_probe(conf: dict[str, str | int | float | bool], group: str, topics: list[str],
@@ -113,6 +115,39 @@ def _cmd_escalations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grouping(args: argparse.Namespace) -> int:
+    """The grouping worker (streams/grouping.py, docs/grouping.md): its own faust app and group."""
+    import faust
+
+    from veille.streams.grouping import create_grouping_app
+    from veille.territory.topics import ensure_territory_topics
+
+    settings = get_settings()
+    ensure_territory_topics(settings)
+    app = create_grouping_app(settings)
+    port_arg = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    _server, port = serve_metrics(port_arg)
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    write_process_info(settings.state_dir / GROUPING_INFO, metrics=metrics_url)
+    print(f"grouping: consuming {settings.topic_prefix}.grouping; metrics on {metrics_url}", flush=True)
+    # The router's watchdog: lag published, and an exit when a backlog sees no progress (a table
+    # recovery that stalls) so that the supervisor starts a fresh worker.
+    stop = threading.Event()
+    join_limit = (settings.router_stall_seconds + app.conf.broker_session_timeout
+                  + app.conf.broker_rebalance_timeout)
+    threading.Thread(target=_lag_probe, args=(settings.kafka_client_config(), app.conf.id,
+                                              [Topics(settings.topic_prefix).grouping], stop,
+                                              settings.router_stall_seconds, join_limit),
+                     daemon=True).start()
+    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    try:
+        worker.execute_from_commandline()
+    finally:
+        stop.set()
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("router", help="route events to the agencies that must act (faust worker)",
                        description="The jurisdiction router: intake/alerts/status in, dispatches, "
@@ -129,3 +164,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                      help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
     esc.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     esc.set_defaults(func=_cmd_escalations)
+    grp = rsub.add_parser("grouping", help="group nearby reports into cases (a faust worker with its "
+                                           "own group and windowed table, docs/grouping.md)")
+    grp.add_argument("--metrics-port", type=int, default=None,
+                     help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
+    grp.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    grp.set_defaults(func=_cmd_grouping)

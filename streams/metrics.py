@@ -70,3 +70,8 @@ ESCALATION_NO_SUPERVISOR = Counter("veille_escalation_no_supervisor_total",
                                    "Overdue dispatches whose body declares no supervisor")
 PENDING_DEADLINES = Gauge("veille_escalation_pending_deadlines",
                           "Deadlines this worker watches (its partitions), not yet met or escalated")
+# Grouping nearby reports into cases (veille router grouping, streams/grouping.py): cases opened,
+# reports joined, updates sent, shadows, severity raises, probes and forwarded joins, replays.
+GROUPING = Counter("veille_grouping_events_total", "What the grouping worker did, by kind", ["kind"])
+GROUPING_SKIPPED = Counter("veille_grouping_records_skipped_total",
+                           "Records of the grouping topic the worker could not read (logged)")

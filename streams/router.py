@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from veille.deadletter import make_dead_letter, make_range_letter
+from veille.grouping.divert import grouping_output
 from veille.kafka import Message, Output
 from veille.schemas import codec
 from veille.schemas.models import (
@@ -116,8 +117,11 @@ class Router:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         resolver: codec.Resolver | None = None,
         output_resolver: SchemaResolver | None = None,
+        grouping: bool = False,
     ) -> None:
         self.territory = territory
+        # Grouping on (docs/grouping.md): a groupable incident goes to <prefix>.grouping instead.
+        self.grouping = grouping and bool(territory.rules.grouping.rules)
         self.topics = topics
         self.pseudonym_key = pseudonym_key
         self.dispatch_key = dispatch_key
@@ -179,6 +183,12 @@ class Router:
         # Outputs are built from validated values straight into their Avro shape: validating
         # them again through their models cost more than the routing itself (profiled).
         loc = incident.location
+        if self.grouping and loc is not None and self.territory.rules.grouping.rule_for(incident.category):
+            # One record for the grouping worker instead of the dispatches and routing record.
+            out = grouping_output(self.topics, self.territory.rules.grouping.cell_resolution, incident,
+                                  decision, now, self._pseudonym(incident), msg.value or b"")
+            self._remember(event_id, msg.value or b"", seen)
+            return Outcome(OutcomeKind.routed, (out,), reported_at=incident.reported_at)
         routed = self.encode_value(self.topics.routed, RoutedIncident.avro_name, {
             "id": event_id, "municipality": incident.municipality, "category": incident.category,
             "severity": incident.severity, "channel": incident.channel,

@@ -53,6 +53,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VEILLE_REPLICATION_FACTOR": str(settings.replication_factor),
         "VEILLE_MIN_INSYNC_REPLICAS": str(settings.min_insync_replicas),
         "VEILLE_TERRITORY_DIR": str(settings.territory_dir),
+        "VEILLE_GROUPING": str(settings.grouping).lower(),
     })
     return env
 

@@ -62,15 +62,21 @@ def check_store_and_dispatches(settings: Any, sink_url: str, incidents: list[Inc
 class LiveHub:
     """Router and sink processes with a publisher thread feeding them incidents slowly."""
 
-    def __init__(self, kafka: Any, tmp_path: Path, seed: int, n: int) -> None:
+    def __init__(self, kafka: Any, tmp_path: Path, seed: int, n: int, grouping: bool = False) -> None:
         self.settings = hub_settings(kafka.settings, tmp_path, sink_batch_seconds=0.3,
-                                     router_stall_seconds=30)
+                                     router_stall_seconds=30, grouping=grouping)
         sim = Simulator(load_territory(), seed=seed, start=datetime.now(UTC) - span_for(n))
         self.incidents = sim.incidents(n)
         self.router = HubProcess(self.settings, "router", "run", "--metrics-port", "0").start()
         self.stopping = threading.Event()
         self.router_exits: list[int] = []
         self.router.supervise(self.stopping, self.router_exits)
+        # Grouping on (docs/grouping.md): the grouping worker beside the router, supervised too.
+        self.grouping = HubProcess(self.settings, "router", "grouping", "--metrics-port", "0").start() \
+            if grouping else None
+        self.grouping_exits: list[int] = []
+        if self.grouping is not None:
+            self.grouping.supervise(self.stopping, self.grouping_exits)
         self.sink = HubProcess(self.settings, "sink", "run", "--port", "0").start()
         self.sink_url = self.sink.info("sink.json")["url"]
         self.acknowledged: list[str] = []
@@ -88,4 +94,6 @@ class LiveHub:
         self.stopping.set()
         self.thread.join(180)
         self.sink.stop()
+        if self.grouping is not None:
+            self.grouping.stop()
         self.router.stop()

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     escalation_tick_seconds: float = 1.0
     reroute_max_hops: int = 3
     escalation_store: str = "rocksdb://"
+    # Grouping nearby reports into cases (docs/grouping.md): the router sends groupable reports to
+    # <prefix>.grouping (kept this many days) for `veille router grouping`, whose table of open
+    # cases lives in this store. False: every report is dispatched on its own, as before.
+    grouping: bool = True
+    grouping_store: str = "rocksdb://"
+    grouping_retention_days: int = 3
     # Consumer session timeout of the router: how long the group waits for a member that
     # stopped heartbeating (a router that died on another host, or under a new instance id).
     router_session_seconds: float = 20.0

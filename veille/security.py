@@ -149,6 +149,13 @@ def acl_plan(prefix: str, municipalities: Iterable[str], agencies: Iterable[str]
     group("router", f"{prefix}-escalations")
     topic("router", f"{prefix}-escalations-", "CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS",
           prefixed=True)
+    # Its third, "<prefix>-grouping" (veille router grouping, docs/grouping.md): the repartition
+    # topic (reports with their contacts: the router alone reads and writes it, like dispatches)
+    # and its table's changelog. It writes the dispatches and routing records of grouped reports.
+    topic("router", t.grouping, "READ", "WRITE", "DESCRIBE")
+    group("router", f"{prefix}-grouping")
+    topic("router", f"{prefix}-grouping-", "CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS",
+          prefixed=True)
 
     # Sink: routing records and delivery receipts in, its dead letters out.
     topic("sink", t.routed, "READ", "DESCRIBE")

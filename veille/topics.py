@@ -188,6 +188,8 @@ def topic_specs(
     specs += [spec(names.alerts, source), spec(names.status, source), spec(names.routed, base)]
     specs += [spec(names.dispatch(a), base) for a in sorted(agencies)]
     specs += [spec(names.delivery, base), spec(names.pcs_cascade, base)]
+    # Groupable reports re-keyed by cell (docs/grouping.md): they carry contacts, kept days only.
+    specs += [spec(names.grouping, {**base, "retention.ms": str(settings.grouping_retention_days * DAY_MS)})]
     # Consents: only the latest record of each incident is kept (compaction, no time-based
     # deletion: a contact leaves by the tombstone the notifier writes after the incident closed).
     specs += [spec(names.notify_consent, {

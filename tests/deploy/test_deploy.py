@@ -23,7 +23,8 @@ from veille.pcs.settings import PcsSettings
 from veille.photos.settings import PhotoSettings
 
 DEPLOY = ROOT / "deploy"
-HUB_SERVICES = {"topics-init", "router", "escalations", "sink", "intake", "simulator", "deliver", "notify"}
+HUB_SERVICES = {"topics-init", "router", "escalations", "grouping", "sink", "intake", "simulator", "deliver",
+                "notify"}
 # The hub's settings, the deployment's side of delivery (veille.deliver.settings), photos, notifier.
 SETTINGS_ENV = ({f"VEILLE_{name.upper()}" for name in Settings.model_fields}
                 | {f"VEILLE_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields}
@@ -170,8 +171,8 @@ def test_dockerfile_installs_every_package_dir() -> None:
         assert _services()[service]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
 
 
-K8S_FILES = ["configmap.yaml", "router.yaml", "escalations.yaml", "sink.yaml", "intake.yaml", "deliver.yaml",
-             "notify.yaml", "pcs.yaml"]
+K8S_FILES = ["configmap.yaml", "router.yaml", "escalations.yaml", "grouping.yaml", "sink.yaml", "intake.yaml",
+             "deliver.yaml", "notify.yaml", "pcs.yaml"]
 
 
 def _k8s_docs(name: str) -> list[dict[str, Any]]:
@@ -184,14 +185,17 @@ def test_kustomization_lists_the_manifests() -> None:
     assert "secret.example.yaml" not in kustomization["resources"]
 
 
-@pytest.mark.parametrize("component", ["router", "escalations", "sink", "intake", "deliver", "notify", "pcs"])
+@pytest.mark.parametrize("component", ["router", "escalations", "grouping", "sink", "intake", "deliver",
+                                       "notify", "pcs"])
 def test_k8s_deployment(component: str) -> None:
     docs = _k8s_docs(f"{component}.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     labels = deployment["spec"]["selector"]["matchLabels"]
     assert deployment["spec"]["template"]["metadata"]["labels"] == labels
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][0] == {"escalations": "router"}.get(component, component)  # router escalations
+    # router escalations, router grouping
+    routers = {"escalations": "router", "grouping": "router"}
+    assert container["args"][0] == routers.get(component, component)
     assert container["image"] == _services()[component]["image"]
     assert {"configMapRef": {"name": "veille-config"}} in container["envFrom"]
     assert {"secretRef": {"name": "veille-secrets"}} in container["envFrom"]

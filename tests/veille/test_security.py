@@ -84,6 +84,10 @@ def test_plan_nobody_else_writes_intake_but_intake_and_simulator() -> None:
     # Only the router sees the restricted dead letters' topic, and only to write.
     restricted = {(g.user, g.operation) for g in plan if g.name == "v.deadletter.restricted"}
     assert restricted == {("router", "WRITE"), ("router", "DESCRIBE")}
+    # The grouping topic carries reports with their contacts: the router's apps alone use it.
+    grouping = {(g.user, g.operation) for g in plan if g.name == "v.grouping"}
+    assert grouping == {("router", "READ"), ("router", "WRITE"), ("router", "DESCRIBE")}
+    assert not any(g.name.startswith("v.grouping") and g.prefixed for g in plan)
     assert not any(g.resource == "cluster" for g in plan)  # no IdempotentWrite needed on Kafka 4
     assert len(plan) == len(set(plan))
 

@@ -37,6 +37,7 @@ from veille.local.broker import LocalBroker
 from veille.local.demo_followup import run_followup_demo
 from veille.local.demo_notify import hear_back
 from veille.local.demo_pcs import cascade as pcs_cascade
+from veille.local.demo_storm import storm_lines
 from veille.producers.sdk import Publisher
 from veille.producers.simulator import Simulator, span_for
 from veille.reads.indicators import LOCAL_TZ, render_text
@@ -249,7 +250,9 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
                 _process("router", ["router", "run", "--metrics-port", "0"], logs,
                          {**users["router"], **bodies.env}) as router, \
                 _process("deliver", ["deliver", "run", "--metrics-port", "0"], logs,
-                         {**users["deliver"], **bodies.env}) as deliver:
+                         {**users["deliver"], **bodies.env}) as deliver, \
+                _process("grouping", ["router", "grouping", "--metrics-port", "0"], logs,
+                         {**users["router"], **bodies.env}):
             sink_url = wait_for_process_info(settings.state_dir / "sink.json", sink)["url"]
             router_metrics = wait_for_process_info(settings.state_dir / "router.json", router)["metrics"]
             wait_for_process_info(settings.state_dir / "deliver.json", deliver)
@@ -292,6 +295,7 @@ def run_demo(seconds: float, rate: float, seed: int, keep_running: bool = False)
                  f"{sum(dead.values())} {dead or ''}")
 
             _print_flood(_routing_of(settings, flood_ids, flood_alert.identifier), territory)
+            print(*storm_lines(settings, publisher_settings, territory), sep="\n")  # grouping
             print("\nDelivered to the bodies that run no Kafka consumer:", *bodies.summary(), sep="\n")
             run_followup_demo(settings, publisher_settings, logs, users["router"], territory, sink_url)
             print(*hear_back(settings, bodies, logs, _process), sep="\n")  # residents hear back

@@ -10,6 +10,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from veille.schemas.models import IncidentCategory, Severity
+from veille.territory.grouping_checks import grouping_issues
 from veille.territory.model import AREA_TOLERANCE, Agency, AgencyLevel, Issue, Territory
 
 # The checks ask "which municipalities does this piece cover" once per overlap of two service
@@ -202,7 +203,8 @@ def _rule_issues(t: Territory) -> list[Issue]:
 
 def validate_territory(t: Territory) -> list[Issue]:
     """Every problem of a territory, errors first (see the module docstring)."""
-    issues = [*_reference_issues(t), *_geometry_issues(t), *_coverage_issues(t), *_rule_issues(t)]
+    issues = [*_reference_issues(t), *_geometry_issues(t), *_coverage_issues(t), *_rule_issues(t),
+              *grouping_issues(t.rules.grouping)]
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(issues, key=lambda i: order[i.level])
 

@@ -122,6 +122,45 @@ class DeadlineRule(Spec):
         return in_scope and severity.rank >= self.min_severity.rank
 
 
+# Never grouped into cases, whatever routing.yaml says (docs/grouping.md): each report of these is
+# a person's own matter, and folding it into a neighbour's would hide it or link two residents.
+SENSITIVE_CATEGORIES = frozenset({
+    IncidentCategory.assault, IncidentCategory.burglary, IncidentCategory.theft,
+    IncidentCategory.drug_trafficking, IncidentCategory.neighbour_dispute, IncidentCategory.neighbour_noise,
+})
+
+
+class GroupingRule(Spec):
+    """Reports of these categories within ``radius_m`` of a case's first report and within
+    ``window_minutes`` of it join that case (docs/grouping.md). Bounds are checked by
+    ``veille territory check`` (checks.py), not here, so a bad file is reported, not unreadable."""
+
+    id: str = Field(pattern=RULE_ID_PATTERN)
+    categories: tuple[IncidentCategory, ...] = Field(min_length=1)
+    radius_m: float
+    window_minutes: float
+    severe_at: int | None = None  # a case of that many reports is at least severe
+
+
+class Grouping(Spec):
+    cell_resolution: int = Field(default=7, ge=0, le=15)  # H3 resolution of the repartition key
+    rules: tuple[GroupingRule, ...] = ()
+
+    def rule_for(self, category: IncidentCategory) -> GroupingRule | None:
+        """The rule grouping ``category``; None for a sensitive category, whatever the file says."""
+        if category in SENSITIVE_CATEGORIES:
+            return None
+        return next((r for r in self.rules if category in r.categories), None)
+
+    @property
+    def longest_window_minutes(self) -> float:
+        return max((r.window_minutes for r in self.rules), default=0.0)
+
+    @property
+    def largest_radius_m(self) -> float:
+        return max((r.radius_m for r in self.rules), default=0.0)
+
+
 class RoutingRules(Spec):
     incident_rules: tuple[IncidentRule, ...] = Field(min_length=1)
     escalations: tuple[EscalationRule, ...] = ()
@@ -129,6 +168,8 @@ class RoutingRules(Spec):
     pcs: PcsRule | None = Field(default_factory=PcsRule)
     # First matching rule wins: list the most urgent first. No match: no deadline.
     response_deadlines: tuple[DeadlineRule, ...] = ()
+    # Nearby reports grouped into cases (docs/grouping.md); absent: nothing is grouped.
+    grouping: Grouping = Field(default_factory=Grouping)
 
     def deadline_for(self, category: IncidentCategory, severity: Severity) -> DeadlineRule | None:
         return next((r for r in self.response_deadlines if r.applies(category, severity)), None)
