@@ -7,6 +7,7 @@ sign-on and grouping packages once were. Built here for real, then compared with
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,11 +25,24 @@ def _tracked() -> list[str]:
     return [line for line in out.stdout.splitlines() if line]
 
 
+def _clean_copy(dest: Path) -> Path:
+    # What git tracks, as a fresh clone has it: building in the work tree would reuse a stale
+    # build/ directory left by an earlier build, holding files the package list no longer has.
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in out.stdout.splitlines():
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def test_the_wheel_holds_every_tracked_module_and_file(tmp_path: Path) -> None:
+    source = _clean_copy(tmp_path / "src")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "-w", str(tmp_path), str(ROOT)], check=True, timeout=600,
+                    "-w", str(tmp_path / "dist"), str(source)], check=True, timeout=600,
                    capture_output=True)
-    wheel = next(tmp_path.glob("veille-*.whl"))
+    wheel = next((tmp_path / "dist").glob("veille-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = set()
     for path in _tracked():
