@@ -24,6 +24,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
+from veille.schemas.avro_readers import compile_reader
 from veille.schemas.avro_writers import compile_writer
 from veille.schemas.catalog import Catalog, SchemaVersion, catalog
 
@@ -123,6 +124,23 @@ def _writer_for(fingerprint: bytes, sv: SchemaVersion) -> Callable[[Mapping[str,
     return write
 
 
+_READERS: dict[bytes, Callable[[bytes, int], tuple[dict[str, Any], int]] | None] = {}
+
+
+def _reader_for(sv: SchemaVersion) -> Callable[[bytes, int], tuple[dict[str, Any], int]] | None:
+    """The generated reader of a schema (``schemas/avro_readers.py``), or None to keep fastavro."""
+    try:
+        return _READERS[sv.fingerprint]
+    except KeyError:
+        pass
+    try:
+        read: Callable[[bytes, int], tuple[dict[str, Any], int]] | None = compile_reader(sv.parsed)
+    except NotImplementedError:
+        read = None
+    _READERS[sv.fingerprint] = read
+    return read
+
+
 _OBJECT_WRITERS: dict[bytes, Callable[[Any], bytes] | None] = {}
 
 
@@ -208,6 +226,16 @@ def decode(data: bytes | None, *, expect: Collection[str] | None = None,
         raise DecodeError("wrong_record_type",
                           f"{sv.label} is not accepted here (expected {', '.join(sorted(expect))})")
     reader = cat.latest(sv.name)
+    if reader is sv:
+        read = _reader_for(sv)
+        if read is not None:
+            try:
+                value, end = read(data, header_len)
+            except Exception:  # noqa: S110 -- fastavro reads it again below and names what is wrong
+                pass
+            else:
+                if end == len(data):
+                    return Decoded(sv.name, sv.version, value)
     body = BytesIO(data)
     body.seek(header_len)
     try:
