@@ -66,7 +66,7 @@ def run_batches(router: Router, messages: Sequence[Message], batch: int) -> list
         seen = window.batch()
         outcomes: list[Outcome] = []
         process_batch(router, chunk, seen, outcomes)
-        seen.commit(lambda owner: outcomes[owner].kind != OutcomeKind.dead_letter)
+        seen.commit(lambda owner, done=outcomes: done[owner].kind != OutcomeKind.dead_letter)
         outcomes_all += outcomes
     return outcomes_all
 
@@ -86,7 +86,8 @@ def measure(territory: Territory, pool: Sequence[Incident], batch: int = 500,
             best = min(best, (time.process_time() - start) / len(messages) * 1e6)
             bad = [o for o in outcomes if o.kind != OutcomeKind.routed]
             if bad:
-                raise RuntimeError(f"process_batch: {len(bad)} not routed, e.g. {bad[0].kind} {bad[0].reason}")
+                raise RuntimeError(f"process_batch: {len(bad)} not routed, "
+                                   f"e.g. {bad[0].kind} {bad[0].reason}")
             outputs = sum(len(o.outputs) for o in outcomes) / len(outcomes)
         values = [i.to_avro() for i in pool]
         floor = _cpu_us(codec.decode, [m.value for m in messages]) + \

@@ -164,7 +164,7 @@ def _enum(src: _Source, schema: dict[str, Any]) -> str:
     symbols = src.constant(tuple(schema["symbols"]))
     lines = [f"def {fn}(data, pos):"]
     _long(src, lines, "    ", "i")
-    lines += [f"    if i < 0: raise _unread('enum index')",
+    lines += ["    if i < 0: raise _unread('enum index')",
               f"    return {symbols}[i], pos"]  # IndexError beyond the last symbol
     src.functions.append("\n".join(lines))
     return fn
