@@ -38,6 +38,7 @@ from veille.schemas.models import (
 from veille.schemas.registry import RegistryUnavailable, SchemaResolver
 from veille.schemas.routed_encoder import RoutedIncidentEncoder
 from veille.streams.dedup import BatchDedup, DedupWindow
+from veille.streams.staging import Staged, decided
 from veille.territory import Territory
 from veille.territory.dispatch import dispatch_id, dispatch_ref, keyed_hash
 from veille.territory.routing import RoutingDecision, route_alert, route_incident
@@ -121,6 +122,7 @@ class Router:
         self.dispatch_key = dispatch_key
         self.dispatch_encoder = codec.DispatchEncoder()
         self.routed_encoder = RoutedIncidentEncoder()
+        self.staged: Staged[Incident, RoutingDecision] = Staged()
         self.clock = clock
         # Schema registry: ``resolver`` reads Confluent-framed input (None: single-object only);
         # ``output_resolver`` frames the outputs the Confluent way (None: single-object encoding).
@@ -153,10 +155,22 @@ class Router:
             log.exception("internal error on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
             return self.dead_letter(msg, "internal_error", f"{type(exc).__name__}: {exc}")
 
+    def stage(self, messages: Sequence[Message]) -> None:
+        """Read and route the incidents of ``messages`` ahead, stage by stage, for ``process``
+        to take in turn (``streams/staging.py``: the same outcomes, fewer cold caches)."""
+        intake = [m for m in messages if self.topics.municipality_of_intake(m.topic) is not None]
+        self.staged.stage(intake, self._read_incident, self._route_incident)
+
     # -- per topic family ----------------------------------------------------------
-    def _incident(self, msg: Message, seen: BatchDedup) -> Outcome:
+    def _read_incident(self, msg: Message) -> Incident:
         decoded = codec.decode(msg.value, expect=INTAKE_TYPES, resolver=self.resolver)
-        incident = self._validate(Incident, decoded.value)
+        return self._validate(Incident, decoded.value)
+
+    def _route_incident(self, incident: Incident) -> RoutingDecision:
+        return route_incident(incident, self.territory)
+
+    def _incident(self, msg: Message, seen: BatchDedup) -> Outcome:
+        incident, staged = self.staged.take(msg, self._read_incident)
         topic_municipality = self.topics.municipality_of_intake(msg.topic)
         if incident.municipality != topic_municipality:
             # Anti-spoofing: each body may only publish on its own intake topic (ACLs),
@@ -168,7 +182,7 @@ class Router:
         duplicate = self._check_duplicate(event_id, msg.value or b"", seen)
         if duplicate:
             return duplicate
-        decision = route_incident(incident, self.territory)
+        decision = decided(staged, lambda: self._route_incident(incident))
         if decision.unroutable:
             # Only a point the territory does not hold can be a swapped one: checked here,
             # not before routing, to locate each point once.
