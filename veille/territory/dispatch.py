@@ -31,7 +31,8 @@ def dispatch_id(key: bytes, event_type: EventType, event_id: str, agency_id: str
 def dispatch_ref(key: bytes, event_type: EventType, event_id: str, agency_id: str,
                  service: ServiceKind) -> str:
     """:func:`dispatch_id` as text, built without a UUID object (the router's hot path)."""
-    digest = keyed_hash(key).digest(f"{event_type.value}:{event_id}:{agency_id}:{service.value}".encode())
+    # StrEnums format as their value; .value is a Python-level descriptor, twice per dispatch.
+    digest = keyed_hash(key).digest(f"{event_type}:{event_id}:{agency_id}:{service}".encode())
     h = digest[:16].hex()
     # Version 4 and the RFC 4122 variant, what uuid.UUID(version=4) sets: the 13th hex digit is
     # 4, the 17th is 10xx in binary (8, 9, a or b) with the digest's bits 5-4 of byte 8.
