@@ -141,6 +141,26 @@ def _reader_for(sv: SchemaVersion) -> Callable[[bytes, int], tuple[dict[str, Any
     return read
 
 
+_PLAIN_READERS: dict[bytes, Callable[[bytes, int], tuple[dict[str, Any], int]] | None] = {}
+
+
+_Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
+
+
+def _plain_reader_for(sv: SchemaVersion, cat: Catalog) -> _Reader | None:
+    """The generated reader of a schema without its logical types (``decode_plain``)."""
+    try:
+        return _PLAIN_READERS[sv.fingerprint]
+    except KeyError:
+        pass
+    try:
+        read: _Reader | None = compile_reader(_without_logical_types(sv.fingerprint, cat))
+    except NotImplementedError:
+        read = None
+    _PLAIN_READERS[sv.fingerprint] = read
+    return read
+
+
 _OBJECT_WRITERS: dict[bytes, Callable[[Any], bytes] | None] = {}
 
 
@@ -270,6 +290,14 @@ def decode_plain(data: bytes | None, record_type: str, *, cat: Catalog | None = 
         return None
     if sv.name != record_type or cat.latest(record_type) is not sv:
         return None
+    read = _plain_reader_for(sv, cat)
+    if read is not None:
+        try:
+            read_value, end = read(data or b"", header_len)
+        except Exception:  # fastavro tries below; decode() names the reason if it fails too
+            end = -1
+        if end == len(data or b""):
+            return read_value
     body = BytesIO(data or b"")
     body.seek(header_len)
     try:

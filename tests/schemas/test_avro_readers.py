@@ -85,3 +85,17 @@ def test_bad_bytes_get_fastavros_reason_and_words(monkeypatch: pytest.MonkeyPatc
     alone = [_outcome(c) for c in cases]
     assert with_reader == alone
     assert {kind for kind, _ in alone} >= {"ok", "truncated", "corrupt", "trailing_bytes"}
+
+
+@pytest.mark.parametrize("name", ["RoutedIncident", "Dispatch", "StatusUpdate", "DeliveryReceipt"])
+def test_decode_plain_reads_what_fastavro_reads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sink's plain reading (uuid as text, timestamps as milliseconds) through the generated
+    reader gives fastavro's values, and None where fastavro gives None."""
+    sv = catalog().latest(name)
+    header = codec.SINGLE_OBJECT_MARKER + sv.fingerprint
+    messages = [header + _fastavro_bytes(sv.parsed, d) for d in generate_many(sv.parsed, 60)]
+    messages += [m[:-1] for m in messages[:10]] + [m + b"\x00" for m in messages[:10]]
+    fast = [codec.decode_plain(m, name) for m in messages]
+    monkeypatch.setattr(codec, "_plain_reader_for", lambda _sv, _cat: None)
+    assert fast == [codec.decode_plain(m, name) for m in messages]
+    assert any(v is None for v in fast) and any(v is not None for v in fast)
