@@ -26,7 +26,7 @@ import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -39,8 +39,33 @@ def _unread(what: str) -> Unread:
     return Unread(what)
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def uuid_of(text: str) -> UUID:
+    """``UUID(text)``, without its Python-level parsing for the usual 32 hex digits.
+
+    ``UUID`` drops ``urn:``, ``uuid:``, braces and hyphens, then reads 32 characters with
+    ``int(_, 16)``. Dropping only the hyphens gives the same 32 characters whenever ``int``
+    accepts them (a colon or a brace it would refuse), so the value is ``UUID``'s; anything
+    else is ``UUID``'s to read or refuse.
+    """
+    digits = text.replace("-", "")
+    if len(digits) == 32:
+        try:
+            n = int(digits, 16)
+        except ValueError:
+            return UUID(text)
+        u = _new(UUID)
+        _set(u, "int", n)
+        _set(u, "is_safe", SafeUUID.unknown)
+        return u
+    return UUID(text)
+
+
 _GLOBALS: dict[str, Any] = {
-    "_EPOCH": _EPOCH, "_timedelta": timedelta, "_UUID": UUID, "_unread": _unread,
+    "_EPOCH": _EPOCH, "_timedelta": timedelta, "_UUID": uuid_of, "_unread": _unread,
     "_double": struct.Struct("<d").unpack_from, "_float": struct.Struct("<f").unpack_from,
 }
 _LONG_LIMIT = 1 << 64
@@ -235,4 +260,4 @@ def compile_reader(schema: Any) -> Callable[[bytes, int], tuple[dict[str, Any], 
     return read
 
 
-__all__ = ["Unread", "compile_reader"]
+__all__ = ["Unread", "compile_reader", "uuid_of"]

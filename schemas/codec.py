@@ -356,8 +356,19 @@ def _string(value: str) -> bytes:
     return _long(len(data)) + data
 
 
+_MILLIS: dict[datetime, bytes] = {}
+
+
 def _millis(value: datetime) -> bytes:
-    return _long((value - _EPOCH) // _MILLI)  # what fastavro writes for an aware datetime
+    # A routed incident's reported_at and routed_at are written twice (routing record and
+    # dispatch): kept for the next call. Equal aware datetimes are the same instant.
+    data = _MILLIS.get(value)
+    if data is None:
+        data = _long((value - _EPOCH) // _MILLI)  # what fastavro writes for an aware datetime
+        if len(_MILLIS) >= 64:
+            _MILLIS.clear()
+        _MILLIS[value] = data
+    return data
 
 
 DISPATCH_FIELDS = ("id", "event_type", "event_id", "agency_id", "service", "rule", "cross_boundary",

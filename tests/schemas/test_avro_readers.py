@@ -99,3 +99,26 @@ def test_decode_plain_reads_what_fastavro_reads(name: str, monkeypatch: pytest.M
     monkeypatch.setattr(codec, "_plain_reader_for", lambda _sv, _cat: None)
     assert fast == [codec.decode_plain(m, name) for m in messages]
     assert any(v is None for v in fast) and any(v is not None for v in fast)
+
+
+def test_uuid_of_is_uuid() -> None:
+    from uuid import UUID
+
+    from veille.schemas.avro_readers import uuid_of
+
+    u = uuid.uuid4()
+    texts = [str(u), str(u).upper(), u.hex, "{" + str(u) + "}", "urn:uuid:" + str(u), "-" * 4 + u.hex,
+             " " + u.hex[1:], u.hex[:31] + "_", "+" + u.hex[1:], "12_4" + u.hex[4:], u.hex[:-1],
+             u.hex + "0", "g" * 32, "", "-", "0x" + u.hex[2:], str(u)[:-1] + "\n", "٣" * 32]
+    for text in texts:
+        try:
+            expected: UUID | str = UUID(text)
+        except ValueError as exc:
+            expected = f"ValueError: {exc}"
+        try:
+            got: UUID | str = uuid_of(text)
+        except ValueError as exc:
+            got = f"ValueError: {exc}"
+        assert got == expected, text
+        if isinstance(got, UUID):
+            assert isinstance(expected, UUID) and got.is_safe == expected.is_safe and str(got) == str(expected)
