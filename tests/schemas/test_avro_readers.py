@@ -121,4 +121,5 @@ def test_uuid_of_is_uuid() -> None:
             got = f"ValueError: {exc}"
         assert got == expected, text
         if isinstance(got, UUID):
-            assert isinstance(expected, UUID) and got.is_safe == expected.is_safe and str(got) == str(expected)
+            assert isinstance(expected, UUID)
+            assert got.is_safe == expected.is_safe and str(got) == str(expected)
