@@ -194,7 +194,8 @@ def bench_pure(report: Report, sizes: Sizes, territory: Territory, pool: list[In
     report.add(sec, "to_rows (plain values -> Arrow)", s.to_rows_rate, "rec/s")
     report.add(sec, "decode (Avro -> checked plain values)", s.decode_rate, "msg/s")
     report.add(sec, "decode + rows, one core", s.decode_rows_rate, "msg/s", SINK_DECODE_TARGET,
-               note="the sink's Python work per message; the generated reader (schemas/avro_readers.py) is most of it")
+               note="the sink's Python work per message; the generated reader "
+                    "(schemas/avro_readers.py) is most of it")
 
 
 def bench_kafka(report: Report, settings: Settings, sizes: Sizes, territory: Territory,
