@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from io import BytesIO
 from typing import Any, Protocol
@@ -24,6 +24,9 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
+from veille.schemas.avro_bytes import long_bytes as _long
+from veille.schemas.avro_bytes import millis_bytes as _millis
+from veille.schemas.avro_bytes import string_bytes as _string
 from veille.schemas.avro_readers import compile_reader
 from veille.schemas.avro_writers import compile_writer
 from veille.schemas.catalog import Catalog, SchemaVersion, catalog
@@ -310,66 +313,6 @@ def decode_plain(data: bytes | None, record_type: str, *, cat: Catalog | None = 
 
 
 # --------------------------------------------------------------------------- dispatches
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLI = timedelta(milliseconds=1)
-
-
-def _uvarint_loop(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-# Base-128 groups of 14 bits from tables: a timestamp in milliseconds (zig-zagged below 2**42,
-# until 2039) is three lookups instead of a loop of six bytes. About 1 MB of small bytes.
-_U14 = tuple(_uvarint_loop(n) for n in range(1 << 14))  # the whole varint of n
-_LOW14 = tuple(bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(1 << 14))  # 14 bits, more follow
-
-
-def _varint(n: int) -> bytes:
-    """Avro long: zig-zag, then base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    if n < 0x4000:
-        return _U14[n]
-    if n < 0x10000000:
-        return _LOW14[n & 0x3FFF] + _U14[n >> 14]
-    if n < 0x40000000000:
-        return _LOW14[n & 0x3FFF] + _LOW14[(n >> 14) & 0x3FFF] + _U14[n >> 28]
-    return _uvarint_loop(n)
-
-
-_SMALL = 8192
-_SMALL_LONGS = tuple(_varint(n) for n in range(_SMALL))
-
-
-def _long(n: int) -> bytes:
-    # String lengths and enum indexes, almost every call, come from the table.
-    return _SMALL_LONGS[n] if 0 <= n < _SMALL else _varint(n)
-
-
-def _string(value: str) -> bytes:
-    data = value.encode()
-    return _long(len(data)) + data
-
-
-_MILLIS: dict[datetime, bytes] = {}
-
-
-def _millis(value: datetime) -> bytes:
-    # A routed incident's reported_at and routed_at are written twice (routing record and
-    # dispatch): kept for the next call. Equal aware datetimes are the same instant.
-    data = _MILLIS.get(value)
-    if data is None:
-        data = _long((value - _EPOCH) // _MILLI)  # what fastavro writes for an aware datetime
-        if len(_MILLIS) >= 64:
-            _MILLIS.clear()
-        _MILLIS[value] = data
-    return data
-
 
 DISPATCH_FIELDS = ("id", "event_type", "event_id", "agency_id", "service", "rule", "cross_boundary",
                    "municipality", "category", "severity", "reported_at", "routed_at", "payload", "case")

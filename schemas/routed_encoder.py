@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from veille.schemas import codec
+from veille.schemas.avro_bytes import long_bytes, millis_bytes, string_bytes
 from veille.schemas.catalog import Catalog, catalog
 
 ROUTED_FIELDS = ("id", "municipality", "category", "severity", "channel", "location", "occurred_at",
@@ -31,7 +32,7 @@ _POINT = struct.Struct("<dd").pack
 def _millis(value: datetime) -> bytes:
     if value.tzinfo is None:  # naive: the generic writer's local-time rule
         raise TypeError("naive datetime")
-    return codec._millis(value)
+    return millis_bytes(value)
 
 
 class RoutedIncidentEncoder:
@@ -49,9 +50,9 @@ class RoutedIncidentEncoder:
             raise RuntimeError(f"{sv.label} changed: update RoutedIncidentEncoder")
         self.cat = cat
         self.header = codec.SINGLE_OBJECT_MARKER + sv.fingerprint
-        self.enums = {name: {s: codec._long(i) for i, s in enumerate(fields[name]["symbols"])}
+        self.enums = {name: {s: long_bytes(i) for i, s in enumerate(fields[name]["symbols"])}
                       for name in ("category", "severity", "channel")}
-        self.services = {s: codec._long(i) for i, s in enumerate(target["fields"][1]["type"]["symbols"])}
+        self.services = {s: long_bytes(i) for i, s in enumerate(target["fields"][1]["type"]["symbols"])}
         self._municipalities: dict[str, bytes] = {}
         self._targets: dict[tuple[Any, ...], bytes] = {}
 
@@ -69,7 +70,7 @@ class RoutedIncidentEncoder:
         municipality = v["municipality"]
         town = self._municipalities.get(municipality)
         if town is None:
-            town = codec._string(municipality)
+            town = string_bytes(municipality)
             if len(self._municipalities) < self.CACHED:
                 self._municipalities[municipality] = town
         loc = v["location"]
@@ -77,14 +78,14 @@ class RoutedIncidentEncoder:
         enums = self.enums
         event_id = v["id"]
         event_text = str(event_id) if isinstance(event_id, UUID) else event_id
-        parts = [self.header, codec._string(event_text), town, enums["category"][v["category"]],
+        parts = [self.header, string_bytes(event_text), town, enums["category"][v["category"]],
                  enums["severity"][v["severity"]], enums["channel"][v["channel"]],
                  b"\x00" if loc is None else b"\x02" + _POINT(loc["lat"], loc["lon"]),
                  _millis(v["occurred_at"]), _millis(v["reported_at"]), _millis(v["routed_at"]),
-                 b"\x00" if pseudonym is None else b"\x02" + codec._string(pseudonym)]
+                 b"\x00" if pseudonym is None else b"\x02" + string_bytes(pseudonym)]
         targets = v["dispatches"]
         if targets:
-            parts.append(codec._long(len(targets)))
+            parts.append(long_bytes(len(targets)))
             parts += [self._target(t) for t in targets]
         parts.append(b"\x00\x00\x00")  # end of dispatches, case_id null, updates empty
         return b"".join(parts)
@@ -93,7 +94,7 @@ class RoutedIncidentEncoder:
         key = (t["agency_id"], t["service"], t["rule"], t["cross_boundary"])
         data = self._targets.get(key)
         if data is None:
-            data = b"".join((codec._string(key[0]), self.services[key[1]], codec._string(key[2]),
+            data = b"".join((string_bytes(key[0]), self.services[key[1]], string_bytes(key[2]),
                              b"\x01" if key[3] else b"\x00"))
             if len(self._targets) < self.CACHED:
                 self._targets[key] = data

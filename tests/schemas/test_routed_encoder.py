@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from veille.schemas import codec
+from veille.schemas.avro_bytes import uvarint_loop, varint
 from veille.schemas.enums import Channel, IncidentCategory, ServiceKind, Severity
 from veille.schemas.routed_encoder import RoutedIncidentEncoder
 
@@ -66,10 +67,10 @@ def test_grouped_records_and_unexpected_values_go_to_the_generic_writer() -> Non
 
 
 def test_the_table_varints_are_the_loop_s() -> None:
-    """codec._varint reads 14-bit groups from tables: the bytes of the plain loop, at every edge."""
+    """varint reads 14-bit groups from tables: the bytes of the plain loop, at every edge."""
     edges = [0, 1, 63, 64, 8191, 8192, 2**13, 2**14, 2**20, 2**27, 2**28, 2**40, 2**41, 2**42, 2**62,
              2**63 - 1]
     for edge in edges:
         for n in (edge - 1, edge, edge + 1, -edge - 1, -edge, -edge + 1):
             if -(2**63) <= n < 2**63:
-                assert codec._varint(n) == codec._uvarint_loop((n << 1) ^ (n >> 63)), n
+                assert varint(n) == uvarint_loop((n << 1) ^ (n >> 63)), n
