@@ -38,7 +38,7 @@ from types import FrameType
 import confluent_kafka
 from confluent_kafka.admin import AdminClient
 
-from benchmarks import bench_sink, dedup_memory
+from benchmarks import bench_sink, dedup_memory, router_process
 from benchmarks.delivery import bench_delivery
 from benchmarks.drain import drain
 from benchmarks.grouping import bench_grouping
@@ -174,6 +174,12 @@ def bench_pure(report: Report, sizes: Sizes, territory: Territory, pool: list[In
     floor = c.decode_us + c.encode_us
     report.add(sec, "Router.process / codec floor (one decode + one encode, same run)", 1e6 / rate / floor,
                "x", note=f"floor {floor:,.1f} µs; {_load()}")
+    # What the router runs: process_batch on batches of 500 (staged reading and routing), in
+    # CPU time, so a machine shared with other work gives the figure a quiet one gives.
+    p = router_process.measure(territory, pool[:sizes.router_pure], rounds=3)
+    report.add(sec, "process_batch per message, CPU", p.process_us, "µs", PROCESS_TARGET,
+               note=f"benchmarks/router_process.py: batches of 500, best of 3; codec floor (CPU) "
+                    f"{p.floor_us:,.1f} µs, {p.process_us / p.floor_us:,.1f}x it; {_load()}")
     say(f"router memory with {sizes.dedup_ids:,} ids in the dedup window (own process)")
     m = dedup_memory.measure(sizes.dedup_ids)
     report.add(sec, f"router RSS, {m.ids:,} ids in the dedup window", m.full_mb, "MB",
@@ -189,7 +195,8 @@ def bench_pure(report: Report, sizes: Sizes, territory: Territory, pool: list[In
     report.add(sec, "to_rows (plain values -> Arrow)", s.to_rows_rate, "rec/s")
     report.add(sec, "decode (Avro -> checked plain values)", s.decode_rate, "msg/s")
     report.add(sec, "decode + rows, one core", s.decode_rows_rate, "msg/s", SINK_DECODE_TARGET,
-               note="the sink's Python work per message; fastavro's C reader is most of it")
+               note="the sink's Python work per message; the generated reader "
+                    "(schemas/avro_readers.py) is most of it")
 
 
 def bench_kafka(report: Report, settings: Settings, sizes: Sizes, territory: Territory,

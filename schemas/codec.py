@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from io import BytesIO
 from typing import Any, Protocol
@@ -24,6 +24,10 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
+from veille.schemas.avro_bytes import long_bytes as _long
+from veille.schemas.avro_bytes import millis_bytes as _millis
+from veille.schemas.avro_bytes import string_bytes as _string
+from veille.schemas.avro_readers import compile_reader
 from veille.schemas.avro_writers import compile_writer
 from veille.schemas.catalog import Catalog, SchemaVersion, catalog
 
@@ -123,6 +127,43 @@ def _writer_for(fingerprint: bytes, sv: SchemaVersion) -> Callable[[Mapping[str,
     return write
 
 
+_READERS: dict[bytes, Callable[[bytes, int], tuple[dict[str, Any], int]] | None] = {}
+
+
+def _reader_for(sv: SchemaVersion) -> Callable[[bytes, int], tuple[dict[str, Any], int]] | None:
+    """The generated reader of a schema (``schemas/avro_readers.py``), or None to keep fastavro."""
+    try:
+        return _READERS[sv.fingerprint]
+    except KeyError:
+        pass
+    try:
+        read: Callable[[bytes, int], tuple[dict[str, Any], int]] | None = compile_reader(sv.parsed)
+    except NotImplementedError:
+        read = None
+    _READERS[sv.fingerprint] = read
+    return read
+
+
+_PLAIN_READERS: dict[bytes, Callable[[bytes, int], tuple[dict[str, Any], int]] | None] = {}
+
+
+_Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
+
+
+def _plain_reader_for(sv: SchemaVersion, cat: Catalog) -> _Reader | None:
+    """The generated reader of a schema without its logical types (``decode_plain``)."""
+    try:
+        return _PLAIN_READERS[sv.fingerprint]
+    except KeyError:
+        pass
+    try:
+        read: _Reader | None = compile_reader(_without_logical_types(sv.fingerprint, cat))
+    except NotImplementedError:
+        read = None
+    _PLAIN_READERS[sv.fingerprint] = read
+    return read
+
+
 _OBJECT_WRITERS: dict[bytes, Callable[[Any], bytes] | None] = {}
 
 
@@ -208,6 +249,15 @@ def decode(data: bytes | None, *, expect: Collection[str] | None = None,
         raise DecodeError("wrong_record_type",
                           f"{sv.label} is not accepted here (expected {', '.join(sorted(expect))})")
     reader = cat.latest(sv.name)
+    if reader is sv:
+        read = _reader_for(sv)
+        if read is not None:
+            try:
+                read_value, end = read(data, header_len)
+            except Exception:  # fastavro reads it again below, and names what is wrong
+                end = -1
+            if end == len(data):
+                return Decoded(sv.name, sv.version, read_value)
     body = BytesIO(data)
     body.seek(header_len)
     try:
@@ -243,6 +293,14 @@ def decode_plain(data: bytes | None, record_type: str, *, cat: Catalog | None = 
         return None
     if sv.name != record_type or cat.latest(record_type) is not sv:
         return None
+    read = _plain_reader_for(sv, cat)
+    if read is not None:
+        try:
+            read_value, end = read(data or b"", header_len)
+        except Exception:  # fastavro tries below; decode() names the reason if it fails too
+            end = -1
+        if end == len(data or b""):
+            return read_value
     body = BytesIO(data or b"")
     body.seek(header_len)
     try:
@@ -256,39 +314,6 @@ def decode_plain(data: bytes | None, record_type: str, *, cat: Catalog | None = 
 
 # --------------------------------------------------------------------------- dispatches
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLI = timedelta(milliseconds=1)
-
-
-def _varint(n: int) -> bytes:
-    """Avro long: zig-zag, then base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_SMALL = 8192
-_SMALL_LONGS = tuple(_varint(n) for n in range(_SMALL))
-
-
-def _long(n: int) -> bytes:
-    # String lengths and enum indexes, almost every call, come from the table.
-    return _SMALL_LONGS[n] if 0 <= n < _SMALL else _varint(n)
-
-
-def _string(value: str) -> bytes:
-    data = value.encode()
-    return _long(len(data)) + data
-
-
-def _millis(value: datetime) -> bytes:
-    return _long((value - _EPOCH) // _MILLI)  # what fastavro writes for an aware datetime
-
-
 DISPATCH_FIELDS = ("id", "event_type", "event_id", "agency_id", "service", "rule", "cross_boundary",
                    "municipality", "category", "severity", "reported_at", "routed_at", "payload", "case")
 
@@ -296,9 +321,13 @@ DISPATCH_FIELDS = ("id", "event_type", "event_id", "agency_id", "service", "rule
 class DispatchEncoder:
     """The router's hot path: one event becomes a dispatch per agency, which differ only in
     their first fields. The shared tail is encoded once per event, each head per agency, by
-    hand: a generic writer spent ~10 µs per dispatch. ``tests/schemas/test_schemas.py`` proves the
-    bytes identical to ``encode("Dispatch", ...)``; a new Dispatch version fails here first.
+    hand: a generic writer spent ~10 µs per dispatch. The few strings that repeat (municipality,
+    category, severity; each target's agency, service, rule and flag) are encoded once and
+    kept, up to ``CACHED`` of each. ``tests/schemas/test_schemas.py`` proves the bytes identical
+    to ``encode("Dispatch", ...)``; a new Dispatch version fails here first.
     """
+
+    CACHED = 4096
 
     def __init__(self, cat: Catalog | None = None) -> None:
         sv = (cat or catalog()).latest("Dispatch")
@@ -309,19 +338,51 @@ class DispatchEncoder:
         self.header = SINGLE_OBJECT_MARKER + sv.fingerprint
         self.event_types = {s: _long(i) for i, s in enumerate(fields[1]["type"]["symbols"])}
         self.services = {s: _long(i) for i, s in enumerate(fields[4]["type"]["symbols"])}
+        self._strings: dict[str, bytes] = {}
+        self._targets: dict[tuple[str, str, str, bool], bytes] = {}
+
+    def _cached(self, value: str) -> bytes:
+        data = self._strings.get(value)
+        if data is None:
+            data = _string(value)
+            if len(self._strings) < self.CACHED:
+                self._strings[value] = data
+        return data
 
     def tail(self, municipality: str, category: str, severity: str, reported_at: datetime,
              routed_at: datetime, payload: bytes) -> bytes:
         # The router's dispatches are not grouped (case: null, the union's first branch); a
         # case's dispatches are few and written by the generic encoder (streams/grouping).
-        return b"".join((_string(municipality), _string(category), _string(severity),
+        return b"".join((self._cached(municipality), self._cached(category), self._cached(severity),
                          _millis(reported_at), _millis(routed_at), _long(len(payload)), payload, b"\x00"))
+
+    def event(self, event_type: str, event_id: str) -> bytes:
+        """The event's part of every head (event_type, event_id), once per event."""
+        try:
+            return self.event_types[event_type] + _string(event_id)
+        except KeyError as exc:
+            raise EncodeError(f"Dispatch: {exc} is not a symbol of its enum") from exc
+
+    def target(self, agency_id: str, service: str, rule: str, cross_boundary: bool) -> bytes:
+        """The target's part of the head (agency_id, service, rule, cross_boundary)."""
+        key = (agency_id, service, rule, cross_boundary)
+        data = self._targets.get(key)
+        if data is None:
+            try:
+                data = b"".join((_string(agency_id), self.services[service], _string(rule),
+                                 b"\x01" if cross_boundary else b"\x00"))
+            except KeyError as exc:
+                raise EncodeError(f"Dispatch: {exc} is not a symbol of its enum") from exc
+            if len(self._targets) < self.CACHED:
+                self._targets[key] = data
+        return data
+
+    def dispatch(self, id: str, event: bytes, target: bytes, tail: bytes) -> bytes:
+        """One dispatch from its id (36-character text) and the parts above."""
+        data = id.encode()
+        return b"".join((self.header, _long(len(data)), data, event, target, tail))
 
     def encode(self, tail: bytes, *, id: UUID | str, event_type: str, event_id: str, agency_id: str,
                service: str, rule: str, cross_boundary: bool) -> bytes:
-        try:
-            return b"".join((self.header, _string(str(id)), self.event_types[event_type], _string(event_id),
-                             _string(agency_id), self.services[service], _string(rule),
-                             b"\x01" if cross_boundary else b"\x00", tail))
-        except KeyError as exc:
-            raise EncodeError(f"Dispatch: {exc} is not a symbol of its enum") from exc
+        return self.dispatch(str(id), self.event(event_type, event_id),
+                             self.target(agency_id, service, rule, cross_boundary), tail)

@@ -55,7 +55,10 @@ class DedupWindow:
         return None if packed is None else Seen(packed & _DIGEST_MASK, packed >> 64)
 
     def add(self, event_id: str, seen: Seen) -> None:
-        self._ids[event_id] = (seen.at << 64) | seen.digest
+        self.add_packed(event_id, (seen.at << 64) | seen.digest)
+
+    def add_packed(self, event_id: str, packed: int) -> None:
+        self._ids[event_id] = packed
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
 
@@ -74,31 +77,37 @@ class BatchDedup:
 
     def __init__(self, window: DedupWindow, previous: BatchDedup | None = None) -> None:
         self.window = window
-        self._previous = previous._local if previous is not None else {}
-        self._local: dict[str, Seen] = {}
+        # Entries packed as the window packs them (second << 64 | digest): no object per id.
+        self._previous: dict[str, int] = previous._local if previous is not None else {}
+        self._local: dict[str, int] = {}
         self.pending: list[tuple[int, str]] = []
         self.owner = -1  # the index in the batch of the message being processed
 
-    def _get(self, event_id: str) -> Seen | None:
-        return self._local.get(event_id) or self._previous.get(event_id) or self.window.get(event_id)
+    def _get(self, event_id: str) -> int | None:
+        packed = self._local.get(event_id)
+        if packed is None:
+            packed = self._previous.get(event_id)
+            if packed is None:
+                packed = self.window._ids.get(event_id)
+        return packed
 
     def check(self, event_id: str, value: bytes, now: float) -> Verdict:
         """``duplicate``: routed within the window with the same bytes; ``conflict``: the same
         id with other bytes (a publisher bug or a replay attack, never merged silently)."""
         previous = self._get(event_id)
-        if previous is None or now - previous.at >= self.window.seconds:
+        if previous is None or now - (previous >> 64) >= self.window.seconds:
             return "new"
-        return "duplicate" if previous.digest == content_digest(value) else "conflict"
+        return "duplicate" if previous & _DIGEST_MASK == content_digest(value) else "conflict"
 
     def remember(self, event_id: str, value: bytes, now: float) -> None:
-        self._local[event_id] = Seen(content_digest(value), int(now))
+        self._local[event_id] = (int(now) << 64) | content_digest(value)
         self.pending.append((self.owner, event_id))
 
     def commit(self, delivered: Callable[[int], bool]) -> None:
         """Move the pending ids whose message ``delivered(owner)`` says was routed into the window."""
         for owner, event_id in self.pending:
             if delivered(owner):
-                self.window.add(event_id, self._local[event_id])
+                self.window.add_packed(event_id, self._local[event_id])
 
 
 __all__ = ["DEDUP_CAPACITY", "DEDUP_WINDOW", "BatchDedup", "DedupWindow", "Seen", "Verdict",
