@@ -16,16 +16,21 @@ own request quota (a token bucket), and a body must arrive whole, within a size 
 
 Delivery: :func:`deliver` answers once the broker acknowledged the event (acks=all), so a
 front-end's success means "the hub has it". The Kafka producer's delivery callback runs on a
-poller thread; each request awaits its own report through an asyncio future.
+poller thread; each request awaits its own report through an asyncio future, and the reports
+cross to the event loop in batches (:class:`Acknowledgements`): one wake-up of the loop per
+poll of the producer, not one per report, which under a flood of concurrent requests was a
+self-pipe write, a loop iteration and a GIL hand-over each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -119,7 +124,57 @@ class IntakeState:
         return filled
 
 
+class Acknowledgements:
+    """Delivery reports handed from the producer's poller thread to the event loop in batches.
+
+    The poller thread appends (future, report) and schedules one drain on the loop unless one
+    is already scheduled; the drain resolves every future of the batch. A future already
+    resolved (the request timed out) is left as it is.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[DeliveryReport | None], DeliveryReport]] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def waiter(self, loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[DeliveryReport | None],
+                                                                Callable[[DeliveryReport], None]]:
+        """A future resolved with the report, and the callback (poller thread) that resolves it."""
+        self._loop = loop
+        future: asyncio.Future[DeliveryReport | None] = loop.create_future()
+        return future, functools.partial(self._push, loop, future)
+
+    def _push(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[DeliveryReport | None],
+              report: DeliveryReport) -> None:  # the poller thread
+        with self._lock:
+            self._pending.append((future, report))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            with self._lock:
+                self._pending.clear()
+                self._scheduled = False
+
+    def _drain(self) -> None:  # the event loop
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._scheduled = False
+        for future, report in batch:
+            if not future.done():
+                future.set_result(report)
+
+
+def _expire(future: asyncio.Future[DeliveryReport | None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 PUBLISHER_KEY = web.AppKey("publisher", Publisher)
+ACKS_KEY = web.AppKey("acknowledgements", Acknowledgements)
 CONFIG_KEY = web.AppKey("config", IntakeConfig)
 STATE_KEY = web.AppKey("state", IntakeState)
 
@@ -131,6 +186,7 @@ def install(app: web.Application, publisher: Publisher, config: IntakeConfig, *,
     app[PUBLISHER_KEY] = publisher
     app[CONFIG_KEY] = config
     app[STATE_KEY] = IntakeState()
+    app[ACKS_KEY] = Acknowledgements()
 
     async def start_polling(app: web.Application) -> None:
         publisher.start_polling()
@@ -227,17 +283,12 @@ async def deliver(app: web.Application, data: dict[str, Any] | Any,
     """
     publisher, config = app[PUBLISHER_KEY], app[CONFIG_KEY]
     loop = asyncio.get_running_loop()
-    delivered: asyncio.Future[DeliveryReport] = loop.create_future()
-
-    def resolve(report: DeliveryReport) -> None:
-        if not delivered.done():  # the request may have timed out already
-            delivered.set_result(report)
-
-    def on_result(report: DeliveryReport) -> None:  # runs on the producer's poller thread
-        loop.call_soon_threadsafe(resolve, report)
-
+    delivered, on_result = app[ACKS_KEY].waiter(loop)
     queued = publisher.publish(data, record_type=record_type, on_result=on_result)
+    # A timer rather than asyncio.wait_for(shield(...)): no task per request, and a request
+    # that times out leaves its future resolved (None), which the late report then skips.
+    timer = loop.call_later(config.ack_timeout, _expire, delivered)
     try:
-        return queued, await asyncio.wait_for(asyncio.shield(delivered), config.ack_timeout)
-    except TimeoutError:
-        return queued, None
+        return queued, await delivered
+    finally:
+        timer.cancel()
