@@ -10,7 +10,9 @@ happens, as are the router and sink subprocesses), measures:
   4. routing decisions/s of the pure function, and Router.process (one message, no Kafka);
   5. sink rows/s into chDB (Arrow insert path, benchmarks/bench_sink.py);
   6. end to end, sustained: producer → ``veille router run`` → ``veille sink run`` → store;
-  7. end-to-end latency at a fixed rate, read from the store (stored_at - reported_at).
+  7. end-to-end latency at a fixed rate, read from the store (stored_at - reported_at);
+  8. delivery to local bodies;
+  9. the HTTP intake under 64 concurrent clients beside a bare aiohttp app (benchmarks/intake_http.py).
 
 Numbers vary between runs on a shared 2-core machine; each is measured once (best of
 passes for the chDB insert, as bench_sink does) and a miss is printed as a miss.
@@ -41,6 +43,7 @@ from confluent_kafka.admin import AdminClient
 from benchmarks import bench_sink, dedup_memory
 from benchmarks.delivery import bench_delivery
 from benchmarks.drain import drain
+from benchmarks.intake_http import bench_intake
 from benchmarks.kafka_rates import create_topic, encode_and_produce, raw_consume, raw_produce, sdk_publish
 from benchmarks.pipeline import (
     Child,
@@ -100,9 +103,10 @@ class Sizes:
     dedup_ids: int = 1_000_000
     delivery: int = 2_000  # dispatches per body (webhook, e-mail, Open311) in the delivery drain
     delivery_rate: float = 60.0  # dispatches/s in the delivery latency phase
+    intake_requests: int = 20_000  # HTTP requests per intake phase (Open311, JSON API, bare app)
 
 
-QUICK = Sizes(drain=20_000, drain_flooded=False, delivery=300,
+QUICK = Sizes(drain=20_000, drain_flooded=False, delivery=300, intake_requests=3_000,
               raw=50_000, sdk=10_000, codec=5_000, routing=50_000, router_pure=5_000, sink_rows=50_000,
               sink_passes=2, warm_up=1_000, sustained_seconds=8.0, latency_seconds=5.0, drain_timeout=60.0)
 
@@ -456,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router-per-event", action="store_true",
                         help="the router with an event per record (router_record_batches=false): the A/B")
     parser.add_argument("--only-delivery", action="store_true", help="only the delivery phase (8)")
+    parser.add_argument("--skip-intake", action="store_true", help="no HTTP intake phase (9)")
     parser.add_argument("--only-e2e", action="store_true",
                         help="only the end-to-end phases (6-7), e.g. to try a router or sink change")
     parser.add_argument("--keep", action="store_true", help="keep the temporary state dir (logs, store)")
@@ -505,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
                 bench_e2e(report, settings, sizes, territory, pool, info.pid)
                 if not args.skip_delivery:
                     bench_deliver(report, settings, sizes, state_dir)
+            if not args.skip_intake:
+                bench_intake(report, settings, territory, requests=sizes.intake_requests, clients=64,
+                             with_hub=True, logs=state_dir / "logs-intake")
     except (Exception, KeyboardInterrupt) as exc:
         failed = exc
         say(f"FAILED: {exc!r}")

@@ -189,9 +189,11 @@ def _wait_http(url: str, child: Child, timeout: float = 90) -> None:
 # --------------------------------------------------------------------------- check
 
 
-def count_on_topics(settings: Settings, topics: list[str], expected: int, timeout: float = 60) -> Counter[str]:
+def count_on_topics(settings: Settings, topics: list[str], expected: int,
+                    timeout: float = 60) -> Counter[str]:
     """Keys (event ids) of every record on ``topics``, read from the start."""
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"bench-intake-{uuid.uuid4().hex[:8]}",
+    group = f"bench-intake-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": group,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe(topics)
     keys: Counter[str] = Counter()
@@ -234,7 +236,12 @@ def _stop_profile(spy: subprocess.Popen[bytes] | None) -> None:
 
 def bench_intake(report: Report, settings: Settings, territory: Territory, *, requests: int, clients: int,
                  with_hub: bool, logs: Path, section: str = "9", profile: Path | None = None) -> None:
-    """The measured phases, on a running broker (``settings.bootstrap_servers``)."""
+    """The measured phases, on a running broker (``settings.bootstrap_servers``), with topics
+    of their own prefix and a state dir of their own (keys, store)."""
+    state_dir = settings.state_dir / f"intake-{uuid.uuid4().hex[:6]}"
+    settings = settings.model_copy(update={"topic_prefix": f"intake{uuid.uuid4().hex[:8]}",
+                                           "state_dir": state_dir})
+    logs.mkdir(parents=True, exist_ok=True)
     key_store = KeyStore(settings.state_dir / KEYS_FILE)
     _, token = key_store.issue("bench-flood", municipalities=sorted(territory.municipalities))
     env = hub_env(settings)
@@ -258,7 +265,7 @@ def bench_intake(report: Report, settings: Settings, territory: Territory, *, re
         base = f"http://127.0.0.1:{port}"
         warm = load(f"{base}/open311/v2/requests.json", 8, forms[:200], Run("warm"), "open311")
         say(f"warm-up: {warm.accepted} accepted, statuses {dict(warm.statuses)} {dict(warm.errors)}")
-        say(f"Open311: {len(forms):,} requests from {clients} clients ({os.getloadavg()[0]:.1f} load)")
+        say(f"Open311: {len(forms):,} requests from {clients} clients (load average {os.getloadavg()[0]:.1f})")
         spy = _profile(intake.pid, profile, "open311")
         o311 = load(f"{base}/open311/v2/requests.json", clients, forms, Run("open311"), "open311", pids=pids)
         _stop_profile(spy)
@@ -277,16 +284,25 @@ def bench_intake(report: Report, settings: Settings, territory: Territory, *, re
             child.stop()
     topics = Topics(settings.topic_prefix)
     accepted = o311.accepted_ids + warm.accepted_ids + api.accepted_ids
-    keys = count_on_topics(settings, [topics.intake(m) for m in sorted(territory.municipalities)], len(accepted))
+    intake_topics = [topics.intake(m) for m in sorted(territory.municipalities)]
+    keys = count_on_topics(settings, intake_topics, len(accepted))
     missing = sum(1 for i in accepted if keys[i] == 0)
     doubled = sum(1 for i in accepted if keys[i] > 1)
     _report(report, section, clients, with_hub, o311, api, ceiling, len(accepted), missing, doubled)
     acked = total(delivery, "veille_producer_delivery_seconds_count", record_type="Incident")
     if acked:
+        seconds = total(delivery, "veille_producer_delivery_seconds_sum", record_type="Incident")
         report.definitions.append(
-            f"intake /metrics after the Open311 phase: produce -> broker acknowledgement "
-            f"{total(delivery, 'veille_producer_delivery_seconds_sum', record_type='Incident') / acked * 1e3:,.1f} "
-            f"ms on average over {acked:,.0f} incidents")
+            f"intake /metrics after the Open311 phase: produce -> delivery report served "
+            f"{seconds / acked * 1e3:,.1f} ms on average over {acked:,.0f} incidents")
+
+
+def _cpu(run: Run) -> str:
+    """Each process's CPU share and CPU per accepted request during ``run``."""
+    if not run.seconds:
+        return ""
+    per = f", {sum(run.cpu.values()) / max(run.accepted, 1) * 1e6:,.0f} CPU µs per request"
+    return ", ".join(f"{k} {v / run.seconds:.0%} of a core" for k, v in run.cpu.items()) + per
 
 
 def _report(report: Report, section: str, clients: int, with_hub: bool, o311: Run, api: Run, bare: Run,
@@ -294,7 +310,7 @@ def _report(report: Report, section: str, clients: int, with_hub: bool, o311: Ru
     beside = "router, sink and broker on the same cores" if with_hub else "broker only"
     sec = f"{section}. HTTP intake, {clients} concurrent clients ({beside})"
     for run, label in ((o311, "Open311 POST requests"), (api, "JSON API POST /v1/incidents")):
-        cpu = ", ".join(f"{k} {v / run.seconds:.0%} of a core" for k, v in run.cpu.items()) if run.seconds else ""
+        cpu = _cpu(run)
         others = {s: n for s, n in run.statuses.items() if s not in (201, 202)}
         report.add(sec, f"{label}: accepted/s", run.rate, "req/s", RATE_TARGET if run is o311 else None,
                    f"{run.accepted:,} accepted in {run.seconds:.1f}s; other answers {others or 'none'}; "
@@ -305,9 +321,9 @@ def _report(report: Report, section: str, clients: int, with_hub: bool, o311: Ru
     share = o311.rate / bare.rate if bare.rate else 0.0
     report.add(sec, "bare aiohttp app answering 201 (the ceiling): req/s", bare.rate, "req/s",
                note=f"p50 {bare.quantile(0.5):,.0f} ms, p99 {bare.quantile(0.99):,.0f} ms; "
-                    f"Open311 through the intake = {share:.0%} of it")
-    report.add(sec, "accepted reports on the intake topics exactly once (by id)", accepted - missing - doubled,
-               "ids", Target("==", accepted), f"{missing} missing, {doubled} more than once")
+                    f"Open311 through the intake = {share:.0%} of it; CPU: {_cpu(bare)}")
+    report.add(sec, "accepted reports on the intake topics exactly once (by id)",
+               accepted - missing - doubled, "ids", Target("==", accepted), f"{missing} missing, {doubled} more than once")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,7 +352,6 @@ def main(argv: list[str] | None = None) -> int:
         say(f"broker pid {info.pid} on {info.bootstrap}")
         settings = settings.model_copy(update={"bootstrap_servers": info.bootstrap})
         logs = state_dir / "logs"
-        logs.mkdir()
         bench_intake(report, settings, territory, requests=args.requests, clients=args.clients,
                      with_hub=not args.broker_only, logs=logs, profile=args.profile)
     except (Exception, KeyboardInterrupt) as exc:

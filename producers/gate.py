@@ -15,22 +15,18 @@ form), never alerts nor status updates. Each key (and each anonymous client addr
 own request quota (a token bucket), and a body must arrive whole, within a size and a time.
 
 Delivery: :func:`deliver` answers once the broker acknowledged the event (acks=all), so a
-front-end's success means "the hub has it". The Kafka producer's delivery callback runs on a
-poller thread; each request awaits its own report through an asyncio future, and the reports
-cross to the event loop in batches (:class:`Acknowledgements`): one wake-up of the loop per
-poll of the producer, not one per report, which under a flood of concurrent requests was a
-self-pipe write, a loop iteration and a GIL hand-over each.
+front-end's success means "the hub has it". Each request awaits its own report through an
+asyncio future; the reports are served on the event loop itself (``acknowledgements``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import threading
+import contextlib
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +35,7 @@ from aiohttp import web
 
 from veille.config import Settings
 from veille.producers import metrics
+from veille.producers.acknowledgements import Acknowledgements, expire, serve_reports
 from veille.producers.intake_keys import KEYS_FILE, IntakeKey, KeyStore
 from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Queued
 
@@ -124,55 +121,6 @@ class IntakeState:
         return filled
 
 
-class Acknowledgements:
-    """Delivery reports handed from the producer's poller thread to the event loop in batches.
-
-    The poller thread appends (future, report) and schedules one drain on the loop unless one
-    is already scheduled; the drain resolves every future of the batch. A future already
-    resolved (the request timed out) is left as it is.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: list[tuple[asyncio.Future[DeliveryReport | None], DeliveryReport]] = []
-        self._scheduled = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def waiter(self, loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[DeliveryReport | None],
-                                                                Callable[[DeliveryReport], None]]:
-        """A future resolved with the report, and the callback (poller thread) that resolves it."""
-        self._loop = loop
-        future: asyncio.Future[DeliveryReport | None] = loop.create_future()
-        return future, functools.partial(self._push, loop, future)
-
-    def _push(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[DeliveryReport | None],
-              report: DeliveryReport) -> None:  # the poller thread
-        with self._lock:
-            self._pending.append((future, report))
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            with self._lock:
-                self._pending.clear()
-                self._scheduled = False
-
-    def _drain(self) -> None:  # the event loop
-        with self._lock:
-            batch, self._pending = self._pending, []
-            self._scheduled = False
-        for future, report in batch:
-            if not future.done():
-                future.set_result(report)
-
-
-def _expire(future: asyncio.Future[DeliveryReport | None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 PUBLISHER_KEY = web.AppKey("publisher", Publisher)
 ACKS_KEY = web.AppKey("acknowledgements", Acknowledgements)
 CONFIG_KEY = web.AppKey("config", IntakeConfig)
@@ -188,10 +136,17 @@ def install(app: web.Application, publisher: Publisher, config: IntakeConfig, *,
     app[STATE_KEY] = IntakeState()
     app[ACKS_KEY] = Acknowledgements()
 
+    serving: list[asyncio.Task[None]] = []
+
     async def start_polling(app: web.Application) -> None:
-        publisher.start_polling()
+        serving.append(asyncio.create_task(serve_reports(publisher, app[ACKS_KEY])))
 
     async def close(app: web.Application) -> None:
+        while serving:
+            task = serving.pop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if close_publisher:
             await asyncio.get_running_loop().run_in_executor(None, publisher.close)
 
@@ -236,7 +191,8 @@ async def read_body(request: web.Request, record_type: str) -> bytes | Refusal:
     """The whole body, or why not: larger than the limit (413) or not received in time (408)."""
     config = request.app[CONFIG_KEY]
     try:
-        return await asyncio.wait_for(request.read(), config.body_timeout)
+        async with asyncio.timeout(config.body_timeout):  # no task per request, as wait_for made
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return Refusal(413, "too_large", f"body larger than {config.max_body_bytes} bytes")
     except TimeoutError:
@@ -287,7 +243,7 @@ async def deliver(app: web.Application, data: dict[str, Any] | Any,
     queued = publisher.publish(data, record_type=record_type, on_result=on_result)
     # A timer rather than asyncio.wait_for(shield(...)): no task per request, and a request
     # that times out leaves its future resolved (None), which the late report then skips.
-    timer = loop.call_later(config.ack_timeout, _expire, delivered)
+    timer = loop.call_later(config.ack_timeout, expire, delivered)
     try:
         return queued, await delivered
     finally:
