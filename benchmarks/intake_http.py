@@ -265,7 +265,7 @@ def bench_intake(report: Report, settings: Settings, territory: Territory, *, re
         base = f"http://127.0.0.1:{port}"
         warm = load(f"{base}/open311/v2/requests.json", 8, forms[:200], Run("warm"), "open311")
         say(f"warm-up: {warm.accepted} accepted, statuses {dict(warm.statuses)} {dict(warm.errors)}")
-        say(f"Open311: {len(forms):,} requests from {clients} clients (load average {os.getloadavg()[0]:.1f})")
+        say(f"Open311: {len(forms):,} requests, {clients} clients (load average {os.getloadavg()[0]:.1f})")
         spy = _profile(intake.pid, profile, "open311")
         o311 = load(f"{base}/open311/v2/requests.json", clients, forms, Run("open311"), "open311", pids=pids)
         _stop_profile(spy)
@@ -323,7 +323,8 @@ def _report(report: Report, section: str, clients: int, with_hub: bool, o311: Ru
                note=f"p50 {bare.quantile(0.5):,.0f} ms, p99 {bare.quantile(0.99):,.0f} ms; "
                     f"Open311 through the intake = {share:.0%} of it; CPU: {_cpu(bare)}")
     report.add(sec, "accepted reports on the intake topics exactly once (by id)",
-               accepted - missing - doubled, "ids", Target("==", accepted), f"{missing} missing, {doubled} more than once")
+               accepted - missing - doubled, "ids", Target("==", accepted),
+               f"{missing} missing, {doubled} more than once")
 
 
 def main(argv: list[str] | None = None) -> int:
