@@ -236,11 +236,9 @@ def _stop_profile(spy: subprocess.Popen[bytes] | None) -> None:
 
 def bench_intake(report: Report, settings: Settings, territory: Territory, *, requests: int, clients: int,
                  with_hub: bool, logs: Path, section: str = "9", profile: Path | None = None) -> None:
-    """The measured phases, on a running broker (``settings.bootstrap_servers``), with topics
-    of their own prefix and a state dir of their own (keys, store)."""
-    state_dir = settings.state_dir / f"intake-{uuid.uuid4().hex[:6]}"
-    settings = settings.model_copy(update={"topic_prefix": f"intake{uuid.uuid4().hex[:8]}",
-                                           "state_dir": state_dir})
+    """The measured phases, on a running broker (``settings.bootstrap_servers``), on topics of
+    their own prefix (the broker's credentials stay in ``settings.state_dir``)."""
+    settings = settings.model_copy(update={"topic_prefix": f"intake{uuid.uuid4().hex[:8]}"})
     logs.mkdir(parents=True, exist_ok=True)
     key_store = KeyStore(settings.state_dir / KEYS_FILE)
     _, token = key_store.issue("bench-flood", municipalities=sorted(territory.municipalities))
