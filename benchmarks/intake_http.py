@@ -223,7 +223,7 @@ def _profile(pid: int, out: Path | None, name: str) -> subprocess.Popen[bytes] |
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if out is None or not Path(spy).exists():
         return None
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--idle", "--threads",
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--gil", "--threads",
                              "--rate", "200", "--output", str(out / f"{name}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

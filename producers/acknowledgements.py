@@ -1,31 +1,25 @@
-"""The broker's acknowledgements of the intake's events, served on the intake's event loop.
+"""The broker's acknowledgements of the intake's events, handed to the requests awaiting them.
 
 Each request of a front-end awaits its own delivery report through an asyncio future
-(``gate.deliver``). The reports are served by :func:`serve_reports`, a task of the event loop
-that polls the producer while events are in flight, so a report resolves its future on the
-loop's own thread: no thread hop per report.
+(``gate.deliver``). The producer's poller thread serves the reports; they cross to the event
+loop in batches: one thread-safe wake-up of the loop per batch of reports served together,
+not one per report (a self-pipe write and a loop iteration each under a flood). A report
+served on the loop's own thread (a flush run inline) resolves its future directly.
 
-Why not a poller thread: confluent-kafka takes the GIL back for each delivery callback it runs,
-so a thread serving reports while the loop thread handles requests paid a GIL hand-over per
-report (up to the 5 ms switch interval each, in series): under 64 concurrent clients the time
-from produce to acknowledgement was 74-120 ms on average where the broker answers in a few.
-
-A report served on another thread anyway (a blocking ``Publisher.flush`` run in an executor)
-still reaches its future, through the loop's thread-safe hand-over, in batches.
+Measured (benchmarks/intake_http.py): serving the reports from a task of the event loop
+instead of the thread (a poll every millisecond while events are in flight) cost 4-5 % of the
+loop's time under 64 concurrent clients and did not shorten the time to acknowledgement, so
+the thread stays.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
 from collections.abc import Callable
 
-from veille.producers.sdk import DeliveryReport, Publisher
-
-POLL_SECONDS = 0.001  # between two polls while events are in flight: the added latency's bound
-IDLE_SECONDS = 0.1  # between two polls with nothing in flight (a new event wakes it at once)
+from veille.producers.sdk import DeliveryReport
 
 Waiter = asyncio.Future[DeliveryReport | None]
 
@@ -38,13 +32,11 @@ class Acknowledgements:
         self._pending: list[tuple[Waiter, DeliveryReport]] = []
         self._scheduled = False
         self._loop_thread: int | None = None
-        self.wake = asyncio.Event()
 
     def waiter(self, loop: asyncio.AbstractEventLoop) -> tuple[Waiter, Callable[[DeliveryReport], None]]:
         """A future resolved with the report (None: see :func:`expire`), and the callback that
         resolves it, from whichever thread serves the report."""
         self._loop_thread = threading.get_ident()
-        self.wake.set()
         future: Waiter = loop.create_future()
         return future, functools.partial(self._report, loop, future)
 
@@ -78,15 +70,3 @@ def expire(future: Waiter) -> None:
     """Resolve ``future`` with None (not acknowledged in time) unless its report came."""
     if not future.done():
         future.set_result(None)
-
-
-async def serve_reports(publisher: Publisher, acks: Acknowledgements) -> None:
-    """Serve the publisher's delivery reports on this loop until cancelled."""
-    while True:
-        publisher.poll(0)
-        if len(publisher):
-            await asyncio.sleep(POLL_SECONDS)
-            continue
-        acks.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(acks.wake.wait(), IDLE_SECONDS)

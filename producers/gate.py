@@ -16,13 +16,12 @@ own request quota (a token bucket), and a body must arrive whole, within a size 
 
 Delivery: :func:`deliver` answers once the broker acknowledged the event (acks=all), so a
 front-end's success means "the hub has it". Each request awaits its own report through an
-asyncio future; the reports are served on the event loop itself (``acknowledgements``).
+asyncio future; the poller thread hands the reports over in batches (``acknowledgements``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import OrderedDict
@@ -35,7 +34,7 @@ from aiohttp import web
 
 from veille.config import Settings
 from veille.producers import metrics
-from veille.producers.acknowledgements import Acknowledgements, expire, serve_reports
+from veille.producers.acknowledgements import Acknowledgements, expire
 from veille.producers.intake_keys import KEYS_FILE, IntakeKey, KeyStore
 from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Queued
 
@@ -136,17 +135,10 @@ def install(app: web.Application, publisher: Publisher, config: IntakeConfig, *,
     app[STATE_KEY] = IntakeState()
     app[ACKS_KEY] = Acknowledgements()
 
-    serving: list[asyncio.Task[None]] = []
-
     async def start_polling(app: web.Application) -> None:
-        serving.append(asyncio.create_task(serve_reports(publisher, app[ACKS_KEY])))
+        publisher.start_polling()
 
     async def close(app: web.Application) -> None:
-        while serving:
-            task = serving.pop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if close_publisher:
             await asyncio.get_running_loop().run_in_executor(None, publisher.close)
 
