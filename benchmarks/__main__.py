@@ -461,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the router with an event per record (router_record_batches=false): the A/B")
     parser.add_argument("--only-delivery", action="store_true", help="only the delivery phase (8)")
     parser.add_argument("--skip-intake", action="store_true", help="no HTTP intake phase (9)")
+    parser.add_argument("--only-intake", action="store_true", help="only the HTTP intake phase (9)")
     parser.add_argument("--only-e2e", action="store_true",
                         help="only the end-to-end phases (6-7), e.g. to try a router or sink change")
     parser.add_argument("--keep", action="store_true", help="keep the temporary state dir (logs, store)")
@@ -491,13 +492,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         territory = load_territory(settings.territory_dir)
         pool = simulated(territory, max(sizes.sdk, 20_000))
-        if not args.only_e2e and not args.only_delivery and not args.only_drain:
+        if not args.only_e2e and not args.only_delivery and not args.only_drain and not args.only_intake:
             bench_pure(report, sizes, territory, pool, state_dir)
         say(f"starting the local Kafka {kafka_version} broker in {state_dir}")
         info = broker.start(die_with_parent=True)
         say(f"broker pid {info.pid} on {info.bootstrap} ({info.startup_seconds or 0:.1f}s)")
         settings = settings.model_copy(update={"bootstrap_servers": info.bootstrap})
-        if args.only_delivery:
+        if args.only_intake:
+            bench_intake(report, settings, territory, requests=sizes.intake_requests, clients=64,
+                         with_hub=True, logs=state_dir / "logs-intake")
+        elif args.only_delivery:
             bench_deliver(report, settings, sizes, state_dir)
         elif args.only_drain:
             bench_drain(report, settings, sizes, pool)

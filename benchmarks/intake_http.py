@@ -299,8 +299,9 @@ def _cpu(run: Run) -> str:
     """Each process's CPU share and CPU per accepted request during ``run``."""
     if not run.seconds:
         return ""
-    per = f", {sum(run.cpu.values()) / max(run.accepted, 1) * 1e6:,.0f} CPU µs per request"
-    return ", ".join(f"{k} {v / run.seconds:.0%} of a core" for k, v in run.cpu.items()) + per
+    n = max(run.accepted, 1)
+    return ", ".join(f"{k} {v / run.seconds:.0%} of a core ({v / n * 1e6:,.0f} µs per request)"
+                     for k, v in run.cpu.items())
 
 
 def _report(report: Report, section: str, clients: int, with_hub: bool, o311: Run, api: Run, bare: Run,
