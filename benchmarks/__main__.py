@@ -10,7 +10,9 @@ happens, as are the router and sink subprocesses), measures:
   4. routing decisions/s of the pure function, and Router.process (one message, no Kafka);
   5. sink rows/s into chDB (Arrow insert path, benchmarks/bench_sink.py);
   6. end to end, sustained: producer → ``veille router run`` → ``veille sink run`` → store;
-  7. end-to-end latency at a fixed rate, read from the store (stored_at - reported_at).
+  7. end-to-end latency at a fixed rate, read from the store (stored_at - reported_at);
+  8. delivery to local bodies;
+  9. the HTTP intake under 64 concurrent clients beside a bare aiohttp app (benchmarks/intake_http.py).
 
 Numbers vary between runs on a shared 2-core machine; each is measured once (best of
 passes for the chDB insert, as bench_sink does) and a miss is printed as a miss.
@@ -42,6 +44,7 @@ from benchmarks import bench_sink, dedup_memory, router_process
 from benchmarks.delivery import bench_delivery
 from benchmarks.drain import drain
 from benchmarks.grouping import bench_grouping
+from benchmarks.intake_http import bench_intake
 from benchmarks.kafka_rates import create_topic, encode_and_produce, raw_consume, raw_produce, sdk_publish
 from benchmarks.pipeline import (
     Child,
@@ -101,9 +104,10 @@ class Sizes:
     dedup_ids: int = 1_000_000
     delivery: int = 2_000  # dispatches per body (webhook, e-mail, Open311) in the delivery drain
     delivery_rate: float = 60.0  # dispatches/s in the delivery latency phase
+    intake_requests: int = 20_000  # HTTP requests per intake phase (Open311, JSON API, bare app)
 
 
-QUICK = Sizes(drain=20_000, drain_flooded=False, delivery=300,
+QUICK = Sizes(drain=20_000, drain_flooded=False, delivery=300, intake_requests=3_000,
               raw=50_000, sdk=10_000, codec=5_000, routing=50_000, router_pure=5_000, sink_rows=50_000,
               sink_passes=2, warm_up=1_000, sustained_seconds=8.0, latency_seconds=5.0, drain_timeout=60.0)
 
@@ -466,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router-per-event", action="store_true",
                         help="the router with an event per record (router_record_batches=false): the A/B")
     parser.add_argument("--only-delivery", action="store_true", help="only the delivery phase (8)")
+    parser.add_argument("--skip-intake", action="store_true", help="no HTTP intake phase (9)")
+    parser.add_argument("--only-intake", action="store_true", help="only the HTTP intake phase (9)")
     parser.add_argument("--only-e2e", action="store_true",
                         help="only the end-to-end phases (6-7), e.g. to try a router or sink change")
     parser.add_argument("--keep", action="store_true", help="keep the temporary state dir (logs, store)")
@@ -498,13 +504,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         territory = load_territory(settings.territory_dir)
         pool = simulated(territory, max(sizes.sdk, 20_000))
-        if not args.only_e2e and not args.only_delivery and not args.only_drain and not args.only_grouping:
+        only = (args.only_e2e, args.only_delivery, args.only_drain, args.only_grouping, args.only_intake)
+        if not any(only):
             bench_pure(report, sizes, territory, pool, state_dir)
         say(f"starting the local Kafka {kafka_version} broker in {state_dir}")
         info = broker.start(die_with_parent=True)
         say(f"broker pid {info.pid} on {info.bootstrap} ({info.startup_seconds or 0:.1f}s)")
         settings = settings.model_copy(update={"bootstrap_servers": info.bootstrap})
-        if args.only_delivery:
+        if args.only_intake:
+            bench_intake(report, settings, territory, requests=sizes.intake_requests, clients=64,
+                         with_hub=True, logs=state_dir / "logs-intake")
+        elif args.only_delivery:
             bench_deliver(report, settings, sizes, state_dir)
         elif args.only_drain:
             bench_drain(report, settings, sizes, pool)
@@ -520,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
                 bench_e2e(report, settings, sizes, territory, pool, info.pid)
                 if not args.skip_delivery:
                     bench_deliver(report, settings, sizes, state_dir)
+            if not args.skip_intake:
+                bench_intake(report, settings, territory, requests=sizes.intake_requests, clients=64,
+                             with_hub=True, logs=state_dir / "logs-intake")
     except (Exception, KeyboardInterrupt) as exc:
         failed = exc
         say(f"FAILED: {exc!r}")

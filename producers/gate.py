@@ -15,8 +15,8 @@ form), never alerts nor status updates. Each key (and each anonymous client addr
 own request quota (a token bucket), and a body must arrive whole, within a size and a time.
 
 Delivery: :func:`deliver` answers once the broker acknowledged the event (acks=all), so a
-front-end's success means "the hub has it". The Kafka producer's delivery callback runs on a
-poller thread; each request awaits its own report through an asyncio future.
+front-end's success means "the hub has it". Each request awaits its own report through an
+asyncio future; the poller thread hands the reports over in batches (``acknowledgements``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from aiohttp import web
 
 from veille.config import Settings
 from veille.producers import metrics
+from veille.producers.acknowledgements import Acknowledgements, expire
 from veille.producers.intake_keys import KEYS_FILE, IntakeKey, KeyStore
 from veille.producers.sdk import RECORD_FIELD, DeliveryReport, Publisher, Queued
 
@@ -120,6 +121,7 @@ class IntakeState:
 
 
 PUBLISHER_KEY = web.AppKey("publisher", Publisher)
+ACKS_KEY = web.AppKey("acknowledgements", Acknowledgements)
 CONFIG_KEY = web.AppKey("config", IntakeConfig)
 STATE_KEY = web.AppKey("state", IntakeState)
 
@@ -131,6 +133,7 @@ def install(app: web.Application, publisher: Publisher, config: IntakeConfig, *,
     app[PUBLISHER_KEY] = publisher
     app[CONFIG_KEY] = config
     app[STATE_KEY] = IntakeState()
+    app[ACKS_KEY] = Acknowledgements()
 
     async def start_polling(app: web.Application) -> None:
         publisher.start_polling()
@@ -180,7 +183,8 @@ async def read_body(request: web.Request, record_type: str) -> bytes | Refusal:
     """The whole body, or why not: larger than the limit (413) or not received in time (408)."""
     config = request.app[CONFIG_KEY]
     try:
-        return await asyncio.wait_for(request.read(), config.body_timeout)
+        async with asyncio.timeout(config.body_timeout):  # no task per request, as wait_for made
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return Refusal(413, "too_large", f"body larger than {config.max_body_bytes} bytes")
     except TimeoutError:
@@ -227,17 +231,12 @@ async def deliver(app: web.Application, data: dict[str, Any] | Any,
     """
     publisher, config = app[PUBLISHER_KEY], app[CONFIG_KEY]
     loop = asyncio.get_running_loop()
-    delivered: asyncio.Future[DeliveryReport] = loop.create_future()
-
-    def resolve(report: DeliveryReport) -> None:
-        if not delivered.done():  # the request may have timed out already
-            delivered.set_result(report)
-
-    def on_result(report: DeliveryReport) -> None:  # runs on the producer's poller thread
-        loop.call_soon_threadsafe(resolve, report)
-
+    delivered, on_result = app[ACKS_KEY].waiter(loop)
     queued = publisher.publish(data, record_type=record_type, on_result=on_result)
+    # A timer rather than asyncio.wait_for(shield(...)): no task per request, and a request
+    # that times out leaves its future resolved (None), which the late report then skips.
+    timer = loop.call_later(config.ack_timeout, expire, delivered)
     try:
-        return queued, await asyncio.wait_for(asyncio.shield(delivered), config.ack_timeout)
-    except TimeoutError:
-        return queued, None
+        return queued, await delivered
+    finally:
+        timer.cancel()

@@ -273,7 +273,7 @@ async def _post_request(request: web.Request) -> web.Response:
         unknown = await check_references(request.app, data)
         if unknown is not None:
             return error(fmt, 400, f"media: {unknown.reason}")
-    notice = SERVICE_NOTICE
+    notice, ref = SERVICE_NOTICE, None
     if tracking.NOTIFY_KEY in request.app:
         notify = request.app[tracking.NOTIFY_KEY]
         ref = tracking.reference_of(notify, data["id"])
@@ -298,7 +298,7 @@ async def _post_request(request: web.Request) -> web.Response:
         return response
     if BOOK_KEY in request.app:  # read-your-writes before the router's record comes back
         request.app[BOOK_KEY].submitted(queued.event_id, category.value, municipality,
-                                        data["reported_at"], data["location"])
+                                        data["reported_at"], data["location"], ref)
     return render(fmt, "service_requests", [{"service_request_id": queued.event_id,
                                              "service_notice": notice, "account_id": None}], 201)
 

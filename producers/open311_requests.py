@@ -189,13 +189,15 @@ class RequestBook:
                     self._cases.pop(evicted.case_id, None)
 
     def submitted(self, request_id: str, category: str, municipality: str, at: datetime,
-                  location: Mapping[str, float] | None) -> None:
+                  location: Mapping[str, float] | None, reference: str | None = None) -> None:
+        """Read-your-writes of an accepted request; ``reference``: its tracking reference when the
+        caller already derived it (a keyed MAC: derived once per request, not twice)."""
         with self._lock:
             if request_id not in self._requests:
                 self._put(ServiceRequest(request_id, category, municipality, at, IncidentStatus.received, at,
                                          None, location["lat"] if location else None,
                                          location["lon"] if location else None,
-                                         history=(Milestone(at, "received"),)))
+                                         history=(Milestone(at, "received"),), reference=reference))
 
     def apply(self, record: RoutedIncident | StatusUpdate | CaseSplit) -> None:
         with self._lock:
