@@ -10,7 +10,7 @@ where this machine stops):
 * routing decisions per second on points spread over the territory (the pure function);
 * the topics and ACLs the hub would create for it (counted from their plans);
 * with ``--broker`` (default on): a local KRaft broker, the intake topics created in batches
-  of 500 (one partition each, as a router's intake topic would be at this size), then the time
+  of 200 (one partition each, as a router's intake topic would be at this size), then the time
   a client takes to read the whole cluster's metadata (what every client does at start). Capped
   by ``--max-topics`` (default 5,000); the numbers beyond that are the plans' counts.
 """
@@ -105,19 +105,21 @@ def _broker_part(codes: list[str], state_dir: Path, max_topics: int) -> dict[str
     t0 = time.perf_counter()
     info = broker.start(die_with_parent=True)
     out["broker_start_s"] = time.perf_counter() - t0
+    # The local broker runs SASL/SCRAM with ACLs: the admin client logs in as its superuser.
+    client = settings.model_copy(update={"bootstrap_servers": info.bootstrap}).kafka_client_config()
     try:
-        admin = AdminClient({"bootstrap.servers": info.bootstrap})
+        admin = AdminClient(client)
         names = [f"veille.intake.{c}" for c in codes][:max_topics]
         t0 = time.perf_counter()
-        for start in range(0, len(names), 500):
+        for start in range(0, len(names), 200):
             futures = admin.create_topics([NewTopic(n, num_partitions=1, replication_factor=1)
-                                           for n in names[start:start + 500]], request_timeout=120)
+                                           for n in names[start:start + 200]], request_timeout=300)
             for future in futures.values():
                 future.result(timeout=300)
         out["topics_created"] = len(names)
         out["topics_create_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        metadata = AdminClient({"bootstrap.servers": info.bootstrap}).list_topics(timeout=120)
+        metadata = AdminClient(client).list_topics(timeout=120)
         out["metadata_s"] = time.perf_counter() - t0
         out["metadata_topics"] = len(metadata.topics)
     finally:
