@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,14 +39,12 @@ from datetime import datetime
 from typing import Any
 
 from veille.config import Settings
-from veille.consumer import Assignment, LastStep, Offsets, ProcessingStep, StreamRunner
-from veille.kafka import Message
+from veille.consumer.follower import Follower
 from veille.notify import changes
 from veille.notify.changes import BodyStatus, Phase, State, Track
 from veille.producers import open311_cases
 from veille.schemas import codec
 from veille.schemas.models import CaseSplit, IncidentStatus, RoutedIncident, StatusUpdate
-from veille.schemas.registry import resolver_from_settings
 from veille.topics import ROUTED_TYPES, Topics
 
 log = logging.getLogger(__name__)
@@ -106,9 +103,10 @@ class RequestBook:
         # Per case id: the case's state (its track merges every body of its reports) and its reports.
         self._cases: dict[str, ServiceRequest] = {}
         self._members: dict[str, set[str]] = {}
-        self._thread: threading.Thread | None = None
-        self._runner: StreamRunner | None = None
         self.caught_up = threading.Event()  # set once the backlog present at start was read
+        self._follower = (None if settings is None else Follower(
+            settings, [Topics(settings.topic_prefix).routed], "veille-open311",
+            lambda m, resolver: self.apply_bytes(m.value, resolver), self.caught_up))
         self.skipped = 0  # records that could not be decoded
 
     # ------------------------------------------------------------------ reading
@@ -304,43 +302,9 @@ class RequestBook:
     # ------------------------------------------------------------------ consuming
 
     def start(self) -> None:
-        if self.settings is None or self._thread is not None:
-            return
-        settings = self.settings
-        self._runner = StreamRunner(
-            {**settings.kafka_client_config(), "group.id": f"veille-open311-{uuid.uuid4()}",
-             "enable.auto.commit": False, "client.id": "veille-open311"},
-            [Topics(settings.topic_prefix).routed], self._chain, group=False)
-        self._thread = threading.Thread(target=self._runner.run, name="open311-read-model", daemon=True)
-        self._thread.start()
+        if self._follower is not None:
+            self._follower.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self._runner is not None:
-            self._runner.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _chain(self, _offsets: Offsets, assignment: Assignment) -> ProcessingStep[Message]:
-        resolver = resolver_from_settings(self.settings) if self.settings is not None else None
-        return _Apply(self, assignment.high, resolver)
-
-
-class _Apply(LastStep[Message]):
-    """The read model's one step: apply each record; tell when the start's backlog was read."""
-
-    def __init__(self, book: RequestBook, high: Mapping[tuple[str, int], int], resolver: Any) -> None:
-        self.book = book
-        self.resolver = resolver
-        self.high = dict(high)
-        self.behind = {tp for tp, end in high.items() if end > 0}
-        if not self.behind:
-            book.caught_up.set()
-
-    def submit(self, item: Message) -> None:
-        self.book.apply_bytes(item.value, self.resolver)
-        key = (item.topic, item.partition)
-        if key in self.behind and item.offset + 1 >= self.high[key]:
-            self.behind.discard(key)
-            if not self.behind:
-                self.book.caught_up.set()
+        if self._follower is not None:
+            self._follower.stop(timeout)

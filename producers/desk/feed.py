@@ -10,18 +10,14 @@ of every agency of the territory (so the intake's principal needs READ on them, 
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from veille.config import Settings
-from veille.consumer import Assignment, LastStep, Offsets, ProcessingStep, StreamRunner
-from veille.kafka import Message
+from veille.consumer.follower import Follower
 from veille.producers.desk.book import DeskBook
 from veille.schemas import codec
 from veille.schemas.models import CaseSplit, DeliveryReceipt, Dispatch, RoutedIncident, StatusUpdate
-from veille.schemas.registry import resolver_from_settings
 from veille.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -48,47 +44,13 @@ class DeskFeed:
         self.topics = Topics(settings.topic_prefix)
         self.names = [self.topics.routed, self.topics.delivery]
         self.names += [self.topics.dispatch(a) for a in sorted(agencies)]
-        self._thread: threading.Thread | None = None
-        self._runner: StreamRunner | None = None
+        self._follower = Follower(
+            settings, self.names, "veille-desk",
+            lambda m, resolver: apply_bytes(self.book, self.topics, m.topic, m.value, resolver),
+            book.caught_up)
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._runner = StreamRunner(
-            {**self.settings.kafka_client_config(), "group.id": f"veille-desk-{uuid.uuid4()}",
-             "enable.auto.commit": False, "client.id": "veille-desk"},
-            self.names, self._chain, group=False)
-        self._thread = threading.Thread(target=self._runner.run, name="desk-read-model", daemon=True)
-        self._thread.start()
+        self._follower.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self._runner is not None:
-            self._runner.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _chain(self, _offsets: Offsets, assignment: Assignment) -> ProcessingStep[Message]:
-        return _Apply(self.book, self.topics, assignment.high, resolver_from_settings(self.settings))
-
-
-class _Apply(LastStep[Message]):
-    """Apply each record; tell when the backlog present at the start was read."""
-
-    def __init__(self, book: DeskBook, topics: Topics, high: Mapping[tuple[str, int], int],
-                 resolver: Any) -> None:
-        self.book = book
-        self.topics = topics
-        self.resolver = resolver
-        self.high = dict(high)
-        self.behind = {tp for tp, end in high.items() if end > 0}
-        if not self.behind:
-            book.caught_up.set()
-
-    def submit(self, item: Message) -> None:
-        apply_bytes(self.book, self.topics, item.topic, item.value, self.resolver)
-        key = (item.topic, item.partition)
-        if key in self.behind and item.offset + 1 >= self.high[key]:
-            self.behind.discard(key)
-            if not self.behind:
-                self.book.caught_up.set()
+        self._follower.stop(timeout)

@@ -36,19 +36,16 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from veille.config import Settings
-from veille.consumer import Assignment, LastStep, Offsets, ProcessingStep, StreamRunner
-from veille.kafka import Message
+from veille.consumer.follower import Follower
 from veille.notify import changes
 from veille.notify.changes import BodyStatus, State, Track
 from veille.schemas import codec
 from veille.schemas.models import CaseSplit, DispatchTarget, IncidentStatus, RoutedIncident, StatusUpdate
-from veille.schemas.registry import resolver_from_settings
 from veille.topics import ROUTED_TYPES, Topics
 
 log = logging.getLogger("veille.notify.cases")
@@ -120,9 +117,10 @@ class CaseWatch:
         self.states = CaseStates()
         self._lock = threading.Lock()
         self._changed: set[str] = set()
-        self._runner: StreamRunner | None = None
-        self._thread: threading.Thread | None = None
         self.caught_up = threading.Event()  # the topic's end at start was read
+        self._follower = (None if settings is None else Follower(
+            settings, [Topics(settings.topic_prefix).routed], "veille-notify-cases",
+            lambda m, resolver: self.apply_bytes(m.value, resolver), self.caught_up))
         self.skipped = 0
 
     def state(self, case_id: str) -> State | None:
@@ -162,41 +160,9 @@ class CaseWatch:
             self.skipped += 1
 
     def start(self) -> None:
-        if self.settings is None or self._thread is not None:
-            return
-        settings = self.settings
-        self._runner = StreamRunner(
-            {**settings.kafka_client_config(), "group.id": f"veille-notify-cases-{uuid.uuid4()}",
-             "enable.auto.commit": False, "client.id": "veille-notify-cases"},
-            [Topics(settings.topic_prefix).routed], self._chain, group=False)
-        self._thread = threading.Thread(target=self._runner.run, name="notify-cases", daemon=True)
-        self._thread.start()
+        if self._follower is not None:
+            self._follower.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self._runner is not None:
-            self._runner.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _chain(self, _offsets: Offsets, assignment: Assignment) -> ProcessingStep[Message]:
-        resolver = resolver_from_settings(self.settings) if self.settings is not None else None
-        return _Apply(self, assignment.high, resolver)
-
-
-class _Apply(LastStep[Message]):
-    def __init__(self, watch: CaseWatch, high: Mapping[tuple[str, int], int], resolver: Any) -> None:
-        self.watch = watch
-        self.resolver = resolver
-        self.high = dict(high)
-        self.behind = {tp for tp, end in high.items() if end > 0}
-        if not self.behind:
-            watch.caught_up.set()
-
-    def submit(self, item: Message) -> None:
-        self.watch.apply_bytes(item.value, self.resolver)
-        key = (item.topic, item.partition)
-        if key in self.behind and item.offset + 1 >= self.high[key]:
-            self.behind.discard(key)
-            if not self.behind:
-                self.watch.caught_up.set()
+        if self._follower is not None:
+            self._follower.stop(timeout)
