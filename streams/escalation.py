@@ -58,17 +58,13 @@ from typing import Any
 import faust
 
 from veille.config import Settings
-from veille.kafka import Output, static_member_id
+from veille.kafka import Output
 from veille.schemas import codec
-from veille.schemas.catalog import catalog
-from veille.schemas.registry import output_resolver, resolver_from_settings
+from veille.schemas.registry import resolver_from_settings
 from veille.streams import metrics
-from veille.streams.app import _credentials
 from veille.streams.followup import FollowUp, Result, State, ms
-from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
-from veille.streams.router import Router
-from veille.streams.transport import broker_url
+from veille.streams.stateful import output_router, stateful_app
 from veille.territory import load_territory
 from veille.topics import ROUTED_TYPES, Topics
 
@@ -129,31 +125,8 @@ def event_time(record_type: str, value: dict[str, Any]) -> int | None:
 def create_escalation_app(settings: Settings) -> faust.App:
     topics = Topics(settings.topic_prefix)
     territory = load_territory(settings.territory_dir)
-    member = {**faust_consumer_settings(settings),
-              "consumer_group_instance_id": static_member_id(settings, "escalations")}
-    app = faust.App(
-        f"{settings.topic_prefix}-escalations",
-        broker=broker_url(settings.kafka_bootstrap()),
-        broker_credentials=_credentials(settings),
-        datadir=str(settings.state_dir / "escalations"),
-        store=settings.escalation_store,
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        broker_commit_interval=1.0,
-        **member,
-    )
-    framer = output_resolver(settings)
-    # The router's framing of outputs (single-object or Confluent), ids resolved at start.
-    router = Router(territory, topics, pseudonym_key=b"", dispatch_key=b"", output_resolver=framer)
-    if framer is not None:
-        for agency in sorted(territory.agencies):
-            framer.id_for(topics.dispatch(agency), catalog().latest("Dispatch"))
-        framer.id_for(topics.routed, catalog().latest("Redispatch"))
+    app = stateful_app(settings, "escalations", settings.escalation_store)
+    router = output_router(settings, territory, topics, "Redispatch")
     resolver = resolver_from_settings(settings)
     follow = FollowUp(territory, topics, dispatch_key=settings.dispatch_key.get_secret_value().encode(),
                       encode=router.encode_value,
@@ -242,7 +215,7 @@ def create_escalation_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.escalation_tick_seconds)
     async def fire_due() -> None:
         # Never on a table being recovered: a state read half-restored could miss an acknowledgement.
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        recovery = app.tables.recovery
         if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
             return
         mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.routed}

@@ -48,15 +48,10 @@ from veille.config import Settings
 from veille.grouping.cases import GRACE_MS, Grouper
 from veille.grouping.envelope import decode
 from veille.grouping.records import Writer
-from veille.kafka import Output, static_member_id
-from veille.schemas.catalog import catalog
-from veille.schemas.registry import output_resolver
+from veille.kafka import Output
 from veille.streams import metrics
-from veille.streams.app import _credentials
-from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
-from veille.streams.router import Router
-from veille.streams.transport import broker_url
+from veille.streams.stateful import output_router, stateful_app
 from veille.territory import load_territory
 from veille.topics import Topics
 
@@ -74,31 +69,8 @@ def window_seconds(settings: Settings) -> float:
 def create_grouping_app(settings: Settings) -> faust.App:
     topics = Topics(settings.topic_prefix)
     territory = load_territory(settings.territory_dir)
-    member = {**faust_consumer_settings(settings),
-              "consumer_group_instance_id": static_member_id(settings, "grouping")}
-    app = faust.App(
-        f"{settings.topic_prefix}-grouping",
-        broker=broker_url(settings.kafka_bootstrap()),
-        broker_credentials=_credentials(settings),
-        datadir=str(settings.state_dir / "grouping"),
-        store=settings.grouping_store,
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        broker_commit_interval=1.0,
-        **member,
-    )
-    framer = output_resolver(settings)
-    # The router's framing of outputs (single-object or Confluent), ids resolved at start.
-    router = Router(territory, topics, pseudonym_key=b"", dispatch_key=b"", output_resolver=framer)
-    if framer is not None:
-        for agency in sorted(territory.agencies):
-            framer.id_for(topics.dispatch(agency), catalog().latest("Dispatch"))
-        framer.id_for(topics.routed, catalog().latest("RoutedIncident"))
+    app = stateful_app(settings, "grouping", settings.grouping_store)
+    router = output_router(settings, territory, topics, "RoutedIncident")
     writer = Writer(topics, settings.dispatch_key.get_secret_value().encode(), router.encode_value)
     grouper = Grouper(territory, writer)
     sender = OutputSender(settings)

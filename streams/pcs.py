@@ -49,7 +49,7 @@ import faust
 from veille.config import Settings
 from veille.deliver.email import EmailSender
 from veille.deliver.settings import DeliverySettings
-from veille.kafka import Output, static_member_id
+from veille.kafka import Output
 from veille.notify.settings import NotifySettings
 from veille.notify.sms import SmsGateway
 from veille.pcs import cascade, events, messages
@@ -60,10 +60,8 @@ from veille.pcs.settings import PcsSettings
 from veille.schemas import codec
 from veille.schemas.models import Alert, DeliveryOutcome, IncidentCategory
 from veille.schemas.registry import resolver_from_settings
-from veille.streams.app import _credentials
-from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
-from veille.streams.transport import broker_url
+from veille.streams.stateful import stateful_app
 from veille.territory import load_territory
 from veille.topics import ROUTED_TYPES, Topics
 
@@ -81,20 +79,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
     topics = Topics(settings.topic_prefix)
     territory = load_territory(settings.territory_dir)
     plan = plan or read_plan(settings.territory_dir / PCS_FILE)
-    member = {**faust_consumer_settings(settings),
-              "consumer_group_instance_id": static_member_id(settings, "pcs")}
-    app = faust.App(
-        f"{settings.topic_prefix}-pcs",
-        broker=broker_url(settings.kafka_bootstrap()),
-        broker_credentials=_credentials(settings),
-        datadir=str(settings.state_dir / "pcs"),
-        store=settings.escalation_store,
-        key_serializer="raw", value_serializer="raw",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        producer_acks=-1, consumer_auto_offset_reset="earliest",
-        web_enabled=False, broker_commit_interval=1.0, **member,
-    )
+    app = stateful_app(settings, "pcs", settings.escalation_store)
     notify = NotifySettings()
     retries = PcsSettings()
     links = messages.PageLinks(notify.link_key.get_secret_value(), notify.public_base_url)
@@ -279,7 +264,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
 
     @app.timer(interval=tick_seconds)
     async def fire_due() -> None:
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        recovery = app.tables.recovery
         if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
             return
         mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.pcs_cascade}

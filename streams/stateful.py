@@ -1,0 +1,58 @@
+"""What the hub's stateful faust workers share: the escalation worker (``streams/escalation.py``),
+the grouping worker (``streams/grouping.py``) and the PCS chain (``streams/pcs.py``).
+
+Each is a faust app of its own (its consumer group, its tables and their changelogs, its process),
+so that a table recovery that stalls can delay its follow-ups but never the routing of new events
+(``streams/app.py``). They connect, commit and join exactly like the router: raw bytes in and out,
+outputs acknowledged by every in-sync replica, offsets committed each second, static membership.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from veille.config import Settings
+from veille.kafka import static_member_id
+from veille.schemas.catalog import catalog
+from veille.schemas.registry import output_resolver
+from veille.streams.app import _credentials
+from veille.streams.membership import faust_consumer_settings
+from veille.streams.router import Router
+from veille.streams.transport import broker_url
+from veille.territory import Territory
+from veille.topics import Topics
+
+
+def stateful_app(settings: Settings, name: str, store: str) -> faust.App:
+    """The faust app ``<prefix>-<name>``, its tables in ``store`` under ``<state dir>/<name>``."""
+    member = {**faust_consumer_settings(settings),
+              "consumer_group_instance_id": static_member_id(settings, name)}
+    return faust.App(
+        f"{settings.topic_prefix}-{name}",
+        broker=broker_url(settings.kafka_bootstrap()),
+        broker_credentials=_credentials(settings),
+        datadir=str(settings.state_dir / name),
+        store=store,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,  # /metrics is served by prometheus-client
+        broker_commit_interval=1.0,
+        **member,
+    )
+
+
+def output_router(settings: Settings, territory: Territory, topics: Topics, routed_record: str) -> Router:
+    """A router used only to write outputs the router's way (single-object or Confluent framing).
+    With a registry, the dispatches' and ``routed_record``'s schema ids are resolved now: a worker
+    fails at start, not mid-stream, when they are not registered."""
+    framer = output_resolver(settings)
+    router = Router(territory, topics, pseudonym_key=b"", dispatch_key=b"", output_resolver=framer)
+    if framer is not None:
+        for agency in sorted(territory.agencies):
+            framer.id_for(topics.dispatch(agency), catalog().latest("Dispatch"))
+        framer.id_for(topics.routed, catalog().latest(routed_record))
+    return router
