@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from veille.config import get_settings
 from veille.kafka import CommittedLag
@@ -16,6 +17,11 @@ from veille.streams import metrics
 from veille.streams.membership import check_stall_window, stall_reason
 from veille.telemetry import serve_metrics
 from veille.topics import Topics
+
+if TYPE_CHECKING:  # faust is imported by the commands that run a worker, not by `veille --help`
+    import faust
+
+    from veille.config import Settings
 
 log = logging.getLogger("veille.router")
 LAG_INTERVAL = 5.0
@@ -94,42 +100,47 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_escalations(args: argparse.Namespace) -> int:
-    """The re-routing and escalation worker (streams/escalation.py): its own faust app and group."""
+def _start_worker(args: argparse.Namespace, settings: Settings, info: str, what: str) -> None:
+    """A follow-up worker's start: its /metrics, its process info file, one line on stdout."""
+    port_arg = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    _server, port = serve_metrics(port_arg)
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    write_process_info(settings.state_dir / info, metrics=metrics_url)
+    print(f"{what}; metrics on {metrics_url}", flush=True)
+
+
+def _execute(args: argparse.Namespace, app: faust.App) -> None:
     import faust
 
+    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # see _cmd_run
+    worker.execute_from_commandline()
+
+
+def _cmd_escalations(args: argparse.Namespace) -> int:
+    """The re-routing and escalation worker (streams/escalation.py): its own faust app and group."""
     from veille.streams.escalation import create_escalation_app
     from veille.territory.topics import ensure_territory_topics
 
     settings = get_settings()
     ensure_territory_topics(settings)
     app = create_escalation_app(settings)
-    port_arg = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    _server, port = serve_metrics(port_arg)
-    metrics_url = f"http://127.0.0.1:{port}/metrics"
-    write_process_info(settings.state_dir / ESCALATIONS_INFO, metrics=metrics_url)
-    print(f"escalations: consuming {settings.topic_prefix}.routed; metrics on {metrics_url}", flush=True)
-    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    _start_worker(args, settings, ESCALATIONS_INFO,
+                  f"escalations: consuming {settings.topic_prefix}.routed")
+    _execute(args, app)
     return 0
 
 
 def _cmd_grouping(args: argparse.Namespace) -> int:
     """The grouping worker (streams/grouping.py, docs/grouping.md): its own faust app and group."""
-    import faust
-
     from veille.streams.grouping import create_grouping_app
     from veille.territory.topics import ensure_territory_topics
 
     settings = get_settings()
     ensure_territory_topics(settings)
     app = create_grouping_app(settings)
-    port_arg = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    _server, port = serve_metrics(port_arg)
-    metrics_url = f"http://127.0.0.1:{port}/metrics"
-    write_process_info(settings.state_dir / GROUPING_INFO, metrics=metrics_url)
-    print(f"grouping: consuming {settings.topic_prefix}.grouping; metrics on {metrics_url}", flush=True)
+    _start_worker(args, settings, GROUPING_INFO,
+                  f"grouping: consuming {settings.topic_prefix}.grouping")
     # The router's watchdog: lag published, and an exit when a backlog sees no progress (a table
     # recovery that stalls) so that the supervisor starts a fresh worker.
     stop = threading.Event()
@@ -139,13 +150,17 @@ def _cmd_grouping(args: argparse.Namespace) -> int:
                                               [Topics(settings.topic_prefix).grouping], stop,
                                               settings.router_stall_seconds, join_limit),
                      daemon=True).start()
-    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
-    worker.spinner = None
     try:
-        worker.execute_from_commandline()
+        _execute(args, app)
     finally:
         stop.set()
     return 0
+
+
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
+    parser.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -154,19 +169,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "routing records and dead letters out.")
     rsub = p.add_subparsers(dest="router_command", metavar="ACTION", required=True)
     run = rsub.add_parser("run", help="run the router until SIGTERM/SIGINT")
-    run.add_argument("--metrics-port", type=int, default=None,
-                     help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
-    run.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    _worker_options(run)
     run.set_defaults(func=_cmd_run)
     esc = rsub.add_parser("escalations", help="re-route refused dispatches and escalate overdue ones "
                                               "(a faust worker with its own group and tables)")
-    esc.add_argument("--metrics-port", type=int, default=None,
-                     help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
-    esc.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    _worker_options(esc)
     esc.set_defaults(func=_cmd_escalations)
     grp = rsub.add_parser("grouping", help="group nearby reports into cases (a faust worker with its "
                                            "own group and windowed table, docs/grouping.md)")
-    grp.add_argument("--metrics-port", type=int, default=None,
-                     help="port of /metrics (default VEILLE_METRICS_PORT, 0 = any free port)")
-    grp.add_argument("--log-level", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    _worker_options(grp)
     grp.set_defaults(func=_cmd_grouping)
