@@ -40,6 +40,7 @@ from veille.schemas.models import (
 from veille.schemas.registry import RegistryUnavailable, SchemaResolver
 from veille.schemas.routed_encoder import RoutedIncidentEncoder
 from veille.streams.dedup import BatchDedup, DedupWindow
+from veille.streams.rejections import Rejected
 from veille.streams.staging import Staged, decided
 from veille.territory import Territory
 from veille.territory.dispatch import dispatch_id, dispatch_ref, keyed_hash
@@ -77,36 +78,6 @@ class Outcome:
     source: str = ""
     # A dead letter of a quarantined source, carried by its partition's range letter.
     ranged: bool = False
-
-
-class Rejected(Exception):
-    """Bad input: becomes a dead-letter record with this reason code."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in exc.errors())
-
-
-_TIME_FIELDS = frozenset({"occurred_at", "reported_at", "sent", "at", "effective", "onset", "expires"})
-
-
-def _validation_reason(exc: ValidationError) -> str:
-    """A reason code precise enough for a metric label: what kind of field was wrong."""
-    first = exc.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else ""
-    if field in _TIME_FIELDS:
-        return "invalid_timestamp"
-    if field == "location":
-        return "invalid_coordinates"
-    if first["type"] == "too_complex" or (field == "infos" and first["type"] == "too_long"):
-        return "too_complex"
-    if first["type"] in ("string_too_long", "too_long"):
-        return "oversized_field"
-    return "validation_error"
 
 
 class Router:
@@ -309,7 +280,7 @@ class Router:
         try:
             return model.from_avro(value)
         except ValidationError as exc:
-            raise Rejected(_validation_reason(exc), _validation_message(exc)) from None
+            raise Rejected.invalid(exc) from None
 
     def _check_swapped(self, incident: Incident) -> None:
         point = incident.location
