@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import threading
 import time
 import urllib.request
@@ -30,7 +31,7 @@ from hub_helpers import HubProcess, committed_offsets, get_json, hub_settings, r
 from veille.config import Settings
 from veille.producers.simulator import Simulator
 from veille.schemas.models import Incident, IncidentStatus, StatusUpdate
-from veille.security import agency_user, municipality_user, provision, settings_for
+from veille.security import CREDENTIALS_FILE, agency_user, municipality_user, provision, settings_for
 from veille.territory import load_territory
 from veille.topics import MAX_SOURCE_MESSAGE_BYTES, Topics
 
@@ -127,7 +128,14 @@ class FloodHub:
 def hub(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FloodHub]:
     settings = hub_settings(kafka.settings, tmp_path_factory.mktemp("flood"), sink_batch_seconds=0.3,
                             router_stall_seconds=30)
-    provision(settings, quotas=False)  # the publishers' own users and ACLs (quotas: test_security)
+    # The publishers' own users and ACLs (quotas: test_security), with the session's passwords:
+    # a store of its own would reset, on the shared broker, the passwords of users the session's
+    # store already holds (a demo run earlier), and later demos could not log in.
+    session_store = kafka.settings.state_dir / CREDENTIALS_FILE
+    if session_store.exists():
+        shutil.copy2(session_store, settings.state_dir / CREDENTIALS_FILE)
+    provision(settings, quotas=False)
+    shutil.copy2(settings.state_dir / CREDENTIALS_FILE, session_store)
     router = HubProcess(settings, "router", "run", "--metrics-port", "0").start()
     sink = HubProcess(settings, "sink", "run", "--port", "0").start()
     stopping = threading.Event()
