@@ -47,10 +47,8 @@ moves on, and the table's changelog is written before the source offset is commi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -64,7 +62,7 @@ from veille.schemas.registry import resolver_from_settings
 from veille.streams import metrics
 from veille.streams.followup import FollowUp, Result, State, ms
 from veille.streams.output import OutputSender
-from veille.streams.stateful import output_router, stateful_app
+from veille.streams.stateful import output_router, publish_or_exit, stateful_app
 from veille.territory import load_territory
 from veille.topics import ROUTED_TYPES, Topics
 
@@ -72,8 +70,6 @@ log = logging.getLogger("veille.escalations")
 CLOCK_KEY = b"~clock:%d"
 CLOSED = b"-"  # the value of an incident whose every dispatch is closed (nothing pending)
 CLOCK_PERSIST_MS = 1000
-EXIT_OUTPUT_FAILED = 5
-SEND_ATTEMPTS = 5
 
 
 class PartitionClocks:
@@ -148,18 +144,7 @@ def create_escalation_app(settings: Settings) -> faust.App:
         states[key] = json.dumps(value, separators=(",", ":")).encode()
 
     async def send(outputs: Sequence[Output]) -> None:
-        """Every output acknowledged by Kafka, or the process stops (its supervisor restarts it,
-        nothing past this record is committed)."""
-        loop = asyncio.get_running_loop()
-        for attempt in range(SEND_ATTEMPTS):
-            confirmation = await loop.run_in_executor(None, sender.send, list(enumerate(outputs)))
-            if confirmation.ok:
-                return
-            log.warning("outputs refused (attempt %d): %s %s", attempt + 1, confirmation.permanent,
-                        confirmation.transient[:3])
-            await asyncio.sleep(min(2 ** attempt, 10))
-        log.critical("stopping: outputs could not be published")
-        os._exit(EXIT_OUTPUT_FAILED)
+        await publish_or_exit(sender, outputs, log)
 
     def count(result: Result) -> None:
         for name, label in result.events:

@@ -35,10 +35,8 @@ does nothing). Nothing is lost: the source offset is committed after the outputs
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,13 +49,11 @@ from veille.grouping.records import Writer
 from veille.kafka import Output
 from veille.streams import metrics
 from veille.streams.output import OutputSender
-from veille.streams.stateful import output_router, stateful_app
+from veille.streams.stateful import output_router, publish_or_exit, stateful_app
 from veille.territory import load_territory
 from veille.topics import Topics
 
 log = logging.getLogger("veille.grouping")
-EXIT_OUTPUT_FAILED = 5
-SEND_ATTEMPTS = 5
 
 
 def window_seconds(settings: Settings) -> float:
@@ -83,18 +79,7 @@ def create_grouping_app(settings: Settings) -> faust.App:
                       ).tumbling(size, expires=2 * size)
 
     async def send(outputs: Sequence[Output]) -> None:
-        """Every output acknowledged by Kafka, or the process stops (its supervisor restarts it,
-        nothing past this record is committed)."""
-        loop = asyncio.get_running_loop()
-        for attempt in range(SEND_ATTEMPTS):
-            confirmation = await loop.run_in_executor(None, sender.send, list(enumerate(outputs)))
-            if confirmation.ok:
-                return
-            log.warning("outputs refused (attempt %d): %s %s", attempt + 1, confirmation.permanent,
-                        confirmation.transient[:3])
-            await asyncio.sleep(min(2 ** attempt, 10))
-        log.critical("stopping: outputs could not be published")
-        os._exit(EXIT_OUTPUT_FAILED)
+        await publish_or_exit(sender, outputs, log)
 
     # The stall watchdog (streams/cli.py, as the router's): a join or a rebalance is not a stall,
     # a table recovery that never ends with records waiting is (the process exits, restarted).

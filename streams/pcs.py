@@ -37,11 +37,10 @@ the same message. Nothing is forgotten: the offset is committed only after the s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import faust
@@ -61,13 +60,11 @@ from veille.schemas import codec
 from veille.schemas.models import Alert, DeliveryOutcome, IncidentCategory
 from veille.schemas.registry import resolver_from_settings
 from veille.streams.output import OutputSender
-from veille.streams.stateful import stateful_app
+from veille.streams.stateful import publish_or_exit, stateful_app
 from veille.territory import load_territory
 from veille.topics import ROUTED_TYPES, Topics
 
 log = logging.getLogger("veille.pcs")
-EXIT_OUTPUT_FAILED = 5
-SEND_ATTEMPTS = 5
 
 
 def _now() -> int:
@@ -100,15 +97,8 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
     def store(key: str, value: Any) -> None:
         state[key.encode()] = json.dumps(value, separators=(",", ":")).encode()
 
-    async def publish(outputs: list[Output]) -> None:
-        loop = asyncio.get_running_loop()
-        for attempt in range(SEND_ATTEMPTS):
-            confirmation = await loop.run_in_executor(None, sender.send, list(enumerate(outputs)))
-            if confirmation.ok:
-                return
-            await asyncio.sleep(min(2 ** attempt, 10))
-        log.critical("stopping: cascade events could not be published")
-        os._exit(EXIT_OUTPUT_FAILED)
+    async def publish(outputs: Sequence[Output]) -> None:
+        await publish_or_exit(sender, outputs, log)
 
     def out(event: events._Event) -> Output:
         return Output(topics.pcs_cascade, event.activation.encode(), events.encode(event))

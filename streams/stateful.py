@@ -9,14 +9,20 @@ outputs acknowledged by every in-sync replica, offsets committed each second, st
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+
 import faust
 
 from veille.config import Settings
-from veille.kafka import static_member_id
+from veille.kafka import Output, static_member_id
 from veille.schemas.catalog import catalog
 from veille.schemas.registry import output_resolver
 from veille.streams.app import _credentials
 from veille.streams.membership import faust_consumer_settings
+from veille.streams.output import OutputSender
 from veille.streams.router import Router
 from veille.streams.transport import broker_url
 from veille.territory import Territory
@@ -56,3 +62,22 @@ def output_router(settings: Settings, territory: Territory, topics: Topics, rout
             framer.id_for(topics.dispatch(agency), catalog().latest("Dispatch"))
         framer.id_for(topics.routed, catalog().latest(routed_record))
     return router
+
+
+EXIT_OUTPUT_FAILED = 5
+SEND_ATTEMPTS = 5
+
+
+async def publish_or_exit(sender: OutputSender, outputs: Sequence[Output], log: logging.Logger) -> None:
+    """Every output acknowledged by Kafka, or the process stops: its supervisor restarts it and
+    nothing past the record that made them is committed, so they are made again."""
+    loop = asyncio.get_running_loop()
+    for attempt in range(SEND_ATTEMPTS):
+        confirmation = await loop.run_in_executor(None, sender.send, list(enumerate(outputs)))
+        if confirmation.ok:
+            return
+        log.warning("outputs refused (attempt %d): %s %s", attempt + 1, confirmation.permanent,
+                    confirmation.transient[:3])
+        await asyncio.sleep(min(2 ** attempt, 10))
+    log.critical("stopping: outputs could not be published")
+    os._exit(EXIT_OUTPUT_FAILED)
