@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from veille import kafka
 from veille.config import Settings
 from veille.producers import metrics
+from veille.producers.refusals import RECORD_FIELD, FieldError, Rejected
 from veille.schemas.codec import EncodeError
 from veille.schemas.models import Alert, CaseSplit, Channel, Incident, Record, StatusUpdate
 from veille.schemas.registry import output_resolver
@@ -55,46 +56,11 @@ TYPE_ALIASES = {
 }
 # Channel label of events that carry none: alerts and status updates come from authorities.
 AUTHORITY_CHANNEL = Channel.agency.value
-RECORD_FIELD = "(record)"  # field path of errors about the event as a whole
 _MAX_LOGGED_FAILURES = 10
 _BATCH_POLL_EVERY = 1000
 
 RecordLike: TypeAlias = Record | Mapping[str, Any]
 ResultCallback: TypeAlias = Callable[["DeliveryReport"], None]
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str  # dotted path, e.g. "location.lat" or "infos.0.areas"
-    reason: str
-
-    def as_json(self) -> dict[str, str]:
-        return {"field": self.field, "reason": self.reason}
-
-
-class Rejected(ValueError):
-    """An event refused before Kafka; ``errors`` says which field is wrong and why."""
-
-    def __init__(self, record_type: str, errors: list[FieldError], reason: str = "validation") -> None:
-        self.record_type = record_type
-        self.errors = errors
-        self.reason = reason
-        super().__init__(f"{record_type} rejected ({reason}): "
-                         + "; ".join(f"{e.field}: {e.reason}" for e in errors))
-
-    @classmethod
-    def from_validation(cls, record_type: str, exc: ValidationError) -> Rejected:
-        return cls(record_type, field_errors(exc))
-
-
-def field_errors(exc: ValidationError) -> list[FieldError]:
-    """(path, reason) for each error; the input is left out as it may hold personal data."""
-    out = []
-    for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        path = ".".join(str(p) for p in err["loc"]) or RECORD_FIELD
-        reason = err["msg"].removeprefix("Value error, ")
-        out.append(FieldError(path, reason))
-    return out
 
 
 def resolve_type(name: str | None) -> str:
