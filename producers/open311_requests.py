@@ -30,6 +30,7 @@ router's record arrives.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections import OrderedDict
@@ -64,6 +65,23 @@ class Milestone:
     at: datetime
     kind: str
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseEvent:
+    """A record that moved a case's state, kept to replay the case in time order."""
+
+    at: datetime
+    record: RoutedIncident | StatusUpdate
+    generation: int | None = None  # the first report's routing generation (its own record)
+    reason: str | None = None
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        r = self.record
+        if isinstance(r, RoutedIncident):
+            return (r.id, r.routed_at)
+        return (r.incident_id, r.agency_id, r.at, r.status)
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,12 @@ class RequestBook:
         # Per case id: the case's state (its track merges every body of its reports) and its reports.
         self._cases: dict[str, ServiceRequest] = {}
         self._members: dict[str, set[str]] = {}
+        # Per case id: what made its state, in time order. A case's reports and their status updates
+        # are keyed by several incident ids, so they arrive from several partitions in any order;
+        # a late one (older than the last applied) rebuilds the case from this log, so that its
+        # history is the same whatever the arrival order (an acknowledgement read after an
+        # on-site visit of another body is still a step of the case, before the visit).
+        self._case_log: dict[str, list[CaseEvent]] = {}
         self.caught_up = threading.Event()  # set once the backlog present at start was read
         self._follower = (None if settings is None else Follower(
             settings, [Topics(settings.topic_prefix).routed], "veille-open311",
@@ -185,6 +209,7 @@ class RequestBook:
                 if not members:
                     self._members.pop(evicted.case_id, None)
                     self._cases.pop(evicted.case_id, None)
+                    self._case_log.pop(evicted.case_id, None)
 
     def submitted(self, request_id: str, category: str, municipality: str, at: datetime,
                   location: Mapping[str, float] | None, reference: str | None = None) -> None:
@@ -241,23 +266,52 @@ class RequestBook:
 
     def _case_routed(self, report: ServiceRequest, record: RoutedIncident) -> None:
         case_id = str(record.case_id)
-        case = self._cases.get(case_id) or ServiceRequest(
-            case_id, record.category.value, record.municipality, record.reported_at, IncidentStatus.received,
-            record.routed_at, None, routed=True)
         self._members.setdefault(case_id, set()).add(report.id)
-        open311_cases.join_bodies(case.track, record.dispatches, record.routed_at)
-        if report.id == case_id:
-            case.track.generation = open311_cases.case_generation(report.track.generation)
-        self._cases[case_id] = self._moved(case, record.routed_at, None, None)
+        generation = report.track.generation if report.id == case_id else None
+        self._case_event(case_id, CaseEvent(record.routed_at, record, generation))
 
     def _case_status(self, case_id: str, record: StatusUpdate, reason: str | None) -> None:
-        case = self._cases.get(case_id)
-        if case is None:
+        if case_id in self._cases:
+            self._case_event(case_id, CaseEvent(record.at, record, None, reason))
+
+    def _case_event(self, case_id: str, event: CaseEvent) -> None:
+        log = self._case_log.setdefault(case_id, [])
+        if any(e.key == event.key for e in log):
+            return  # a re-delivery (a replayed topic): already in the case
+        late = bool(log) and event.at < log[-1].at
+        bisect.insort_right(log, event, key=lambda e: e.at)
+        if not late:
+            moved = self._case_applied(self._cases.get(case_id), event)
+            if moved is not None:
+                self._cases[case_id] = moved
             return
+        # A status stamped before every routing of the case (a body's clock behind the router's)
+        # waits for the case's first routing instead of being lost.
+        first = next(e for e in log if isinstance(e.record, RoutedIncident))
+        case: ServiceRequest | None = None
+        for known in [first, *(e for e in log if e is not first)]:
+            case = self._case_applied(case, known)
+        if case is not None:
+            self._cases[case_id] = case
+
+    def _case_applied(self, case: ServiceRequest | None, event: CaseEvent) -> ServiceRequest | None:
+        """The case once it took one of its records (created by the first one)."""
+        record = event.record
+        if isinstance(record, RoutedIncident):
+            case = case or ServiceRequest(str(record.case_id), record.category.value, record.municipality,
+                                          record.reported_at, IncidentStatus.received, record.routed_at, None,
+                                          routed=True)
+            open311_cases.join_bodies(case.track, record.dispatches, record.routed_at)
+            if event.generation is not None:  # the case's first report: its re-routings are the case's
+                case.track.generation = open311_cases.case_generation(event.generation)
+            return self._moved(case, record.routed_at, None, None)
+        if case is None:
+            return None
         before = dict(case.track.bodies)
         changes.apply_status(case.track, record)
-        if case.track.bodies != before:
-            self._cases[case_id] = self._moved(case, record.at, record.agency_id, reason)
+        if case.track.bodies == before:
+            return case
+        return self._moved(case, record.at, record.agency_id, event.reason)
 
     def _split_out(self, record: CaseSplit) -> None:
         """From now on the report answers with its own state, the splitting body's dispatch in it."""

@@ -71,12 +71,14 @@ def test_every_report_of_a_case_answers_with_the_case() -> None:
 
 def test_order_of_partitions_does_not_matter() -> None:
     """a1's, a2's and a3's records are on different partitions: any interleaving that keeps each
-    report's own order gives the same answers."""
+    report's own order gives the same answers, and the same histories (the case's steps in the
+    order they happened, not the order they were read: the CI run where the on-site visit on a1
+    was read before the acknowledgement of a2 and the acknowledgement vanished from a3's page)."""
     cases = Cases(now_ms() - timedelta(hours=3))
     routed = {r.id: r for r in cases.routed()}
     per_report = [
-        [routed[cases.a1], cases.status(cases.a1, "siba", "acknowledged", 10)],
-        [routed[cases.a2], cases.status(cases.a2, "pm-35402", "on_site", 12)],
+        [routed[cases.a1], cases.status(cases.a1, "siba", "on_site", 40)],
+        [routed[cases.a2], cases.status(cases.a2, "pm-35402", "acknowledged", 8)],
         [routed[cases.a3]],
     ]
     answers = set()
@@ -84,6 +86,10 @@ def test_order_of_partitions_does_not_matter() -> None:
         records: list[Record] = [r for n in order for r in per_report[n]]
         book = book_of(records)
         answers.add(tuple(status(book, i) for i in (cases.a1, cases.a2, cases.a3)))
+        a3 = book.get(str(cases.a3))
+        assert a3 is not None
+        assert [m.kind for m in a3.history] == ["received", "transmitted", "acknowledged", "on_site"], order
+        assert [m.at for m in a3.history[2:]] == [cases.base + timedelta(minutes=m) for m in (8, 40)]
     assert answers == {(IncidentStatus.on_site,) * 3}
 
 
