@@ -28,11 +28,15 @@ a past cascade after a long outage moves silent representatives on at once, whic
 a late cascade should do).
 
 DELIVERY. A notification's id is deterministic (activation, owner, step, target) and the
-Table remembers ``sent:<id>`` before the source offset is committed (the changelog is written
-first), so a restarted worker re-reading its input skips what was sent. What a kill -9 can
-still double is the one message in flight between the relay's acceptance and the changelog:
-it carries the same Message-ID (and the SMS gateway the same Idempotency-Key), so the copy is
-the same message. Nothing is forgotten: the offset is committed only after the sends.
+Table remembers ``sent:<id>`` (the ``notified`` event itself) before the source offset is
+committed (the changelog is written first), so a restarted worker re-reading its input skips
+what was sent. What a kill -9 can still double is the one message in flight between the
+relay's acceptance and the changelog: it carries the same Message-ID (and the SMS gateway the
+same Idempotency-Key), so the copy is the same message. Nothing is forgotten: the offset is
+committed only after the sends and their ``notified`` events are acknowledged, and a re-read
+event whose notifications were already sent publishes their remembered ``notified`` events
+again (a kill -9 between the changelog and the event would otherwise lose the record of a
+message that went out); the copy is the same event, which the store collapses by its key.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import faust
@@ -110,9 +115,9 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
     async def deliver(n: cascade.Notification, act: dict[str, Any],
                       attempt: int = 0) -> events.NotifiedEvent | None:
         """Send ``n`` once (``sent:<id>`` in the Table), or again for retry number ``attempt``;
-        the event to record, None if sent before."""
+        the event to record (the one remembered, when it was sent before)."""
         if attempt == 0 and load(f"sent:{n.id}") is not None:
-            return None
+            return remembered(n.id)
         town = territory.municipalities[n.municipality].name
         url = links.url(n, act.get("category") or "other")
         headline = act.get("headline") or "Alerte"
@@ -129,7 +134,10 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             channel = "sms"
             outcome, _ = await sms.send(n.contact.sms or "", messages.sms(n, url=url, town=town,
                                                                          headline=headline), n.id)
-        store(f"sent:{n.id}", outcome.value)
+        notified = events.NotifiedEvent(activation=n.activation, at=_now(), notification=n.id,
+                                        municipality=n.municipality, owner=n.owner, target=n.target,
+                                        step=n.step, channel=channel, outcome=outcome.value)
+        store(f"sent:{n.id}", notified.model_dump(mode="json"))
         due = None if outcome is not DeliveryOutcome.retry else cascade.next_retry_ms(
             attempt, _now(), max_retries=retries.notify_retries, base_seconds=retries.retry_base_seconds,
             cap_seconds=retries.retry_max_seconds)
@@ -143,10 +151,18 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
         # What is logged: ids and outcomes, never a contact.
         log.info("pcs notification=%s activation=%s owner=%s target=%s step=%d channel=%s outcome=%s",
                  n.id, n.activation, n.owner, n.target, n.step, channel, outcome.value)
-        return events.NotifiedEvent(activation=n.activation, at=_now(), notification=n.id,
-                                    municipality=n.municipality, owner=n.owner, target=n.target,
-                                    step=n.step, channel=channel,
-                                    outcome=outcome.value)
+        return notified
+
+    def remembered(notification: str) -> events.NotifiedEvent | None:
+        """The ``notified`` event of a notification sent before (None: not sent, or remembered
+        by a release that kept its outcome only)."""
+        raw = load(f"sent:{notification}")
+        return events.NotifiedEvent.model_validate(raw) if isinstance(raw, dict) else None
+
+    def again(*notifications: cascade.Notification | str) -> list[Output]:
+        """The remembered events of notifications already sent, for a re-read input."""
+        found = (remembered(n if isinstance(n, str) else n.id) for n in notifications)
+        return [out(ev) for ev in found if ev is not None]
 
     def watch_of(raw: dict[str, Any]) -> cascade.Watch:
         return cascade.Watch(**{k: v for k, v in raw.items() if k != "p"})
@@ -163,8 +179,11 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
         outputs: list[Output] = []
         if isinstance(ev, events.ActivationEvent):
             mp = plan.municipalities.get(ev.municipality)
-            if mp is None or load(f"act:{ev.activation}") is not None:
+            if mp is None:
                 return []
+            if load(f"act:{ev.activation}") is not None:  # re-read after a restart
+                return again(*(n for _, n in cascade.start(mp, ev.activation, ev.municipality,
+                                                          ev.representatives, ev.at)))
             act = {"municipality": ev.municipality, "headline": ev.headline, "at": ev.at,
                    "category": ev.category,
                    "owners": list(ev.representatives)}
@@ -182,8 +201,9 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
                 return []
             w = watch_of(raw)
             mp = plan.municipalities[w.municipality]
-            if w.step + 1 != ev.step:
-                return []  # already moved (a step re-published after a restart)
+            if w.step + 1 != ev.step:  # already moved (a step re-read or re-published after a restart)
+                done = ev.step <= w.step
+                return again(cascade.notification_for(mp, replace(w, step=ev.step))) if done else []
             w, nxt = cascade.expire(mp, w, max(ev.at, w.deadline_ms or 0))
             store(f"w:{w.key}", watch_raw(w))
             if nxt is not None:
@@ -194,7 +214,7 @@ def create_pcs_app(settings: Settings, plan: PcsPlan | None = None,
             retry, raw, act = load(f"r:{ev.notification}"), load(f"w:{ev.activation}/{ev.owner}"), \
                 load(f"act:{ev.activation}")
             if retry is None or retry["attempt"] != ev.attempt or raw is None or act is None:
-                return []  # done already (a retry event re-read after a restart)
+                return again(ev.notification)  # done already (a retry event re-read after a restart)
             w = watch_of(raw)
             if w.acknowledged_by is not None or w.step != ev.step:
                 forget(f"r:{ev.notification}")  # acknowledged, or the chain moved on: no more tries

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -136,3 +137,47 @@ def test_no_register_content_on_any_topic(kafka: Any, tmp_path: Path,
     for secret in ("Germaine", "Lebrun", "oxyg"):
         assert secret.encode() not in everything
         assert secret not in w.log()
+
+
+def forget_committed_offsets(settings: Any, group: str, timeout: float = 90) -> None:
+    """Delete ``group`` (its committed offsets), once the broker sees it empty: a static member
+    stays in its group until its session times out."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka_client_config())
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.delete_consumer_groups([group], request_timeout=10)[group].result()
+            return
+        except Exception as exc:  # GROUP_NOT_EMPTY until the session ends
+            assert time.monotonic() < deadline, f"{group} never emptied: {exc}"
+            time.sleep(1)
+
+
+def test_a_worker_re_reading_its_input_sends_nobody_again_and_records_every_notification(
+        kafka: Any, tmp_path: Path, mailbox: tuple[Mailbox, int]) -> None:
+    """After a crash the worker re-reads what it had not committed: events whose notifications it
+    had sent (the Table remembers them) but whose ``notified`` events a kill -9 may have cut off.
+    Here the whole input is re-read (the group's offsets deleted): no e-mail goes out again, and
+    every notification's ``notified`` event is published again, the same event (the CI run where
+    a kill -9 between the Table's changelog and the event lost the record of a sent message)."""
+    box, port = mailbox
+    settings = deployment(kafka, tmp_path)
+    r, w = router(settings).start(), pcs_worker(settings, port).start()
+    try:
+        publish_heatwave(settings)
+        first = notified(cascade_events(settings, lambda out: len(notified(out)) >= ALL_STEPS, timeout=120))
+        w.stop()
+        sent = len(box.messages)
+        forget_committed_offsets(settings, f"{settings.topic_prefix}-pcs")
+        w = pcs_worker(settings, port).start()
+        evs = cascade_events(settings, lambda out: len(notified(out)) >= 2 * ALL_STEPS, timeout=120)
+        time.sleep(2)  # anything sent again would be in the mailbox by now
+    finally:
+        w.stop()
+        r.stop()
+    assert len(box.messages) == sent == 13, w.log()  # nobody twice
+    again = Counter(n.notification for n in notified(evs))
+    assert len(again) == ALL_STEPS and min(again.values()) == 2, again
+    assert {e.model_dump_json() for e in notified(evs)} == {e.model_dump_json() for e in first}
