@@ -145,6 +145,17 @@ def test_severity_raised_at_severe_at_adds_the_escalation_targets() -> None:
     assert {d["case"]["severity"] for d in before} == {"moderate"}
     assert {d["case"]["severity"] for d in after} == {"severe"}
     assert rep.events["raised"] == 1
+    # The case's first report is routed again with the monitoring cell among its dispatches (the
+    # store and the acknowledgements know it), at the raising report's time, its severity the
+    # reporter's; every other report keeps one routing record.
+    firsts = [r for r in routed if r["id"] == uuid.UUID(int=1)]
+    assert len(firsts) == 2 and len(routed) == 22
+    opening, raised = firsts
+    assert {t["agency_id"] for t in raised["dispatches"]} == \
+        {t["agency_id"] for t in opening["dispatches"]} | {m["agency_id"]}
+    assert raised["severity"] == opening["severity"] == "moderate" and raised["updates"] == []
+    raiser = next(r for r in routed if r["id"] == uuid.UUID(int=20))
+    assert raised["routed_at"] > opening["routed_at"] and raised["routed_at"] >= raiser["routed_at"]
 
 
 def test_a_severe_report_raises_the_case_at_once() -> None:

@@ -123,3 +123,14 @@ def test_first_routing_is_not_told_and_states_round_trip() -> None:
     track = Track()
     apply_routed(track, routed(uuid.uuid4(), "a", at=at(0)))
     assert Track.from_json(track.as_json()) == track
+
+
+def test_bodies_added_to_a_routing_are_no_rerouting() -> None:
+    """A case raised by its size is routed again with its bodies and the monitoring cell: the
+    resident is not told it was handed to another service (issue 25); a re-routing after a
+    refusal, which lists the new body only, is."""
+    i = uuid.uuid4()
+    records = [routed(i, "siba", "pm", at=at(0)), status(i, "siba", "acknowledged", at(1)),
+               routed(i, "siba", "pm", "cellule", rule="climate-severe", at=at(2)),
+               status(i, "cellule", "on_site", at(3))]
+    assert told_sequence(records) == [Change.acknowledged, Change.on_site]

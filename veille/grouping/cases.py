@@ -34,7 +34,7 @@ from veille.grouping.cells import cells_within, decider_cell, distance_m
 from veille.grouping.envelope import Envelope, Report, Shadow, encode
 from veille.grouping.records import MAX_POSITIONS, Writer, body_key, case_ref
 from veille.kafka import Output
-from veille.schemas.models import GeoPoint, Incident, IncidentCategory, Severity
+from veille.schemas.models import DispatchTarget, GeoPoint, Incident, IncidentCategory, Severity
 from veille.territory import Territory
 from veille.territory.model import GroupingRule
 from veille.territory.routing import route_incident
@@ -207,17 +207,22 @@ class Grouper:
         d.events["joined"] += 1
         d.events["updates"] += len(updated)
         if after.rank > before.rank:
-            self._escalate(d, case, after)
+            self._escalate(d, case, after, report.routed_at)
 
-    def _escalate(self, d: Decision, case: dict[str, Any], severity: Severity) -> None:
+    def _escalate(self, d: Decision, case: dict[str, Any], severity: Severity, at_ms: int) -> None:
         """Route the case's first report again at the case's severity: the bodies the
-        territory's ``escalations`` add receive the case (``opened``, with its count)."""
+        territory's ``escalations`` add receive the case (``opened``, with its count). The first
+        report's routing record is written again with them among its dispatches (routed at the
+        raising report's time), so that the store, the resident's page and the bodies'
+        acknowledgements know them, as after the router's own re-routing; its severity stays the
+        reporter's (the case's is in the dispatches)."""
         first = Report.model_validate(case["first"])
         incident = Incident.model_construct(
             id=first.id, municipality=first.municipality, category=IncidentCategory(first.category),
             severity=severity, location=GeoPoint(lat=first.lat, lon=first.lon))
         decision = route_incident(incident, self.territory)
         d.events["raised"] += 1
+        added: list[DispatchTarget] = []
         for t in decision.targets:
             key = body_key(t)
             if key in case["bodies"]:
@@ -225,7 +230,14 @@ class Grouper:
             ref = case_ref(case, "opened")
             d.outputs.append(self.writer.dispatch(first, t, ref, severity=severity.value))
             case["bodies"][key] = self.writer.dispatch_id(case["id"], t)
+            case.setdefault("escalated", []).append(t.model_dump(mode="json"))
+            added.append(t)
             d.events["escalated"] += 1
+        if added:
+            escalated = [DispatchTarget.model_validate(t) for t in case["escalated"]]
+            # Strictly after the first routing: the store keeps the latest routing of an incident.
+            again = first.model_copy(update={"routed_at": max(at_ms, first.routed_at + 1)})
+            d.outputs.append(self.writer.routed(again, case["id"], [*first.targets, *escalated]))
 
     def _shadow(self, d: Decision, cell: str, shadow: Shadow) -> None:
         sid = str(shadow.id)

@@ -116,7 +116,11 @@ def apply_routed(track: Track, routed: RoutedIncident) -> None:
     new = [d.agency_id for d in routed.dispatches if d.agency_id not in track.bodies]
     if not new:
         return  # a re-delivery, or a routing to bodies already dispatched
-    track.generation += 1
+    # A re-routing (a refused report handed to another body) lists the new bodies only; a routing
+    # that keeps every body and adds some (a case raised by its size brings the monitoring cell
+    # in, docs/grouping.md) is no new generation: nobody let the report go, nothing to tell.
+    if not track.bodies or not set(track.bodies) <= {d.agency_id for d in routed.dispatches}:
+        track.generation += 1
     at = routed.routed_at.isoformat()
     for agency in new:
         track.bodies[agency] = BodyStatus(IncidentStatus.received.value, at)
