@@ -12,6 +12,7 @@ from case_helpers import Cases
 from sink_helpers import now_ms
 
 from veille.reads.console.case import build_case, case_html
+from veille.reads.console.export import export_rows
 from veille.reads.console.filters import parse_filter
 from veille.reads.console.pages import report_html
 from veille.reads.console.report import build_report
@@ -74,6 +75,10 @@ def test_map_cases_and_case_page(tmp_path: Path) -> None:
         split = build_case(store, cases.a4)
         assert split is not None and (split["reports"], split["split"]) == (1, True)
         assert build_case(store, cases.u1) is None  # never grouped: not a case
+        # export.csv names the case each report counts in now: a4 its own once split out.
+        exported = {r["id"]: r["case_id"] for r in export_rows(store, territory, parse_filter(qs))}
+        assert {i: exported[str(i)] for i in (cases.a2, cases.a4, cases.b2, cases.u1)} == {
+            cases.a2: str(cases.a1), cases.a4: str(cases.a4), cases.b2: str(cases.b1), cases.u1: ""}
     finally:
         store.close()
 

@@ -19,7 +19,8 @@ from veille.territory import Territory
 
 BOM = "\ufeff"
 COLUMNS = ("id", "municipality", "municipality_name", "category", "severity", "channel",
-           "reported_local", "status", "agencies", "cross_boundary", "cell_lat", "cell_lon")
+           "reported_local", "status", "agencies", "cross_boundary", "cell_lat", "cell_lon",
+           "case_id")
 
 
 def export_rows(store: Store, territory: Territory, f: ConsoleFilter) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ def filtered_incidents(db: str) -> str:
 SELECT * FROM (
   SELECT i.id AS id, i.municipality AS municipality, i.category AS category, i.severity AS severity,
          i.channel AS channel, i.lat AS lat, i.lon AS lon, i.reported_at AS reported_at,
-         i.agencies AS agencies, i.cross_boundary AS cross_boundary,
+         i.agencies AS agencies, i.cross_boundary AS cross_boundary, i.case_id AS case_id,
          if(s.status = '', 'new', s.status) AS state
   FROM (
     SELECT * FROM {db}.incidents FINAL
@@ -127,7 +127,9 @@ GROUP BY sender, identifier ORDER BY sent_at DESC LIMIT 200""", f, munis)
 
 
 def export_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
-    """The rows of export.csv: one per incident, positions as grid cells (none if sensitive)."""
+    """The rows of export.csv: one per incident, positions as grid cells (none if sensitive),
+    the case it counts in now (``case_reports.case_of``: itself once split out; empty when never
+    grouped)."""
     g = GRID_DEGREES
     cell = (f"if(lat IS NULL OR lon IS NULL OR category IN {SENSITIVE_CATEGORIES!r}, NULL, "
             f"round((floor({{v}} / {g}) + 0.5) * {g}, 5))")
@@ -135,7 +137,9 @@ def export_sql(db: str, f: ConsoleFilter, munis: list[str]) -> Query:
 SELECT toString(id) AS id, municipality, category, severity, channel,
        formatDateTime(reported_at, '%Y-%m-%d %H:%i:%S', '{LOCAL_TZ}') AS reported_local,
        state AS status, arrayStringConcat(arraySort(agencies), ' ') AS agencies,
-       cross_boundary, {cell.format(v="lat")} AS cell_lat, {cell.format(v="lon")} AS cell_lon
+       cross_boundary, {cell.format(v="lat")} AS cell_lat, {cell.format(v="lon")} AS cell_lon,
+       if(case_id IS NULL, '', toString(if(id IN (SELECT incident_id FROM {db}.case_splits FINAL), id,
+                                            assumeNotNull(case_id)))) AS case_id
 FROM ({filtered_incidents(db)})
 ORDER BY reported_at, id""", f, munis)
 
