@@ -146,13 +146,17 @@ class FollowUp:
 
     def _routed(self, state: State | None, rec: RoutedIncident, partition: int) -> Result:
         incident = str(rec.id)
+        start = None  # the report's time; a body a later routing adds (a case raised) from then
         if state is None:
             state = self._new_state(partition, rec.municipality, rec.category.value, rec.severity.value,
                                     rec.location, ms(rec.reported_at), ms(rec.occurred_at), rec.channel.value)
+        else:
+            start = max(state["rep"], ms(rec.routed_at))
         for t in rec.dispatches:
             did = dispatch_ref(self.dispatch_key, EventType.incident, incident, t.agency_id, t.service)
             if did not in state["d"]:  # a replayed routing changes nothing already known
-                state["d"][did] = self._entry(t.agency_id, t.service.value, t.rule, 0, state["rep"], state)
+                state["d"][did] = self._entry(t.agency_id, t.service.value, t.rule, 0,
+                                              state["rep"] if start is None else start, state)
         for t in rec.updates:  # no deadline: the body answers its dispatch of the case
             did = dispatch_ref(self.dispatch_key, EventType.incident, incident, t.agency_id, t.service)
             state.setdefault("u", {})[did] = [t.agency_id, t.service.value, t.rule]

@@ -90,6 +90,24 @@ def test_a_missed_acknowledgement_escalates_once_to_the_supervisor(territory: Te
     assert f.due(str(incident), state, due + 10_000_000) == []
 
 
+def test_a_body_a_later_routing_adds_is_timed_from_that_routing(territory: Territory) -> None:
+    """A case raised by its size routes its first report again with the monitoring cell added
+    (docs/grouping.md): the cell's deadlines start when it received the case, the first bodies'
+    stay; the same routing read again changes nothing."""
+    f = follow(territory)
+    incident = uuid.uuid4()
+    state = f.on_record(None, "RoutedIncident", routed(incident), 0).state
+    later = routed(incident, targets=(("pm-35401", ServiceKind.municipal_police, "security"),
+                                      ("cellule-veille", ServiceKind.monitoring_cell, "climate-severe")))
+    later["routed_at"] = REPORTED + timedelta(hours=2)
+    state = f.on_record(state, "RoutedIncident", later, 0).state
+    state = f.on_record(state, "RoutedIncident", later, 0).state
+    assert state is not None
+    acks = {state["d"][did]["a"]: due for did, name, due in f.pending(state) if name == "ack"}
+    assert acks == {"pm-35401": ms(REPORTED) + 8 * 3_600_000,
+                    "cellule-veille": ms(REPORTED) + 10 * 3_600_000}
+
+
 def test_an_acknowledgement_before_the_deadline_cancels_it(territory: Territory) -> None:
     f = follow(territory)
     incident = uuid.uuid4()
