@@ -11,12 +11,13 @@ import pytest
 from case_helpers import Cases
 from sink_helpers import now_ms
 
-from veille.reads.console.case import build_case, case_html
+from veille.reads.console.case import build_case, case_html, shown_severity
 from veille.reads.console.export import export_rows
 from veille.reads.console.filters import parse_filter
 from veille.reads.console.pages import report_html
 from veille.reads.console.report import build_report
 from veille.reads.console.view import build_view
+from veille.schemas.models import IncidentCategory
 from veille.sinks.rows import to_rows
 from veille.sinks.store import ChdbStore
 from veille.territory import load_territory
@@ -56,7 +57,7 @@ def test_map_cases_and_case_page(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             parse_filter({**qs, "show": "everything"})
 
-        data = build_case(store, cases.a1)
+        data = build_case(store, cases.a1, territory)
         assert data is not None
         assert (data["reports"], data["state"], data["severity"]) == (3, "on_site", "severe")
         rows = data["report_rows"]
@@ -72,9 +73,9 @@ def test_map_cases_and_case_page(tmp_path: Path) -> None:
         assert f'case?id={cases.a4}' in page
         for private in ("ps-", "48.1", "-1.7"):  # no pseudonym, no position
             assert private not in page
-        split = build_case(store, cases.a4)
+        split = build_case(store, cases.a4, territory)
         assert split is not None and (split["reports"], split["split"]) == (1, True)
-        assert build_case(store, cases.u1) is None  # never grouped: not a case
+        assert build_case(store, cases.u1, territory) is None  # never grouped: not a case
         # export.csv names the case each report counts in now: a4 its own once split out.
         exported = {r["id"]: r["case_id"] for r in export_rows(store, territory, parse_filter(qs))}
         assert {i: exported[str(i)] for i in (cases.a2, cases.a4, cases.b2, cases.u1)} == {
@@ -97,3 +98,15 @@ def test_annual_report_grouping_table(tmp_path: Path) -> None:
     assert not_shown == ("n.d.",) * 4
     page = report_html(data)
     assert "Signalements regroupés en dossiers" in page and 'id="report-cases"' in page
+
+
+def test_a_case_shows_the_severity_its_size_raised() -> None:
+    """The store keeps each report's own severity; the console shows the case's as the grouper
+    raised it: flash floods are severe from 20 reports (the example territory's rule)."""
+    territory = load_territory()
+    rule = territory.rules.grouping.rule_for(IncidentCategory.flash_flood)
+    assert rule is not None and rule.severe_at == 20
+    assert shown_severity(territory, "flash_flood", "moderate", 19) == "moderate"
+    assert shown_severity(territory, "flash_flood", "moderate", 20) == "severe"
+    assert shown_severity(territory, "flash_flood", "critical", 20) == "critical"  # never lowered
+    assert shown_severity(territory, "a_future_category", "minor", 500) == "minor"  # as stored

@@ -46,6 +46,14 @@ GRACE_MS = 30 * 60 * 1000
 SEVERE = Severity.severe
 
 
+def case_severity(severe_at: int | None, most_severe: Severity, reports: int) -> Severity:
+    """A case's severity: its most severe report's, at least severe once it has ``severe_at``
+    reports (its rule's). The grouper raises the case with it; the console shows it."""
+    if severe_at is not None and reports >= severe_at and most_severe.rank < SEVERE.rank:
+        return SEVERE
+    return most_severe
+
+
 def empty_state() -> State:
     return {"cases": {}, "shadows": {}, "clock": 0}
 
@@ -188,9 +196,8 @@ class Grouper:
             case["municipalities"].append(report.where)
         case["positions"] = [*case["positions"], [report.lat, report.lon]][-MAX_POSITIONS:]
         before = Severity(case["severity"])
-        after = max(before, Severity(report.severity), key=lambda s: s.rank)
-        if case["severe_at"] is not None and case["count"] >= case["severe_at"] and after.rank < SEVERE.rank:
-            after = SEVERE
+        after = case_severity(case["severe_at"], max(before, Severity(report.severity), key=lambda s: s.rank),
+                              case["count"])
         case["severity"] = after.value
         dispatched, updated = [], []
         for t in report.targets:

@@ -181,7 +181,7 @@ async def case_page(request: web.Request) -> web.Response:
         case_id = uuid.UUID(request.query.get("id", ""))
     except ValueError:
         return _error(400, t["bad_id"])
-    data = await _blocking(build_case, request.app[STORE], case_id)
+    data = await _blocking(build_case, request.app[STORE], case_id, request.app[TERRITORY])
     if data is None:
         return _error(404, t["not_found"])
     return web.Response(text=case_html(data, request.app[TERRITORY]), content_type="text/html")

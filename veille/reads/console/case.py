@@ -19,11 +19,13 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from veille.grouping.cases import case_severity
 from veille.notify.changes import BodyStatus, Track, overall
 from veille.reads.console.filters import ConsoleFilter
 from veille.reads.console.pages import HEAD
 from veille.reads.console.queries import GRID_DEGREES, filtered_incidents
 from veille.reads.indicators import Query
+from veille.schemas.models import IncidentCategory, Severity
 from veille.sinks.store import Store
 from veille.territory import Territory
 from veille.web.i18n import page_texts
@@ -46,9 +48,20 @@ ORDER BY reports DESC, first_report_at, id
 LIMIT {MAP_LIMIT}""", f.params(munis))
 
 
-def map_case_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def shown_severity(territory: Territory, category: str, severity: str, reports: int) -> str:
+    """The case's severity as the grouper raised it: its most severe report's (the store's),
+    at least severe from its rule's ``severe_at`` reports (the rule of today's territory)."""
+    try:
+        rule = territory.rules.grouping.rule_for(IncidentCategory(category))
+        return case_severity(rule.severe_at if rule else None, Severity(severity), reports).value
+    except ValueError:  # a category or severity this release does not know: as stored
+        return severity
+
+
+def map_case_rows(rows: list[dict[str, Any]], territory: Territory) -> list[dict[str, Any]]:
     return [{"id": r["id"], "category": r["category"], "reports": int(r["reports"]),
-             "municipalities": list(r["municipalities"]), "severity": r["severity"],
+             "municipalities": list(r["municipalities"]),
+             "severity": shown_severity(territory, r["category"], r["severity"], int(r["reports"])),
              "lat": float(r["lat"]), "lon": float(r["lon"]),
              "first_report_at": _utc(r["first_report_at"]).isoformat(timespec="seconds"),
              "acknowledged": r["first_acknowledged_at"] is not None} for r in rows]
@@ -103,7 +116,7 @@ def _opt(value: Any) -> datetime | None:
     return None if value is None else _utc(value)
 
 
-def build_case(store: Store, case_id: uuid.UUID) -> dict[str, Any] | None:
+def build_case(store: Store, case_id: uuid.UUID, territory: Territory) -> dict[str, Any] | None:
     """The case, its reports and its bodies (None: the store holds no such case)."""
     q = case_sql(store.database)
     params = {"case": str(case_id)}
@@ -130,7 +143,9 @@ def build_case(store: Store, case_id: uuid.UUID) -> dict[str, Any] | None:
     track = Track({a: BodyStatus(b["status"] or "received", (b["last_at"] or first_at).isoformat())
                    for a, b in bodies.items() if b["dispatches"] or b["status"]})
     return {"id": c["id"], "category": c["category"], "reports": int(c["reports"]),
-            "municipalities": list(c["municipalities"]), "severity": c["severity"], "split": bool(c["split"]),
+            "municipalities": list(c["municipalities"]),
+            "severity": shown_severity(territory, c["category"], c["severity"], int(c["reports"])),
+            "split": bool(c["split"]),
             "first_report_at": _utc(c["first_report_at"]), "last_report_at": _utc(c["last_report_at"]),
             "first_acknowledged_at": _opt(c["first_acknowledged_at"]),
             "state": overall(track).phase.value if track.bodies else "transmitted",

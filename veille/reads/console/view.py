@@ -148,7 +148,8 @@ def build_view(store: Store, territory: Territory, f: ConsoleFilter,
                           for a in cross["by_agency"]],
         },
         # The map's cases instead of its cells (``show=cases``, docs/grouping.md).
-        "cases": case.map_case_rows(store.query(*case.map_cases_sql(db, f, munis))) if f.show else [],
+        "cases": (case.map_case_rows(store.query(*case.map_cases_sql(db, f, munis)), territory)
+                  if f.show else []),
         "alerts": alerts,
         "response_times": times,
         "handled": handled,
