@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -64,6 +65,16 @@ def fresh(settings: Settings, label: str) -> Settings:
     return s
 
 
+def worker_env(s: Settings, name: str, cache_dir: Path) -> dict[str, str]:
+    """A hub process's environment on ``s``, in a state dir of its own (attempt log, instance
+    id): the broker's credentials are then not found there, so they are handed over."""
+    creds = s.kafka_credentials()
+    env = hub_env(s.model_copy(update={"state_dir": s.state_dir / name}))
+    env.update({"VEILLE_CACHE_DIR": str(cache_dir), "VEILLE_SECURITY_PROTOCOL": creds.protocol,
+                "VEILLE_SASL_USERNAME": creds.username, "VEILLE_SASL_PASSWORD": creds.password})
+    return env
+
+
 def flood(settings: Settings, municipality: str, n: int) -> None:
     """``n`` random-byte messages on one municipality's intake topic, as fast as it goes."""
     producer = Producer({**settings.kafka_client_config(), "linger.ms": 20, "enable.idempotence": True,
@@ -102,13 +113,7 @@ def drain(settings: Settings, incidents: Sequence[Incident], n: int, *, what: st
     started = time.monotonic()
     try:
         for w in range(workers):
-            # Each worker its own state dir (attempt log, instance id): the broker's credentials
-            # are then not found there, so they are handed over.
-            creds = s.kafka_credentials()
-            env = hub_env(s.model_copy(update={"state_dir": s.state_dir / f"w{w}"}))
-            env.update({"VEILLE_CACHE_DIR": str(settings.cache_dir),
-                        "VEILLE_SECURITY_PROTOCOL": creds.protocol,
-                        "VEILLE_SASL_USERNAME": creds.username, "VEILLE_SASL_PASSWORD": creds.password})
+            env = worker_env(s, f"w{w}", settings.cache_dir)
             if what == "router per event":  # faust's event per record: the path before batches
                 env["VEILLE_ROUTER_RECORD_BATCHES"] = "false"
             if what == "bare agent":

@@ -4,23 +4,35 @@ Both on the same storm reports (``producers/storm.py``: located flood reports of
 without coordinates or sensitive): the drain rate of one ``veille router run`` over pre-filled
 intake topics (with grouping on, a groupable report becomes one record on ``<p>.grouping``
 instead of its dispatches and routing record; the grouping worker is not running: this is the
-router's cost), and the p50/p99 of ``Router.process`` per message, without Kafka.
+router's cost), the p50/p99 of ``Router.process`` per message, without Kafka, and the latency a
+body sees: the storm published at a steady rate into a router (and, with grouping on, the
+grouping worker: one more hop through ``<p>.grouping``), from each report's publication to the
+Kafka timestamp of its routing record (written with its dispatches, by the router or by the
+grouping worker), p50/p99/max.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
-from benchmarks.drain import drain
+from confluent_kafka import Consumer, Producer
+
+from benchmarks.drain import drain, fresh, worker_env
+from benchmarks.pipeline import Child, say
 from benchmarks.results import Report
 from veille.config import Settings
 from veille.kafka import Message
 from veille.producers.storm import storm
+from veille.schemas import codec
+from veille.schemas.models import Incident
 from veille.streams.router import Router
 from veille.territory import Territory
 from veille.topics import Topics
+
+LATENCY_RATE = 100.0  # reports/s: the storm's 2,000 reports in 20 s, a flash flood's peak
 
 
 def process_latencies(territory: Territory, grouping: bool, messages: list[Message],
@@ -34,6 +46,70 @@ def process_latencies(territory: Territory, grouping: bool, messages: list[Messa
             router.process(msg)
             out.append(time.perf_counter() - t0)
     return out
+
+
+def publication_latency(settings: Settings, incidents: list[Incident], rate: float, *,
+                        grouping: bool, timeout: float = 180) -> list[float]:
+    """Seconds from each report's publication to its first routing record, at ``rate``/s."""
+    s = fresh(settings.model_copy(update={"grouping": grouping}), "lat")
+    logs = s.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    topics = Topics(s.topic_prefix)
+    children = [Child("router", ["router", "run", "--metrics-port", "0"],
+                      worker_env(s, "router", settings.cache_dir), logs)]
+    if grouping:
+        children.append(Child("grouping", ["router", "grouping", "--metrics-port", "0"],
+                              worker_env(s, "grouping", settings.cache_dir), logs))
+    consumer = Consumer({**s.kafka_client_config(), "group.id": f"lat-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topics.routed])
+    producer = Producer({**s.kafka_client_config(), "linger.ms": 1, "enable.idempotence": True,
+                         "acks": "all"})
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+
+    def read(wait: float) -> None:
+        for msg in consumer.consume(1000, timeout=wait):
+            if msg.error() is not None or msg.value() is None:
+                continue
+            decoded = codec.decode(msg.value())
+            rid = str(decoded.value.get("id"))
+            if decoded.record_type == "RoutedIncident" and rid in sent and rid not in seen:
+                seen[rid] = msg.timestamp()[1] / 1000 - sent[rid]
+
+    try:
+        # Warm-up: both processes in their groups and routing before the clock starts.
+        warm = incidents[0].model_copy(update={"id": uuid.uuid4()})
+        sent[str(warm.id)] = time.time()
+        producer.produce(topics.intake(warm.municipality), key=warm.id.bytes, value=warm.encode())
+        producer.flush(30)
+        deadline = time.monotonic() + timeout
+        while str(warm.id) not in seen:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the warm-up report was never routed:\n" + children[-1].tail())
+            read(0.5)
+        seen.clear()
+        say(f"latency (grouping {'on' if grouping else 'off'}): {len(incidents):,} reports at {rate:.0f}/s")
+        start = time.monotonic()
+        for k, inc in enumerate(incidents):
+            while time.monotonic() < start + k / rate:
+                read(0)
+                time.sleep(0.001)
+            sent[str(inc.id)] = time.time()
+            producer.produce(topics.intake(inc.municipality), key=inc.id.bytes, value=inc.encode())
+            producer.poll(0)
+        producer.flush(30)
+        wanted = {str(i.id) for i in incidents}
+        deadline = time.monotonic() + timeout
+        while not wanted <= set(seen) and time.monotonic() < deadline:
+            read(0.5)
+        if not wanted <= set(seen):
+            raise TimeoutError(f"{len(wanted - set(seen))} reports never routed")
+        return [seen[i] for i in wanted]
+    finally:
+        consumer.close()
+        for c in children:
+            c.stop()
 
 
 def bench_grouping(report: Report, settings: Settings, territory: Territory, n: int) -> None:
@@ -55,6 +131,13 @@ def bench_grouping(report: Report, settings: Settings, territory: Territory, n: 
         report.add(sec, f"router drain, grouping {'on' if grouping else 'off'}", d.steady, "ev/s",
                    note=f"{d.overall:,.0f}/s from the process start; {d.cpu:.1f} CPU s")
     report.add(sec, "drain with grouping on / off", 100 * rates[True] / rates[False], "%")
+    for grouping in (False, True):
+        lat = sorted(publication_latency(settings, list(s.incidents), LATENCY_RATE, grouping=grouping))
+        p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99)]
+        what = f"publication to routing p99, grouping {'on' if grouping else 'off'}"
+        report.add(sec, what, p99 * 1e3, "ms",
+                   note=f"p50 {p50 * 1e3:.0f} ms, max {lat[-1] * 1e3:.0f} ms; {len(lat):,} storm reports "
+                        f"at {LATENCY_RATE:.0f}/s")
 
 
 __all__ = ["bench_grouping", "process_latencies"]
