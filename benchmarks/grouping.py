@@ -67,11 +67,13 @@ def publication_latency(settings: Settings, incidents: list[Incident], rate: flo
     logs = s.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     topics = Topics(s.topic_prefix)
+    # State dirs of this run's own: the grouping worker's RocksDB files are named after its table,
+    # not after the topics, and a second run in the same dir would find the first one's offsets.
     children = [Child("router", ["router", "run", "--metrics-port", "0"],
-                      worker_env(s, "router", settings.cache_dir), logs)]
+                      worker_env(s, f"router-{s.topic_prefix}", settings.cache_dir), logs)]
     if grouping:
         children.append(Child("grouping", ["router", "grouping", "--metrics-port", "0"],
-                              worker_env(s, "grouping", settings.cache_dir), logs))
+                              worker_env(s, f"grouping-{s.topic_prefix}", settings.cache_dir), logs))
     consumer = Consumer({**s.kafka_client_config(), "group.id": f"lat-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topics.routed])
