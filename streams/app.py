@@ -49,17 +49,7 @@ def create_app(settings: Settings) -> faust.App:
         f"{settings.topic_prefix}-router",
         broker=(batch_transport if settings.router_record_batches else transport).broker_url(
             settings.kafka_bootstrap()),
-        broker_credentials=_credentials(settings),
-        datadir=str(settings.state_dir / "router"),
-        store="memory://",
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,  # /metrics is served by prometheus-client (see cli)
-        broker_commit_interval=1.0,
+        **app_settings(settings, "router", "memory://"),
         # Events queued for the agent: with record batches each holds up to 500 records, so
         # faust's default (4096 events) would let a backlog fill memory with 2M records.
         **({"stream_buffer_maxsize": batch_transport.STREAM_BUFFER_BATCHES}
@@ -130,6 +120,25 @@ def router_source_topics(settings: Settings) -> list[str]:
     topics = Topics(settings.topic_prefix)
     municipalities = sorted(load_territory(settings.territory_dir).municipalities)
     return [*(topics.intake(m) for m in municipalities), topics.alerts, topics.status]
+
+
+def app_settings(settings: Settings, name: str, store: str) -> dict[str, Any]:
+    """What every faust app of the hub sets alike (the router, the stateful workers): its
+    credentials, raw bytes in and out, acks from every replica, and its state under
+    ``<state dir>/<name>`` in ``store``."""
+    return {
+        "broker_credentials": _credentials(settings),
+        "datadir": str(settings.state_dir / name),
+        "store": store,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "producer_acks": -1,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": False,  # /metrics is served by prometheus-client (see cli)
+        "broker_commit_interval": 1.0,
+    }
 
 
 def _credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:

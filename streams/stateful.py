@@ -20,7 +20,7 @@ from veille.config import Settings
 from veille.kafka import Output, static_member_id
 from veille.schemas.catalog import catalog
 from veille.schemas.registry import output_resolver
-from veille.streams.app import _credentials
+from veille.streams.app import app_settings
 from veille.streams.membership import faust_consumer_settings
 from veille.streams.output import OutputSender
 from veille.streams.router import Router
@@ -36,17 +36,7 @@ def stateful_app(settings: Settings, name: str, store: str) -> faust.App:
     return faust.App(
         f"{settings.topic_prefix}-{name}",
         broker=broker_url(settings.kafka_bootstrap()),
-        broker_credentials=_credentials(settings),
-        datadir=str(settings.state_dir / name),
-        store=store,
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,  # /metrics is served by prometheus-client
-        broker_commit_interval=1.0,
+        **app_settings(settings, name, store),
         **member,
     )
 
